@@ -1,0 +1,169 @@
+//! Start-up wiring: the data directory, store, index, indexer and search, held
+//! together as the state every handler gets.
+
+use crate::config::Config;
+use crate::index::{IndexSchema, Indexer, SearchIndex};
+use crate::ingest::pseudonym::UserKeyer;
+use crate::metrics::{Gauges, Metrics};
+use crate::model::{NewMessage, NewTrace};
+use crate::query::SearchService;
+use crate::store::{IngestOutcome, Store, StoreError};
+use anyhow::Context;
+use std::fs::File;
+use std::sync::Arc;
+
+/// Everything a request may need; cheap to clone.
+#[derive(Clone)]
+pub struct App {
+    inner: Arc<Inner>,
+}
+
+/// The parts of [`App`].
+pub struct Inner {
+    pub config: Config,
+    pub store: Store,
+    pub keyer: UserKeyer,
+    pub search: SearchService,
+    pub indexer: Indexer,
+    pub metrics: Metrics,
+    /// Held for the life of the process: one process per data directory.
+    _lock: File,
+}
+
+impl std::ops::Deref for App {
+    type Target = Inner;
+    fn deref(&self) -> &Inner {
+        &self.inner
+    }
+}
+
+/// Takes the data directory's lock, failing when another process holds it.
+pub fn lock_data_dir(config: &Config) -> anyhow::Result<File> {
+    let dir = &config.server.data_dir;
+    std::fs::create_dir_all(dir)
+        .with_context(|| format!("creating data directory {}", dir.display()))?;
+    let lock = File::create(dir.join("LOCK")).context("creating the lock file")?;
+    match lock.try_lock() {
+        Ok(()) => Ok(lock),
+        Err(std::fs::TryLockError::WouldBlock) => anyhow::bail!(
+            "data directory {} is in use by another convlog process",
+            dir.display()
+        ),
+        Err(std::fs::TryLockError::Error(err)) => Err(err).context("locking the data directory"),
+    }
+}
+
+impl App {
+    /// Opens the data directory and starts the indexer; the index catches up in the background.
+    pub fn open(config: Config) -> anyhow::Result<App> {
+        let lock = lock_data_dir(&config)?;
+        let dir = config.server.data_dir.clone();
+        let keyer = UserKeyer::load_or_create(&dir.join("user-key.secret"))
+            .context("loading the user-key secret")?;
+        let store = Store::open(&dir.join("convlog.db")).context("opening the store")?;
+        let schema = IndexSchema::load().context("loading index-schema")?;
+        let (index, position) =
+            SearchIndex::open(&dir.join("index"), schema).context("opening the index")?;
+        tracing::info!(
+            store_position = store.head(),
+            index_position = position,
+            data_dir = %dir.display(),
+            "store and index opened"
+        );
+        let indexer = Indexer::spawn(index.clone(), store.clone(), config.index.clone(), position)
+            .context("starting the indexer")?;
+        let search = SearchService::new(index, store.clone(), config.search.clone());
+        Ok(App {
+            inner: Arc::new(Inner {
+                config,
+                store,
+                keyer,
+                search,
+                indexer,
+                metrics: Metrics::default(),
+                _lock: lock,
+            }),
+        })
+    }
+
+    /// Stores validated messages; returns once they are durable.
+    pub async fn ingest(&self, messages: Vec<NewMessage>) -> Result<IngestOutcome, StoreError> {
+        let sessions = self.config.sessions.clone();
+        self.store
+            .write(move |ctx| ctx.ingest(messages, &sessions))
+            .await
+    }
+
+    /// Like [`App::ingest`], outside an async runtime.
+    pub fn ingest_blocking(&self, messages: Vec<NewMessage>) -> Result<IngestOutcome, StoreError> {
+        let sessions = self.config.sessions.clone();
+        self.store
+            .write_blocking(move |ctx| ctx.ingest(messages, &sessions))
+    }
+
+    /// Stores trace events as configured; returns (stored, dropped).
+    pub async fn store_traces(&self, traces: Vec<NewTrace>) -> Result<(usize, usize), StoreError> {
+        let sessions = self.config.sessions.clone();
+        let capture_all = self.config.ingest.capture_all_traces;
+        self.store
+            .write(move |ctx| ctx.store_traces(traces, &sessions, capture_all))
+            .await
+    }
+
+    /// The `/metrics` text.
+    pub fn render_metrics(&self) -> String {
+        let state = &self.indexer.state;
+        self.metrics.render(&Gauges {
+            store_head: self.store.head(),
+            index_position: state.position(),
+            index_commits: state.commits(),
+            ready: state.ready().is_ok(),
+        })
+    }
+
+    /// Finishes pending writes, then indexes and commits what is left.
+    pub fn shutdown(&self) {
+        self.store.shutdown();
+        self.indexer.shutdown();
+    }
+}
+
+/// Runs the HTTP service until SIGTERM or Ctrl-C, then shuts down cleanly.
+pub async fn serve(config: Config) -> anyhow::Result<()> {
+    let listener = tokio::net::TcpListener::bind(config.server.listen)
+        .await
+        .with_context(|| format!("binding {}", config.server.listen))?;
+    let app = App::open(config)?;
+    let address = listener.local_addr()?;
+    // Tests and scripts read this line to find a port chosen with :0.
+    println!("convlog listening on http://{address}");
+    tracing::info!(%address, "listening");
+    axum::serve(listener, crate::http::router(app.clone()))
+        .with_graceful_shutdown(shutdown_signal())
+        .await
+        .context("serving HTTP")?;
+    tracing::info!("shutting down: finishing writes and the last index commit");
+    tokio::task::spawn_blocking(move || app.shutdown()).await?;
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = terminate => {},
+    }
+}

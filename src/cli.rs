@@ -1,0 +1,245 @@
+//! The command line: raw arguments (clap) resolved into actions.
+
+use crate::app::{self, App};
+use crate::config::{Config, Sources};
+use crate::ingest::validate::{BodyFormat, ValidationError, parse_items, validate_messages};
+use anyhow::{Context, bail};
+use clap::{Args, Parser, Subcommand};
+use std::io::{BufRead, BufReader, Write};
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+/// convlog keeps the conversation logs of chatbots.
+#[derive(Debug, Parser)]
+#[command(name = "convlog", version, about)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// What to do.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the service (HTTP API and indexer).
+    Serve(ConfigArgs),
+    /// Load NDJSON messages: through a running server, or straight into the data directory.
+    Ingest(IngestArgs),
+    /// Write generated, realistic conversation logs as NDJSON to stdout.
+    Generate(GenerateArgs),
+}
+
+/// Where settings come from.
+#[derive(Debug, Args, Clone, Default)]
+pub struct ConfigArgs {
+    /// A config file layered over the embedded defaults (env: CONVLOG_CONFIG).
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// Address to listen on (env: CONVLOG_LISTEN).
+    #[arg(long)]
+    pub listen: Option<String>,
+    /// Data directory (env: CONVLOG_DATA_DIR).
+    #[arg(long)]
+    pub data_dir: Option<String>,
+    /// Override any setting: --set index.refresh_interval=2s (repeatable).
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    pub overrides: Vec<String>,
+}
+
+impl ConfigArgs {
+    /// Loads the configuration with the process environment.
+    pub fn load(&self) -> anyhow::Result<Config> {
+        Ok(Config::load(&Sources {
+            file: self.config.clone(),
+            env: std::env::vars().collect(),
+            overrides: self.overrides.clone(),
+            listen: self.listen.clone(),
+            data_dir: self.data_dir.clone(),
+        })?)
+    }
+}
+
+/// `convlog ingest`.
+#[derive(Debug, Args)]
+pub struct IngestArgs {
+    /// NDJSON file of messages ("-" for stdin).
+    pub file: PathBuf,
+    /// Send to this server (e.g. http://127.0.0.1:7700) instead of looking for one at the configured address.
+    #[arg(long)]
+    pub server: Option<String>,
+    /// Write into the data directory even if a server answers at the configured address.
+    #[arg(long, conflicts_with = "server")]
+    pub direct: bool,
+    /// Messages per batch.
+    #[arg(long, default_value_t = 1000)]
+    pub batch: usize,
+    #[command(flatten)]
+    pub config: ConfigArgs,
+}
+
+/// `convlog generate`.
+#[derive(Debug, Args)]
+pub struct GenerateArgs {
+    /// Seed: the same seed gives the same output.
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// Number of conversations.
+    #[arg(long, default_value_t = 1000)]
+    pub conversations: usize,
+    /// Bots to spread conversations over (comma-separated).
+    #[arg(long, default_value = "demo", value_delimiter = ',')]
+    pub bots: Vec<String>,
+    /// End of the generated time span (RFC 3339); default: now.
+    #[arg(long)]
+    pub end: Option<String>,
+    /// Length of the time span in days.
+    #[arg(long, default_value_t = 30)]
+    pub days: u32,
+}
+
+/// Runs a parsed command line.
+pub fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Serve(args) => {
+            let config = args.load()?;
+            tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()?
+                .block_on(app::serve(config))
+        }
+        Command::Ingest(args) => ingest(args),
+        Command::Generate(args) => generate(args),
+    }
+}
+
+fn generate(args: GenerateArgs) -> anyhow::Result<()> {
+    let end = match &args.end {
+        Some(text) => chrono::DateTime::parse_from_rfc3339(text)
+            .with_context(|| format!("--end {text:?} is not RFC 3339"))?
+            .with_timezone(&chrono::Utc),
+        None => chrono::Utc::now(),
+    };
+    let mut config = crate::generate::GenConfig::new(args.seed, args.conversations, end);
+    config.bots = args.bots;
+    config.span_days = args.days;
+    let stdout = std::io::stdout().lock();
+    let mut out = std::io::BufWriter::with_capacity(1 << 20, stdout);
+    crate::generate::write_ndjson(&config, &mut out)?;
+    out.flush()?;
+    Ok(())
+}
+
+/// Reads NDJSON in batches of `size` lines.
+fn batches(file: &PathBuf, size: usize) -> anyhow::Result<impl Iterator<Item = std::io::Result<Vec<String>>>> {
+    let reader: Box<dyn BufRead> = if file.as_os_str() == "-" {
+        Box::new(BufReader::new(std::io::stdin()))
+    } else {
+        Box::new(BufReader::with_capacity(
+            1 << 20,
+            std::fs::File::open(file).with_context(|| format!("opening {}", file.display()))?,
+        ))
+    };
+    let mut lines = reader.lines().filter(|line| !matches!(line, Ok(l) if l.trim().is_empty()));
+    Ok(std::iter::from_fn(move || {
+        let mut batch = Vec::with_capacity(size);
+        for line in lines.by_ref() {
+            match line {
+                Ok(line) => batch.push(line),
+                Err(err) => return Some(Err(err)),
+            }
+            if batch.len() == size {
+                break;
+            }
+        }
+        (!batch.is_empty()).then_some(Ok(batch))
+    }))
+}
+
+fn server_answers(base: &str) -> bool {
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .timeout_global(Some(Duration::from_secs(1)))
+        .build()
+        .into();
+    agent.get(&format!("{base}/healthz")).call().is_ok()
+}
+
+fn ingest(args: IngestArgs) -> anyhow::Result<()> {
+    if args.batch == 0 {
+        bail!("--batch must be at least 1");
+    }
+    let config = args.config.load()?;
+    let local = {
+        let mut address = config.server.listen;
+        if address.ip().is_unspecified() {
+            address.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
+        }
+        format!("http://{address}")
+    };
+    let server = match (&args.server, args.direct) {
+        (Some(url), _) => Some(url.trim_end_matches('/').to_string()),
+        (None, true) => None,
+        (None, false) => server_answers(&local).then_some(local),
+    };
+    let started = Instant::now();
+    let (accepted, duplicates) = match server {
+        Some(url) => {
+            eprintln!("ingesting through {url}");
+            ingest_http(&url, &args)?
+        }
+        None => {
+            eprintln!("ingesting into {}", config.server.data_dir.display());
+            ingest_direct(config, &args)?
+        }
+    };
+    eprintln!(
+        "{accepted} messages stored, {duplicates} duplicates skipped in {:.1}s",
+        started.elapsed().as_secs_f64()
+    );
+    Ok(())
+}
+
+fn ingest_http(url: &str, args: &IngestArgs) -> anyhow::Result<(u64, u64)> {
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .build()
+        .into();
+    let (mut accepted, mut duplicates) = (0, 0);
+    for (number, batch) in batches(&args.file, args.batch)?.enumerate() {
+        let body = batch?.join("\n");
+        let mut response = agent
+            .post(&format!("{url}/v1/messages"))
+            .content_type("application/x-ndjson")
+            .send(body.as_bytes())
+            .with_context(|| format!("sending batch {number}"))?;
+        let text = response.body_mut().read_to_string()?;
+        if !response.status().is_success() {
+            bail!("batch {number} refused ({}): {text}", response.status());
+        }
+        let answer: serde_json::Value = serde_json::from_str(&text)?;
+        accepted += answer["accepted"].as_u64().unwrap_or(0);
+        duplicates += answer["duplicates"].as_u64().unwrap_or(0);
+    }
+    Ok((accepted, duplicates))
+}
+
+fn ingest_direct(config: Config, args: &IngestArgs) -> anyhow::Result<(u64, u64)> {
+    let app = App::open(config)?;
+    let (mut accepted, mut duplicates) = (0, 0);
+    for (number, batch) in batches(&args.file, args.batch)?.enumerate() {
+        let body = batch?.join("\n");
+        let items = parse_items(body.as_bytes(), BodyFormat::Ndjson);
+        let messages = items.and_then(|items| validate_messages(&items, &app.config.ingest, &app.keyer));
+        let messages = match messages {
+            Ok(messages) => messages,
+            Err(ValidationError::Invalid(details)) => {
+                bail!("batch {number} refused: {}", serde_json::to_string(&details)?)
+            }
+            Err(err) => bail!("batch {number} refused: {err}"),
+        };
+        let outcome = app.ingest_blocking(messages)?;
+        accepted += outcome.accepted as u64;
+        duplicates += outcome.duplicates as u64;
+    }
+    eprintln!("indexing…");
+    app.shutdown();
+    Ok((accepted, duplicates))
+}

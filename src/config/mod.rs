@@ -1,0 +1,401 @@
+//! Configuration: the embedded `config.toml` defaults, layered with a user
+//! file, environment variables and command-line overrides, then validated into
+//! typed settings.
+//!
+//! Layering happens on TOML values; validation only looks at the merged value
+//! and does no IO, so it is testable and its errors name the offending key.
+
+mod raw;
+mod units;
+
+pub use units::{parse_duration, parse_size};
+
+use raw::RawConfig;
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// The defaults, embedded so that the binary runs with no file at all.
+pub const DEFAULT_CONFIG: &str = include_str!("../../config.toml");
+
+/// A configuration that can't be used, with the key at fault.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("config: {0}")]
+    Toml(String),
+    #[error("config key `{key}`: {reason}")]
+    Invalid { key: String, reason: String },
+    #[error("config file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+}
+
+/// Validated settings of the whole service.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub server: ServerConfig,
+    pub ingest: IngestConfig,
+    pub sessions: SessionConfig,
+    pub index: IndexConfig,
+    pub search: SearchConfig,
+    pub retention: RetentionConfig,
+}
+
+/// `[server]`.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    pub listen: SocketAddr,
+    pub data_dir: PathBuf,
+    pub max_body: usize,
+    pub request_timeout: Duration,
+}
+
+/// `[ingest]`.
+#[derive(Debug, Clone)]
+pub struct IngestConfig {
+    pub max_text: usize,
+    pub max_metadata: usize,
+    pub max_batch_messages: usize,
+    pub capture_all_traces: bool,
+}
+
+/// `[sessions]`: the timeout after which a user's next message starts a new session.
+#[derive(Debug, Clone)]
+pub struct SessionConfig {
+    pub default_timeout: Duration,
+    pub channels: BTreeMap<String, Duration>,
+}
+
+impl SessionConfig {
+    /// The session timeout of `channel`.
+    pub fn timeout(&self, channel: &str) -> Duration {
+        self.channels
+            .get(channel)
+            .copied()
+            .unwrap_or(self.default_timeout)
+    }
+}
+
+/// `[index]`.
+#[derive(Debug, Clone)]
+pub struct IndexConfig {
+    pub refresh_interval: Duration,
+    pub writer_memory: usize,
+    pub writer_threads: usize,
+}
+
+/// `[search]`.
+#[derive(Debug, Clone)]
+pub struct SearchConfig {
+    pub history_days: u32,
+    pub cursor_ttl: Duration,
+    pub max_open_cursors: usize,
+}
+
+/// `[retention]`.
+#[derive(Debug, Clone)]
+pub struct RetentionConfig {
+    pub period: Duration,
+    /// Empty means `<data_dir>/archive`.
+    pub archive_url: String,
+}
+
+/// Where each layer of configuration comes from.
+#[derive(Debug, Default, Clone)]
+pub struct Sources {
+    /// A user file layered over the embedded defaults.
+    pub file: Option<PathBuf>,
+    /// Environment variables (name, value), usually `std::env::vars()`.
+    pub env: Vec<(String, String)>,
+    /// `section.key=value` overrides from the command line.
+    pub overrides: Vec<String>,
+    /// `--listen` flag.
+    pub listen: Option<String>,
+    /// `--data-dir` flag.
+    pub data_dir: Option<String>,
+}
+
+impl Config {
+    /// The embedded defaults, validated.
+    pub fn defaults() -> Config {
+        Config::load(&Sources::default()).expect("embedded config.toml is valid")
+    }
+
+    /// Reads the user file (if any) and merges every layer, then validates.
+    pub fn load(sources: &Sources) -> Result<Config, ConfigError> {
+        let mut merged = parse_table(DEFAULT_CONFIG, "embedded config.toml")?;
+        let env_file = sources
+            .env
+            .iter()
+            .find(|(name, _)| name == "CONVLOG_CONFIG")
+            .map(|(_, value)| PathBuf::from(value));
+        if let Some(path) = sources.file.clone().or(env_file) {
+            let text = std::fs::read_to_string(&path).map_err(|source| ConfigError::Read {
+                path: path.clone(),
+                source,
+            })?;
+            let user = parse_table(&text, &path.display().to_string())?;
+            merge(&mut merged, user);
+        }
+        for (name, value) in &sources.env {
+            match name.as_str() {
+                "CONVLOG_LISTEN" => set(&mut merged, "server.listen", value)?,
+                "CONVLOG_DATA_DIR" => set(&mut merged, "server.data_dir", value)?,
+                _ => {
+                    if let Some(path) = name.strip_prefix("CONVLOG__") {
+                        let key = path.to_ascii_lowercase().replace("__", ".");
+                        set(&mut merged, &key, value)?;
+                    }
+                }
+            }
+        }
+        for assignment in &sources.overrides {
+            let (key, value) = assignment.split_once('=').ok_or_else(|| ConfigError::Invalid {
+                key: assignment.clone(),
+                reason: "expected section.key=value".into(),
+            })?;
+            set(&mut merged, key.trim(), value.trim())?;
+        }
+        if let Some(listen) = &sources.listen {
+            set(&mut merged, "server.listen", listen)?;
+        }
+        if let Some(dir) = &sources.data_dir {
+            set(&mut merged, "server.data_dir", dir)?;
+        }
+        validate(merged)
+    }
+
+    /// The archive location: the configured URL or `<data_dir>/archive`.
+    pub fn archive_url(&self) -> String {
+        if self.retention.archive_url.is_empty() {
+            format!("file://{}", self.server.data_dir.join("archive").display())
+        } else {
+            self.retention.archive_url.clone()
+        }
+    }
+}
+
+fn parse_table(text: &str, origin: &str) -> Result<toml::Table, ConfigError> {
+    text.parse::<toml::Table>()
+        .map_err(|err| ConfigError::Toml(format!("{origin}: {err}")))
+}
+
+/// Deep-merges `over` into `base`: tables merge key by key, anything else replaces.
+fn merge(base: &mut toml::Table, over: toml::Table) {
+    for (key, value) in over {
+        match (base.get_mut(&key), value) {
+            (Some(toml::Value::Table(base_table)), toml::Value::Table(over_table)) => {
+                merge(base_table, over_table)
+            }
+            (_, value) => {
+                base.insert(key, value);
+            }
+        }
+    }
+}
+
+/// Sets a dotted key from a string, reading it as a TOML literal when it is one
+/// (numbers, booleans) and as a string otherwise.
+fn set(table: &mut toml::Table, dotted: &str, raw_value: &str) -> Result<(), ConfigError> {
+    let value = format!("v = {raw_value}")
+        .parse::<toml::Table>()
+        .ok()
+        .and_then(|mut t| t.remove("v"))
+        .unwrap_or_else(|| toml::Value::String(raw_value.to_string()));
+    let mut parts: Vec<&str> = dotted.split('.').collect();
+    let last = parts.pop().filter(|k| !k.is_empty()).ok_or_else(|| ConfigError::Invalid {
+        key: dotted.to_string(),
+        reason: "empty key".into(),
+    })?;
+    let mut current = table;
+    for part in parts {
+        let entry = current
+            .entry(part.to_string())
+            .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+        current = entry.as_table_mut().ok_or_else(|| ConfigError::Invalid {
+            key: dotted.to_string(),
+            reason: format!("`{part}` is not a table"),
+        })?;
+    }
+    current.insert(last.to_string(), value);
+    Ok(())
+}
+
+fn invalid(key: &str, reason: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid {
+        key: key.to_string(),
+        reason: reason.into(),
+    }
+}
+
+fn duration(key: &str, text: &str) -> Result<Duration, ConfigError> {
+    parse_duration(text).map_err(|reason| invalid(key, reason))
+}
+
+fn size(key: &str, text: &str) -> Result<u64, ConfigError> {
+    parse_size(text).map_err(|reason| invalid(key, reason))
+}
+
+fn positive(key: &str, value: Duration) -> Result<Duration, ConfigError> {
+    if value.is_zero() {
+        return Err(invalid(key, "must be greater than zero"));
+    }
+    Ok(value)
+}
+
+fn validate(table: toml::Table) -> Result<Config, ConfigError> {
+    let raw: RawConfig = toml::Value::Table(table)
+        .try_into()
+        .map_err(|err: toml::de::Error| ConfigError::Toml(err.message().to_string()))?;
+
+    let listen = raw
+        .server
+        .listen
+        .parse::<SocketAddr>()
+        .map_err(|err| invalid("server.listen", format!("{:?}: {err}", raw.server.listen)))?;
+    if raw.server.data_dir.trim().is_empty() {
+        return Err(invalid("server.data_dir", "must not be empty"));
+    }
+    let max_body = size("server.max_body", &raw.server.max_body)?;
+    if max_body < 1024 {
+        return Err(invalid("server.max_body", "must be at least 1KiB"));
+    }
+    let server = ServerConfig {
+        listen,
+        data_dir: PathBuf::from(&raw.server.data_dir),
+        max_body: max_body as usize,
+        request_timeout: positive(
+            "server.request_timeout",
+            duration("server.request_timeout", &raw.server.request_timeout)?,
+        )?,
+    };
+
+    if raw.ingest.max_batch_messages == 0 {
+        return Err(invalid("ingest.max_batch_messages", "must be at least 1"));
+    }
+    let ingest = IngestConfig {
+        max_text: size("ingest.max_text", &raw.ingest.max_text)? as usize,
+        max_metadata: size("ingest.max_metadata", &raw.ingest.max_metadata)? as usize,
+        max_batch_messages: raw.ingest.max_batch_messages,
+        capture_all_traces: raw.ingest.capture_all_traces,
+    };
+
+    let mut channels = BTreeMap::new();
+    for (channel, text) in &raw.sessions.channels {
+        let key = format!("sessions.channels.{channel}");
+        if channel.is_empty() || channel.chars().any(|c| c.is_ascii_uppercase()) {
+            return Err(invalid(&key, "channel names are lowercase"));
+        }
+        channels.insert(channel.clone(), positive(&key, duration(&key, text)?)?);
+    }
+    let sessions = SessionConfig {
+        default_timeout: positive(
+            "sessions.default_timeout",
+            duration("sessions.default_timeout", &raw.sessions.default_timeout)?,
+        )?,
+        channels,
+    };
+
+    let writer_memory = size("index.writer_memory", &raw.index.writer_memory)?;
+    if writer_memory < (16 << 20) {
+        return Err(invalid("index.writer_memory", "must be at least 16MiB"));
+    }
+    let index = IndexConfig {
+        refresh_interval: positive(
+            "index.refresh_interval",
+            duration("index.refresh_interval", &raw.index.refresh_interval)?,
+        )?,
+        writer_memory: writer_memory as usize,
+        writer_threads: raw.index.writer_threads,
+    };
+
+    let search = SearchConfig {
+        history_days: raw.search.history_days,
+        cursor_ttl: duration("search.cursor_ttl", &raw.search.cursor_ttl)?,
+        max_open_cursors: raw.search.max_open_cursors,
+    };
+
+    let archive_url = raw.retention.archive_url.trim().to_string();
+    if !(archive_url.is_empty()
+        || archive_url.starts_with("file://")
+        || archive_url.starts_with("s3://"))
+    {
+        return Err(invalid(
+            "retention.archive_url",
+            "must be empty, file://… or s3://…",
+        ));
+    }
+    let retention = RetentionConfig {
+        period: positive(
+            "retention.period",
+            duration("retention.period", &raw.retention.period)?,
+        )?,
+        archive_url,
+    };
+
+    Ok(Config {
+        server,
+        ingest,
+        sessions,
+        index,
+        search,
+        retention,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load_with(overrides: &[&str]) -> Result<Config, ConfigError> {
+        Config::load(&Sources {
+            overrides: overrides.iter().map(|s| s.to_string()).collect(),
+            ..Sources::default()
+        })
+    }
+
+    #[test]
+    fn embedded_defaults_match_the_documented_values() {
+        let config = Config::defaults();
+        assert_eq!(config.sessions.timeout("web"), Duration::from_secs(86_400));
+        assert_eq!(config.sessions.timeout("whatsapp"), Duration::from_secs(86_400));
+        assert_eq!(config.sessions.timeout("sms"), Duration::from_secs(1_800));
+        assert_eq!(config.index.refresh_interval, Duration::from_secs(1));
+        assert_eq!(config.server.max_body, 8 << 20);
+        assert_eq!(config.ingest.max_text, 16 << 10);
+        assert_eq!(config.search.history_days, 5);
+        assert_eq!(config.retention.period, Duration::from_secs(180 * 86_400));
+    }
+
+    #[test]
+    fn unknown_key_is_an_error_naming_the_key() {
+        let err = load_with(&["index.refresh_intervall=2s"]).unwrap_err();
+        assert!(err.to_string().contains("refresh_intervall"), "{err}");
+    }
+
+    #[test]
+    fn environment_overrides_file_and_flags_override_environment() {
+        let config = Config::load(&Sources {
+            env: vec![
+                ("CONVLOG_LISTEN".into(), "127.0.0.1:9000".into()),
+                ("CONVLOG__INDEX__REFRESH_INTERVAL".into(), "250ms".into()),
+            ],
+            listen: Some("127.0.0.1:9001".into()),
+            ..Sources::default()
+        })
+        .unwrap();
+        assert_eq!(config.server.listen.port(), 9001);
+        assert_eq!(config.index.refresh_interval, Duration::from_millis(250));
+    }
+
+    #[test]
+    fn bad_values_name_their_key() {
+        let err = load_with(&["sessions.channels.web=forever"]).unwrap_err();
+        assert!(err.to_string().contains("sessions.channels.web"), "{err}");
+        let err = load_with(&["server.listen=nowhere"]).unwrap_err();
+        assert!(err.to_string().contains("server.listen"), "{err}");
+    }
+}

@@ -1,0 +1,73 @@
+//! The configuration exactly as written in TOML, before validation.
+//!
+//! Every table denies unknown fields so a typo is an error that names the key.
+
+use serde::Deserialize;
+use std::collections::BTreeMap;
+
+/// The whole file.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawConfig {
+    pub server: RawServer,
+    pub ingest: RawIngest,
+    pub sessions: RawSessions,
+    pub index: RawIndex,
+    pub search: RawSearch,
+    pub retention: RawRetention,
+}
+
+/// `[server]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawServer {
+    pub listen: String,
+    pub data_dir: String,
+    pub max_body: String,
+    pub request_timeout: String,
+}
+
+/// `[ingest]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawIngest {
+    pub max_text: String,
+    pub max_metadata: String,
+    pub max_batch_messages: usize,
+    pub capture_all_traces: bool,
+}
+
+/// `[sessions]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawSessions {
+    pub default_timeout: String,
+    #[serde(default)]
+    pub channels: BTreeMap<String, String>,
+}
+
+/// `[index]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawIndex {
+    pub refresh_interval: String,
+    pub writer_memory: String,
+    pub writer_threads: usize,
+}
+
+/// `[search]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawSearch {
+    pub history_days: u32,
+    pub cursor_ttl: String,
+    pub max_open_cursors: usize,
+}
+
+/// `[retention]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRetention {
+    pub period: String,
+    pub archive_url: String,
+}

@@ -1,0 +1,89 @@
+//! The one place where errors become HTTP responses with a stable `code`.
+
+use crate::ingest::validate::{ItemError, ValidationError};
+use crate::query::QueryError;
+use crate::store::StoreError;
+use axum::Json;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+
+/// Every error a handler can return.
+#[derive(Debug, thiserror::Error)]
+pub enum AppError {
+    #[error(transparent)]
+    Validation(#[from] ValidationError),
+    #[error(transparent)]
+    Query(#[from] QueryError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("body is larger than the limit of {limit} bytes")]
+    PayloadTooLarge { limit: usize },
+    #[error("invalid parameter `{name}`: {reason}")]
+    InvalidParameter { name: String, reason: String },
+    #[error("{0} not found")]
+    NotFound(&'static str),
+    #[error("request timed out")]
+    Timeout,
+}
+
+#[derive(Serialize)]
+struct Body<'a> {
+    error: ErrorBody<'a>,
+}
+
+#[derive(Serialize)]
+struct ErrorBody<'a> {
+    code: &'a str,
+    message: String,
+    #[serde(skip_serializing_if = "<[_]>::is_empty")]
+    details: &'a [ItemError],
+}
+
+impl AppError {
+    fn status_and_code(&self) -> (StatusCode, &'static str) {
+        match self {
+            AppError::Validation(ValidationError::Malformed(_)) => (StatusCode::BAD_REQUEST, "invalid_json"),
+            AppError::Validation(ValidationError::Invalid(_)) => {
+                (StatusCode::UNPROCESSABLE_ENTITY, "invalid_message")
+            }
+            AppError::Query(QueryError::InvalidQuery { .. }) => (StatusCode::BAD_REQUEST, "invalid_query"),
+            AppError::Query(QueryError::InvalidParameter { .. }) | AppError::InvalidParameter { .. } => {
+                (StatusCode::BAD_REQUEST, "invalid_parameter")
+            }
+            AppError::Query(QueryError::NotFound) | AppError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
+            AppError::Store(StoreError::NotFound) => (StatusCode::NOT_FOUND, "not_found"),
+            AppError::Query(QueryError::Store(err)) | AppError::Store(err) if err.is_unavailable() => {
+                (StatusCode::SERVICE_UNAVAILABLE, "unavailable")
+            }
+            AppError::PayloadTooLarge { .. } => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
+            AppError::Timeout => (StatusCode::SERVICE_UNAVAILABLE, "timeout"),
+            AppError::Query(_) | AppError::Store(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
+        }
+    }
+}
+
+impl IntoResponse for AppError {
+    fn into_response(self) -> Response {
+        let (status, code) = self.status_and_code();
+        let message = if status == StatusCode::INTERNAL_SERVER_ERROR {
+            // Internal details go to the log, not to clients.
+            tracing::error!(error = %self, "request failed");
+            "internal error; see the server log".to_string()
+        } else {
+            self.to_string()
+        };
+        let details: &[ItemError] = match &self {
+            AppError::Validation(ValidationError::Invalid(details)) => details,
+            _ => &[],
+        };
+        let body = Body {
+            error: ErrorBody {
+                code,
+                message,
+                details,
+            },
+        };
+        (status, Json(body)).into_response()
+    }
+}

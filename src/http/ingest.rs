@@ -1,0 +1,92 @@
+//! `POST /v1/messages` and `POST /v1/traces`.
+
+use super::error::AppError;
+use crate::app::App;
+use crate::ingest::validate::{BodyFormat, parse_items, validate_messages, validate_traces};
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::extract::rejection::BytesRejection;
+use axum::http::{HeaderMap, StatusCode, header};
+use serde_json::{Value, json};
+use std::sync::atomic::Ordering;
+use std::time::Instant;
+
+fn body_or_413(app: &App, body: Result<Bytes, BytesRejection>) -> Result<Bytes, AppError> {
+    body.map_err(|rejection| {
+        if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            AppError::PayloadTooLarge {
+                limit: app.config.server.max_body,
+            }
+        } else {
+            AppError::InvalidParameter {
+                name: "body".into(),
+                reason: rejection.body_text(),
+            }
+        }
+    })
+}
+
+fn format(headers: &HeaderMap) -> BodyFormat {
+    BodyFormat::from_content_type(
+        headers
+            .get(header::CONTENT_TYPE)
+            .and_then(|value| value.to_str().ok()),
+    )
+}
+
+/// Parses JSON off the async workers: a full body takes milliseconds.
+async fn parse_body(body: Bytes, format: BodyFormat) -> Result<Vec<Value>, AppError> {
+    tokio::task::spawn_blocking(move || parse_items(&body, format))
+        .await
+        .map_err(|err| AppError::InvalidParameter {
+            name: "body".into(),
+            reason: err.to_string(),
+        })?
+        .map_err(AppError::from)
+}
+
+/// Stores a batch of messages durably, then answers.
+pub async fn messages(
+    State(app): State<App>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Json<Value>, AppError> {
+    let started = Instant::now();
+    let body = body_or_413(&app, body)?;
+    let items = parse_body(body, format(&headers)).await;
+    let messages = items.and_then(|items| {
+        validate_messages(&items, &app.config.ingest, &app.keyer).map_err(AppError::from)
+    });
+    let messages = match messages {
+        Ok(messages) => messages,
+        Err(err) => {
+            app.metrics.rejected_batches.fetch_add(1, Ordering::Relaxed);
+            return Err(err);
+        }
+    };
+    let outcome = app.ingest(messages).await?;
+    app.metrics
+        .ingested_messages
+        .fetch_add(outcome.accepted as u64, Ordering::Relaxed);
+    app.metrics
+        .duplicate_messages
+        .fetch_add(outcome.duplicates as u64, Ordering::Relaxed);
+    app.metrics.ingest_batch.observe(started.elapsed());
+    Ok(Json(json!({"accepted": outcome.accepted, "duplicates": outcome.duplicates})))
+}
+
+/// Stores the trace events of conversations with debug logging on (or all, when configured).
+pub async fn traces(
+    State(app): State<App>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Json<Value>, AppError> {
+    let body = body_or_413(&app, body)?;
+    let items = parse_body(body, format(&headers)).await?;
+    let traces = validate_traces(&items, &app.config.ingest, &app.keyer)?;
+    let (stored, dropped) = app.store_traces(traces).await?;
+    app.metrics.traces_stored.fetch_add(stored as u64, Ordering::Relaxed);
+    app.metrics.traces_dropped.fetch_add(dropped as u64, Ordering::Relaxed);
+    Ok(Json(json!({"accepted": stored, "dropped": dropped})))
+}

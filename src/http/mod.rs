@@ -1,0 +1,67 @@
+//! HTTP: thin axum handlers that extract, call one function of the layer
+//! below and convert; errors become responses in [`error`] only.
+
+pub mod error;
+mod ingest;
+mod ops;
+mod search;
+pub mod views;
+
+use crate::app::App;
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use error::AppError;
+use std::time::Instant;
+
+/// Every route of the service.
+pub fn router(app: App) -> Router {
+    let max_body = app.config.server.max_body;
+    Router::new()
+        .route("/v1/messages", post(ingest::messages))
+        .route("/v1/traces", post(ingest::traces))
+        .route("/v1/bots/{bot}/conversations", get(search::conversations))
+        .route("/v1/bots/{bot}/conversations/{id}", get(search::conversation))
+        .route("/v1/bots/{bot}/messages", get(search::messages))
+        .route("/v1/bots/{bot}/nodes", get(search::nodes))
+        .route("/v1/bots/{bot}/flows", get(search::flows))
+        .route("/v1/bots/{bot}/tags", get(search::tags))
+        .route("/v1/bots/{bot}/labels", get(search::labels))
+        .route("/v1/openapi.json", get(ops::openapi))
+        .route("/healthz", get(ops::healthz))
+        .route("/readyz", get(ops::readyz))
+        .route("/metrics", get(ops::metrics))
+        .fallback(ops::not_found)
+        .layer(DefaultBodyLimit::max(max_body))
+        .layer(middleware::from_fn_with_state(app.clone(), deadline_and_log))
+        .with_state(app)
+}
+
+/// Bounds every request by the configured timeout and logs it (path only: queries may hold user text).
+async fn deadline_and_log(State(app): State<App>, request: Request, next: Next) -> Response {
+    let started = Instant::now();
+    let method = request.method().clone();
+    let path = request.uri().path().to_string();
+    let response = match tokio::time::timeout(app.config.server.request_timeout, next.run(request)).await {
+        Ok(response) => response,
+        Err(_) => AppError::Timeout.into_response(),
+    };
+    tracing::debug!(
+        %method,
+        path = %redact(&path),
+        status = response.status().as_u16(),
+        elapsed_ms = started.elapsed().as_secs_f64() * 1e3,
+        "request"
+    );
+    response
+}
+
+/// Paths are logged without secrets (share tokens are a later path segment).
+fn redact(path: &str) -> String {
+    match path.strip_prefix("/v1/shared/") {
+        Some(_) => "/v1/shared/…".to_string(),
+        None => path.to_string(),
+    }
+}

@@ -1,0 +1,45 @@
+//! Health, readiness, metrics and the API description.
+
+use super::error::AppError;
+use crate::app::App;
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::IntoResponse;
+use serde_json::json;
+
+/// The OpenAPI description of this API.
+const OPENAPI: &str = include_str!("../../docs/openapi.json");
+
+/// The process is up.
+pub async fn healthz() -> impl IntoResponse {
+    axum::Json(json!({"status": "ok"}))
+}
+
+/// Green once the store is open and the index has caught up and is healthy.
+pub async fn readyz(State(app): State<App>) -> impl IntoResponse {
+    match app.indexer.state.ready() {
+        Ok(()) => (StatusCode::OK, axum::Json(json!({"status": "ready"}))),
+        Err(reason) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            axum::Json(json!({"status": "not_ready", "reason": reason})),
+        ),
+    }
+}
+
+/// Prometheus text format.
+pub async fn metrics(State(app): State<App>) -> impl IntoResponse {
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        app.render_metrics(),
+    )
+}
+
+/// `GET /v1/openapi.json`.
+pub async fn openapi() -> impl IntoResponse {
+    ([(header::CONTENT_TYPE, "application/json")], OPENAPI)
+}
+
+/// Any other path.
+pub async fn not_found() -> AppError {
+    AppError::NotFound("route")
+}

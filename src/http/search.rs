@@ -1,0 +1,171 @@
+//! Search and read endpoints under `/v1/bots/{bot}`.
+
+use super::error::AppError;
+use super::views::{ConversationView, MessageView, TagDetailView};
+use crate::app::App;
+use crate::model::{ConversationId, is_identifier, now_micros};
+use crate::query::{SearchRequest, Target};
+use axum::Json;
+use axum::extract::{Path, RawQuery, State};
+use serde_json::{Value, json};
+use std::time::Instant;
+
+fn bot_id(bot: &str) -> Result<String, AppError> {
+    if !is_identifier(bot) {
+        return Err(AppError::InvalidParameter {
+            name: "bot_id".into(),
+            reason: "must match [A-Za-z0-9._-]{1,64}".into(),
+        });
+    }
+    Ok(bot.to_string())
+}
+
+fn request(query: Option<String>, target: Target) -> Result<SearchRequest, AppError> {
+    let pairs: Vec<(String, String)> = serde_urlencoded::from_str(query.as_deref().unwrap_or(""))
+        .map_err(|err| AppError::InvalidParameter {
+            name: "query string".into(),
+            reason: err.to_string(),
+        })?;
+    Ok(SearchRequest::from_pairs(&pairs, target)?)
+}
+
+/// `GET /v1/bots/{bot}/conversations`.
+pub async fn conversations(
+    State(app): State<App>,
+    Path(bot): Path<String>,
+    RawQuery(query): RawQuery,
+) -> Result<Json<Value>, AppError> {
+    let started = Instant::now();
+    let bot = bot_id(&bot)?;
+    let request = request(query, Target::Conversations)?;
+    let page = app.search.conversations(bot, request, now_micros()).await?;
+    let conversations: Vec<Value> = page
+        .hits
+        .iter()
+        .map(|hit| {
+            let mut value = serde_json::to_value(ConversationView::new(&hit.record)).expect("view serialises");
+            value["snippets"] = json!(hit.snippets);
+            value
+        })
+        .collect();
+    let body = json!({
+        "total": page.total,
+        "conversations": conversations,
+        "next_cursor": page.next_cursor,
+        "facets": page.facets,
+    });
+    app.metrics.query_conversations.observe(started.elapsed());
+    Ok(Json(body))
+}
+
+/// `GET /v1/bots/{bot}/conversations/{id}`.
+pub async fn conversation(
+    State(app): State<App>,
+    Path((bot, id)): Path<(String, String)>,
+    RawQuery(query): RawQuery,
+) -> Result<Json<Value>, AppError> {
+    let started = Instant::now();
+    let bot = bot_id(&bot)?;
+    let id = ConversationId::parse(&id).ok_or(AppError::NotFound("conversation"))?;
+    let request = request(query, Target::Aggregates)?;
+    let detail = app.search.conversation(bot, id.0, request.ast).await?;
+    let mut body = serde_json::to_value(ConversationView::new(&detail.record)).expect("view serialises");
+    body["messages"] = json!(
+        detail
+            .messages
+            .iter()
+            .map(|(message, highlight)| MessageView::new(message, highlight.as_deref()))
+            .collect::<Vec<_>>()
+    );
+    body["tag_details"] = json!(detail.record.tags.iter().map(TagDetailView::new).collect::<Vec<_>>());
+    body["history"] = json!(detail.history.iter().map(ConversationView::new).collect::<Vec<_>>());
+    app.metrics.query_other.observe(started.elapsed());
+    Ok(Json(body))
+}
+
+/// `GET /v1/bots/{bot}/messages`.
+pub async fn messages(
+    State(app): State<App>,
+    Path(bot): Path<String>,
+    RawQuery(query): RawQuery,
+) -> Result<Json<Value>, AppError> {
+    let started = Instant::now();
+    let bot = bot_id(&bot)?;
+    let request = request(query, Target::Messages)?;
+    let page = app.search.messages(bot, request, now_micros()).await?;
+    let messages: Vec<Value> = page
+        .hits
+        .iter()
+        .map(|hit| {
+            let mut value = serde_json::to_value(MessageView::new(&hit.record, None)).expect("view serialises");
+            value["conversation_id"] = json!(ConversationId(hit.record.conversation_id).to_string());
+            value["snippet"] = json!(hit.snippet);
+            value
+        })
+        .collect();
+    app.metrics.query_messages.observe(started.elapsed());
+    Ok(Json(json!({"total": page.total, "messages": messages, "next_cursor": page.next_cursor})))
+}
+
+/// `GET /v1/bots/{bot}/nodes`.
+pub async fn nodes(
+    State(app): State<App>,
+    Path(bot): Path<String>,
+    RawQuery(query): RawQuery,
+) -> Result<Json<Value>, AppError> {
+    let bot = bot_id(&bot)?;
+    let request = request(query, Target::Aggregates)?;
+    let nodes = app.search.nodes(bot, request, now_micros()).await?;
+    let nodes: Vec<Value> = nodes
+        .iter()
+        .map(|n| json!({"id": n.node.id, "name": n.node.name, "type": n.node.node_type, "conversations": n.conversations}))
+        .collect();
+    Ok(Json(json!({"nodes": nodes})))
+}
+
+/// `GET /v1/bots/{bot}/flows`: the funnel of every flow.
+pub async fn flows(
+    State(app): State<App>,
+    Path(bot): Path<String>,
+    RawQuery(query): RawQuery,
+) -> Result<Json<Value>, AppError> {
+    let bot = bot_id(&bot)?;
+    let request = request(query, Target::Aggregates)?;
+    let flows = app.search.flows(bot, request, now_micros()).await?;
+    Ok(Json(json!({"flows": flows})))
+}
+
+async fn value_counts(
+    app: App,
+    bot: String,
+    query: Option<String>,
+    field: &'static str,
+    key: &'static str,
+) -> Result<Json<Value>, AppError> {
+    let bot = bot_id(&bot)?;
+    let request = request(query, Target::Aggregates)?;
+    let counts = app.search.value_counts(bot, request, field, now_micros()).await?;
+    let list: Vec<Value> = counts
+        .into_iter()
+        .map(|(name, conversations)| json!({"name": name, "conversations": conversations}))
+        .collect();
+    Ok(Json(json!({ key: list })))
+}
+
+/// `GET /v1/bots/{bot}/tags`.
+pub async fn tags(
+    State(app): State<App>,
+    Path(bot): Path<String>,
+    RawQuery(query): RawQuery,
+) -> Result<Json<Value>, AppError> {
+    value_counts(app, bot, query, "tag", "tags").await
+}
+
+/// `GET /v1/bots/{bot}/labels`.
+pub async fn labels(
+    State(app): State<App>,
+    Path(bot): Path<String>,
+    RawQuery(query): RawQuery,
+) -> Result<Json<Value>, AppError> {
+    value_counts(app, bot, query, "label", "labels").await
+}

@@ -1,0 +1,135 @@
+//! The JSON shapes of the contract, built from store records.
+
+use crate::ingest::pseudonym::pseudonym;
+use crate::model::{ConversationId, format_timestamp};
+use crate::store::{ConversationRecord, MessageRecord, TagRecord};
+use serde::Serialize;
+use serde_json::value::RawValue;
+
+/// Where a conversation is dropped off.
+#[derive(Serialize)]
+pub struct DropoffView<'a> {
+    pub flow: &'a str,
+    pub step: Option<&'a str>,
+}
+
+/// The conversation object.
+#[derive(Serialize)]
+pub struct ConversationView<'a> {
+    pub id: String,
+    pub bot_id: &'a str,
+    pub user: String,
+    pub channel: &'a str,
+    pub started_at: String,
+    pub last_message_at: String,
+    pub message_count: u64,
+    pub tags: Vec<&'a str>,
+    pub labels: &'a [String],
+    pub flagged: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub flagged_at: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub flag_note: Option<&'a str>,
+    pub flows: &'a [String],
+    pub dropoff: Option<DropoffView<'a>>,
+    pub debug: bool,
+    pub url: String,
+}
+
+impl<'a> ConversationView<'a> {
+    /// The view of a stored conversation.
+    pub fn new(record: &'a ConversationRecord) -> ConversationView<'a> {
+        let id = ConversationId(record.id).to_string();
+        ConversationView {
+            url: format!("/bots/{}/conversations/{id}", record.bot_id),
+            id,
+            bot_id: &record.bot_id,
+            user: pseudonym(&record.user_key),
+            channel: &record.channel,
+            started_at: format_timestamp(record.started_at),
+            last_message_at: format_timestamp(record.last_message_at),
+            message_count: record.message_count,
+            tags: record.tags.iter().map(|t| t.tag.as_str()).collect(),
+            labels: &record.labels,
+            flagged: record.flagged_at.is_some(),
+            flagged_at: record.flagged_at.map(format_timestamp),
+            flag_note: record.flag_note.as_deref(),
+            flows: &record.flows,
+            dropoff: record.dropoff.as_ref().map(|(flow, step)| DropoffView {
+                flow,
+                step: step.as_deref(),
+            }),
+            debug: record.debug,
+        }
+    }
+}
+
+/// A message as shown to clients.
+#[derive(Serialize)]
+pub struct MessageView<'a> {
+    pub id: &'a str,
+    pub role: &'a str,
+    pub text: &'a str,
+    pub timestamp: String,
+    pub flow: Option<&'a str>,
+    pub step: Option<&'a str>,
+    pub node_id: Option<&'a str>,
+    pub node_type: Option<&'a str>,
+    pub node_name: Option<&'a str>,
+    pub intent: Option<&'a str>,
+    pub confidence: Option<f64>,
+    pub unidentified: bool,
+    pub flow_completed: bool,
+    pub metadata: Option<&'a RawValue>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub highlight: Option<&'a str>,
+}
+
+impl<'a> MessageView<'a> {
+    /// The view of a stored message, with its highlighted text when it matched `q`.
+    pub fn new(record: &'a MessageRecord, highlight: Option<&'a str>) -> MessageView<'a> {
+        MessageView {
+            id: &record.id,
+            role: &record.role,
+            text: &record.text,
+            timestamp: format_timestamp(record.timestamp),
+            flow: record.flow.as_deref(),
+            step: record.step.as_deref(),
+            node_id: record.node_id.as_deref(),
+            node_type: record.node_type.as_deref(),
+            node_name: record.node_name.as_deref(),
+            intent: record.intent.as_deref(),
+            confidence: record.confidence,
+            unidentified: record.unidentified,
+            flow_completed: record.flow_completed,
+            metadata: record
+                .metadata
+                .as_deref()
+                .and_then(|json| serde_json::from_str(json).ok()),
+            highlight,
+        }
+    }
+}
+
+/// A tag with its explanation.
+#[derive(Serialize)]
+pub struct TagDetailView<'a> {
+    pub tag: &'a str,
+    pub rule: &'a str,
+    pub rule_version: i64,
+    pub message_ids: &'a [String],
+    pub reason: &'a str,
+}
+
+impl<'a> TagDetailView<'a> {
+    /// The view of a stored tag.
+    pub fn new(tag: &'a TagRecord) -> TagDetailView<'a> {
+        TagDetailView {
+            tag: &tag.tag,
+            rule: &tag.rule,
+            rule_version: tag.rule_version,
+            message_ids: &tag.message_ids,
+            reason: &tag.reason,
+        }
+    }
+}

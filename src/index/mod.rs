@@ -1,0 +1,126 @@
+//! The search index: tantivy, derived from the store and rebuildable at any time.
+//!
+//! One writer thread ([`writer`]) follows the store's change stream and commits
+//! every refresh interval, recording in the commit payload how far it got, so
+//! after a crash it resumes from there. Searches use [`SearchIndex::searcher`].
+
+mod document;
+pub mod schema;
+mod writer;
+
+pub use schema::{Fields, IndexSchema};
+pub use writer::{Indexer, IndexState};
+
+use serde::{Deserialize, Serialize};
+use std::path::Path;
+use tantivy::{Index, IndexReader, ReloadPolicy, Searcher};
+
+/// What went wrong in the index.
+#[derive(Debug, thiserror::Error)]
+pub enum IndexError {
+    #[error("tantivy: {0}")]
+    Tantivy(#[from] tantivy::TantivyError),
+    #[error("schema: {0}")]
+    Schema(#[from] schema::SchemaError),
+    #[error("io: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("store: {0}")]
+    Store(#[from] crate::store::StoreError),
+}
+
+/// What each commit records: the schema it was built with and the store position it covers.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+pub struct CommitPayload {
+    pub schema_version: u32,
+    pub position: u64,
+}
+
+/// The opened index and its reader.
+#[derive(Clone)]
+pub struct SearchIndex {
+    pub index: Index,
+    pub reader: IndexReader,
+    pub schema: IndexSchema,
+}
+
+impl SearchIndex {
+    /// Opens the index in `dir`, rebuilding it from scratch when it was built with another schema.
+    ///
+    /// Returns the index and the store position its last commit covers.
+    pub fn open(dir: &Path, schema: IndexSchema) -> Result<(SearchIndex, u64), IndexError> {
+        let mut position = 0;
+        let index = match open_existing(dir, &schema)? {
+            Some((index, payload)) => {
+                position = payload.position;
+                index
+            }
+            None => {
+                if dir.exists() {
+                    std::fs::remove_dir_all(dir)?;
+                }
+                std::fs::create_dir_all(dir)?;
+                Index::create_in_dir(dir, schema.schema.clone())?
+            }
+        };
+        schema.register_tokenizer(&index);
+        let reader = index
+            .reader_builder()
+            .reload_policy(ReloadPolicy::Manual)
+            .try_into()?;
+        Ok((
+            SearchIndex {
+                index,
+                reader,
+                schema,
+            },
+            position,
+        ))
+    }
+
+    /// A point-in-time view of the index.
+    pub fn searcher(&self) -> Searcher {
+        self.reader.searcher()
+    }
+
+    /// The fields, resolved.
+    pub fn fields(&self) -> &Fields {
+        &self.schema.fields
+    }
+}
+
+/// The existing index and its payload, or `None` when there is none or it must be rebuilt.
+fn open_existing(
+    dir: &Path,
+    schema: &IndexSchema,
+) -> Result<Option<(Index, CommitPayload)>, IndexError> {
+    if !dir.join("meta.json").exists() {
+        return Ok(None);
+    }
+    let index = Index::open_in_dir(dir)?;
+    let payload = index
+        .load_metas()?
+        .payload
+        .and_then(|text| serde_json::from_str::<CommitPayload>(&text).ok())
+        .unwrap_or(CommitPayload {
+            schema_version: 0,
+            position: 0,
+        });
+    if payload.schema_version != schema.version {
+        tracing::warn!(
+            on_disk = payload.schema_version,
+            expected = schema.version,
+            "index was built with another schema version; rebuilding it from the store"
+        );
+        return Ok(None);
+    }
+    let same_fields = serde_json::to_string(&index.schema()).ok()
+        == serde_json::to_string(&schema.schema).ok();
+    if !same_fields {
+        tracing::warn!(
+            version = schema.version,
+            "index fields differ from index-schema/schema.toml without a version bump; rebuilding"
+        );
+        return Ok(None);
+    }
+    Ok(Some((index, payload)))
+}

@@ -1,0 +1,241 @@
+//! Builds the tantivy schema from the declaration in `index-schema/schema.toml`.
+
+use serde::Deserialize;
+use tantivy::Index;
+use tantivy::schema::{
+    Field, IndexRecordOption, NumericOptions, Schema, TextFieldIndexing, TextOptions,
+};
+use tantivy::tokenizer::{LowerCaser, RemoveLongFilter, SimpleTokenizer, TextAnalyzer};
+
+/// The declaration, embedded so the binary and its schema can't drift apart.
+pub const SCHEMA_TOML: &str = include_str!("../../index-schema/schema.toml");
+
+/// A problem with the schema declaration.
+#[derive(Debug, thiserror::Error)]
+pub enum SchemaError {
+    #[error("index-schema: {0}")]
+    Toml(#[from] toml::de::Error),
+    #[error("index-schema field `{field}`: {reason}")]
+    Field { field: String, reason: String },
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSchema {
+    version: u32,
+    tokenizer: RawTokenizer,
+    field: Vec<RawField>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTokenizer {
+    name: String,
+    max_token_len: usize,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawField {
+    name: String,
+    #[serde(rename = "type")]
+    kind: String,
+    #[serde(default)]
+    indexed: bool,
+    #[serde(default)]
+    fast: bool,
+}
+
+/// The schema with its version and tokenizer.
+#[derive(Clone)]
+pub struct IndexSchema {
+    pub version: u32,
+    pub schema: Schema,
+    pub fields: Fields,
+    tokenizer_name: String,
+    max_token_len: usize,
+}
+
+impl IndexSchema {
+    /// Parses and builds the embedded declaration.
+    pub fn load() -> Result<IndexSchema, SchemaError> {
+        IndexSchema::parse(SCHEMA_TOML)
+    }
+
+    /// Parses and builds a declaration.
+    pub fn parse(text: &str) -> Result<IndexSchema, SchemaError> {
+        let raw: RawSchema = toml::from_str(text)?;
+        let mut builder = Schema::builder();
+        for field in &raw.field {
+            let invalid = |reason: &str| SchemaError::Field {
+                field: field.name.clone(),
+                reason: reason.to_string(),
+            };
+            match field.kind.as_str() {
+                "str" => {
+                    let mut options = TextOptions::default();
+                    if field.indexed {
+                        options = options.set_indexing_options(
+                            TextFieldIndexing::default()
+                                .set_tokenizer("raw")
+                                .set_index_option(IndexRecordOption::Basic),
+                        );
+                    }
+                    if field.fast {
+                        options = options.set_fast("raw");
+                    }
+                    builder.add_text_field(&field.name, options);
+                }
+                "text" => {
+                    if field.fast {
+                        return Err(invalid("text fields can't be fast"));
+                    }
+                    let options = TextOptions::default().set_indexing_options(
+                        TextFieldIndexing::default()
+                            .set_tokenizer(&raw.tokenizer.name)
+                            .set_index_option(IndexRecordOption::WithFreqsAndPositions),
+                    );
+                    builder.add_text_field(&field.name, options);
+                }
+                "u64" | "i64" => {
+                    let mut options = NumericOptions::default();
+                    if field.indexed {
+                        options = options.set_indexed();
+                    }
+                    if field.fast {
+                        options = options.set_fast();
+                    }
+                    if field.kind == "u64" {
+                        builder.add_u64_field(&field.name, options);
+                    } else {
+                        builder.add_i64_field(&field.name, options);
+                    }
+                }
+                other => return Err(invalid(&format!("unknown type {other:?}"))),
+            }
+        }
+        let schema = builder.build();
+        let fields = Fields::from_schema(&schema)?;
+        Ok(IndexSchema {
+            version: raw.version,
+            schema,
+            fields,
+            tokenizer_name: raw.tokenizer.name,
+            max_token_len: raw.tokenizer.max_token_len,
+        })
+    }
+
+    /// Registers the tokenizer the text fields use on `index`.
+    pub fn register_tokenizer(&self, index: &Index) {
+        let analyzer = TextAnalyzer::builder(SimpleTokenizer::default())
+            .filter(RemoveLongFilter::limit(self.max_token_len + 1))
+            .filter(LowerCaser)
+            .build();
+        index.tokenizers().register(&self.tokenizer_name, analyzer);
+    }
+}
+
+/// Every field the code uses, resolved once.
+#[derive(Debug, Clone, Copy)]
+pub struct Fields {
+    pub kind: Field,
+    pub bot: Field,
+    pub conv_id: Field,
+    pub msg_seq: Field,
+    pub channel: Field,
+    pub tag: Field,
+    pub label: Field,
+    pub flagged: Field,
+    pub flow: Field,
+    pub flow_step: Field,
+    pub dropoff: Field,
+    pub dropoff_step: Field,
+    pub node: Field,
+    pub prompt_node: Field,
+    pub role: Field,
+    pub ts: Field,
+    pub first_ts: Field,
+    pub last_ts: Field,
+    pub text_user: Field,
+    pub text_bot: Field,
+    pub text_agent: Field,
+    pub text_system: Field,
+    pub text: Field,
+}
+
+impl Fields {
+    /// Resolves every field, failing on the first one the schema lacks.
+    pub fn from_schema(schema: &Schema) -> Result<Fields, SchemaError> {
+        let get = |name: &str| {
+            schema.get_field(name).map_err(|_| SchemaError::Field {
+                field: name.to_string(),
+                reason: "missing from index-schema/schema.toml".into(),
+            })
+        };
+        Ok(Fields {
+            kind: get("kind")?,
+            bot: get("bot")?,
+            conv_id: get("conv_id")?,
+            msg_seq: get("msg_seq")?,
+            channel: get("channel")?,
+            tag: get("tag")?,
+            label: get("label")?,
+            flagged: get("flagged")?,
+            flow: get("flow")?,
+            flow_step: get("flow_step")?,
+            dropoff: get("dropoff")?,
+            dropoff_step: get("dropoff_step")?,
+            node: get("node")?,
+            prompt_node: get("prompt_node")?,
+            role: get("role")?,
+            ts: get("ts")?,
+            first_ts: get("first_ts")?,
+            last_ts: get("last_ts")?,
+            text_user: get("text_user")?,
+            text_bot: get("text_bot")?,
+            text_agent: get("text_agent")?,
+            text_system: get("text_system")?,
+            text: get("text")?,
+        })
+    }
+
+    /// The conversation text field of a role.
+    pub fn text_of(&self, role: crate::model::Role) -> Field {
+        use crate::model::Role;
+        match role {
+            Role::User => self.text_user,
+            Role::Bot => self.text_bot,
+            Role::Agent => self.text_agent,
+            Role::System => self.text_system,
+        }
+    }
+}
+
+/// Document kind of a conversation.
+pub const KIND_CONVERSATION: &str = "conv";
+/// Document kind of a message.
+pub const KIND_MESSAGE: &str = "msg";
+/// Joins a flow and a step into one `flow_step` / `dropoff_step` value.
+pub fn flow_step(flow: &str, step: &str) -> String {
+    format!("{flow}\u{1f}{step}")
+}
+/// The `dropoff` value every conversation with a drop-off carries.
+pub const ANY_DROPOFF: &str = "\u{0}";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn embedded_schema_builds_and_resolves_every_field() {
+        let schema = IndexSchema::load().unwrap();
+        assert!(schema.version >= 1);
+    }
+
+    #[test]
+    fn missing_field_is_named() {
+        let text = SCHEMA_TOML.replace("name = \"prompt_node\"", "name = \"prompt_nodes\"");
+        let err = IndexSchema::parse(&text).err().unwrap();
+        assert!(err.to_string().contains("prompt_node"), "{err}");
+    }
+}

@@ -1,0 +1,207 @@
+//! The indexer: one thread owns the `IndexWriter`, follows the store's change
+//! stream and commits every refresh interval with its position in the payload.
+
+use super::{CommitPayload, IndexError, SearchIndex, document};
+use crate::config::IndexConfig;
+use crate::store::{Store, read_changes_page};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::{self, RecvTimeoutError};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tantivy::{IndexWriter, TantivyDocument, Term};
+
+/// Conversations read and committed per step while catching up.
+const PAGE: usize = 10_000;
+
+/// How far the index is, and whether it is healthy; shared with `/readyz` and `/metrics`.
+#[derive(Debug)]
+pub struct IndexState {
+    position: AtomicU64,
+    /// The store head when the service started: ready once the index reaches it.
+    startup_head: u64,
+    failure: Mutex<Option<String>>,
+    commits: AtomicU64,
+}
+
+impl IndexState {
+    /// The store position the index covers.
+    pub fn position(&self) -> u64 {
+        self.position.load(Ordering::Acquire)
+    }
+
+    /// `Ok` when caught up since start and healthy; otherwise why not.
+    pub fn ready(&self) -> Result<(), String> {
+        if let Some(failure) = self.failure.lock().expect("failure lock").clone() {
+            return Err(format!("index writer failing: {failure}"));
+        }
+        let position = self.position();
+        if position < self.startup_head {
+            return Err(format!(
+                "index catching up: at {position} of {}",
+                self.startup_head
+            ));
+        }
+        Ok(())
+    }
+
+    /// Number of commits made since start.
+    pub fn commits(&self) -> u64 {
+        self.commits.load(Ordering::Relaxed)
+    }
+}
+
+/// The running indexer thread.
+pub struct Indexer {
+    pub state: Arc<IndexState>,
+    stop: Mutex<Option<mpsc::Sender<()>>>,
+    thread: Mutex<Option<std::thread::JoinHandle<()>>>,
+}
+
+impl Indexer {
+    /// Starts following the store from `position`.
+    pub fn spawn(
+        index: SearchIndex,
+        store: Store,
+        config: IndexConfig,
+        position: u64,
+    ) -> Result<Indexer, IndexError> {
+        let state = Arc::new(IndexState {
+            position: AtomicU64::new(position),
+            startup_head: store.head(),
+            failure: Mutex::new(None),
+            commits: AtomicU64::new(0),
+        });
+        let (stop, stopped) = mpsc::channel();
+        let writer = open_writer(&index, &config)?;
+        let thread_state = state.clone();
+        let thread = std::thread::Builder::new()
+            .name("indexer".into())
+            .spawn(move || run(index, store, config, writer, thread_state, stopped))?;
+        Ok(Indexer {
+            state,
+            stop: Mutex::new(Some(stop)),
+            thread: Mutex::new(Some(thread)),
+        })
+    }
+
+    /// Indexes what is left, commits and stops.
+    pub fn shutdown(&self) {
+        if let Some(stop) = self.stop.lock().expect("stop lock").take() {
+            let _ = stop.send(());
+        }
+        if let Some(thread) = self.thread.lock().expect("thread lock").take() {
+            let _ = thread.join();
+        }
+    }
+
+    /// Follows the store until the index covers everything committed now (blocking).
+    pub fn catch_up_once(index: &SearchIndex, store: &Store, config: &IndexConfig, position: u64) -> Result<u64, IndexError> {
+        let mut writer = open_writer(index, config)?;
+        let position = sync(index, store, &mut writer, position)?;
+        writer.wait_merging_threads()?;
+        Ok(position)
+    }
+}
+
+impl Drop for Indexer {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}
+
+fn open_writer(index: &SearchIndex, config: &IndexConfig) -> Result<IndexWriter<TantivyDocument>, IndexError> {
+    let threads = if config.writer_threads == 0 {
+        std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
+    } else {
+        config.writer_threads
+    };
+    let memory = config.writer_memory.max(15_000_000 * threads);
+    Ok(index.index.writer_with_num_threads(threads, memory)?)
+}
+
+fn run(
+    index: SearchIndex,
+    store: Store,
+    config: IndexConfig,
+    mut writer: IndexWriter<TantivyDocument>,
+    state: Arc<IndexState>,
+    stopped: mpsc::Receiver<()>,
+) {
+    let mut stopping = false;
+    loop {
+        let started = Instant::now();
+        match sync(&index, &store, &mut writer, state.position()) {
+            Ok(position) => {
+                if position != state.position() {
+                    state.commits.fetch_add(1, Ordering::Relaxed);
+                }
+                state.position.store(position, Ordering::Release);
+                state.failure.lock().expect("failure lock").take();
+            }
+            Err(err) => {
+                tracing::error!(error = %err, "index commit failed; retrying from the last commit");
+                *state.failure.lock().expect("failure lock") = Some(err.to_string());
+                let _ = writer.rollback();
+                if stopping {
+                    break;
+                }
+            }
+        }
+        if stopping {
+            break;
+        }
+        let wait = config.refresh_interval.saturating_sub(started.elapsed());
+        match stopped.recv_timeout(wait.max(Duration::from_millis(1))) {
+            Err(RecvTimeoutError::Timeout) => {}
+            Ok(()) | Err(RecvTimeoutError::Disconnected) => stopping = true,
+        }
+    }
+    if let Err(err) = writer.wait_merging_threads() {
+        tracing::warn!(error = %err, "index merge did not finish at shutdown");
+    }
+    tracing::debug!(position = state.position(), "indexer stopped");
+}
+
+/// Indexes every change after `position` that is committed in the store, committing page by page.
+fn sync(
+    index: &SearchIndex,
+    store: &Store,
+    writer: &mut IndexWriter<TantivyDocument>,
+    mut position: u64,
+) -> Result<u64, IndexError> {
+    let fields = *index.fields();
+    loop {
+        let head = store.head();
+        if head <= position {
+            return Ok(position);
+        }
+        let batch = store.read(|conn| read_changes_page(conn, position, PAGE, head))?;
+        for id in &batch.tombstones {
+            writer.delete_term(Term::from_field_u64(fields.conv_id, *id));
+        }
+        for (record, messages) in &batch.conversations {
+            writer.delete_term(Term::from_field_u64(fields.conv_id, record.id));
+            for doc in document::documents(&fields, record, messages) {
+                writer.add_document(doc)?;
+            }
+        }
+        let payload = CommitPayload {
+            schema_version: index.schema.version,
+            position: batch.position,
+        };
+        let mut commit = writer.prepare_commit()?;
+        commit.set_payload(&serde_json::to_string(&payload).expect("payload serialises"));
+        commit.commit()?;
+        index.reader.reload()?;
+        tracing::debug!(
+            conversations = batch.conversations.len(),
+            tombstones = batch.tombstones.len(),
+            position = batch.position,
+            "index committed"
+        );
+        position = batch.position;
+        if batch.conversations.len() < PAGE {
+            return Ok(position);
+        }
+    }
+}

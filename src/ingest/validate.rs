@@ -1,0 +1,534 @@
+//! Turns an ingest body (JSON array or NDJSON) into validated messages.
+//!
+//! Every item is checked in full and every problem is reported with its item
+//! index, field and reason, so a client can fix a whole batch in one go. Nothing
+//! here touches the store: a batch either validates completely or is refused.
+
+use crate::config::IngestConfig;
+use crate::ingest::pseudonym::UserKeyer;
+use crate::model::{NewMessage, NewTrace, Role, is_identifier, parse_timestamp};
+use serde::Serialize;
+use serde_json::{Map, Value};
+
+/// At most this many problems are reported for one batch.
+const MAX_DETAILS: usize = 100;
+
+/// One problem with one item of a batch.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ItemError {
+    /// The item's 0-based position in the batch; `None` for the batch as a whole.
+    pub index: Option<usize>,
+    pub field: String,
+    pub reason: String,
+}
+
+/// Why a batch was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum ValidationError {
+    /// The body is not JSON / NDJSON at all (400).
+    #[error("malformed body: {0}")]
+    Malformed(String),
+    /// Well-formed, but some items are invalid (422).
+    #[error("{} invalid item(s) in the batch", .0.len())]
+    Invalid(Vec<ItemError>),
+}
+
+/// The body's format, from its `Content-Type`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BodyFormat {
+    JsonArray,
+    Ndjson,
+}
+
+impl BodyFormat {
+    /// NDJSON for `application/x-ndjson` (or `application/jsonl`), a JSON array otherwise.
+    pub fn from_content_type(content_type: Option<&str>) -> BodyFormat {
+        match content_type {
+            Some(ct) if ct.contains("ndjson") || ct.contains("jsonl") => BodyFormat::Ndjson,
+            _ => BodyFormat::JsonArray,
+        }
+    }
+}
+
+/// Splits a body into its items, refusing anything that is not well-formed.
+pub fn parse_items(body: &[u8], format: BodyFormat) -> Result<Vec<Value>, ValidationError> {
+    let text = std::str::from_utf8(body).map_err(|err| {
+        ValidationError::Malformed(format!(
+            "body is not valid UTF-8 (at byte {})",
+            err.valid_up_to()
+        ))
+    })?;
+    match format {
+        BodyFormat::JsonArray => match serde_json::from_str::<Value>(text) {
+            Ok(Value::Array(items)) => Ok(items),
+            Ok(_) => Err(ValidationError::Malformed(
+                "body must be a JSON array of messages (or NDJSON with Content-Type: application/x-ndjson)"
+                    .into(),
+            )),
+            Err(err) => Err(ValidationError::Malformed(format!("invalid JSON: {err}"))),
+        },
+        BodyFormat::Ndjson => text
+            .lines()
+            .enumerate()
+            .filter(|(_, line)| !line.trim().is_empty())
+            .map(|(number, line)| {
+                serde_json::from_str::<Value>(line).map_err(|err| {
+                    ValidationError::Malformed(format!("invalid JSON on line {}: {err}", number + 1))
+                })
+            })
+            .collect(),
+    }
+}
+
+const MESSAGE_FIELDS: &[&str] = &[
+    "id",
+    "bot_id",
+    "user_id",
+    "channel",
+    "role",
+    "text",
+    "timestamp",
+    "session_id",
+    "flow",
+    "step",
+    "node_id",
+    "node_type",
+    "node_name",
+    "intent",
+    "confidence",
+    "unidentified",
+    "flow_completed",
+    "metadata",
+];
+
+const TRACE_FIELDS: &[&str] = &[
+    "bot_id",
+    "user_id",
+    "channel",
+    "timestamp",
+    "message_id",
+    "action",
+    "detail",
+    "duration_ms",
+    "level",
+];
+
+/// Longest accepted value of the short string fields (flow, node name, …).
+const MAX_SHORT: usize = 256;
+
+/// Validates every item of a batch of messages; all or nothing.
+pub fn validate_messages(
+    items: &[Value],
+    limits: &IngestConfig,
+    keyer: &UserKeyer,
+) -> Result<Vec<NewMessage>, ValidationError> {
+    check_batch_size(items.len(), limits)?;
+    collect(items, |index, map| validate_message(index, map, limits, keyer))
+}
+
+/// Validates every item of a batch of trace events; all or nothing.
+pub fn validate_traces(
+    items: &[Value],
+    limits: &IngestConfig,
+    keyer: &UserKeyer,
+) -> Result<Vec<NewTrace>, ValidationError> {
+    check_batch_size(items.len(), limits)?;
+    collect(items, |index, map| validate_trace(index, map, limits, keyer))
+}
+
+fn check_batch_size(len: usize, limits: &IngestConfig) -> Result<(), ValidationError> {
+    if len > limits.max_batch_messages {
+        return Err(ValidationError::Invalid(vec![ItemError {
+            index: None,
+            field: "body".into(),
+            reason: format!(
+                "batch has {len} items; at most {} are accepted",
+                limits.max_batch_messages
+            ),
+        }]));
+    }
+    Ok(())
+}
+
+fn collect<T>(
+    items: &[Value],
+    mut validate: impl FnMut(usize, &Map<String, Value>) -> Result<T, Vec<ItemError>>,
+) -> Result<Vec<T>, ValidationError> {
+    let mut valid = Vec::with_capacity(items.len());
+    let mut errors = Vec::new();
+    for (index, item) in items.iter().enumerate() {
+        let result = match item {
+            Value::Object(map) => validate(index, map),
+            _ => Err(vec![ItemError {
+                index: Some(index),
+                field: String::new(),
+                reason: "item is not a JSON object".into(),
+            }]),
+        };
+        match result {
+            Ok(message) => valid.push(message),
+            Err(mut item_errors) => {
+                errors.append(&mut item_errors);
+                if errors.len() >= MAX_DETAILS {
+                    errors.truncate(MAX_DETAILS);
+                    break;
+                }
+            }
+        }
+    }
+    if errors.is_empty() {
+        Ok(valid)
+    } else {
+        Err(ValidationError::Invalid(errors))
+    }
+}
+
+/// Reads typed fields of one item, remembering every problem.
+struct Item<'a> {
+    index: usize,
+    map: &'a Map<String, Value>,
+    errors: Vec<ItemError>,
+}
+
+impl<'a> Item<'a> {
+    fn new(index: usize, map: &'a Map<String, Value>, allowed: &[&str]) -> Item<'a> {
+        let mut item = Item {
+            index,
+            map,
+            errors: Vec::new(),
+        };
+        for key in map.keys() {
+            if !allowed.contains(&key.as_str()) {
+                item.error(key, "unknown field");
+            }
+        }
+        item
+    }
+
+    fn error(&mut self, field: &str, reason: impl Into<String>) {
+        self.errors.push(ItemError {
+            index: Some(self.index),
+            field: field.to_string(),
+            reason: reason.into(),
+        });
+    }
+
+    /// The field's value, treating JSON null as absent.
+    fn value(&mut self, field: &str, required: bool) -> Option<&'a Value> {
+        match self.map.get(field) {
+            None | Some(Value::Null) => {
+                if required {
+                    self.error(field, "missing");
+                }
+                None
+            }
+            Some(value) => Some(value),
+        }
+    }
+
+    fn string(&mut self, field: &str, required: bool, max_bytes: usize) -> Option<&'a str> {
+        match self.value(field, required)? {
+            Value::String(text) if text.len() > max_bytes => {
+                self.error(
+                    field,
+                    format!("is {} bytes; at most {max_bytes} are accepted", text.len()),
+                );
+                None
+            }
+            Value::String(text) => Some(text),
+            _ => {
+                self.error(field, "must be a string");
+                None
+            }
+        }
+    }
+
+    fn non_empty(&mut self, field: &str, required: bool, max_bytes: usize) -> Option<String> {
+        let text = self.string(field, required, max_bytes)?;
+        if text.trim().is_empty() {
+            self.error(field, "must not be empty");
+            return None;
+        }
+        Some(text.to_string())
+    }
+
+    fn optional_short(&mut self, field: &str) -> Option<String> {
+        self.non_empty(field, false, MAX_SHORT)
+    }
+
+    fn identifier(&mut self, field: &str) -> Option<String> {
+        let text = self.string(field, true, 64)?;
+        if !is_identifier(text) {
+            self.error(field, "must match [A-Za-z0-9._-]{1,64}");
+            return None;
+        }
+        Some(text.to_string())
+    }
+
+    fn channel(&mut self) -> Option<String> {
+        let text = self.string("channel", true, 64)?;
+        let channel = text.to_ascii_lowercase();
+        if !is_identifier(&channel) {
+            self.error("channel", "must match [a-z0-9._-]{1,64}");
+            return None;
+        }
+        Some(channel)
+    }
+
+    fn timestamp(&mut self, field: &str) -> Option<i64> {
+        let text = self.string(field, true, 64)?;
+        let micros = parse_timestamp(text);
+        if micros.is_none() {
+            self.error(field, format!("{text:?} is not an RFC 3339 timestamp"));
+        }
+        micros
+    }
+
+    fn number(&mut self, field: &str, range: std::ops::RangeInclusive<f64>) -> Option<f64> {
+        match self.value(field, false)? {
+            Value::Number(number) => {
+                let value = number.as_f64().unwrap_or(f64::NAN);
+                if !range.contains(&value) {
+                    self.error(
+                        field,
+                        format!("must be between {} and {}", range.start(), range.end()),
+                    );
+                    return None;
+                }
+                Some(value)
+            }
+            _ => {
+                self.error(field, "must be a number");
+                None
+            }
+        }
+    }
+
+    fn boolean(&mut self, field: &str) -> bool {
+        match self.value(field, false) {
+            None => false,
+            Some(Value::Bool(flag)) => *flag,
+            Some(_) => {
+                self.error(field, "must be true or false");
+                false
+            }
+        }
+    }
+
+    fn object_json(&mut self, field: &str, max_bytes: usize) -> Option<String> {
+        match self.value(field, false)? {
+            value @ Value::Object(_) => {
+                let json = value.to_string();
+                if json.len() > max_bytes {
+                    self.error(
+                        field,
+                        format!("is {} bytes as JSON; at most {max_bytes} are accepted", json.len()),
+                    );
+                    return None;
+                }
+                Some(json)
+            }
+            _ => {
+                self.error(field, "must be a JSON object");
+                None
+            }
+        }
+    }
+
+    fn finish<T>(self, value: Option<T>) -> Result<T, Vec<ItemError>> {
+        match value {
+            Some(value) if self.errors.is_empty() => Ok(value),
+            _ => Err(self.errors),
+        }
+    }
+}
+
+fn validate_message(
+    index: usize,
+    map: &Map<String, Value>,
+    limits: &IngestConfig,
+    keyer: &UserKeyer,
+) -> Result<NewMessage, Vec<ItemError>> {
+    let mut item = Item::new(index, map, MESSAGE_FIELDS);
+    let id = item.non_empty("id", false, 128);
+    let bot_id = item.identifier("bot_id");
+    let user_id = item.non_empty("user_id", true, 256);
+    let channel = item.channel();
+    let role = match item.string("role", true, 16) {
+        Some(text) => {
+            let role = Role::parse(text);
+            if role.is_none() {
+                item.error("role", format!("{text:?} is not one of user, bot, agent, system"));
+            }
+            role
+        }
+        None => None,
+    };
+    let text = item.string("text", true, limits.max_text).map(str::to_string);
+    let timestamp = item.timestamp("timestamp");
+    let session_id = item.non_empty("session_id", false, 128);
+    let flow = item.optional_short("flow");
+    let step = item.optional_short("step");
+    let node_id = item.optional_short("node_id");
+    let node_type = item.optional_short("node_type");
+    let node_name = item.optional_short("node_name");
+    let intent = item.optional_short("intent");
+    let confidence = item.number("confidence", 0.0..=1.0);
+    let unidentified = item.boolean("unidentified");
+    let flow_completed = item.boolean("flow_completed");
+    let metadata = item.object_json("metadata", limits.max_metadata);
+
+    let message = (|| {
+        let bot_id = bot_id?;
+        Some(NewMessage {
+            id: id.unwrap_or_else(generated_id),
+            user_key: keyer.key(&bot_id, &user_id?),
+            bot_id,
+            channel: channel?,
+            role: role?,
+            text: text?,
+            timestamp: timestamp?,
+            session_id,
+            flow,
+            step,
+            node_id,
+            node_type,
+            node_name,
+            intent,
+            confidence,
+            unidentified,
+            flow_completed,
+            metadata,
+        })
+    })();
+    item.finish(message)
+}
+
+fn validate_trace(
+    index: usize,
+    map: &Map<String, Value>,
+    limits: &IngestConfig,
+    keyer: &UserKeyer,
+) -> Result<NewTrace, Vec<ItemError>> {
+    let mut item = Item::new(index, map, TRACE_FIELDS);
+    let bot_id = item.identifier("bot_id");
+    let user_id = item.non_empty("user_id", true, 256);
+    let channel = item.channel();
+    let timestamp = item.timestamp("timestamp");
+    let message_id = item.non_empty("message_id", false, 128);
+    let action = item.non_empty("action", true, MAX_SHORT);
+    let detail = item.object_json("detail", limits.max_metadata);
+    let duration_ms = item.number("duration_ms", 0.0..=f64::MAX);
+    let level = match item.string("level", false, 16) {
+        None => Some("info".to_string()),
+        Some(level @ ("debug" | "info" | "warn" | "error")) => Some(level.to_string()),
+        Some(other) => {
+            item.error("level", format!("{other:?} is not one of debug, info, warn, error"));
+            None
+        }
+    };
+    let trace = (|| {
+        let bot_id = bot_id?;
+        Some(NewTrace {
+            user_key: keyer.key(&bot_id, &user_id?),
+            bot_id,
+            channel: channel?,
+            timestamp: timestamp?,
+            message_id,
+            action: action?,
+            detail,
+            duration_ms,
+            level: level?,
+        })
+    })();
+    item.finish(trace)
+}
+
+/// An id for a message sent without one: such messages can't be deduplicated on retry.
+fn generated_id() -> String {
+    let mut bytes = [0u8; 12];
+    getrandom::fill(&mut bytes).expect("the OS random source works");
+    let mut id = String::from("gen-");
+    for byte in bytes {
+        id.push_str(&format!("{byte:02x}"));
+    }
+    id
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Config;
+    use serde_json::json;
+
+    fn validate(items: Value) -> Result<Vec<NewMessage>, ValidationError> {
+        let body = serde_json::to_vec(&items).unwrap();
+        let items = parse_items(&body, BodyFormat::JsonArray)?;
+        validate_messages(
+            &items,
+            &Config::defaults().ingest,
+            &UserKeyer::from_secret([0; 32]),
+        )
+    }
+
+    fn message() -> Value {
+        json!({"id": "m1", "bot_id": "acme", "user_id": "+4915100", "channel": "WhatsApp",
+               "role": "user", "text": "hello", "timestamp": "2026-11-24T10:00:00+01:00"})
+    }
+
+    fn details(result: Result<Vec<NewMessage>, ValidationError>) -> Vec<ItemError> {
+        match result {
+            Err(ValidationError::Invalid(details)) => details,
+            other => panic!("expected 422 details, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn accepts_a_valid_message_and_normalises_it() {
+        let messages = validate(json!([message()])).unwrap();
+        assert_eq!(messages[0].channel, "whatsapp");
+        assert_eq!(messages[0].timestamp, parse_timestamp("2026-11-24T09:00:00Z").unwrap());
+        assert_eq!(messages[0].user_key.0.len(), 32);
+    }
+
+    #[test]
+    fn names_index_and_field_of_each_problem() {
+        let mut bad = message();
+        bad["timestamp"] = json!("yesterday");
+        bad.as_object_mut().unwrap().remove("role");
+        let details = details(validate(json!([message(), bad])));
+        assert_eq!(details.len(), 2);
+        assert!(details.iter().all(|d| d.index == Some(1)));
+        let fields: Vec<&str> = details.iter().map(|d| d.field.as_str()).collect();
+        assert!(fields.contains(&"timestamp") && fields.contains(&"role"));
+    }
+
+    #[test]
+    fn refuses_unknown_roles_fields_and_long_texts() {
+        let mut bad = message();
+        bad["role"] = json!("robot");
+        bad["colour"] = json!("red");
+        bad["text"] = json!("x".repeat(16 * 1024 + 1));
+        let fields: Vec<String> = details(validate(json!([bad]))).into_iter().map(|d| d.field).collect();
+        assert_eq!(fields, vec!["colour", "role", "text"]);
+    }
+
+    #[test]
+    fn malformed_json_and_invalid_utf8_are_400() {
+        let items = parse_items(b"[{\"id\":", BodyFormat::JsonArray);
+        assert!(matches!(items, Err(ValidationError::Malformed(_))));
+        let items = parse_items(b"[\"\xff\"]", BodyFormat::JsonArray);
+        assert!(matches!(items, Err(ValidationError::Malformed(_))));
+        let items = parse_items(b"{}\n{oops}\n", BodyFormat::Ndjson);
+        match items {
+            Err(ValidationError::Malformed(reason)) => assert!(reason.contains("line 2"), "{reason}"),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn ndjson_skips_blank_lines() {
+        let items = parse_items(b"{\"a\":1}\n\n{\"b\":2}\n", BodyFormat::Ndjson).unwrap();
+        assert_eq!(items.len(), 2);
+    }
+}

@@ -1,0 +1,25 @@
+//! convlog keeps the conversation logs of chatbots.
+//!
+//! The pipeline, one module per stage:
+//!
+//! ```text
+//! HTTP ─► ingest (validate, pseudonymise, sessions) ─► store (SQLite, source of truth)
+//!                                                        │
+//!                                         index (tantivy, follows the store's change stream)
+//!                                                        │
+//!                                    query (filters, facets, cursors) ─► HTTP
+//! ```
+//!
+//! [`app::serve`] wires them together; [`config`] turns `config.toml` into typed settings.
+
+pub mod app;
+pub mod cli;
+pub mod config;
+pub mod generate;
+pub mod http;
+pub mod index;
+pub mod ingest;
+pub mod metrics;
+pub mod model;
+pub mod query;
+pub mod store;

@@ -1,0 +1,105 @@
+//! Prometheus metrics, kept as atomics and rendered in the text format on `/metrics`.
+
+use std::fmt::Write;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+/// Upper bounds (seconds) of the latency histogram buckets.
+const BUCKETS: [f64; 13] = [
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+];
+
+/// A latency histogram.
+#[derive(Debug, Default)]
+pub struct Histogram {
+    counts: [AtomicU64; BUCKETS.len()],
+    count: AtomicU64,
+    sum_micros: AtomicU64,
+}
+
+impl Histogram {
+    /// Records one observation.
+    pub fn observe(&self, elapsed: Duration) {
+        let seconds = elapsed.as_secs_f64();
+        for (bound, count) in BUCKETS.iter().zip(&self.counts) {
+            if seconds <= *bound {
+                count.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        self.count.fetch_add(1, Ordering::Relaxed);
+        self.sum_micros
+            .fetch_add(elapsed.as_micros() as u64, Ordering::Relaxed);
+    }
+
+    fn render(&self, out: &mut String, name: &str, labels: &str) {
+        let sep = if labels.is_empty() { "" } else { "," };
+        for (bound, count) in BUCKETS.iter().zip(&self.counts) {
+            let _ = writeln!(
+                out,
+                "{name}_bucket{{{labels}{sep}le=\"{bound}\"}} {}",
+                count.load(Ordering::Relaxed)
+            );
+        }
+        let count = self.count.load(Ordering::Relaxed);
+        let _ = writeln!(out, "{name}_bucket{{{labels}{sep}le=\"+Inf\"}} {count}");
+        let sum = self.sum_micros.load(Ordering::Relaxed) as f64 / 1e6;
+        let braces = if labels.is_empty() { String::new() } else { format!("{{{labels}}}") };
+        let _ = writeln!(out, "{name}_sum{braces} {sum}");
+        let _ = writeln!(out, "{name}_count{braces} {count}");
+    }
+}
+
+/// Every metric the service exports.
+#[derive(Debug, Default)]
+pub struct Metrics {
+    pub ingested_messages: AtomicU64,
+    pub duplicate_messages: AtomicU64,
+    pub rejected_batches: AtomicU64,
+    pub ingest_batch: Histogram,
+    pub traces_stored: AtomicU64,
+    pub traces_dropped: AtomicU64,
+    pub query_conversations: Histogram,
+    pub query_messages: Histogram,
+    pub query_other: Histogram,
+}
+
+/// Values read from elsewhere at scrape time.
+pub struct Gauges {
+    pub store_head: u64,
+    pub index_position: u64,
+    pub index_commits: u64,
+    pub ready: bool,
+}
+
+fn counter(out: &mut String, name: &str, help: &str, value: u64) {
+    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter\n{name} {value}");
+}
+
+fn gauge(out: &mut String, name: &str, help: &str, value: u64) {
+    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {value}");
+}
+
+impl Metrics {
+    /// The Prometheus text exposition.
+    pub fn render(&self, gauges: &Gauges) -> String {
+        let mut out = String::new();
+        let load = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        counter(&mut out, "convlog_ingested_messages_total", "Messages stored (duplicates excluded).", load(&self.ingested_messages));
+        counter(&mut out, "convlog_duplicate_messages_total", "Messages skipped because their id was already stored.", load(&self.duplicate_messages));
+        counter(&mut out, "convlog_rejected_batches_total", "Ingest batches refused for bad input.", load(&self.rejected_batches));
+        counter(&mut out, "convlog_traces_stored_total", "Trace events stored.", load(&self.traces_stored));
+        counter(&mut out, "convlog_traces_dropped_total", "Trace events dropped because debug logging was off.", load(&self.traces_dropped));
+        let _ = writeln!(out, "# HELP convlog_ingest_batch_seconds Time from request to durable acknowledgement.\n# TYPE convlog_ingest_batch_seconds histogram");
+        self.ingest_batch.render(&mut out, "convlog_ingest_batch_seconds", "");
+        let _ = writeln!(out, "# HELP convlog_query_seconds Search latency by endpoint.\n# TYPE convlog_query_seconds histogram");
+        self.query_conversations.render(&mut out, "convlog_query_seconds", "endpoint=\"conversations\"");
+        self.query_messages.render(&mut out, "convlog_query_seconds", "endpoint=\"messages\"");
+        self.query_other.render(&mut out, "convlog_query_seconds", "endpoint=\"other\"");
+        gauge(&mut out, "convlog_store_position", "Newest committed position of the store's change stream.", gauges.store_head);
+        gauge(&mut out, "convlog_index_position", "Store position the search index covers.", gauges.index_position);
+        gauge(&mut out, "convlog_index_lag", "Changes committed to the store but not yet searchable.", gauges.store_head.saturating_sub(gauges.index_position));
+        counter(&mut out, "convlog_index_commits_total", "Index commits since start.", gauges.index_commits);
+        gauge(&mut out, "convlog_ready", "1 when the index has caught up and is healthy.", gauges.ready as u64);
+        out
+    }
+}

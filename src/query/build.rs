@@ -1,0 +1,262 @@
+//! Turns a validated request into one tantivy query, always scoped to one bot.
+
+use super::filter::SearchRequest;
+use super::parse::QueryAst;
+use crate::index::Fields;
+use crate::index::schema::{ANY_DROPOFF, KIND_CONVERSATION, KIND_MESSAGE, flow_step};
+use crate::model::Micros;
+use std::ops::Bound;
+use tantivy::Term;
+use tantivy::query::{
+    AllQuery, BooleanQuery, EmptyQuery, Occur, PhraseQuery, Query, RangeQuery, TermQuery,
+    TermSetQuery,
+};
+use tantivy::schema::{Field, IndexRecordOption};
+
+/// The facet dimensions of conversation search.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dimension {
+    Channel,
+    Tag,
+    Label,
+    Flow,
+    Node,
+    Flagged,
+}
+
+impl Dimension {
+    /// Every dimension, in response order.
+    pub const ALL: [Dimension; 6] = [
+        Dimension::Channel,
+        Dimension::Tag,
+        Dimension::Label,
+        Dimension::Flow,
+        Dimension::Node,
+        Dimension::Flagged,
+    ];
+
+    /// Its name in the response.
+    pub fn name(self) -> &'static str {
+        match self {
+            Dimension::Channel => "channel",
+            Dimension::Tag => "tag",
+            Dimension::Label => "label",
+            Dimension::Flow => "flow",
+            Dimension::Node => "node",
+            Dimension::Flagged => "flagged",
+        }
+    }
+
+    /// The fast field counted for it (nodes: prompt nodes only).
+    pub fn field(self) -> &'static str {
+        match self {
+            Dimension::Channel => "channel",
+            Dimension::Tag => "tag",
+            Dimension::Label => "label",
+            Dimension::Flow => "flow",
+            Dimension::Node => "prompt_node",
+            Dimension::Flagged => "flagged",
+        }
+    }
+
+    /// Whether the request filters on this dimension (`step` and `dropoff` belong to `flow`).
+    pub fn is_filtered(self, request: &SearchRequest) -> bool {
+        match self {
+            Dimension::Channel => !request.channels.is_empty(),
+            Dimension::Tag => !request.tags.is_empty(),
+            Dimension::Label => !request.labels.is_empty(),
+            Dimension::Flow => {
+                !request.flows.is_empty() || !request.steps.is_empty() || request.dropoff.is_some()
+            }
+            Dimension::Node => !request.nodes.is_empty(),
+            Dimension::Flagged => request.flagged.is_some(),
+        }
+    }
+}
+
+/// Which documents a query runs over.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DocKind {
+    Conversation,
+    Message,
+}
+
+/// The time range of a search, already resolved (defaults applied).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct TimeRange {
+    pub from: Option<Micros>,
+    pub to: Option<Micros>,
+}
+
+fn term_query(field: Field, value: &str) -> Box<dyn Query> {
+    Box::new(TermQuery::new(
+        Term::from_field_text(field, value),
+        IndexRecordOption::Basic,
+    ))
+}
+
+fn any_of(field: Field, values: impl IntoIterator<Item = String>) -> Box<dyn Query> {
+    Box::new(TermSetQuery::new(
+        values.into_iter().map(|value| Term::from_field_text(field, &value)),
+    ))
+}
+
+/// Builds the query for `request` over `kind` documents of `bot`, leaving out the filter of `without`.
+pub fn build(
+    fields: &Fields,
+    bot: &str,
+    kind: DocKind,
+    request: &SearchRequest,
+    range: TimeRange,
+    without: Option<Dimension>,
+) -> Box<dyn Query> {
+    let mut must: Vec<(Occur, Box<dyn Query>)> = vec![
+        (
+            Occur::Must,
+            term_query(
+                fields.kind,
+                match kind {
+                    DocKind::Conversation => KIND_CONVERSATION,
+                    DocKind::Message => KIND_MESSAGE,
+                },
+            ),
+        ),
+        (Occur::Must, term_query(fields.bot, bot)),
+    ];
+    if range.from.is_some() || range.to.is_some() {
+        let bound = |value: Option<Micros>, inclusive: bool| match value {
+            None => Bound::Unbounded,
+            Some(v) if inclusive => Bound::Included(Term::from_field_i64(fields.ts, v)),
+            Some(v) => Bound::Excluded(Term::from_field_i64(fields.ts, v)),
+        };
+        must.push((
+            Occur::Must,
+            Box::new(RangeQuery::new(bound(range.from, true), bound(range.to, false))),
+        ));
+    }
+    let keep = |dimension: Dimension| without != Some(dimension);
+    if keep(Dimension::Channel) && !request.channels.is_empty() {
+        must.push((Occur::Must, any_of(fields.channel, request.channels.clone())));
+    }
+    if keep(Dimension::Tag) && !request.tags.is_empty() {
+        must.push((Occur::Must, any_of(fields.tag, request.tags.clone())));
+    }
+    if keep(Dimension::Label) && !request.labels.is_empty() {
+        must.push((Occur::Must, any_of(fields.label, request.labels.clone())));
+    }
+    if keep(Dimension::Flagged)
+        && let Some(flagged) = request.flagged
+    {
+        must.push((Occur::Must, term_query(fields.flagged, if flagged { "true" } else { "false" })));
+    }
+    if keep(Dimension::Node) && !request.nodes.is_empty() {
+        must.push((Occur::Must, any_of(fields.node, request.nodes.clone())));
+    }
+    if keep(Dimension::Flow) {
+        must.extend(flow_clauses(fields, request));
+    }
+    if !request.roles.is_empty() {
+        must.push((
+            Occur::Must,
+            any_of(fields.role, request.roles.iter().map(|r| r.as_str().to_string())),
+        ));
+    }
+    if let Some(ast) = &request.ast {
+        match ast {
+            // A top-level negation needs nothing positive: the bot scope already is.
+            QueryAst::Not(inner) => must.push((Occur::MustNot, text_query(fields, kind, inner))),
+            other => must.push((Occur::Must, text_query(fields, kind, other))),
+        }
+    }
+    Box::new(BooleanQuery::new(must))
+}
+
+fn flow_clauses(fields: &Fields, request: &SearchRequest) -> Vec<(Occur, Box<dyn Query>)> {
+    let mut clauses = Vec::new();
+    let pairs = || {
+        request.flows.iter().flat_map(|flow| {
+            request.steps.iter().map(move |step| flow_step(flow, step))
+        })
+    };
+    if !request.flows.is_empty() {
+        clauses.push((Occur::Must, any_of(fields.flow, request.flows.clone())));
+    }
+    if !request.steps.is_empty() {
+        clauses.push((Occur::Must, any_of(fields.flow_step, pairs().collect::<Vec<_>>())));
+    }
+    if let Some(dropoff) = request.dropoff {
+        let dropped: Box<dyn Query> = if !request.steps.is_empty() {
+            any_of(fields.dropoff_step, pairs().collect::<Vec<_>>())
+        } else if !request.flows.is_empty() {
+            any_of(fields.dropoff, request.flows.clone())
+        } else {
+            term_query(fields.dropoff, ANY_DROPOFF)
+        };
+        clauses.push((if dropoff { Occur::Must } else { Occur::MustNot }, dropped));
+    }
+    clauses
+}
+
+/// The text part: conversations match a word if any message has it; phrases match within a message.
+fn text_query(fields: &Fields, kind: DocKind, ast: &QueryAst) -> Box<dyn Query> {
+    match ast {
+        QueryAst::Term { role, tokens } => {
+            let on_field = |field: Field| -> Box<dyn Query> {
+                if tokens.len() == 1 {
+                    Box::new(TermQuery::new(
+                        Term::from_field_text(field, &tokens[0]),
+                        IndexRecordOption::WithFreqs,
+                    ))
+                } else {
+                    Box::new(PhraseQuery::new(
+                        tokens.iter().map(|t| Term::from_field_text(field, t)).collect(),
+                    ))
+                }
+            };
+            if tokens.is_empty() {
+                return Box::new(EmptyQuery);
+            }
+            match (kind, role) {
+                (DocKind::Conversation, Some(role)) => on_field(fields.text_of(*role)),
+                (DocKind::Conversation, None) => Box::new(BooleanQuery::new(
+                    [fields.text_user, fields.text_bot, fields.text_agent, fields.text_system]
+                        .into_iter()
+                        .map(|field| (Occur::Should, on_field(field)))
+                        .collect(),
+                )),
+                (DocKind::Message, None) => on_field(fields.text),
+                (DocKind::Message, Some(role)) => Box::new(BooleanQuery::new(vec![
+                    (Occur::Must, on_field(fields.text)),
+                    (Occur::Must, term_query(fields.role, role.as_str())),
+                ])),
+            }
+        }
+        QueryAst::And(children) => {
+            let mut clauses: Vec<(Occur, Box<dyn Query>)> = Vec::new();
+            let mut positive = false;
+            for child in children {
+                match child {
+                    QueryAst::Not(inner) => clauses.push((Occur::MustNot, text_query(fields, kind, inner))),
+                    other => {
+                        positive = true;
+                        clauses.push((Occur::Must, text_query(fields, kind, other)));
+                    }
+                }
+            }
+            if !positive {
+                clauses.push((Occur::Must, Box::new(AllQuery)));
+            }
+            Box::new(BooleanQuery::new(clauses))
+        }
+        QueryAst::Or(children) => Box::new(BooleanQuery::new(
+            children
+                .iter()
+                .map(|child| (Occur::Should, text_query(fields, kind, child)))
+                .collect(),
+        )),
+        QueryAst::Not(inner) => Box::new(BooleanQuery::new(vec![
+            (Occur::Must, Box::new(AllQuery) as Box<dyn Query>),
+            (Occur::MustNot, text_query(fields, kind, inner)),
+        ])),
+    }
+}

@@ -1,0 +1,232 @@
+//! One pass over the matching documents: exact count, facet counts and the top
+//! hits after a cursor position.
+//!
+//! Everything reads fast fields (columns), so a pass costs a few column reads
+//! per matching document and no stored-document access.
+
+use std::cmp::Ordering;
+use std::collections::{BinaryHeap, HashMap};
+use tantivy::collector::{Collector, SegmentCollector};
+use tantivy::columnar::{Column, StrColumn};
+use tantivy::{DocId, Score, SegmentOrdinal, SegmentReader};
+
+/// A position in the result order: documents sort by `key` then `id`, both descending.
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct SortPosition {
+    pub key: f64,
+    pub id: u64,
+}
+
+impl SortPosition {
+    /// Descending order: `Less` means `self` comes first.
+    fn order(&self, other: &SortPosition) -> Ordering {
+        other
+            .key
+            .total_cmp(&self.key)
+            .then_with(|| other.id.cmp(&self.id))
+    }
+}
+
+/// What the result is sorted by.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SortSource {
+    /// An i64 fast field (a time), newest first.
+    Field(&'static str),
+    /// The BM25 score, best first.
+    Score,
+}
+
+/// Counts, facets and the top hits of one query.
+pub struct SearchCollector {
+    pub sort: SortSource,
+    /// The fast field holding the hit id (`conv_id` or `msg_seq`).
+    pub id_field: &'static str,
+    pub limit: usize,
+    /// Only documents strictly after this position are candidates for the top.
+    pub after: Option<SortPosition>,
+    /// Facet dimensions to count: (name, fast string field).
+    pub facets: Vec<(&'static str, &'static str)>,
+}
+
+/// The result of a [`SearchCollector`].
+#[derive(Debug, Default)]
+pub struct SearchFruit {
+    pub total: u64,
+    /// Best first.
+    pub top: Vec<SortPosition>,
+    /// Per dimension (in the order asked): value → count.
+    pub facets: Vec<HashMap<String, u64>>,
+}
+
+/// Heap entry whose "greatest" is the worst kept hit.
+#[derive(Debug, Clone, Copy)]
+struct Ranked(SortPosition);
+
+impl PartialEq for Ranked {
+    fn eq(&self, other: &Self) -> bool {
+        self.cmp(other) == Ordering::Equal
+    }
+}
+impl Eq for Ranked {}
+impl PartialOrd for Ranked {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+impl Ord for Ranked {
+    fn cmp(&self, other: &Self) -> Ordering {
+        self.0.order(&other.0)
+    }
+}
+
+/// Per-segment state.
+pub struct SearchSegmentCollector {
+    sort_column: Option<Column<i64>>,
+    id_column: Column<u64>,
+    limit: usize,
+    after: Option<SortPosition>,
+    facets: Vec<(StrColumn, Vec<u32>)>,
+    total: u64,
+    heap: BinaryHeap<Ranked>,
+}
+
+impl Collector for SearchCollector {
+    type Fruit = SearchFruit;
+    type Child = SearchSegmentCollector;
+
+    fn for_segment(
+        &self,
+        _segment_ord: SegmentOrdinal,
+        reader: &SegmentReader,
+    ) -> tantivy::Result<SearchSegmentCollector> {
+        let fast = reader.fast_fields();
+        let sort_column = match self.sort {
+            SortSource::Field(name) => Some(fast.i64(name)?),
+            SortSource::Score => None,
+        };
+        let mut facets = Vec::with_capacity(self.facets.len());
+        for (_, field) in &self.facets {
+            let column = fast
+                .str(field)?
+                .unwrap_or_else(|| StrColumn::wrap(tantivy::columnar::BytesColumn::empty(reader.max_doc())));
+            let terms = column.num_terms();
+            facets.push((column, vec![0u32; terms]));
+        }
+        Ok(SearchSegmentCollector {
+            sort_column,
+            id_column: fast.u64(self.id_field)?,
+            limit: self.limit,
+            after: self.after,
+            facets,
+            total: 0,
+            heap: BinaryHeap::with_capacity(self.limit + 1),
+        })
+    }
+
+    fn requires_scoring(&self) -> bool {
+        self.sort == SortSource::Score
+    }
+
+    fn merge_fruits(&self, fruits: Vec<SegmentFruit>) -> tantivy::Result<SearchFruit> {
+        let mut merged = SearchFruit {
+            facets: vec![HashMap::new(); self.facets.len()],
+            ..SearchFruit::default()
+        };
+        let mut top = Vec::new();
+        for fruit in fruits {
+            merged.total += fruit.total;
+            top.extend(fruit.top);
+            for (into, from) in merged.facets.iter_mut().zip(fruit.facets) {
+                for (value, count) in from {
+                    *into.entry(value).or_insert(0) += count;
+                }
+            }
+        }
+        top.sort_by(|a, b| a.order(b));
+        top.truncate(self.limit);
+        merged.top = top;
+        Ok(merged)
+    }
+}
+
+/// What one segment found.
+pub struct SegmentFruit {
+    total: u64,
+    top: Vec<SortPosition>,
+    facets: Vec<HashMap<String, u64>>,
+}
+
+impl SegmentCollector for SearchSegmentCollector {
+    type Fruit = SegmentFruit;
+
+    fn collect(&mut self, doc: DocId, score: Score) {
+        self.total += 1;
+        for (column, counts) in &mut self.facets {
+            for ord in column.term_ords(doc) {
+                counts[ord as usize] += 1;
+            }
+        }
+        if self.limit == 0 {
+            return;
+        }
+        let key = match &self.sort_column {
+            Some(column) => column.first(doc).unwrap_or(i64::MIN) as f64,
+            None => score as f64,
+        };
+        let position = SortPosition {
+            key,
+            id: self.id_column.first(doc).unwrap_or(0),
+        };
+        if let Some(after) = &self.after
+            && after.order(&position) != Ordering::Less
+        {
+            return;
+        }
+        if self.heap.len() < self.limit {
+            self.heap.push(Ranked(position));
+        } else if let Some(worst) = self.heap.peek()
+            && position.order(&worst.0) == Ordering::Less
+        {
+            self.heap.pop();
+            self.heap.push(Ranked(position));
+        }
+    }
+
+    fn harvest(self) -> SegmentFruit {
+        let mut facets = Vec::with_capacity(self.facets.len());
+        for (column, counts) in self.facets {
+            let mut values = HashMap::new();
+            let mut name = String::new();
+            for (ord, count) in counts.into_iter().enumerate() {
+                if count == 0 {
+                    continue;
+                }
+                name.clear();
+                if column.ord_to_str(ord as u64, &mut name).unwrap_or(false) {
+                    values.insert(name.clone(), count as u64);
+                }
+            }
+            facets.push(values);
+        }
+        SegmentFruit {
+            total: self.total,
+            top: self.heap.into_iter().map(|ranked| ranked.0).collect(),
+            facets,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn positions_order_newest_first_then_by_id() {
+        let a = SortPosition { key: 10.0, id: 1 };
+        let b = SortPosition { key: 5.0, id: 9 };
+        let c = SortPosition { key: 5.0, id: 3 };
+        let mut all = vec![c, a, b];
+        all.sort_by(|x, y| x.order(y));
+        assert_eq!(all, vec![a, b, c]);
+    }
+}

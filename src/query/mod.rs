@@ -1,0 +1,32 @@
+//! Query: turns search requests into index queries and reads what they find from the store.
+
+pub mod build;
+pub mod collector;
+pub mod cursor;
+pub mod filter;
+pub mod highlight;
+pub mod parse;
+mod search;
+
+pub use filter::{SearchRequest, Sort, Target};
+pub use search::{
+    ConversationDetail, ConversationHit, ConversationPage, FlowFunnel, MessageHit, MessagePage,
+    NodeCount, SearchService, StepFunnel,
+};
+
+/// Why a search could not be answered.
+#[derive(Debug, thiserror::Error)]
+pub enum QueryError {
+    #[error("invalid parameter `{name}`: {reason}")]
+    InvalidParameter { name: String, reason: String },
+    #[error("invalid query at position {position}: {reason}")]
+    InvalidQuery { position: usize, reason: String },
+    #[error("not found")]
+    NotFound,
+    #[error("index: {0}")]
+    Index(#[from] tantivy::TantivyError),
+    #[error("store: {0}")]
+    Store(#[from] crate::store::StoreError),
+    #[error("search task failed: {0}")]
+    Task(String),
+}

@@ -1,0 +1,543 @@
+//! Executes searches: one pass for hits, total and unfiltered facets, one more
+//! per filtered facet dimension (disjunctive counts), then the store for bodies.
+
+use super::QueryError;
+use super::build::{self, Dimension, DocKind, TimeRange};
+use super::collector::{SearchCollector, SearchFruit, SortPosition, SortSource};
+use super::cursor::{Cursor, Views};
+use super::filter::{SearchRequest, Sort};
+use super::highlight::{snippet, terms_for_role};
+use super::parse::{QueryAst, Role};
+use crate::config::SearchConfig;
+use crate::index::SearchIndex;
+use crate::model::Micros;
+use crate::store::{ConversationRecord, MessageRecord, NodeRecord, Store, StoreError, read};
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use tantivy::Searcher;
+use tantivy::query::Query;
+
+const DAY: Micros = 86_400_000_000;
+/// Characters of context in a snippet.
+const SNIPPET_CHARS: usize = 160;
+/// Snippets shown per conversation.
+const SNIPPETS_PER_CONVERSATION: usize = 3;
+
+/// A conversation that matched, with snippets of the messages that matched `q`.
+#[derive(Debug, Clone)]
+pub struct ConversationHit {
+    pub record: ConversationRecord,
+    pub snippets: Vec<String>,
+}
+
+/// One page of conversation search.
+#[derive(Debug, Clone)]
+pub struct ConversationPage {
+    pub total: u64,
+    pub hits: Vec<ConversationHit>,
+    pub next_cursor: Option<String>,
+    /// Dimension name → value → count.
+    pub facets: BTreeMap<&'static str, BTreeMap<String, u64>>,
+}
+
+/// A message that matched.
+#[derive(Debug, Clone)]
+pub struct MessageHit {
+    pub record: MessageRecord,
+    pub snippet: Option<String>,
+}
+
+/// One page of message search.
+#[derive(Debug, Clone)]
+pub struct MessagePage {
+    pub total: u64,
+    pub hits: Vec<MessageHit>,
+    pub next_cursor: Option<String>,
+}
+
+/// A conversation with everything the conversation view shows.
+#[derive(Debug, Clone)]
+pub struct ConversationDetail {
+    pub record: ConversationRecord,
+    /// Messages in order, each with its highlighted text when it matches `q`.
+    pub messages: Vec<(MessageRecord, Option<String>)>,
+    pub history: Vec<ConversationRecord>,
+}
+
+/// A node with the number of conversations that reached it.
+#[derive(Debug, Clone)]
+pub struct NodeCount {
+    pub node: NodeRecord,
+    pub conversations: u64,
+}
+
+/// One step of a flow's funnel.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct StepFunnel {
+    pub step: Option<String>,
+    pub reached: u64,
+    pub dropped_off: u64,
+}
+
+/// A flow's funnel.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct FlowFunnel {
+    pub flow: String,
+    pub conversations: u64,
+    pub dropped_off: u64,
+    pub steps: Vec<StepFunnel>,
+}
+
+/// Searches the index and reads results from the store.
+#[derive(Clone)]
+pub struct SearchService {
+    index: SearchIndex,
+    store: Store,
+    views: Arc<Views>,
+    config: SearchConfig,
+}
+
+impl SearchService {
+    /// A service over `index` and `store`.
+    pub fn new(index: SearchIndex, store: Store, config: SearchConfig) -> SearchService {
+        let views = Arc::new(Views::new(config.cursor_ttl, config.max_open_cursors));
+        SearchService {
+            index,
+            store,
+            views,
+            config,
+        }
+    }
+
+    /// Runs blocking search work off the async runtime.
+    async fn blocking<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&SearchService) -> Result<T, QueryError> + Send + 'static,
+    ) -> Result<T, QueryError> {
+        let service = self.clone();
+        tokio::task::spawn_blocking(move || f(&service))
+            .await
+            .map_err(|err| QueryError::Task(err.to_string()))?
+    }
+
+    /// Resolves the cursor (or starts a new view) and the time range.
+    fn view_for(&self, request: &SearchRequest, now: Micros, default_range: bool) -> Result<(Searcher, u64, Option<SortPosition>, TimeRange), QueryError> {
+        if let Some(text) = &request.cursor {
+            let cursor = Cursor::decode(text)?;
+            if cursor.filters != request.fingerprint() {
+                return Err(QueryError::InvalidParameter {
+                    name: "cursor".into(),
+                    reason: "was made for other filters; start again without it".into(),
+                });
+            }
+            let (searcher, view) = match self.views.get(cursor.view) {
+                Some(searcher) => (searcher, cursor.view),
+                None => {
+                    let searcher = self.index.searcher();
+                    let view = self.views.pin(searcher.clone());
+                    (searcher, view)
+                }
+            };
+            return Ok((searcher, view, Some(cursor.after), cursor.range));
+        }
+        let range = if default_range && request.from.is_none() {
+            TimeRange {
+                from: Some(request.to.unwrap_or(now) - DAY),
+                to: request.to,
+            }
+        } else {
+            TimeRange {
+                from: request.from,
+                to: request.to,
+            }
+        };
+        let searcher = self.index.searcher();
+        let view = self.views.pin(searcher.clone());
+        Ok((searcher, view, None, range))
+    }
+
+    /// Counts `dimensions` over the documents `query` matches.
+    fn count(
+        &self,
+        searcher: &Searcher,
+        query: &dyn Query,
+        dimensions: Vec<(&'static str, &'static str)>,
+    ) -> Result<SearchFruit, QueryError> {
+        let collector = SearchCollector {
+            sort: SortSource::Field("last_ts"),
+            id_field: "conv_id",
+            limit: 0,
+            after: None,
+            facets: dimensions,
+        };
+        Ok(searcher.search(query, &collector)?)
+    }
+
+    /// Conversation search: hits, exact total, disjunctive facets, snippets.
+    pub async fn conversations(
+        &self,
+        bot: String,
+        request: SearchRequest,
+        now: Micros,
+    ) -> Result<ConversationPage, QueryError> {
+        self.blocking(move |service| service.conversations_blocking(&bot, &request, now))
+            .await
+    }
+
+    fn conversations_blocking(
+        &self,
+        bot: &str,
+        request: &SearchRequest,
+        now: Micros,
+    ) -> Result<ConversationPage, QueryError> {
+        let (searcher, view, after, range) = self.view_for(request, now, true)?;
+        let fields = self.index.fields();
+        let sort = request.sort.unwrap_or(Sort::LastMessageAt);
+        let limit = request.limit();
+        let unfiltered: Vec<Dimension> = Dimension::ALL
+            .into_iter()
+            .filter(|d| !d.is_filtered(request))
+            .collect();
+        let query = build::build(fields, bot, DocKind::Conversation, request, range, None);
+        let collector = SearchCollector {
+            sort: match sort {
+                Sort::LastMessageAt => SortSource::Field("last_ts"),
+                Sort::StartedAt => SortSource::Field("first_ts"),
+                Sort::Relevance => SortSource::Score,
+            },
+            id_field: "conv_id",
+            limit: limit + 1,
+            after,
+            facets: unfiltered.iter().map(|d| (d.name(), d.field())).collect(),
+        };
+        let fruit = searcher.search(&query, &collector)?;
+
+        let mut facets: BTreeMap<&'static str, BTreeMap<String, u64>> = BTreeMap::new();
+        for (dimension, counts) in unfiltered.iter().zip(fruit.facets) {
+            facets.insert(dimension.name(), counts.into_iter().collect());
+        }
+        for dimension in Dimension::ALL.into_iter().filter(|d| d.is_filtered(request)) {
+            let query = build::build(fields, bot, DocKind::Conversation, request, range, Some(dimension));
+            let counted = self.count(&searcher, &query, vec![(dimension.name(), dimension.field())])?;
+            let counts = counted.facets.into_iter().next().unwrap_or_default();
+            facets.insert(dimension.name(), counts.into_iter().collect());
+        }
+
+        let (top, next_cursor) = page(fruit.top, limit, |after| Cursor {
+            view,
+            after,
+            range,
+            filters: request.fingerprint(),
+        });
+        let ids: Vec<u64> = top.iter().map(|p| p.id).collect();
+        let bot_owned = bot.to_string();
+        let ast = request.ast.clone();
+        let hits = self.store.read(move |conn| {
+            let records = read::conversations(conn, &bot_owned, &ids)?;
+            records
+                .into_iter()
+                .map(|record| {
+                    let snippets = match &ast {
+                        Some(ast) => snippets(ast, &read::messages(conn, record.id)?),
+                        None => Vec::new(),
+                    };
+                    Ok(ConversationHit { record, snippets })
+                })
+                .collect::<Result<Vec<_>, StoreError>>()
+        })?;
+        Ok(ConversationPage {
+            total: fruit.total,
+            hits,
+            next_cursor,
+            facets,
+        })
+    }
+
+    /// Message search: `q` evaluated per message.
+    pub async fn messages(
+        &self,
+        bot: String,
+        request: SearchRequest,
+        now: Micros,
+    ) -> Result<MessagePage, QueryError> {
+        self.blocking(move |service| service.messages_blocking(&bot, &request, now))
+            .await
+    }
+
+    fn messages_blocking(
+        &self,
+        bot: &str,
+        request: &SearchRequest,
+        now: Micros,
+    ) -> Result<MessagePage, QueryError> {
+        let (searcher, view, after, range) = self.view_for(request, now, true)?;
+        let limit = request.limit();
+        let query = build::build(self.index.fields(), bot, DocKind::Message, request, range, None);
+        let collector = SearchCollector {
+            sort: match request.sort {
+                Some(Sort::Relevance) => SortSource::Score,
+                _ => SortSource::Field("ts"),
+            },
+            id_field: "msg_seq",
+            limit: limit + 1,
+            after,
+            facets: Vec::new(),
+        };
+        let fruit = searcher.search(&query, &collector)?;
+        let (top, next_cursor) = page(fruit.top, limit, |after| Cursor {
+            view,
+            after,
+            range,
+            filters: request.fingerprint(),
+        });
+        let seqs: Vec<u64> = top.iter().map(|p| p.id).collect();
+        let records = self
+            .store
+            .read(|conn| read::messages_by_seq(conn, bot, &seqs))?;
+        let hits = records
+            .into_iter()
+            .map(|record| {
+                let snippet = request.ast.as_ref().and_then(|ast| {
+                    let role = Role::parse(&record.role)?;
+                    snippet(&record.text, &terms_for_role(ast, role), SNIPPET_CHARS)
+                });
+                MessageHit { record, snippet }
+            })
+            .collect();
+        Ok(MessagePage {
+            total: fruit.total,
+            hits,
+            next_cursor,
+        })
+    }
+
+    /// Counts of `field` values over the conversations matching the filters (no default time range).
+    fn facet_counts(
+        &self,
+        bot: &str,
+        request: &SearchRequest,
+        now: Micros,
+        default_range: bool,
+        dimensions: Vec<(&'static str, &'static str)>,
+    ) -> Result<Vec<HashMap<String, u64>>, QueryError> {
+        let (searcher, _, _, range) = self.view_for(request, now, default_range)?;
+        let query = build::build(self.index.fields(), bot, DocKind::Conversation, request, range, None);
+        Ok(self.count(&searcher, &query, dimensions)?.facets)
+    }
+
+    /// Conversations per value of a string field (tags, labels): value → count, descending.
+    pub async fn value_counts(
+        &self,
+        bot: String,
+        request: SearchRequest,
+        field: &'static str,
+        now: Micros,
+    ) -> Result<Vec<(String, u64)>, QueryError> {
+        self.blocking(move |service| {
+            let counts = service.facet_counts(&bot, &request, now, false, vec![(field, field)])?;
+            let mut counts: Vec<(String, u64)> = counts.into_iter().next().unwrap_or_default().into_iter().collect();
+            counts.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+            Ok(counts)
+        })
+        .await
+    }
+
+    /// Every node seen, with the number of matching conversations that reached it.
+    pub async fn nodes(
+        &self,
+        bot: String,
+        request: SearchRequest,
+        now: Micros,
+    ) -> Result<Vec<NodeCount>, QueryError> {
+        self.blocking(move |service| {
+            let counts = service
+                .facet_counts(&bot, &request, now, false, vec![("node", "node")])?
+                .into_iter()
+                .next()
+                .unwrap_or_default();
+            let nodes = service.store.read(|conn| read::nodes(conn, &bot))?;
+            Ok(nodes
+                .into_iter()
+                .map(|node| NodeCount {
+                    conversations: counts.get(&node.id).copied().unwrap_or(0),
+                    node,
+                })
+                .collect())
+        })
+        .await
+    }
+
+    /// Per flow, how many conversations reached each step and dropped off there.
+    pub async fn flows(
+        &self,
+        bot: String,
+        request: SearchRequest,
+        now: Micros,
+    ) -> Result<Vec<FlowFunnel>, QueryError> {
+        self.blocking(move |service| {
+            let mut counts = service
+                .facet_counts(
+                    &bot,
+                    &request,
+                    now,
+                    true,
+                    vec![("flow", "flow"), ("flow_step", "flow_step"), ("dropoff_step", "dropoff_step")],
+                )?
+                .into_iter();
+            let flows = counts.next().unwrap_or_default();
+            let reached = counts.next().unwrap_or_default();
+            let dropped = counts.next().unwrap_or_default();
+            Ok(funnels(flows, reached, dropped))
+        })
+        .await
+    }
+
+    /// One conversation with its messages (highlighted for `q`) and the user's recent history.
+    pub async fn conversation(
+        &self,
+        bot: String,
+        id: u64,
+        ast: Option<QueryAst>,
+    ) -> Result<ConversationDetail, QueryError> {
+        let history_span = self.config.history_days as Micros * DAY;
+        let detail = self
+            .store
+            .read_async(move |conn| {
+                let record = read::conversation(conn, &bot, id)?;
+                let messages = read::messages(conn, id)?;
+                let history = read::history(
+                    conn,
+                    &bot,
+                    &record.user_key,
+                    id,
+                    record.started_at,
+                    record.started_at - history_span,
+                )?;
+                let messages = messages
+                    .into_iter()
+                    .map(|message| {
+                        let highlight = ast.as_ref().and_then(|ast| highlight_message(ast, &message));
+                        (message, highlight)
+                    })
+                    .collect();
+                Ok(ConversationDetail {
+                    record,
+                    messages,
+                    history,
+                })
+            })
+            .await;
+        match detail {
+            Err(StoreError::NotFound) => Err(QueryError::NotFound),
+            other => Ok(other?),
+        }
+    }
+}
+
+/// Keeps `limit` hits and makes a cursor when there were more.
+fn page(
+    mut top: Vec<SortPosition>,
+    limit: usize,
+    cursor: impl FnOnce(SortPosition) -> Cursor,
+) -> (Vec<SortPosition>, Option<String>) {
+    if top.len() > limit {
+        top.truncate(limit);
+        let last = *top.last().expect("limit is at least 1");
+        (top, Some(cursor(last).encode()))
+    } else {
+        (top, None)
+    }
+}
+
+fn tokens_of(text: &str) -> Vec<String> {
+    super::parse::tokenize(text)
+        .into_iter()
+        .map(|(_, _, token)| token)
+        .collect()
+}
+
+/// The highlighted text of a message that matches `ast` on its own.
+fn highlight_message(ast: &QueryAst, message: &MessageRecord) -> Option<String> {
+    let role = Role::parse(&message.role)?;
+    let terms = terms_for_role(ast, role);
+    if terms.is_empty() {
+        return None;
+    }
+    let tokens = tokens_of(&message.text);
+    let any_term = tokens.iter().any(|t| terms.contains(t));
+    if !any_term {
+        return None;
+    }
+    Some(super::highlight::highlight(&message.text, &terms))
+}
+
+fn snippets(ast: &QueryAst, messages: &[MessageRecord]) -> Vec<String> {
+    messages
+        .iter()
+        .filter_map(|message| {
+            let role = Role::parse(&message.role)?;
+            snippet(&message.text, &terms_for_role(ast, role), SNIPPET_CHARS)
+        })
+        .take(SNIPPETS_PER_CONVERSATION)
+        .collect()
+}
+
+fn funnels(
+    flows: HashMap<String, u64>,
+    reached: HashMap<String, u64>,
+    dropped: HashMap<String, u64>,
+) -> Vec<FlowFunnel> {
+    let split = |value: &str| -> Option<(String, String)> {
+        value
+            .split_once('\u{1f}')
+            .map(|(flow, step)| (flow.to_string(), step.to_string()))
+    };
+    let mut by_flow: BTreeMap<String, FlowFunnel> = flows
+        .into_iter()
+        .map(|(flow, conversations)| {
+            (
+                flow.clone(),
+                FlowFunnel {
+                    flow,
+                    conversations,
+                    dropped_off: 0,
+                    steps: Vec::new(),
+                },
+            )
+        })
+        .collect();
+    for (value, count) in reached {
+        if let Some((flow, step)) = split(&value)
+            && let Some(funnel) = by_flow.get_mut(&flow)
+        {
+            funnel.steps.push(StepFunnel {
+                step: Some(step),
+                reached: count,
+                dropped_off: 0,
+            });
+        }
+    }
+    for (value, count) in dropped {
+        let Some((flow, step)) = split(&value) else { continue };
+        let Some(funnel) = by_flow.get_mut(&flow) else { continue };
+        funnel.dropped_off += count;
+        let step = (!step.is_empty()).then_some(step);
+        match funnel.steps.iter_mut().find(|s| s.step == step) {
+            Some(entry) => entry.dropped_off += count,
+            None => funnel.steps.push(StepFunnel {
+                step,
+                reached: 0,
+                dropped_off: count,
+            }),
+        }
+    }
+    let mut out: Vec<FlowFunnel> = by_flow.into_values().collect();
+    for funnel in &mut out {
+        // A funnel narrows: steps reached by more conversations come first.
+        funnel
+            .steps
+            .sort_by(|a, b| b.reached.cmp(&a.reached).then_with(|| a.step.cmp(&b.step)));
+    }
+    out.sort_by(|a, b| b.conversations.cmp(&a.conversations).then_with(|| a.flow.cmp(&b.flow)));
+    out
+}

@@ -1,0 +1,178 @@
+//! The store: SQLite in WAL mode, the source of truth for everything else.
+//!
+//! One thread owns the write connection. Writers from any task send it a
+//! closure; it runs many of them in one transaction (each in its own savepoint,
+//! so one failing request rolls back alone), commits with a single fsync and
+//! only then answers them all. That is group commit: durability costs one fsync
+//! per round, not one per request.
+//!
+//! Readers use a small pool of read-only connections; WAL lets them read a
+//! consistent snapshot while the writer commits.
+
+mod ingest;
+pub mod read;
+mod schema;
+mod writer;
+
+pub use ingest::IngestOutcome;
+pub use read::{
+    ChangeBatch, ConversationRecord, MessageRecord, NodeRecord, TagRecord, TraceRecord,
+};
+pub use read::changes_since as read_changes_page;
+pub use writer::WriteCtx;
+
+use rusqlite::{Connection, OpenFlags};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+/// What went wrong in the store.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("sqlite: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    /// The store can't accept writes now (disk full, shutting down); nothing was written.
+    #[error("store unavailable: {0}")]
+    Unavailable(String),
+    #[error("not found")]
+    NotFound,
+    #[error("io: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+impl StoreError {
+    /// Whether this error means "try later" rather than a bug.
+    pub fn is_unavailable(&self) -> bool {
+        match self {
+            StoreError::Unavailable(_) => true,
+            StoreError::Sqlite(rusqlite::Error::SqliteFailure(err, _)) => matches!(
+                err.code,
+                rusqlite::ErrorCode::DiskFull
+                    | rusqlite::ErrorCode::DatabaseBusy
+                    | rusqlite::ErrorCode::DatabaseLocked
+                    | rusqlite::ErrorCode::SystemIoFailure
+            ),
+            _ => false,
+        }
+    }
+}
+
+/// A handle on the store; cheap to clone.
+#[derive(Clone)]
+pub struct Store {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    path: PathBuf,
+    writer: writer::WriterHandle,
+    readers: Mutex<Vec<Connection>>,
+    /// The newest change position committed; the index follows it.
+    head: Arc<AtomicU64>,
+}
+
+impl Store {
+    /// Opens (creating if needed) the store at `path` and starts its writer thread.
+    pub fn open(path: &Path) -> Result<Store, StoreError> {
+        let conn = Connection::open(path)?;
+        conn.execute_batch(
+            "PRAGMA journal_mode = WAL;
+             PRAGMA synchronous = FULL;
+             PRAGMA foreign_keys = OFF;
+             PRAGMA cache_size = -65536;
+             PRAGMA temp_store = MEMORY;",
+        )?;
+        let version: i64 = conn.query_row("PRAGMA user_version", [], |row| row.get(0))?;
+        if version > schema::STORE_VERSION {
+            return Err(StoreError::Unavailable(format!(
+                "store {} has version {version}, newer than this binary's {}",
+                path.display(),
+                schema::STORE_VERSION
+            )));
+        }
+        conn.execute_batch(schema::SCHEMA)?;
+        conn.execute_batch(&format!("PRAGMA user_version = {}", schema::STORE_VERSION))?;
+        let head: u64 = conn.query_row(
+            "SELECT MAX(COALESCE((SELECT MAX(change_seq) FROM conversations), 0),
+                        COALESCE((SELECT MAX(change_seq) FROM tombstones), 0))",
+            [],
+            |row| row.get::<_, i64>(0),
+        )? as u64;
+        let head = Arc::new(AtomicU64::new(head));
+        let writer = writer::spawn(conn, head.clone())?;
+        Ok(Store {
+            inner: Arc::new(Inner {
+                path: path.to_path_buf(),
+                writer,
+                readers: Mutex::new(Vec::new()),
+                head,
+            }),
+        })
+    }
+
+    /// The newest committed change position.
+    pub fn head(&self) -> u64 {
+        self.inner.head.load(Ordering::Acquire)
+    }
+
+    /// Runs `f` in the next group-commit round; its result is returned only once the round is durable.
+    pub async fn write<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut WriteCtx<'_>) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        self.inner.writer.submit(f)?.await.unwrap_or_else(|_| {
+            Err(StoreError::Unavailable("the store could not write".into()))
+        })
+    }
+
+    /// Like [`Store::write`], for callers outside an async runtime.
+    pub fn write_blocking<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut WriteCtx<'_>) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        self.inner.writer.submit(f)?.blocking_recv().unwrap_or_else(|_| {
+            Err(StoreError::Unavailable("the store could not write".into()))
+        })
+    }
+
+    /// Runs `f` on a pooled read-only connection (blocking; call from a blocking context).
+    pub fn read<T>(
+        &self,
+        f: impl FnOnce(&Connection) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        let pooled = self.inner.readers.lock().expect("reader pool lock").pop();
+        let conn = match pooled {
+            Some(conn) => conn,
+            None => {
+                let conn = Connection::open_with_flags(
+                    &self.inner.path,
+                    OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+                )?;
+                conn.execute_batch("PRAGMA cache_size = -32768; PRAGMA mmap_size = 268435456;")?;
+                conn
+            }
+        };
+        let result = f(&conn);
+        let mut pool = self.inner.readers.lock().expect("reader pool lock");
+        if pool.len() < 16 {
+            pool.push(conn);
+        }
+        result
+    }
+
+    /// Runs a read on tokio's blocking pool.
+    pub async fn read_async<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        let store = self.clone();
+        tokio::task::spawn_blocking(move || store.read(f))
+            .await
+            .map_err(|err| StoreError::Unavailable(format!("read task failed: {err}")))?
+    }
+
+    /// Stops accepting writes, finishes the pending round and closes the writer.
+    pub fn shutdown(&self) {
+        self.inner.writer.shutdown();
+    }
+}

@@ -1,0 +1,352 @@
+//! Reads: what the index, the query layer and the HTTP handlers ask of the store.
+
+use super::StoreError;
+use crate::model::{Micros, UserKey};
+use rusqlite::{Connection, OptionalExtension, Row, params};
+
+/// A conversation with its summary, labels and tags.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ConversationRecord {
+    pub id: u64,
+    pub bot_id: String,
+    pub user_key: UserKey,
+    pub channel: String,
+    pub session_id: Option<String>,
+    pub started_at: Micros,
+    pub last_message_at: Micros,
+    pub message_count: u64,
+    pub flows: Vec<String>,
+    /// Where the user left a flow: (flow, step).
+    pub dropoff: Option<(String, Option<String>)>,
+    pub flagged_at: Option<Micros>,
+    pub flag_note: Option<String>,
+    pub debug: bool,
+    pub labels: Vec<String>,
+    pub tags: Vec<TagRecord>,
+}
+
+/// A tag with its explanation.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TagRecord {
+    pub tag: String,
+    pub rule: String,
+    pub rule_version: i64,
+    pub message_ids: Vec<String>,
+    pub reason: String,
+}
+
+/// One stored message.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MessageRecord {
+    pub seq: u64,
+    pub id: String,
+    pub conversation_id: u64,
+    pub role: String,
+    pub text: String,
+    pub timestamp: Micros,
+    pub flow: Option<String>,
+    pub step: Option<String>,
+    pub node_id: Option<String>,
+    pub node_type: Option<String>,
+    pub node_name: Option<String>,
+    pub intent: Option<String>,
+    pub confidence: Option<f64>,
+    pub unidentified: bool,
+    pub flow_completed: bool,
+    pub metadata: Option<String>,
+}
+
+/// A node seen in a bot's messages.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NodeRecord {
+    pub id: String,
+    pub name: Option<String>,
+    pub node_type: Option<String>,
+}
+
+/// A stored trace event.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TraceRecord {
+    pub timestamp: Micros,
+    pub message_id: Option<String>,
+    pub action: String,
+    pub detail: Option<String>,
+    pub duration_ms: Option<f64>,
+    pub level: String,
+}
+
+/// Conversations changed after a position of the change stream, as the index needs them.
+#[derive(Debug, Default)]
+pub struct ChangeBatch {
+    pub conversations: Vec<(ConversationRecord, Vec<MessageRecord>)>,
+    /// Conversations that no longer exist (merged away).
+    pub tombstones: Vec<u64>,
+    /// The position this batch brings the reader up to.
+    pub position: u64,
+}
+
+const CONVERSATION_COLUMNS: &str = "id, bot_id, user_key, channel, session_id, started_at, \
+     last_message_at, message_count, flows, dropoff_flow, dropoff_step, flagged_at, flag_note, debug";
+
+const MESSAGE_COLUMNS: &str = "seq, msg_id, conversation_id, role, text, ts, flow, step, node_id, \
+     node_type, node_name, intent, confidence, unidentified, flow_completed, metadata";
+
+fn conversation_from_row(row: &Row<'_>) -> rusqlite::Result<ConversationRecord> {
+    let flows: String = row.get(8)?;
+    let dropoff_flow: Option<String> = row.get(9)?;
+    Ok(ConversationRecord {
+        id: row.get::<_, i64>(0)? as u64,
+        bot_id: row.get(1)?,
+        user_key: UserKey(row.get(2)?),
+        channel: row.get(3)?,
+        session_id: row.get(4)?,
+        started_at: row.get(5)?,
+        last_message_at: row.get(6)?,
+        message_count: row.get::<_, i64>(7)? as u64,
+        flows: serde_json::from_str(&flows).unwrap_or_default(),
+        dropoff: dropoff_flow.map(|flow| (flow, row.get(10).ok().flatten())),
+        flagged_at: row.get(11)?,
+        flag_note: row.get(12)?,
+        debug: row.get(13)?,
+        labels: Vec::new(),
+        tags: Vec::new(),
+    })
+}
+
+fn message_from_row(row: &Row<'_>) -> rusqlite::Result<MessageRecord> {
+    Ok(MessageRecord {
+        seq: row.get::<_, i64>(0)? as u64,
+        id: row.get(1)?,
+        conversation_id: row.get::<_, i64>(2)? as u64,
+        role: row.get(3)?,
+        text: row.get(4)?,
+        timestamp: row.get(5)?,
+        flow: row.get(6)?,
+        step: row.get(7)?,
+        node_id: row.get(8)?,
+        node_type: row.get(9)?,
+        node_name: row.get(10)?,
+        intent: row.get(11)?,
+        confidence: row.get(12)?,
+        unidentified: row.get(13)?,
+        flow_completed: row.get(14)?,
+        metadata: row.get(15)?,
+    })
+}
+
+/// Fills in labels and tags of a conversation.
+fn with_labels_and_tags(
+    conn: &Connection,
+    mut record: ConversationRecord,
+) -> Result<ConversationRecord, StoreError> {
+    let mut labels = conn.prepare_cached(
+        "SELECT name FROM labels WHERE conversation_id = ?1 ORDER BY added_at, name",
+    )?;
+    record.labels = labels
+        .query_map(params![record.id as i64], |row| row.get(0))?
+        .collect::<Result<_, _>>()?;
+    let mut tags = conn.prepare_cached(
+        "SELECT tag, rule, rule_version, message_ids, reason FROM tags
+         WHERE conversation_id = ?1 ORDER BY tag",
+    )?;
+    record.tags = tags
+        .query_map(params![record.id as i64], |row| {
+            let ids: String = row.get(3)?;
+            Ok(TagRecord {
+                tag: row.get(0)?,
+                rule: row.get(1)?,
+                rule_version: row.get(2)?,
+                message_ids: serde_json::from_str(&ids).unwrap_or_default(),
+                reason: row.get(4)?,
+            })
+        })?
+        .collect::<Result<_, _>>()?;
+    Ok(record)
+}
+
+/// One conversation of `bot_id`, or `NotFound` (also when it belongs to another bot).
+pub fn conversation(
+    conn: &Connection,
+    bot_id: &str,
+    id: u64,
+) -> Result<ConversationRecord, StoreError> {
+    let record = conn
+        .prepare_cached(&format!(
+            "SELECT {CONVERSATION_COLUMNS} FROM conversations WHERE id = ?1 AND bot_id = ?2"
+        ))?
+        .query_row(params![id as i64, bot_id], conversation_from_row)
+        .optional()?
+        .ok_or(StoreError::NotFound)?;
+    with_labels_and_tags(conn, record)
+}
+
+/// The conversations of `bot_id` with these ids, in the order given; missing ones are skipped.
+pub fn conversations(
+    conn: &Connection,
+    bot_id: &str,
+    ids: &[u64],
+) -> Result<Vec<ConversationRecord>, StoreError> {
+    let mut out = Vec::with_capacity(ids.len());
+    for &id in ids {
+        match conversation(conn, bot_id, id) {
+            Ok(record) => out.push(record),
+            Err(StoreError::NotFound) => {}
+            Err(err) => return Err(err),
+        }
+    }
+    Ok(out)
+}
+
+/// The messages of a conversation in time order (ties in ingest order).
+pub fn messages(conn: &Connection, conversation_id: u64) -> Result<Vec<MessageRecord>, StoreError> {
+    let mut statement = conn.prepare_cached(&format!(
+        "SELECT {MESSAGE_COLUMNS} FROM messages WHERE conversation_id = ?1 ORDER BY ts, seq"
+    ))?;
+    let rows = statement.query_map(params![conversation_id as i64], message_from_row)?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+/// Messages by store sequence number, in the order given; missing ones are skipped.
+pub fn messages_by_seq(
+    conn: &Connection,
+    bot_id: &str,
+    seqs: &[u64],
+) -> Result<Vec<MessageRecord>, StoreError> {
+    let mut statement = conn.prepare_cached(&format!(
+        "SELECT {MESSAGE_COLUMNS} FROM messages WHERE seq = ?1 AND bot_id = ?2"
+    ))?;
+    let mut out = Vec::with_capacity(seqs.len());
+    for &seq in seqs {
+        if let Some(message) = statement
+            .query_row(params![seq as i64, bot_id], message_from_row)
+            .optional()?
+        {
+            out.push(message);
+        }
+    }
+    Ok(out)
+}
+
+/// The same user's conversations that started before `before` and were active after `since`, newest first.
+pub fn history(
+    conn: &Connection,
+    bot_id: &str,
+    user_key: &UserKey,
+    exclude: u64,
+    before: Micros,
+    since: Micros,
+) -> Result<Vec<ConversationRecord>, StoreError> {
+    let mut statement = conn.prepare_cached(&format!(
+        "SELECT {CONVERSATION_COLUMNS} FROM conversations
+         WHERE bot_id = ?1 AND user_key = ?2 AND id != ?3 AND started_at < ?4 AND last_message_at >= ?5
+         ORDER BY started_at DESC LIMIT 100"
+    ))?;
+    let records: Vec<ConversationRecord> = statement
+        .query_map(
+            params![bot_id, user_key.0, exclude as i64, before, since],
+            conversation_from_row,
+        )?
+        .collect::<Result<_, _>>()?;
+    records
+        .into_iter()
+        .map(|record| with_labels_and_tags(conn, record))
+        .collect()
+}
+
+/// Every node seen in `bot_id`'s messages.
+pub fn nodes(conn: &Connection, bot_id: &str) -> Result<Vec<NodeRecord>, StoreError> {
+    let mut statement = conn.prepare_cached(
+        "SELECT node_id, name, type FROM nodes WHERE bot_id = ?1 ORDER BY node_id",
+    )?;
+    let rows = statement.query_map(params![bot_id], |row| {
+        Ok(NodeRecord {
+            id: row.get(0)?,
+            name: row.get(1)?,
+            node_type: row.get(2)?,
+        })
+    })?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+/// Trace events of a conversation in time order.
+pub fn traces(conn: &Connection, conversation_id: u64) -> Result<Vec<TraceRecord>, StoreError> {
+    let mut statement = conn.prepare_cached(
+        "SELECT ts, message_id, action, detail, duration_ms, level FROM traces
+         WHERE conversation_id = ?1 ORDER BY ts, id",
+    )?;
+    let rows = statement.query_map(params![conversation_id as i64], |row| {
+        Ok(TraceRecord {
+            timestamp: row.get(0)?,
+            message_id: row.get(1)?,
+            action: row.get(2)?,
+            detail: row.get(3)?,
+            duration_ms: row.get(4)?,
+            level: row.get(5)?,
+        })
+    })?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+/// Up to `limit` conversations changed after `after`, with their messages, read in one snapshot.
+///
+/// `committed_head` must be a head position read before this call: everything up
+/// to it is visible, so a page that is not full brings the reader up to it even
+/// across gaps in the change stream.
+pub fn changes_since(
+    conn: &Connection,
+    after: u64,
+    limit: usize,
+    committed_head: u64,
+) -> Result<ChangeBatch, StoreError> {
+    conn.execute_batch("BEGIN")?;
+    let result = read_changes(conn, after, limit).map(|mut batch| {
+        if batch.conversations.len() < limit {
+            batch.position = batch.position.max(committed_head);
+        }
+        batch
+    });
+    let _ = conn.execute_batch("COMMIT");
+    result
+}
+
+fn read_changes(conn: &Connection, after: u64, limit: usize) -> Result<ChangeBatch, StoreError> {
+    let mut batch = ChangeBatch {
+        position: after,
+        ..ChangeBatch::default()
+    };
+    let records: Vec<(ConversationRecord, u64)> = conn
+        .prepare_cached(&format!(
+            "SELECT {CONVERSATION_COLUMNS}, change_seq FROM conversations
+             WHERE change_seq > ?1 ORDER BY change_seq LIMIT ?2"
+        ))?
+        .query_map(params![after as i64, limit as i64], |row| {
+            Ok((conversation_from_row(row)?, row.get::<_, i64>(14)? as u64))
+        })?
+        .collect::<Result<_, _>>()?;
+    // With a full page, stop at its last position: later tombstones come with the next page.
+    let upper = if records.len() == limit {
+        records.last().map(|(_, seq)| *seq as i64).unwrap_or(i64::MAX)
+    } else {
+        i64::MAX
+    };
+    for (record, seq) in records {
+        batch.position = batch.position.max(seq);
+        let messages = messages(conn, record.id)?;
+        batch
+            .conversations
+            .push((with_labels_and_tags(conn, record)?, messages));
+    }
+    let mut tombstones = conn.prepare_cached(
+        "SELECT change_seq, conversation_id FROM tombstones
+         WHERE change_seq > ?1 AND change_seq <= ?2 ORDER BY change_seq",
+    )?;
+    let rows = tombstones.query_map(params![after as i64, upper], |row| {
+        Ok((row.get::<_, i64>(0)? as u64, row.get::<_, i64>(1)? as u64))
+    })?;
+    for row in rows {
+        let (seq, id) = row?;
+        batch.position = batch.position.max(seq);
+        batch.tombstones.push(id);
+    }
+    Ok(batch)
+}

@@ -1,0 +1,97 @@
+//! The SQLite schema of the store, applied at open.
+
+/// Bumped when the tables change; stored in `PRAGMA user_version`.
+pub const STORE_VERSION: i64 = 1;
+
+/// Creates every table and index (idempotent).
+pub const SCHEMA: &str = r#"
+CREATE TABLE IF NOT EXISTS conversations (
+    id               INTEGER PRIMARY KEY,
+    bot_id           TEXT NOT NULL,
+    user_key         TEXT NOT NULL,
+    channel          TEXT NOT NULL,
+    session_id       TEXT,              -- explicit session id; NULL for timeout-based sessions
+    started_at       INTEGER NOT NULL,  -- microseconds, UTC
+    last_message_at  INTEGER NOT NULL,
+    message_count    INTEGER NOT NULL,
+    flows            TEXT NOT NULL DEFAULT '[]',  -- JSON array, in order of first entry
+    dropoff_flow     TEXT,
+    dropoff_step     TEXT,
+    flagged_at       INTEGER,
+    flag_note        TEXT,
+    debug            INTEGER NOT NULL DEFAULT 0,
+    change_seq       INTEGER NOT NULL   -- position in the change stream the index follows
+);
+CREATE UNIQUE INDEX IF NOT EXISTS conversations_session
+    ON conversations(bot_id, session_id) WHERE session_id IS NOT NULL;
+CREATE INDEX IF NOT EXISTS conversations_user
+    ON conversations(bot_id, user_key, channel, last_message_at);
+CREATE INDEX IF NOT EXISTS conversations_change ON conversations(change_seq);
+CREATE INDEX IF NOT EXISTS conversations_debug ON conversations(bot_id) WHERE debug = 1;
+
+CREATE TABLE IF NOT EXISTS messages (
+    seq              INTEGER PRIMARY KEY,
+    bot_id           TEXT NOT NULL,
+    msg_id           TEXT NOT NULL,
+    conversation_id  INTEGER NOT NULL,
+    role             TEXT NOT NULL,
+    text             TEXT NOT NULL,
+    ts               INTEGER NOT NULL,
+    flow             TEXT,
+    step             TEXT,
+    node_id          TEXT,
+    node_type        TEXT,
+    node_name        TEXT,
+    intent           TEXT,
+    confidence       REAL,
+    unidentified     INTEGER NOT NULL,
+    flow_completed   INTEGER NOT NULL,
+    metadata         TEXT
+);
+CREATE UNIQUE INDEX IF NOT EXISTS messages_id ON messages(bot_id, msg_id);
+CREATE INDEX IF NOT EXISTS messages_conversation ON messages(conversation_id, ts, seq);
+
+-- Conversations removed by a merge, so the index can drop their documents.
+CREATE TABLE IF NOT EXISTS tombstones (
+    change_seq       INTEGER PRIMARY KEY,
+    conversation_id  INTEGER NOT NULL
+);
+
+CREATE TABLE IF NOT EXISTS labels (
+    conversation_id  INTEGER NOT NULL,
+    name             TEXT NOT NULL COLLATE NOCASE,
+    added_at         INTEGER NOT NULL,
+    PRIMARY KEY (conversation_id, name)
+);
+
+CREATE TABLE IF NOT EXISTS tags (
+    conversation_id  INTEGER NOT NULL,
+    tag              TEXT NOT NULL,
+    rule             TEXT NOT NULL,
+    rule_version     INTEGER NOT NULL,
+    message_ids      TEXT NOT NULL,     -- JSON array
+    reason           TEXT NOT NULL,
+    PRIMARY KEY (conversation_id, tag)
+);
+
+CREATE TABLE IF NOT EXISTS nodes (
+    bot_id           TEXT NOT NULL,
+    node_id          TEXT NOT NULL,
+    name             TEXT,
+    type             TEXT,
+    PRIMARY KEY (bot_id, node_id)
+);
+
+CREATE TABLE IF NOT EXISTS traces (
+    id               INTEGER PRIMARY KEY,
+    bot_id           TEXT NOT NULL,
+    conversation_id  INTEGER,
+    ts               INTEGER NOT NULL,
+    message_id       TEXT,
+    action           TEXT NOT NULL,
+    detail           TEXT,
+    duration_ms      REAL,
+    level            TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS traces_conversation ON traces(conversation_id, ts, id);
+"#;
