@@ -5,8 +5,9 @@ use crate::config::Config;
 use crate::index::{IndexSchema, Indexer, SearchIndex};
 use crate::ingest::pseudonym::UserKeyer;
 use crate::metrics::{Gauges, Metrics};
-use crate::model::{NewMessage, NewTrace};
+use crate::model::{Clock, NewMessage, NewTrace};
 use crate::query::SearchService;
+use crate::review::ReviewService;
 use crate::store::{IngestOutcome, Store, StoreError};
 use anyhow::Context;
 use std::fs::File;
@@ -24,7 +25,9 @@ pub struct Inner {
     pub store: Store,
     pub keyer: UserKeyer,
     pub search: SearchService,
+    pub review: ReviewService,
     pub indexer: Indexer,
+    pub clock: Clock,
     pub metrics: Metrics,
     /// Held for the life of the process: one process per data directory.
     _lock: File,
@@ -73,13 +76,18 @@ impl App {
         let indexer = Indexer::spawn(index.clone(), store.clone(), config.index.clone(), position)
             .context("starting the indexer")?;
         let search = SearchService::new(index, store.clone(), config.search.clone());
+        let clock = Clock::from_env().map_err(anyhow::Error::msg)?;
+        let review =
+            ReviewService::new(store.clone(), search.clone(), clock, config.review.clone());
         Ok(App {
             inner: Arc::new(Inner {
                 config,
                 store,
                 keyer,
                 search,
+                review,
                 indexer,
+                clock,
                 metrics: Metrics::default(),
                 _lock: lock,
             }),

@@ -129,7 +129,10 @@ fn generate(args: GenerateArgs) -> anyhow::Result<()> {
 }
 
 /// Reads NDJSON in batches of `size` lines.
-fn batches(file: &PathBuf, size: usize) -> anyhow::Result<impl Iterator<Item = std::io::Result<Vec<String>>>> {
+fn batches(
+    file: &PathBuf,
+    size: usize,
+) -> anyhow::Result<impl Iterator<Item = std::io::Result<Vec<String>>>> {
     let reader: Box<dyn BufRead> = if file.as_os_str() == "-" {
         Box::new(BufReader::new(std::io::stdin()))
     } else {
@@ -138,7 +141,9 @@ fn batches(file: &PathBuf, size: usize) -> anyhow::Result<impl Iterator<Item = s
             std::fs::File::open(file).with_context(|| format!("opening {}", file.display()))?,
         ))
     };
-    let mut lines = reader.lines().filter(|line| !matches!(line, Ok(l) if l.trim().is_empty()));
+    let mut lines = reader
+        .lines()
+        .filter(|line| !matches!(line, Ok(l) if l.trim().is_empty()));
     Ok(std::iter::from_fn(move || {
         let mut batch = Vec::with_capacity(size);
         for line in lines.by_ref() {
@@ -227,11 +232,15 @@ fn ingest_direct(config: Config, args: &IngestArgs) -> anyhow::Result<(u64, u64)
     for (number, batch) in batches(&args.file, args.batch)?.enumerate() {
         let body = batch?.join("\n");
         let items = parse_items(body.as_bytes(), BodyFormat::Ndjson);
-        let messages = items.and_then(|items| validate_messages(&items, &app.config.ingest, &app.keyer));
+        let messages =
+            items.and_then(|items| validate_messages(&items, &app.config.ingest, &app.keyer));
         let messages = match messages {
             Ok(messages) => messages,
             Err(ValidationError::Invalid(details)) => {
-                bail!("batch {number} refused: {}", serde_json::to_string(&details)?)
+                bail!(
+                    "batch {number} refused: {}",
+                    serde_json::to_string(&details)?
+                )
             }
             Err(err) => bail!("batch {number} refused: {err}"),
         };

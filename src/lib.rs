@@ -22,4 +22,5 @@ pub mod ingest;
 pub mod metrics;
 pub mod model;
 pub mod query;
+pub mod review;
 pub mod store;

@@ -43,7 +43,11 @@ impl Histogram {
         let count = self.count.load(Ordering::Relaxed);
         let _ = writeln!(out, "{name}_bucket{{{labels}{sep}le=\"+Inf\"}} {count}");
         let sum = self.sum_micros.load(Ordering::Relaxed) as f64 / 1e6;
-        let braces = if labels.is_empty() { String::new() } else { format!("{{{labels}}}") };
+        let braces = if labels.is_empty() {
+            String::new()
+        } else {
+            format!("{{{labels}}}")
+        };
         let _ = writeln!(out, "{name}_sum{braces} {sum}");
         let _ = writeln!(out, "{name}_count{braces} {count}");
     }
@@ -72,11 +76,17 @@ pub struct Gauges {
 }
 
 fn counter(out: &mut String, name: &str, help: &str, value: u64) {
-    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter\n{name} {value}");
+    let _ = writeln!(
+        out,
+        "# HELP {name} {help}\n# TYPE {name} counter\n{name} {value}"
+    );
 }
 
 fn gauge(out: &mut String, name: &str, help: &str, value: u64) {
-    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {value}");
+    let _ = writeln!(
+        out,
+        "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {value}"
+    );
 }
 
 impl Metrics {
@@ -84,22 +94,85 @@ impl Metrics {
     pub fn render(&self, gauges: &Gauges) -> String {
         let mut out = String::new();
         let load = |a: &AtomicU64| a.load(Ordering::Relaxed);
-        counter(&mut out, "convlog_ingested_messages_total", "Messages stored (duplicates excluded).", load(&self.ingested_messages));
-        counter(&mut out, "convlog_duplicate_messages_total", "Messages skipped because their id was already stored.", load(&self.duplicate_messages));
-        counter(&mut out, "convlog_rejected_batches_total", "Ingest batches refused for bad input.", load(&self.rejected_batches));
-        counter(&mut out, "convlog_traces_stored_total", "Trace events stored.", load(&self.traces_stored));
-        counter(&mut out, "convlog_traces_dropped_total", "Trace events dropped because debug logging was off.", load(&self.traces_dropped));
-        let _ = writeln!(out, "# HELP convlog_ingest_batch_seconds Time from request to durable acknowledgement.\n# TYPE convlog_ingest_batch_seconds histogram");
-        self.ingest_batch.render(&mut out, "convlog_ingest_batch_seconds", "");
-        let _ = writeln!(out, "# HELP convlog_query_seconds Search latency by endpoint.\n# TYPE convlog_query_seconds histogram");
-        self.query_conversations.render(&mut out, "convlog_query_seconds", "endpoint=\"conversations\"");
-        self.query_messages.render(&mut out, "convlog_query_seconds", "endpoint=\"messages\"");
-        self.query_other.render(&mut out, "convlog_query_seconds", "endpoint=\"other\"");
-        gauge(&mut out, "convlog_store_position", "Newest committed position of the store's change stream.", gauges.store_head);
-        gauge(&mut out, "convlog_index_position", "Store position the search index covers.", gauges.index_position);
-        gauge(&mut out, "convlog_index_lag", "Changes committed to the store but not yet searchable.", gauges.store_head.saturating_sub(gauges.index_position));
-        counter(&mut out, "convlog_index_commits_total", "Index commits since start.", gauges.index_commits);
-        gauge(&mut out, "convlog_ready", "1 when the index has caught up and is healthy.", gauges.ready as u64);
+        counter(
+            &mut out,
+            "convlog_ingested_messages_total",
+            "Messages stored (duplicates excluded).",
+            load(&self.ingested_messages),
+        );
+        counter(
+            &mut out,
+            "convlog_duplicate_messages_total",
+            "Messages skipped because their id was already stored.",
+            load(&self.duplicate_messages),
+        );
+        counter(
+            &mut out,
+            "convlog_rejected_batches_total",
+            "Ingest batches refused for bad input.",
+            load(&self.rejected_batches),
+        );
+        counter(
+            &mut out,
+            "convlog_traces_stored_total",
+            "Trace events stored.",
+            load(&self.traces_stored),
+        );
+        counter(
+            &mut out,
+            "convlog_traces_dropped_total",
+            "Trace events dropped because debug logging was off.",
+            load(&self.traces_dropped),
+        );
+        let _ = writeln!(
+            out,
+            "# HELP convlog_ingest_batch_seconds Time from request to durable acknowledgement.\n# TYPE convlog_ingest_batch_seconds histogram"
+        );
+        self.ingest_batch
+            .render(&mut out, "convlog_ingest_batch_seconds", "");
+        let _ = writeln!(
+            out,
+            "# HELP convlog_query_seconds Search latency by endpoint.\n# TYPE convlog_query_seconds histogram"
+        );
+        self.query_conversations.render(
+            &mut out,
+            "convlog_query_seconds",
+            "endpoint=\"conversations\"",
+        );
+        self.query_messages
+            .render(&mut out, "convlog_query_seconds", "endpoint=\"messages\"");
+        self.query_other
+            .render(&mut out, "convlog_query_seconds", "endpoint=\"other\"");
+        gauge(
+            &mut out,
+            "convlog_store_position",
+            "Newest committed position of the store's change stream.",
+            gauges.store_head,
+        );
+        gauge(
+            &mut out,
+            "convlog_index_position",
+            "Store position the search index covers.",
+            gauges.index_position,
+        );
+        gauge(
+            &mut out,
+            "convlog_index_lag",
+            "Changes committed to the store but not yet searchable.",
+            gauges.store_head.saturating_sub(gauges.index_position),
+        );
+        counter(
+            &mut out,
+            "convlog_index_commits_total",
+            "Index commits since start.",
+            gauges.index_commits,
+        );
+        gauge(
+            &mut out,
+            "convlog_ready",
+            "1 when the index has caught up and is healthy.",
+            gauges.ready as u64,
+        );
         out
     }
 }

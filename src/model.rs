@@ -34,6 +34,53 @@ pub fn is_identifier(text: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
 }
 
+/// A label name as typed by a person: trimmed, 1–64 characters, no control characters.
+pub fn normalize_label(name: &str) -> Result<String, &'static str> {
+    let name = name.trim();
+    let chars = name.chars().count();
+    if chars == 0 || chars > 64 {
+        return Err("labels are 1 to 64 characters");
+    }
+    if name.chars().any(char::is_control) {
+        return Err("labels can't contain control characters");
+    }
+    Ok(name.to_string())
+}
+
+/// The service's clock: real time, shifted by a fixed offset in tests and drills.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Clock {
+    offset: Micros,
+}
+
+impl Clock {
+    /// A clock `offset` microseconds ahead of real time (negative: behind).
+    pub fn with_offset(offset: Micros) -> Clock {
+        Clock { offset }
+    }
+
+    /// Reads `CONVLOG_CLOCK_OFFSET` ("+8d", "-90m", "30s"); real time when unset.
+    pub fn from_env() -> Result<Clock, String> {
+        match std::env::var("CONVLOG_CLOCK_OFFSET") {
+            Err(_) => Ok(Clock::default()),
+            Ok(text) => {
+                let (sign, rest) = match text.strip_prefix('-') {
+                    Some(rest) => (-1, rest),
+                    None => (1, text.strip_prefix('+').unwrap_or(&text)),
+                };
+                let offset = crate::config::parse_duration(rest)
+                    .map_err(|reason| format!("CONVLOG_CLOCK_OFFSET: {reason}"))?;
+                Ok(Clock::with_offset(sign * offset.as_micros() as Micros))
+            }
+        }
+    }
+
+    /// The current time in microseconds.
+    pub fn now(&self) -> Micros {
+        now_micros() + self.offset
+    }
+}
+
 /// The keyed hash of an end user's id: the only form in which a user is stored.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct UserKey(pub String);
@@ -128,5 +175,16 @@ mod tests {
         assert!(!is_identifier(""));
         assert!(!is_identifier("a b"));
         assert!(!is_identifier(&"x".repeat(65)));
+    }
+
+    #[test]
+    fn labels_are_trimmed_and_bounded() {
+        assert_eq!(
+            normalize_label("  Beschwerde über Lieferung ").unwrap(),
+            "Beschwerde über Lieferung"
+        );
+        assert!(normalize_label("   ").is_err());
+        assert!(normalize_label(&"é".repeat(65)).is_err());
+        assert!(normalize_label("a\nb").is_err());
     }
 }

@@ -41,6 +41,7 @@ pub struct Config {
     pub sessions: SessionConfig,
     pub index: IndexConfig,
     pub search: SearchConfig,
+    pub review: ReviewConfig,
     pub retention: RetentionConfig,
 }
 
@@ -93,6 +94,13 @@ pub struct SearchConfig {
     pub history_days: u32,
     pub cursor_ttl: Duration,
     pub max_open_cursors: usize,
+}
+
+/// `[review]`.
+#[derive(Debug, Clone)]
+pub struct ReviewConfig {
+    pub share_ttl: Duration,
+    pub share_max_ttl: Duration,
 }
 
 /// `[retention]`.
@@ -153,10 +161,12 @@ impl Config {
             }
         }
         for assignment in &sources.overrides {
-            let (key, value) = assignment.split_once('=').ok_or_else(|| ConfigError::Invalid {
-                key: assignment.clone(),
-                reason: "expected section.key=value".into(),
-            })?;
+            let (key, value) = assignment
+                .split_once('=')
+                .ok_or_else(|| ConfigError::Invalid {
+                    key: assignment.clone(),
+                    reason: "expected section.key=value".into(),
+                })?;
             set(&mut merged, key.trim(), value.trim())?;
         }
         if let Some(listen) = &sources.listen {
@@ -206,10 +216,13 @@ fn set(table: &mut toml::Table, dotted: &str, raw_value: &str) -> Result<(), Con
         .and_then(|mut t| t.remove("v"))
         .unwrap_or_else(|| toml::Value::String(raw_value.to_string()));
     let mut parts: Vec<&str> = dotted.split('.').collect();
-    let last = parts.pop().filter(|k| !k.is_empty()).ok_or_else(|| ConfigError::Invalid {
-        key: dotted.to_string(),
-        reason: "empty key".into(),
-    })?;
+    let last = parts
+        .pop()
+        .filter(|k| !k.is_empty())
+        .ok_or_else(|| ConfigError::Invalid {
+            key: dotted.to_string(),
+            reason: "empty key".into(),
+        })?;
     let mut current = table;
     for part in parts {
         let entry = current
@@ -318,6 +331,23 @@ fn validate(table: toml::Table) -> Result<Config, ConfigError> {
         max_open_cursors: raw.search.max_open_cursors,
     };
 
+    let review = ReviewConfig {
+        share_ttl: positive(
+            "review.share_ttl",
+            duration("review.share_ttl", &raw.review.share_ttl)?,
+        )?,
+        share_max_ttl: positive(
+            "review.share_max_ttl",
+            duration("review.share_max_ttl", &raw.review.share_max_ttl)?,
+        )?,
+    };
+    if review.share_ttl > review.share_max_ttl {
+        return Err(invalid(
+            "review.share_ttl",
+            "must not exceed review.share_max_ttl",
+        ));
+    }
+
     let archive_url = raw.retention.archive_url.trim().to_string();
     if !(archive_url.is_empty()
         || archive_url.starts_with("file://")
@@ -342,6 +372,7 @@ fn validate(table: toml::Table) -> Result<Config, ConfigError> {
         sessions,
         index,
         search,
+        review,
         retention,
     })
 }
@@ -361,7 +392,10 @@ mod tests {
     fn embedded_defaults_match_the_documented_values() {
         let config = Config::defaults();
         assert_eq!(config.sessions.timeout("web"), Duration::from_secs(86_400));
-        assert_eq!(config.sessions.timeout("whatsapp"), Duration::from_secs(86_400));
+        assert_eq!(
+            config.sessions.timeout("whatsapp"),
+            Duration::from_secs(86_400)
+        );
         assert_eq!(config.sessions.timeout("sms"), Duration::from_secs(1_800));
         assert_eq!(config.index.refresh_interval, Duration::from_secs(1));
         assert_eq!(config.server.max_body, 8 << 20);

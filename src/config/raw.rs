@@ -14,6 +14,7 @@ pub struct RawConfig {
     pub sessions: RawSessions,
     pub index: RawIndex,
     pub search: RawSearch,
+    pub review: RawReview,
     pub retention: RawRetention,
 }
 
@@ -70,4 +71,12 @@ pub struct RawSearch {
 pub struct RawRetention {
     pub period: String,
     pub archive_url: String,
+}
+
+/// `[review]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawReview {
+    pub share_ttl: String,
+    pub share_max_ttl: String,
 }

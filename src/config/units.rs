@@ -18,7 +18,11 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
         "m" => 60_000,
         "h" => 3_600_000,
         "d" => 86_400_000,
-        _ => return Err(format!("{text:?} has unknown unit {unit:?} (use ms, s, m, h or d)")),
+        _ => {
+            return Err(format!(
+                "{text:?} has unknown unit {unit:?} (use ms, s, m, h or d)"
+            ));
+        }
     };
     number
         .checked_mul(millis_per_unit)
@@ -41,7 +45,11 @@ pub fn parse_size(text: &str) -> Result<u64, String> {
         "KiB" | "KB" | "K" => 1 << 10,
         "MiB" | "MB" | "M" => 1 << 20,
         "GiB" | "GB" | "G" => 1 << 30,
-        other => return Err(format!("{text:?} has unknown unit {other:?} (use KiB, MiB or GiB)")),
+        other => {
+            return Err(format!(
+                "{text:?} has unknown unit {other:?} (use KiB, MiB or GiB)"
+            ));
+        }
     };
     number
         .checked_mul(multiplier)
@@ -57,7 +65,10 @@ mod tests {
         assert_eq!(parse_duration("500ms").unwrap(), Duration::from_millis(500));
         assert_eq!(parse_duration("30m").unwrap(), Duration::from_secs(1800));
         assert_eq!(parse_duration("24h").unwrap(), Duration::from_secs(86_400));
-        assert_eq!(parse_duration("180d").unwrap(), Duration::from_secs(180 * 86_400));
+        assert_eq!(
+            parse_duration("180d").unwrap(),
+            Duration::from_secs(180 * 86_400)
+        );
     }
 
     #[test]

@@ -2,6 +2,7 @@
 
 use crate::ingest::validate::{ItemError, ValidationError};
 use crate::query::QueryError;
+use crate::review::ReviewError;
 use crate::store::StoreError;
 use axum::Json;
 use axum::http::StatusCode;
@@ -17,6 +18,8 @@ pub enum AppError {
     Query(#[from] QueryError),
     #[error(transparent)]
     Store(#[from] StoreError),
+    #[error(transparent)]
+    Review(ReviewError),
     #[error("body is larger than the limit of {limit} bytes")]
     PayloadTooLarge { limit: usize },
     #[error("invalid parameter `{name}`: {reason}")]
@@ -40,25 +43,47 @@ struct ErrorBody<'a> {
     details: &'a [ItemError],
 }
 
+impl From<ReviewError> for AppError {
+    fn from(err: ReviewError) -> AppError {
+        match err {
+            ReviewError::Store(err) => AppError::Store(err),
+            ReviewError::Query(err) => AppError::Query(err),
+            other => AppError::Review(other),
+        }
+    }
+}
+
 impl AppError {
     fn status_and_code(&self) -> (StatusCode, &'static str) {
         match self {
-            AppError::Validation(ValidationError::Malformed(_)) => (StatusCode::BAD_REQUEST, "invalid_json"),
+            AppError::Validation(ValidationError::Malformed(_)) => {
+                (StatusCode::BAD_REQUEST, "invalid_json")
+            }
             AppError::Validation(ValidationError::Invalid(_)) => {
                 (StatusCode::UNPROCESSABLE_ENTITY, "invalid_message")
             }
-            AppError::Query(QueryError::InvalidQuery { .. }) => (StatusCode::BAD_REQUEST, "invalid_query"),
-            AppError::Query(QueryError::InvalidParameter { .. }) | AppError::InvalidParameter { .. } => {
-                (StatusCode::BAD_REQUEST, "invalid_parameter")
+            AppError::Query(QueryError::InvalidQuery { .. }) => {
+                (StatusCode::BAD_REQUEST, "invalid_query")
             }
-            AppError::Query(QueryError::NotFound) | AppError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
+            AppError::Query(QueryError::InvalidParameter { .. })
+            | AppError::InvalidParameter { .. }
+            | AppError::Review(_) => (StatusCode::BAD_REQUEST, "invalid_parameter"),
+            AppError::Query(QueryError::NotFound) | AppError::NotFound(_) => {
+                (StatusCode::NOT_FOUND, "not_found")
+            }
             AppError::Store(StoreError::NotFound) => (StatusCode::NOT_FOUND, "not_found"),
-            AppError::Query(QueryError::Store(err)) | AppError::Store(err) if err.is_unavailable() => {
+            AppError::Query(QueryError::Store(err)) | AppError::Store(err)
+                if err.is_unavailable() =>
+            {
                 (StatusCode::SERVICE_UNAVAILABLE, "unavailable")
             }
-            AppError::PayloadTooLarge { .. } => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
+            AppError::PayloadTooLarge { .. } => {
+                (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large")
+            }
             AppError::Timeout => (StatusCode::SERVICE_UNAVAILABLE, "timeout"),
-            AppError::Query(_) | AppError::Store(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
+            AppError::Query(_) | AppError::Store(_) => {
+                (StatusCode::INTERNAL_SERVER_ERROR, "internal")
+            }
         }
     }
 }

@@ -73,7 +73,9 @@ pub async fn messages(
         .duplicate_messages
         .fetch_add(outcome.duplicates as u64, Ordering::Relaxed);
     app.metrics.ingest_batch.observe(started.elapsed());
-    Ok(Json(json!({"accepted": outcome.accepted, "duplicates": outcome.duplicates})))
+    Ok(Json(
+        json!({"accepted": outcome.accepted, "duplicates": outcome.duplicates}),
+    ))
 }
 
 /// Stores the trace events of conversations with debug logging on (or all, when configured).
@@ -86,7 +88,11 @@ pub async fn traces(
     let items = parse_body(body, format(&headers)).await?;
     let traces = validate_traces(&items, &app.config.ingest, &app.keyer)?;
     let (stored, dropped) = app.store_traces(traces).await?;
-    app.metrics.traces_stored.fetch_add(stored as u64, Ordering::Relaxed);
-    app.metrics.traces_dropped.fetch_add(dropped as u64, Ordering::Relaxed);
+    app.metrics
+        .traces_stored
+        .fetch_add(stored as u64, Ordering::Relaxed);
+    app.metrics
+        .traces_dropped
+        .fetch_add(dropped as u64, Ordering::Relaxed);
     Ok(Json(json!({"accepted": stored, "dropped": dropped})))
 }

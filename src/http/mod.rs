@@ -4,6 +4,7 @@
 pub mod error;
 mod ingest;
 mod ops;
+mod review;
 mod search;
 pub mod views;
 
@@ -12,7 +13,7 @@ use axum::Router;
 use axum::extract::{DefaultBodyLimit, Request, State};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{get, post, put};
 use error::AppError;
 use std::time::Instant;
 
@@ -23,7 +24,37 @@ pub fn router(app: App) -> Router {
         .route("/v1/messages", post(ingest::messages))
         .route("/v1/traces", post(ingest::traces))
         .route("/v1/bots/{bot}/conversations", get(search::conversations))
-        .route("/v1/bots/{bot}/conversations/{id}", get(search::conversation))
+        .route("/v1/bots/{bot}/conversations/bulk", post(review::bulk))
+        .route(
+            "/v1/bots/{bot}/conversations/{id}",
+            get(search::conversation),
+        )
+        .route(
+            "/v1/bots/{bot}/conversations/{id}/labels/{label}",
+            put(review::add_label).delete(review::remove_label),
+        )
+        .route(
+            "/v1/bots/{bot}/conversations/{id}/flag",
+            put(review::flag).delete(review::unflag),
+        )
+        .route(
+            "/v1/bots/{bot}/conversations/{id}/debug",
+            put(review::debug_on).delete(review::debug_off),
+        )
+        .route(
+            "/v1/bots/{bot}/conversations/{id}/trace",
+            get(review::trace),
+        )
+        .route(
+            "/v1/bots/{bot}/conversations/{id}/share",
+            post(review::share),
+        )
+        .route("/v1/bots/{bot}/debug", get(review::debug_list))
+        .route(
+            "/v1/bots/{bot}/shares/{token}",
+            axum::routing::delete(review::revoke_share),
+        )
+        .route("/v1/shared/{token}", get(review::shared))
         .route("/v1/bots/{bot}/messages", get(search::messages))
         .route("/v1/bots/{bot}/nodes", get(search::nodes))
         .route("/v1/bots/{bot}/flows", get(search::flows))
@@ -35,7 +66,10 @@ pub fn router(app: App) -> Router {
         .route("/metrics", get(ops::metrics))
         .fallback(ops::not_found)
         .layer(DefaultBodyLimit::max(max_body))
-        .layer(middleware::from_fn_with_state(app.clone(), deadline_and_log))
+        .layer(middleware::from_fn_with_state(
+            app.clone(),
+            deadline_and_log,
+        ))
         .with_state(app)
 }
 
@@ -44,10 +78,11 @@ async fn deadline_and_log(State(app): State<App>, request: Request, next: Next) 
     let started = Instant::now();
     let method = request.method().clone();
     let path = request.uri().path().to_string();
-    let response = match tokio::time::timeout(app.config.server.request_timeout, next.run(request)).await {
-        Ok(response) => response,
-        Err(_) => AppError::Timeout.into_response(),
-    };
+    let response =
+        match tokio::time::timeout(app.config.server.request_timeout, next.run(request)).await {
+            Ok(response) => response,
+            Err(_) => AppError::Timeout.into_response(),
+        };
     tracing::debug!(
         %method,
         path = %redact(&path),
@@ -58,10 +93,12 @@ async fn deadline_and_log(State(app): State<App>, request: Request, next: Next) 
     response
 }
 
-/// Paths are logged without secrets (share tokens are a later path segment).
+/// Paths are logged without share tokens.
 fn redact(path: &str) -> String {
-    match path.strip_prefix("/v1/shared/") {
-        Some(_) => "/v1/shared/…".to_string(),
-        None => path.to_string(),
+    for marker in ["/shared/", "/shares/"] {
+        if let Some(at) = path.find(marker) {
+            return format!("{}{marker}…", &path[..at]);
+        }
     }
+    path.to_string()
 }

@@ -3,14 +3,14 @@
 use super::error::AppError;
 use super::views::{ConversationView, MessageView, TagDetailView};
 use crate::app::App;
-use crate::model::{ConversationId, is_identifier, now_micros};
+use crate::model::{ConversationId, is_identifier};
 use crate::query::{SearchRequest, Target};
 use axum::Json;
 use axum::extract::{Path, RawQuery, State};
 use serde_json::{Value, json};
 use std::time::Instant;
 
-fn bot_id(bot: &str) -> Result<String, AppError> {
+pub(super) fn bot_id(bot: &str) -> Result<String, AppError> {
     if !is_identifier(bot) {
         return Err(AppError::InvalidParameter {
             name: "bot_id".into(),
@@ -20,12 +20,12 @@ fn bot_id(bot: &str) -> Result<String, AppError> {
     Ok(bot.to_string())
 }
 
-fn request(query: Option<String>, target: Target) -> Result<SearchRequest, AppError> {
+pub(super) fn request(query: Option<String>, target: Target) -> Result<SearchRequest, AppError> {
     let pairs: Vec<(String, String)> = serde_urlencoded::from_str(query.as_deref().unwrap_or(""))
         .map_err(|err| AppError::InvalidParameter {
-            name: "query string".into(),
-            reason: err.to_string(),
-        })?;
+        name: "query string".into(),
+        reason: err.to_string(),
+    })?;
     Ok(SearchRequest::from_pairs(&pairs, target)?)
 }
 
@@ -38,12 +38,16 @@ pub async fn conversations(
     let started = Instant::now();
     let bot = bot_id(&bot)?;
     let request = request(query, Target::Conversations)?;
-    let page = app.search.conversations(bot, request, now_micros()).await?;
+    let page = app
+        .search
+        .conversations(bot, request, app.clock.now())
+        .await?;
     let conversations: Vec<Value> = page
         .hits
         .iter()
         .map(|hit| {
-            let mut value = serde_json::to_value(ConversationView::new(&hit.record)).expect("view serialises");
+            let mut value =
+                serde_json::to_value(ConversationView::new(&hit.record)).expect("view serialises");
             value["snippets"] = json!(hit.snippets);
             value
         })
@@ -69,7 +73,8 @@ pub async fn conversation(
     let id = ConversationId::parse(&id).ok_or(AppError::NotFound("conversation"))?;
     let request = request(query, Target::Aggregates)?;
     let detail = app.search.conversation(bot, id.0, request.ast).await?;
-    let mut body = serde_json::to_value(ConversationView::new(&detail.record)).expect("view serialises");
+    let mut body =
+        serde_json::to_value(ConversationView::new(&detail.record)).expect("view serialises");
     body["messages"] = json!(
         detail
             .messages
@@ -77,8 +82,21 @@ pub async fn conversation(
             .map(|(message, highlight)| MessageView::new(message, highlight.as_deref()))
             .collect::<Vec<_>>()
     );
-    body["tag_details"] = json!(detail.record.tags.iter().map(TagDetailView::new).collect::<Vec<_>>());
-    body["history"] = json!(detail.history.iter().map(ConversationView::new).collect::<Vec<_>>());
+    body["tag_details"] = json!(
+        detail
+            .record
+            .tags
+            .iter()
+            .map(TagDetailView::new)
+            .collect::<Vec<_>>()
+    );
+    body["history"] = json!(
+        detail
+            .history
+            .iter()
+            .map(ConversationView::new)
+            .collect::<Vec<_>>()
+    );
     app.metrics.query_other.observe(started.elapsed());
     Ok(Json(body))
 }
@@ -92,19 +110,23 @@ pub async fn messages(
     let started = Instant::now();
     let bot = bot_id(&bot)?;
     let request = request(query, Target::Messages)?;
-    let page = app.search.messages(bot, request, now_micros()).await?;
+    let page = app.search.messages(bot, request, app.clock.now()).await?;
     let messages: Vec<Value> = page
         .hits
         .iter()
         .map(|hit| {
-            let mut value = serde_json::to_value(MessageView::new(&hit.record, None)).expect("view serialises");
-            value["conversation_id"] = json!(ConversationId(hit.record.conversation_id).to_string());
+            let mut value =
+                serde_json::to_value(MessageView::new(&hit.record, None)).expect("view serialises");
+            value["conversation_id"] =
+                json!(ConversationId(hit.record.conversation_id).to_string());
             value["snippet"] = json!(hit.snippet);
             value
         })
         .collect();
     app.metrics.query_messages.observe(started.elapsed());
-    Ok(Json(json!({"total": page.total, "messages": messages, "next_cursor": page.next_cursor})))
+    Ok(Json(
+        json!({"total": page.total, "messages": messages, "next_cursor": page.next_cursor}),
+    ))
 }
 
 /// `GET /v1/bots/{bot}/nodes`.
@@ -115,7 +137,7 @@ pub async fn nodes(
 ) -> Result<Json<Value>, AppError> {
     let bot = bot_id(&bot)?;
     let request = request(query, Target::Aggregates)?;
-    let nodes = app.search.nodes(bot, request, now_micros()).await?;
+    let nodes = app.search.nodes(bot, request, app.clock.now()).await?;
     let nodes: Vec<Value> = nodes
         .iter()
         .map(|n| json!({"id": n.node.id, "name": n.node.name, "type": n.node.node_type, "conversations": n.conversations}))
@@ -131,7 +153,7 @@ pub async fn flows(
 ) -> Result<Json<Value>, AppError> {
     let bot = bot_id(&bot)?;
     let request = request(query, Target::Aggregates)?;
-    let flows = app.search.flows(bot, request, now_micros()).await?;
+    let flows = app.search.flows(bot, request, app.clock.now()).await?;
     Ok(Json(json!({"flows": flows})))
 }
 
@@ -144,7 +166,10 @@ async fn value_counts(
 ) -> Result<Json<Value>, AppError> {
     let bot = bot_id(&bot)?;
     let request = request(query, Target::Aggregates)?;
-    let counts = app.search.value_counts(bot, request, field, now_micros()).await?;
+    let counts = app
+        .search
+        .value_counts(bot, request, field, app.clock.now())
+        .await?;
     let list: Vec<Value> = counts
         .into_iter()
         .map(|(name, conversations)| json!({"name": name, "conversations": conversations}))

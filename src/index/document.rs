@@ -1,8 +1,6 @@
 //! Turns a stored conversation and its messages into index documents.
 
-use super::schema::{
-    ANY_DROPOFF, Fields, KIND_CONVERSATION, KIND_MESSAGE, flow_step,
-};
+use super::schema::{ANY_DROPOFF, Fields, KIND_CONVERSATION, KIND_MESSAGE, flow_step};
 use crate::model::Role;
 use crate::store::{ConversationRecord, MessageRecord};
 use std::collections::BTreeSet;
@@ -16,7 +14,12 @@ struct Shared<'a> {
     dropoff: Option<(&'a str, String)>,
 }
 
-fn add_shared(doc: &mut TantivyDocument, fields: &Fields, record: &ConversationRecord, shared: &Shared<'_>) {
+fn add_shared(
+    doc: &mut TantivyDocument,
+    fields: &Fields,
+    record: &ConversationRecord,
+    shared: &Shared<'_>,
+) {
     doc.add_text(fields.bot, &record.bot_id);
     doc.add_u64(fields.conv_id, record.id);
     doc.add_text(fields.channel, &record.channel);
@@ -43,9 +46,16 @@ pub fn documents(
     let shared = Shared {
         tags: record.tags.iter().map(|t| t.tag.as_str()).collect(),
         labels: &record.labels,
-        flagged: if record.flagged_at.is_some() { "true" } else { "false" },
+        flagged: if record.flagged_at.is_some() {
+            "true"
+        } else {
+            "false"
+        },
         dropoff: record.dropoff.as_ref().map(|(flow, step)| {
-            (flow.as_str(), flow_step(flow, step.as_deref().unwrap_or("")))
+            (
+                flow.as_str(),
+                flow_step(flow, step.as_deref().unwrap_or("")),
+            )
         }),
     };
     let mut docs = Vec::with_capacity(messages.len() + 1);

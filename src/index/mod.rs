@@ -9,7 +9,7 @@ pub mod schema;
 mod writer;
 
 pub use schema::{Fields, IndexSchema};
-pub use writer::{Indexer, IndexState};
+pub use writer::{IndexState, Indexer};
 
 use serde::{Deserialize, Serialize};
 use std::path::Path;
@@ -113,8 +113,8 @@ fn open_existing(
         );
         return Ok(None);
     }
-    let same_fields = serde_json::to_string(&index.schema()).ok()
-        == serde_json::to_string(&schema.schema).ok();
+    let same_fields =
+        serde_json::to_string(&index.schema()).ok() == serde_json::to_string(&schema.schema).ok();
     if !same_fields {
         tracing::warn!(
             version = schema.version,

@@ -95,7 +95,12 @@ impl Indexer {
     }
 
     /// Follows the store until the index covers everything committed now (blocking).
-    pub fn catch_up_once(index: &SearchIndex, store: &Store, config: &IndexConfig, position: u64) -> Result<u64, IndexError> {
+    pub fn catch_up_once(
+        index: &SearchIndex,
+        store: &Store,
+        config: &IndexConfig,
+        position: u64,
+    ) -> Result<u64, IndexError> {
         let mut writer = open_writer(index, config)?;
         let position = sync(index, store, &mut writer, position)?;
         writer.wait_merging_threads()?;
@@ -109,9 +114,14 @@ impl Drop for Indexer {
     }
 }
 
-fn open_writer(index: &SearchIndex, config: &IndexConfig) -> Result<IndexWriter<TantivyDocument>, IndexError> {
+fn open_writer(
+    index: &SearchIndex,
+    config: &IndexConfig,
+) -> Result<IndexWriter<TantivyDocument>, IndexError> {
     let threads = if config.writer_threads == 0 {
-        std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1)
     } else {
         config.writer_threads
     };

@@ -81,23 +81,23 @@ fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
 const ADJECTIVES: &[&str] = &[
     "Amber", "Azure", "Bold", "Brave", "Bright", "Calm", "Clever", "Coral", "Cosmic", "Crimson",
     "Curious", "Dapper", "Eager", "Early", "Emerald", "Fancy", "Fearless", "Fluffy", "Gentle",
-    "Golden", "Graceful", "Happy", "Hazel", "Honest", "Humble", "Indigo", "Ivory", "Jolly",
-    "Keen", "Kind", "Lively", "Lucky", "Lunar", "Magic", "Mellow", "Merry", "Mighty", "Misty",
-    "Modest", "Noble", "Olive", "Patient", "Plucky", "Polite", "Proud", "Quick", "Quiet",
-    "Rapid", "Ruby", "Rustic", "Sandy", "Scarlet", "Serene", "Sharp", "Shiny", "Silent",
-    "Silver", "Sleepy", "Smooth", "Snowy", "Solar", "Sparkly", "Speedy", "Steady", "Stormy",
-    "Sunny", "Swift", "Teal", "Tidy", "Tiny", "Twilight", "Velvet", "Violet", "Vivid", "Warm",
-    "Wild", "Windy", "Wise", "Witty", "Zesty",
+    "Golden", "Graceful", "Happy", "Hazel", "Honest", "Humble", "Indigo", "Ivory", "Jolly", "Keen",
+    "Kind", "Lively", "Lucky", "Lunar", "Magic", "Mellow", "Merry", "Mighty", "Misty", "Modest",
+    "Noble", "Olive", "Patient", "Plucky", "Polite", "Proud", "Quick", "Quiet", "Rapid", "Ruby",
+    "Rustic", "Sandy", "Scarlet", "Serene", "Sharp", "Shiny", "Silent", "Silver", "Sleepy",
+    "Smooth", "Snowy", "Solar", "Sparkly", "Speedy", "Steady", "Stormy", "Sunny", "Swift", "Teal",
+    "Tidy", "Tiny", "Twilight", "Velvet", "Violet", "Vivid", "Warm", "Wild", "Windy", "Wise",
+    "Witty", "Zesty",
 ];
 
 const ANIMALS: &[&str] = &[
-    "Otter", "Badger", "Beaver", "Bison", "Crane", "Dolphin", "Eagle", "Falcon", "Ferret",
-    "Finch", "Fox", "Gazelle", "Gecko", "Heron", "Ibis", "Jaguar", "Koala", "Lemur", "Leopard",
-    "Lynx", "Marten", "Meerkat", "Moose", "Narwhal", "Newt", "Ocelot", "Orca", "Owl", "Panda",
-    "Panther", "Parrot", "Pelican", "Penguin", "Puffin", "Quail", "Rabbit", "Raccoon", "Raven",
-    "Robin", "Salmon", "Seal", "Sparrow", "Squirrel", "Stork", "Swan", "Tapir", "Tiger",
-    "Toucan", "Turtle", "Walrus", "Weasel", "Whale", "Wolf", "Wombat", "Wren", "Yak", "Zebra",
-    "Hedgehog", "Kestrel", "Magpie",
+    "Otter", "Badger", "Beaver", "Bison", "Crane", "Dolphin", "Eagle", "Falcon", "Ferret", "Finch",
+    "Fox", "Gazelle", "Gecko", "Heron", "Ibis", "Jaguar", "Koala", "Lemur", "Leopard", "Lynx",
+    "Marten", "Meerkat", "Moose", "Narwhal", "Newt", "Ocelot", "Orca", "Owl", "Panda", "Panther",
+    "Parrot", "Pelican", "Penguin", "Puffin", "Quail", "Rabbit", "Raccoon", "Raven", "Robin",
+    "Salmon", "Seal", "Sparrow", "Squirrel", "Stork", "Swan", "Tapir", "Tiger", "Toucan", "Turtle",
+    "Walrus", "Weasel", "Whale", "Wolf", "Wombat", "Wren", "Yak", "Zebra", "Hedgehog", "Kestrel",
+    "Magpie",
 ];
 
 /// The display name of a user key, e.g. `Amber Otter 417`: stable, not reversible.

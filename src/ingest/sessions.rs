@@ -91,26 +91,54 @@ mod tests {
     #[test]
     fn message_within_timeout_joins_the_stored_session() {
         let groups = group_sessions(&[stored(1, 0, 10 * MIN)], &[40 * MIN], 30 * MIN);
-        assert_eq!(groups, vec![SessionGroup { stored: vec![1], messages: vec![0] }]);
+        assert_eq!(
+            groups,
+            vec![SessionGroup {
+                stored: vec![1],
+                messages: vec![0]
+            }]
+        );
     }
 
     #[test]
     fn gap_longer_than_timeout_starts_a_new_session() {
         let groups = group_sessions(&[stored(1, 0, 10 * MIN)], &[41 * MIN], 30 * MIN);
-        assert_eq!(groups, vec![SessionGroup { stored: vec![], messages: vec![0] }]);
+        assert_eq!(
+            groups,
+            vec![SessionGroup {
+                stored: vec![],
+                messages: vec![0]
+            }]
+        );
     }
 
     #[test]
     fn late_message_in_the_gap_bridges_two_sessions() {
         let sessions = [stored(1, 0, 10 * MIN), stored(2, 60 * MIN, 70 * MIN)];
         let groups = group_sessions(&sessions, &[35 * MIN], 30 * MIN);
-        assert_eq!(groups, vec![SessionGroup { stored: vec![1, 2], messages: vec![0] }]);
+        assert_eq!(
+            groups,
+            vec![SessionGroup {
+                stored: vec![1, 2],
+                messages: vec![0]
+            }]
+        );
     }
 
     #[test]
     fn messages_before_a_session_extend_it_backwards() {
-        let groups = group_sessions(&[stored(7, 100 * MIN, 110 * MIN)], &[80 * MIN, 50 * MIN], 30 * MIN);
-        assert_eq!(groups, vec![SessionGroup { stored: vec![7], messages: vec![1, 0] }]);
+        let groups = group_sessions(
+            &[stored(7, 100 * MIN, 110 * MIN)],
+            &[80 * MIN, 50 * MIN],
+            30 * MIN,
+        );
+        assert_eq!(
+            groups,
+            vec![SessionGroup {
+                stored: vec![7],
+                messages: vec![1, 0]
+            }]
+        );
     }
 
     /// The reference: sort everything, split where a gap exceeds the timeout.

@@ -123,7 +123,9 @@ pub fn validate_messages(
     keyer: &UserKeyer,
 ) -> Result<Vec<NewMessage>, ValidationError> {
     check_batch_size(items.len(), limits)?;
-    collect(items, |index, map| validate_message(index, map, limits, keyer))
+    collect(items, |index, map| {
+        validate_message(index, map, limits, keyer)
+    })
 }
 
 /// Validates every item of a batch of trace events; all or nothing.
@@ -133,7 +135,9 @@ pub fn validate_traces(
     keyer: &UserKeyer,
 ) -> Result<Vec<NewTrace>, ValidationError> {
     check_batch_size(items.len(), limits)?;
-    collect(items, |index, map| validate_trace(index, map, limits, keyer))
+    collect(items, |index, map| {
+        validate_trace(index, map, limits, keyer)
+    })
 }
 
 fn check_batch_size(len: usize, limits: &IngestConfig) -> Result<(), ValidationError> {
@@ -322,7 +326,10 @@ impl<'a> Item<'a> {
                 if json.len() > max_bytes {
                     self.error(
                         field,
-                        format!("is {} bytes as JSON; at most {max_bytes} are accepted", json.len()),
+                        format!(
+                            "is {} bytes as JSON; at most {max_bytes} are accepted",
+                            json.len()
+                        ),
                     );
                     return None;
                 }
@@ -358,13 +365,18 @@ fn validate_message(
         Some(text) => {
             let role = Role::parse(text);
             if role.is_none() {
-                item.error("role", format!("{text:?} is not one of user, bot, agent, system"));
+                item.error(
+                    "role",
+                    format!("{text:?} is not one of user, bot, agent, system"),
+                );
             }
             role
         }
         None => None,
     };
-    let text = item.string("text", true, limits.max_text).map(str::to_string);
+    let text = item
+        .string("text", true, limits.max_text)
+        .map(str::to_string);
     let timestamp = item.timestamp("timestamp");
     let session_id = item.non_empty("session_id", false, 128);
     let flow = item.optional_short("flow");
@@ -423,7 +435,10 @@ fn validate_trace(
         None => Some("info".to_string()),
         Some(level @ ("debug" | "info" | "warn" | "error")) => Some(level.to_string()),
         Some(other) => {
-            item.error("level", format!("{other:?} is not one of debug, info, warn, error"));
+            item.error(
+                "level",
+                format!("{other:?} is not one of debug, info, warn, error"),
+            );
             None
         }
     };
@@ -487,7 +502,10 @@ mod tests {
     fn accepts_a_valid_message_and_normalises_it() {
         let messages = validate(json!([message()])).unwrap();
         assert_eq!(messages[0].channel, "whatsapp");
-        assert_eq!(messages[0].timestamp, parse_timestamp("2026-11-24T09:00:00Z").unwrap());
+        assert_eq!(
+            messages[0].timestamp,
+            parse_timestamp("2026-11-24T09:00:00Z").unwrap()
+        );
         assert_eq!(messages[0].user_key.0.len(), 32);
     }
 
@@ -509,7 +527,10 @@ mod tests {
         bad["role"] = json!("robot");
         bad["colour"] = json!("red");
         bad["text"] = json!("x".repeat(16 * 1024 + 1));
-        let fields: Vec<String> = details(validate(json!([bad]))).into_iter().map(|d| d.field).collect();
+        let fields: Vec<String> = details(validate(json!([bad])))
+            .into_iter()
+            .map(|d| d.field)
+            .collect();
         assert_eq!(fields, vec!["colour", "role", "text"]);
     }
 
@@ -521,7 +542,9 @@ mod tests {
         assert!(matches!(items, Err(ValidationError::Malformed(_))));
         let items = parse_items(b"{}\n{oops}\n", BodyFormat::Ndjson);
         match items {
-            Err(ValidationError::Malformed(reason)) => assert!(reason.contains("line 2"), "{reason}"),
+            Err(ValidationError::Malformed(reason)) => {
+                assert!(reason.contains("line 2"), "{reason}")
+            }
             other => panic!("{other:?}"),
         }
     }

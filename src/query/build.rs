@@ -97,7 +97,9 @@ fn term_query(field: Field, value: &str) -> Box<dyn Query> {
 
 fn any_of(field: Field, values: impl IntoIterator<Item = String>) -> Box<dyn Query> {
     Box::new(TermSetQuery::new(
-        values.into_iter().map(|value| Term::from_field_text(field, &value)),
+        values
+            .into_iter()
+            .map(|value| Term::from_field_text(field, &value)),
     ))
 }
 
@@ -131,12 +133,18 @@ pub fn build(
         };
         must.push((
             Occur::Must,
-            Box::new(RangeQuery::new(bound(range.from, true), bound(range.to, false))),
+            Box::new(RangeQuery::new(
+                bound(range.from, true),
+                bound(range.to, false),
+            )),
         ));
     }
     let keep = |dimension: Dimension| without != Some(dimension);
     if keep(Dimension::Channel) && !request.channels.is_empty() {
-        must.push((Occur::Must, any_of(fields.channel, request.channels.clone())));
+        must.push((
+            Occur::Must,
+            any_of(fields.channel, request.channels.clone()),
+        ));
     }
     if keep(Dimension::Tag) && !request.tags.is_empty() {
         must.push((Occur::Must, any_of(fields.tag, request.tags.clone())));
@@ -147,7 +155,10 @@ pub fn build(
     if keep(Dimension::Flagged)
         && let Some(flagged) = request.flagged
     {
-        must.push((Occur::Must, term_query(fields.flagged, if flagged { "true" } else { "false" })));
+        must.push((
+            Occur::Must,
+            term_query(fields.flagged, if flagged { "true" } else { "false" }),
+        ));
     }
     if keep(Dimension::Node) && !request.nodes.is_empty() {
         must.push((Occur::Must, any_of(fields.node, request.nodes.clone())));
@@ -158,7 +169,10 @@ pub fn build(
     if !request.roles.is_empty() {
         must.push((
             Occur::Must,
-            any_of(fields.role, request.roles.iter().map(|r| r.as_str().to_string())),
+            any_of(
+                fields.role,
+                request.roles.iter().map(|r| r.as_str().to_string()),
+            ),
         ));
     }
     if let Some(ast) = &request.ast {
@@ -174,15 +188,19 @@ pub fn build(
 fn flow_clauses(fields: &Fields, request: &SearchRequest) -> Vec<(Occur, Box<dyn Query>)> {
     let mut clauses = Vec::new();
     let pairs = || {
-        request.flows.iter().flat_map(|flow| {
-            request.steps.iter().map(move |step| flow_step(flow, step))
-        })
+        request
+            .flows
+            .iter()
+            .flat_map(|flow| request.steps.iter().map(move |step| flow_step(flow, step)))
     };
     if !request.flows.is_empty() {
         clauses.push((Occur::Must, any_of(fields.flow, request.flows.clone())));
     }
     if !request.steps.is_empty() {
-        clauses.push((Occur::Must, any_of(fields.flow_step, pairs().collect::<Vec<_>>())));
+        clauses.push((
+            Occur::Must,
+            any_of(fields.flow_step, pairs().collect::<Vec<_>>()),
+        ));
     }
     if let Some(dropoff) = request.dropoff {
         let dropped: Box<dyn Query> = if !request.steps.is_empty() {
@@ -209,7 +227,10 @@ fn text_query(fields: &Fields, kind: DocKind, ast: &QueryAst) -> Box<dyn Query> 
                     ))
                 } else {
                     Box::new(PhraseQuery::new(
-                        tokens.iter().map(|t| Term::from_field_text(field, t)).collect(),
+                        tokens
+                            .iter()
+                            .map(|t| Term::from_field_text(field, t))
+                            .collect(),
                     ))
                 }
             };
@@ -219,10 +240,15 @@ fn text_query(fields: &Fields, kind: DocKind, ast: &QueryAst) -> Box<dyn Query> 
             match (kind, role) {
                 (DocKind::Conversation, Some(role)) => on_field(fields.text_of(*role)),
                 (DocKind::Conversation, None) => Box::new(BooleanQuery::new(
-                    [fields.text_user, fields.text_bot, fields.text_agent, fields.text_system]
-                        .into_iter()
-                        .map(|field| (Occur::Should, on_field(field)))
-                        .collect(),
+                    [
+                        fields.text_user,
+                        fields.text_bot,
+                        fields.text_agent,
+                        fields.text_system,
+                    ]
+                    .into_iter()
+                    .map(|field| (Occur::Should, on_field(field)))
+                    .collect(),
                 )),
                 (DocKind::Message, None) => on_field(fields.text),
                 (DocKind::Message, Some(role)) => Box::new(BooleanQuery::new(vec![
@@ -236,7 +262,9 @@ fn text_query(fields: &Fields, kind: DocKind, ast: &QueryAst) -> Box<dyn Query> 
             let mut positive = false;
             for child in children {
                 match child {
-                    QueryAst::Not(inner) => clauses.push((Occur::MustNot, text_query(fields, kind, inner))),
+                    QueryAst::Not(inner) => {
+                        clauses.push((Occur::MustNot, text_query(fields, kind, inner)))
+                    }
                     other => {
                         positive = true;
                         clauses.push((Occur::Must, text_query(fields, kind, other)));

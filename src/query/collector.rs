@@ -106,9 +106,9 @@ impl Collector for SearchCollector {
         };
         let mut facets = Vec::with_capacity(self.facets.len());
         for (_, field) in &self.facets {
-            let column = fast
-                .str(field)?
-                .unwrap_or_else(|| StrColumn::wrap(tantivy::columnar::BytesColumn::empty(reader.max_doc())));
+            let column = fast.str(field)?.unwrap_or_else(|| {
+                StrColumn::wrap(tantivy::columnar::BytesColumn::empty(reader.max_doc()))
+            });
             let terms = column.num_terms();
             facets.push((column, vec![0u32; terms]));
         }
@@ -213,6 +213,58 @@ impl SegmentCollector for SearchSegmentCollector {
             top: self.heap.into_iter().map(|ranked| ranked.0).collect(),
             facets,
         }
+    }
+}
+
+/// Collects the id (a u64 fast field) of every matching document.
+pub struct IdCollector {
+    pub id_field: &'static str,
+}
+
+/// Per-segment state of [`IdCollector`].
+pub struct IdSegmentCollector {
+    column: Column<u64>,
+    ids: Vec<u64>,
+}
+
+impl Collector for IdCollector {
+    type Fruit = Vec<u64>;
+    type Child = IdSegmentCollector;
+
+    fn for_segment(
+        &self,
+        _segment_ord: SegmentOrdinal,
+        reader: &SegmentReader,
+    ) -> tantivy::Result<IdSegmentCollector> {
+        Ok(IdSegmentCollector {
+            column: reader.fast_fields().u64(self.id_field)?,
+            ids: Vec::new(),
+        })
+    }
+
+    fn requires_scoring(&self) -> bool {
+        false
+    }
+
+    fn merge_fruits(&self, fruits: Vec<Vec<u64>>) -> tantivy::Result<Vec<u64>> {
+        let mut ids: Vec<u64> = fruits.into_iter().flatten().collect();
+        ids.sort_unstable();
+        ids.dedup();
+        Ok(ids)
+    }
+}
+
+impl SegmentCollector for IdSegmentCollector {
+    type Fruit = Vec<u64>;
+
+    fn collect(&mut self, doc: DocId, _score: Score) {
+        if let Some(id) = self.column.first(doc) {
+            self.ids.push(id);
+        }
+    }
+
+    fn harvest(self) -> Vec<u64> {
+        self.ids
     }
 }
 

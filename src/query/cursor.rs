@@ -122,7 +122,10 @@ mod tests {
         let cursor = Cursor {
             view: 7,
             after: SortPosition { key: 1.5, id: 9 },
-            range: TimeRange { from: Some(1), to: None },
+            range: TimeRange {
+                from: Some(1),
+                to: None,
+            },
             filters: 42,
         };
         assert_eq!(Cursor::decode(&cursor.encode()).unwrap(), cursor);

@@ -2,7 +2,7 @@
 
 use super::QueryError;
 use super::parse::{QueryAst, QueryLimits, Role, parse};
-use crate::model::{Micros, is_identifier, parse_timestamp};
+use crate::model::{Micros, normalize_label, parse_timestamp};
 
 /// How results are ordered.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -78,14 +78,18 @@ fn push_value(name: &str, list: &mut Vec<String>, value: &str) -> Result<(), Que
 
 impl SearchRequest {
     /// Parses query-string pairs, refusing unknown parameters and bad values.
-    pub fn from_pairs(pairs: &[(String, String)], target: Target) -> Result<SearchRequest, QueryError> {
+    pub fn from_pairs(
+        pairs: &[(String, String)],
+        target: Target,
+    ) -> Result<SearchRequest, QueryError> {
         let mut request = SearchRequest::default();
         for (name, value) in pairs {
             let value = value.as_str();
             match name.as_str() {
                 "from" | "to" => {
-                    let micros = parse_timestamp(value)
-                        .ok_or_else(|| invalid(name, format!("{value:?} is not an RFC 3339 timestamp")))?;
+                    let micros = parse_timestamp(value).ok_or_else(|| {
+                        invalid(name, format!("{value:?} is not an RFC 3339 timestamp"))
+                    })?;
                     if name == "from" {
                         request.from = Some(micros);
                     } else {
@@ -95,15 +99,19 @@ impl SearchRequest {
                 "q" => request.q = Some(value.to_string()),
                 "channel" => push_value(name, &mut request.channels, &value.to_ascii_lowercase())?,
                 "tag" => push_value(name, &mut request.tags, value)?,
-                "label" => push_value(name, &mut request.labels, value)?,
+                "label" => {
+                    let label = normalize_label(value).map_err(|reason| invalid(name, reason))?;
+                    push_value(name, &mut request.labels, &label)?
+                }
                 "flow" => push_value(name, &mut request.flows, value)?,
                 "step" => push_value(name, &mut request.steps, value)?,
                 "node" => push_value(name, &mut request.nodes, value)?,
                 "flagged" => request.flagged = Some(parse_bool(name, value)?),
                 "dropoff" => request.dropoff = Some(parse_bool(name, value)?),
                 "role" if target == Target::Messages => {
-                    let role = Role::parse(value)
-                        .ok_or_else(|| invalid(name, format!("{value:?} is not user, bot, agent or system")))?;
+                    let role = Role::parse(value).ok_or_else(|| {
+                        invalid(name, format!("{value:?} is not user, bot, agent or system"))
+                    })?;
                     request.roles.push(role);
                 }
                 "sort" if target != Target::Aggregates => {
@@ -115,7 +123,9 @@ impl SearchRequest {
                         _ => {
                             return Err(invalid(
                                 name,
-                                format!("{value:?} is not last_message_at, started_at or relevance"),
+                                format!(
+                                    "{value:?} is not last_message_at, started_at or relevance"
+                                ),
                             ));
                         }
                     })
@@ -129,7 +139,9 @@ impl SearchRequest {
                     }
                     request.limit = Some(limit);
                 }
-                "cursor" if target != Target::Aggregates => request.cursor = Some(value.to_string()),
+                "cursor" if target != Target::Aggregates => {
+                    request.cursor = Some(value.to_string())
+                }
                 other => return Err(invalid(other, "unknown parameter")),
             }
         }
@@ -144,16 +156,12 @@ impl SearchRequest {
         if request.dropoff.is_some() && request.flows.is_empty() && !request.steps.is_empty() {
             return Err(invalid("dropoff", "needs a `flow`"));
         }
-        for label in &request.labels {
-            if !is_identifier(label) {
-                return Err(invalid("label", "labels match [A-Za-z0-9._-]{1,64}"));
-            }
-        }
         if let Some(q) = &request.q {
-            request.ast = parse(q, QueryLimits::default()).map_err(|err| QueryError::InvalidQuery {
-                position: err.position,
-                reason: err.reason,
-            })?;
+            request.ast =
+                parse(q, QueryLimits::default()).map_err(|err| QueryError::InvalidQuery {
+                    position: err.position,
+                    reason: err.reason,
+                })?;
         }
         if request.sort == Some(Sort::Relevance) && request.ast.is_none() {
             request.sort = Some(Sort::LastMessageAt);
@@ -199,13 +207,19 @@ mod tests {
     use super::*;
 
     fn pairs(list: &[(&str, &str)]) -> Vec<(String, String)> {
-        list.iter().map(|(a, b)| (a.to_string(), b.to_string())).collect()
+        list.iter()
+            .map(|(a, b)| (a.to_string(), b.to_string()))
+            .collect()
     }
 
     #[test]
     fn repeated_parameters_collect() {
         let request = SearchRequest::from_pairs(
-            &pairs(&[("channel", "web"), ("channel", "WhatsApp"), ("flagged", "true")]),
+            &pairs(&[
+                ("channel", "web"),
+                ("channel", "WhatsApp"),
+                ("flagged", "true"),
+            ]),
             Target::Conversations,
         )
         .unwrap();
@@ -225,13 +239,20 @@ mod tests {
             ("step", "ask-email"),
         ] {
             let err = SearchRequest::from_pairs(&pairs(&[bad]), Target::Conversations).unwrap_err();
-            assert!(matches!(err, QueryError::InvalidParameter { .. }), "{bad:?}: {err:?}");
+            assert!(
+                matches!(err, QueryError::InvalidParameter { .. }),
+                "{bad:?}: {err:?}"
+            );
         }
     }
 
     #[test]
     fn invalid_query_names_the_position() {
-        let err = SearchRequest::from_pairs(&pairs(&[("q", "(refund")]), Target::Conversations).unwrap_err();
-        assert!(matches!(err, QueryError::InvalidQuery { position: 0, .. }), "{err:?}");
+        let err = SearchRequest::from_pairs(&pairs(&[("q", "(refund")]), Target::Conversations)
+            .unwrap_err();
+        assert!(
+            matches!(err, QueryError::InvalidQuery { position: 0, .. }),
+            "{err:?}"
+        );
     }
 }

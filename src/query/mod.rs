@@ -7,6 +7,7 @@ pub mod filter;
 pub mod highlight;
 pub mod parse;
 mod search;
+pub mod trace;
 
 pub use filter::{SearchRequest, Sort, Target};
 pub use search::{

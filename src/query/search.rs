@@ -3,7 +3,7 @@
 
 use super::QueryError;
 use super::build::{self, Dimension, DocKind, TimeRange};
-use super::collector::{SearchCollector, SearchFruit, SortPosition, SortSource};
+use super::collector::{IdCollector, SearchCollector, SearchFruit, SortPosition, SortSource};
 use super::cursor::{Cursor, Views};
 use super::filter::{SearchRequest, Sort};
 use super::highlight::{snippet, terms_for_role};
@@ -11,7 +11,10 @@ use super::parse::{QueryAst, Role};
 use crate::config::SearchConfig;
 use crate::index::SearchIndex;
 use crate::model::Micros;
-use crate::store::{ConversationRecord, MessageRecord, NodeRecord, Store, StoreError, read};
+use crate::store::{
+    ConversationRecord, MessageRecord, NodeRecord, Store, StoreError, read, review,
+};
+use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use tantivy::Searcher;
@@ -120,8 +123,29 @@ impl SearchService {
             .map_err(|err| QueryError::Task(err.to_string()))?
     }
 
+    /// The request with label filters in the bot's spelling (labels compare case-insensitively).
+    fn resolve<'r>(
+        &self,
+        bot: &str,
+        request: &'r SearchRequest,
+    ) -> Result<Cow<'r, SearchRequest>, QueryError> {
+        if request.labels.is_empty() {
+            return Ok(Cow::Borrowed(request));
+        }
+        let labels = self
+            .store
+            .read(|conn| review::canonical_labels(conn, bot, &request.labels))?;
+        let mut resolved = request.clone();
+        resolved.labels = labels;
+        Ok(Cow::Owned(resolved))
+    }
+
     /// Resolves the cursor (or starts a new view) and the time range.
-    fn view_for(&self, request: &SearchRequest, now: Micros, default_range: bool) -> Result<(Searcher, u64, Option<SortPosition>, TimeRange), QueryError> {
+    fn view_for(
+        &self,
+        request: &SearchRequest,
+        now: Micros,
+    ) -> Result<(Searcher, u64, Option<SortPosition>, TimeRange), QueryError> {
         if let Some(text) = &request.cursor {
             let cursor = Cursor::decode(text)?;
             if cursor.filters != request.fingerprint() {
@@ -140,20 +164,9 @@ impl SearchService {
             };
             return Ok((searcher, view, Some(cursor.after), cursor.range));
         }
-        let range = if default_range && request.from.is_none() {
-            TimeRange {
-                from: Some(request.to.unwrap_or(now) - DAY),
-                to: request.to,
-            }
-        } else {
-            TimeRange {
-                from: request.from,
-                to: request.to,
-            }
-        };
         let searcher = self.index.searcher();
         let view = self.views.pin(searcher.clone());
-        Ok((searcher, view, None, range))
+        Ok((searcher, view, None, time_range(request, now, true)))
     }
 
     /// Counts `dimensions` over the documents `query` matches.
@@ -190,7 +203,8 @@ impl SearchService {
         request: &SearchRequest,
         now: Micros,
     ) -> Result<ConversationPage, QueryError> {
-        let (searcher, view, after, range) = self.view_for(request, now, true)?;
+        let request = &*self.resolve(bot, request)?;
+        let (searcher, view, after, range) = self.view_for(request, now)?;
         let fields = self.index.fields();
         let sort = request.sort.unwrap_or(Sort::LastMessageAt);
         let limit = request.limit();
@@ -216,9 +230,23 @@ impl SearchService {
         for (dimension, counts) in unfiltered.iter().zip(fruit.facets) {
             facets.insert(dimension.name(), counts.into_iter().collect());
         }
-        for dimension in Dimension::ALL.into_iter().filter(|d| d.is_filtered(request)) {
-            let query = build::build(fields, bot, DocKind::Conversation, request, range, Some(dimension));
-            let counted = self.count(&searcher, &query, vec![(dimension.name(), dimension.field())])?;
+        for dimension in Dimension::ALL
+            .into_iter()
+            .filter(|d| d.is_filtered(request))
+        {
+            let query = build::build(
+                fields,
+                bot,
+                DocKind::Conversation,
+                request,
+                range,
+                Some(dimension),
+            );
+            let counted = self.count(
+                &searcher,
+                &query,
+                vec![(dimension.name(), dimension.field())],
+            )?;
             let counts = counted.facets.into_iter().next().unwrap_or_default();
             facets.insert(dimension.name(), counts.into_iter().collect());
         }
@@ -270,9 +298,17 @@ impl SearchService {
         request: &SearchRequest,
         now: Micros,
     ) -> Result<MessagePage, QueryError> {
-        let (searcher, view, after, range) = self.view_for(request, now, true)?;
+        let request = &*self.resolve(bot, request)?;
+        let (searcher, view, after, range) = self.view_for(request, now)?;
         let limit = request.limit();
-        let query = build::build(self.index.fields(), bot, DocKind::Message, request, range, None);
+        let query = build::build(
+            self.index.fields(),
+            bot,
+            DocKind::Message,
+            request,
+            range,
+            None,
+        );
         let collector = SearchCollector {
             sort: match request.sort {
                 Some(Sort::Relevance) => SortSource::Score,
@@ -320,9 +356,48 @@ impl SearchService {
         default_range: bool,
         dimensions: Vec<(&'static str, &'static str)>,
     ) -> Result<Vec<HashMap<String, u64>>, QueryError> {
-        let (searcher, _, _, range) = self.view_for(request, now, default_range)?;
-        let query = build::build(self.index.fields(), bot, DocKind::Conversation, request, range, None);
+        let request = &*self.resolve(bot, request)?;
+        let (searcher, range) = (
+            self.index.searcher(),
+            time_range(request, now, default_range),
+        );
+        let query = build::build(
+            self.index.fields(),
+            bot,
+            DocKind::Conversation,
+            request,
+            range,
+            None,
+        );
         Ok(self.count(&searcher, &query, dimensions)?.facets)
+    }
+
+    /// Ids of every conversation matching the filters (for bulk actions), ascending.
+    pub async fn matching_ids(
+        &self,
+        bot: String,
+        request: SearchRequest,
+        now: Micros,
+    ) -> Result<Vec<u64>, QueryError> {
+        self.blocking(move |service| {
+            let request = &*service.resolve(&bot, &request)?;
+            let (searcher, range) = (service.index.searcher(), time_range(request, now, true));
+            let query = build::build(
+                service.index.fields(),
+                &bot,
+                DocKind::Conversation,
+                request,
+                range,
+                None,
+            );
+            Ok(searcher.search(
+                &query,
+                &IdCollector {
+                    id_field: "conv_id",
+                },
+            )?)
+        })
+        .await
     }
 
     /// Conversations per value of a string field (tags, labels): value → count, descending.
@@ -335,7 +410,12 @@ impl SearchService {
     ) -> Result<Vec<(String, u64)>, QueryError> {
         self.blocking(move |service| {
             let counts = service.facet_counts(&bot, &request, now, false, vec![(field, field)])?;
-            let mut counts: Vec<(String, u64)> = counts.into_iter().next().unwrap_or_default().into_iter().collect();
+            let mut counts: Vec<(String, u64)> = counts
+                .into_iter()
+                .next()
+                .unwrap_or_default()
+                .into_iter()
+                .collect();
             counts.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
             Ok(counts)
         })
@@ -381,7 +461,11 @@ impl SearchService {
                     &request,
                     now,
                     true,
-                    vec![("flow", "flow"), ("flow_step", "flow_step"), ("dropoff_step", "dropoff_step")],
+                    vec![
+                        ("flow", "flow"),
+                        ("flow_step", "flow_step"),
+                        ("dropoff_step", "dropoff_step"),
+                    ],
                 )?
                 .into_iter();
             let flows = counts.next().unwrap_or_default();
@@ -416,7 +500,9 @@ impl SearchService {
                 let messages = messages
                     .into_iter()
                     .map(|message| {
-                        let highlight = ast.as_ref().and_then(|ast| highlight_message(ast, &message));
+                        let highlight = ast
+                            .as_ref()
+                            .and_then(|ast| highlight_message(ast, &message));
                         (message, highlight)
                     })
                     .collect();
@@ -430,6 +516,21 @@ impl SearchService {
         match detail {
             Err(StoreError::NotFound) => Err(QueryError::NotFound),
             other => Ok(other?),
+        }
+    }
+}
+
+/// The request's time range; with `default_last_day`, the last 24 hours when `from` is not given.
+fn time_range(request: &SearchRequest, now: Micros, default_last_day: bool) -> TimeRange {
+    if default_last_day && request.from.is_none() {
+        TimeRange {
+            from: Some(request.to.unwrap_or(now) - DAY),
+            to: request.to,
+        }
+    } else {
+        TimeRange {
+            from: request.from,
+            to: request.to,
         }
     }
 }
@@ -518,8 +619,12 @@ fn funnels(
         }
     }
     for (value, count) in dropped {
-        let Some((flow, step)) = split(&value) else { continue };
-        let Some(funnel) = by_flow.get_mut(&flow) else { continue };
+        let Some((flow, step)) = split(&value) else {
+            continue;
+        };
+        let Some(funnel) = by_flow.get_mut(&flow) else {
+            continue;
+        };
         funnel.dropped_off += count;
         let step = (!step.is_empty()).then_some(step);
         match funnel.steps.iter_mut().find(|s| s.step == step) {
@@ -538,6 +643,10 @@ fn funnels(
             .steps
             .sort_by(|a, b| b.reached.cmp(&a.reached).then_with(|| a.step.cmp(&b.step)));
     }
-    out.sort_by(|a, b| b.conversations.cmp(&a.conversations).then_with(|| a.flow.cmp(&b.flow)));
+    out.sort_by(|a, b| {
+        b.conversations
+            .cmp(&a.conversations)
+            .then_with(|| a.flow.cmp(&b.flow))
+    });
     out
 }

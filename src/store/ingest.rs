@@ -46,7 +46,9 @@ impl WriteCtx<'_> {
             let first = &fresh[positions[0]];
             let id = match self
                 .conn
-                .prepare_cached("SELECT id FROM conversations WHERE bot_id = ?1 AND session_id = ?2")?
+                .prepare_cached(
+                    "SELECT id FROM conversations WHERE bot_id = ?1 AND session_id = ?2",
+                )?
                 .query_row(params![bot_id, session_id], |row| row.get::<_, i64>(0))
                 .optional()?
             {
@@ -62,8 +64,16 @@ impl WriteCtx<'_> {
         for ((bot_id, user_key, channel), positions) in timed {
             let timeout = sessions.timeout(channel).as_micros() as Micros;
             let timestamps: Vec<Micros> = positions.iter().map(|&p| fresh[p].timestamp).collect();
-            let lo = timestamps.iter().min().expect("non-empty").saturating_sub(timeout);
-            let hi = timestamps.iter().max().expect("non-empty").saturating_add(timeout);
+            let lo = timestamps
+                .iter()
+                .min()
+                .expect("non-empty")
+                .saturating_sub(timeout);
+            let hi = timestamps
+                .iter()
+                .max()
+                .expect("non-empty")
+                .saturating_add(timeout);
             let stored = self.nearby_sessions(bot_id, user_key, channel, lo, hi)?;
             for group in group_sessions(&stored, &timestamps, timeout) {
                 let id = match group.stored.split_first() {
@@ -94,7 +104,10 @@ impl WriteCtx<'_> {
     }
 
     /// Removes messages whose (bot, id) is already stored or earlier in the batch.
-    fn drop_duplicates(&mut self, messages: Vec<NewMessage>) -> Result<Vec<NewMessage>, StoreError> {
+    fn drop_duplicates(
+        &mut self,
+        messages: Vec<NewMessage>,
+    ) -> Result<Vec<NewMessage>, StoreError> {
         let mut seen = HashSet::with_capacity(messages.len());
         let mut exists = self
             .conn
@@ -166,15 +179,19 @@ impl WriteCtx<'_> {
             params![keep, other],
         )?;
         self.conn.execute(
-            "INSERT OR IGNORE INTO labels (conversation_id, name, added_at)
-             SELECT ?1, name, added_at FROM labels WHERE conversation_id = ?2",
+            "INSERT OR IGNORE INTO labels (conversation_id, name_key, name, added_at)
+             SELECT ?1, name_key, name, added_at FROM labels WHERE conversation_id = ?2",
             params![keep, other],
         )?;
-        self.conn
-            .execute("DELETE FROM labels WHERE conversation_id = ?1", params![other])?;
+        self.conn.execute(
+            "DELETE FROM labels WHERE conversation_id = ?1",
+            params![other],
+        )?;
         // Tags are recomputed from the merged messages by the tagging job.
-        self.conn
-            .execute("DELETE FROM tags WHERE conversation_id = ?1", params![other])?;
+        self.conn.execute(
+            "DELETE FROM tags WHERE conversation_id = ?1",
+            params![other],
+        )?;
         self.conn.execute(
             "UPDATE conversations SET
                 flagged_at = COALESCE(flagged_at, (SELECT flagged_at FROM conversations WHERE id = ?2)),
@@ -183,10 +200,12 @@ impl WriteCtx<'_> {
              WHERE id = ?1",
             params![keep, other],
         )?;
-        self.conn.execute(
-            "UPDATE traces SET conversation_id = ?1 WHERE conversation_id = ?2",
-            params![keep, other],
-        )?;
+        for table in ["traces", "shares"] {
+            self.conn.execute(
+                &format!("UPDATE {table} SET conversation_id = ?1 WHERE conversation_id = ?2"),
+                params![keep, other],
+            )?;
+        }
         self.conn
             .execute("DELETE FROM conversations WHERE id = ?1", params![other])?;
         let change = self.next_change();
@@ -198,7 +217,11 @@ impl WriteCtx<'_> {
         Ok(())
     }
 
-    fn insert_messages(&mut self, messages: &[NewMessage], conversation_of: &[u64]) -> Result<(), StoreError> {
+    fn insert_messages(
+        &mut self,
+        messages: &[NewMessage],
+        conversation_of: &[u64],
+    ) -> Result<(), StoreError> {
         let mut statement = self.conn.prepare_cached(
             "INSERT INTO messages
                (bot_id, msg_id, conversation_id, role, text, ts, flow, step, node_id, node_type,
@@ -244,7 +267,12 @@ impl WriteCtx<'_> {
                name = COALESCE(excluded.name, name), type = COALESCE(excluded.type, type)",
         )?;
         for ((bot_id, node_id), message) in latest {
-            statement.execute(params![bot_id, node_id, message.node_name, message.node_type])?;
+            statement.execute(params![
+                bot_id,
+                node_id,
+                message.node_name,
+                message.node_type
+            ])?;
         }
         Ok(())
     }
@@ -331,7 +359,13 @@ impl WriteCtx<'_> {
             let timeout = sessions.timeout(&trace.channel).as_micros() as i64;
             let found: Option<(i64, bool)> = find
                 .query_row(
-                    params![trace.bot_id, trace.user_key.0, trace.channel, trace.timestamp, timeout],
+                    params![
+                        trace.bot_id,
+                        trace.user_key.0,
+                        trace.channel,
+                        trace.timestamp,
+                        timeout
+                    ],
                     |row| Ok((row.get(0)?, row.get(1)?)),
                 )
                 .optional()?;

@@ -11,14 +11,15 @@
 
 mod ingest;
 pub mod read;
+pub mod review;
 mod schema;
 mod writer;
 
 pub use ingest::IngestOutcome;
+pub use read::changes_since as read_changes_page;
 pub use read::{
     ChangeBatch, ConversationRecord, MessageRecord, NodeRecord, TagRecord, TraceRecord,
 };
-pub use read::changes_since as read_changes_page;
 pub use writer::WriteCtx;
 
 use rusqlite::{Connection, OpenFlags};
@@ -120,9 +121,11 @@ impl Store {
         &self,
         f: impl FnOnce(&mut WriteCtx<'_>) -> Result<T, StoreError> + Send + 'static,
     ) -> Result<T, StoreError> {
-        self.inner.writer.submit(f)?.await.unwrap_or_else(|_| {
-            Err(StoreError::Unavailable("the store could not write".into()))
-        })
+        self.inner
+            .writer
+            .submit(f)?
+            .await
+            .unwrap_or_else(|_| Err(StoreError::Unavailable("the store could not write".into())))
     }
 
     /// Like [`Store::write`], for callers outside an async runtime.
@@ -130,9 +133,11 @@ impl Store {
         &self,
         f: impl FnOnce(&mut WriteCtx<'_>) -> Result<T, StoreError> + Send + 'static,
     ) -> Result<T, StoreError> {
-        self.inner.writer.submit(f)?.blocking_recv().unwrap_or_else(|_| {
-            Err(StoreError::Unavailable("the store could not write".into()))
-        })
+        self.inner
+            .writer
+            .submit(f)?
+            .blocking_recv()
+            .unwrap_or_else(|_| Err(StoreError::Unavailable("the store could not write".into())))
     }
 
     /// Runs `f` on a pooled read-only connection (blocking; call from a blocking context).

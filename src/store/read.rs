@@ -325,7 +325,10 @@ fn read_changes(conn: &Connection, after: u64, limit: usize) -> Result<ChangeBat
         .collect::<Result<_, _>>()?;
     // With a full page, stop at its last position: later tombstones come with the next page.
     let upper = if records.len() == limit {
-        records.last().map(|(_, seq)| *seq as i64).unwrap_or(i64::MAX)
+        records
+            .last()
+            .map(|(_, seq)| *seq as i64)
+            .unwrap_or(i64::MAX)
     } else {
         i64::MAX
     };

@@ -57,11 +57,30 @@ CREATE TABLE IF NOT EXISTS tombstones (
     conversation_id  INTEGER NOT NULL
 );
 
+-- Labels compare case-insensitively (name_key is the lowercased name) and keep
+-- the bot's first spelling (label_names), so every conversation shows one spelling.
 CREATE TABLE IF NOT EXISTS labels (
     conversation_id  INTEGER NOT NULL,
-    name             TEXT NOT NULL COLLATE NOCASE,
+    name_key         TEXT NOT NULL,
+    name             TEXT NOT NULL,
     added_at         INTEGER NOT NULL,
-    PRIMARY KEY (conversation_id, name)
+    PRIMARY KEY (conversation_id, name_key)
+);
+CREATE TABLE IF NOT EXISTS label_names (
+    bot_id           TEXT NOT NULL,
+    name_key         TEXT NOT NULL,
+    name             TEXT NOT NULL,
+    PRIMARY KEY (bot_id, name_key)
+);
+
+-- Share links: only a hash of the token is kept, so a copy of the store opens nothing.
+CREATE TABLE IF NOT EXISTS shares (
+    token_hash       TEXT PRIMARY KEY,
+    bot_id           TEXT NOT NULL,
+    conversation_id  INTEGER NOT NULL,
+    created_at       INTEGER NOT NULL,
+    expires_at       INTEGER NOT NULL,
+    revoked_at       INTEGER
 );
 
 CREATE TABLE IF NOT EXISTS tags (

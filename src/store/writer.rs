@@ -48,7 +48,9 @@ impl WriterHandle {
             let ok = result.is_ok();
             let completion: Completion = Box::new(move |commit_error| {
                 let answer = match commit_error {
-                    Some(err) if ok => Err(StoreError::Unavailable(format!("commit failed: {err}"))),
+                    Some(err) if ok => {
+                        Err(StoreError::Unavailable(format!("commit failed: {err}")))
+                    }
                     _ => result,
                 };
                 let _ = reply.send(answer);

@@ -1,0 +1,272 @@
+//! Review actions under `/v1/bots/{bot}/conversations/{id}`, shares and bulk actions.
+
+use super::error::AppError;
+use super::search::{bot_id, request};
+use super::views::{ConversationView, MessageView, TagDetailView};
+use crate::app::App;
+use crate::model::{ConversationId, format_timestamp};
+use crate::query::Target;
+use crate::store::ConversationRecord;
+use crate::store::review::BulkChange;
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::{Path, RawQuery, State};
+use axum::http::header;
+use axum::response::IntoResponse;
+use serde::Deserialize;
+use serde::de::DeserializeOwned;
+use serde_json::{Value, json};
+
+fn ids(bot: &str, id: &str) -> Result<(String, u64), AppError> {
+    let bot = bot_id(bot)?;
+    let id = ConversationId::parse(id).ok_or(AppError::NotFound("conversation"))?;
+    Ok((bot, id.0))
+}
+
+fn object(record: &ConversationRecord) -> Json<Value> {
+    Json(serde_json::to_value(ConversationView::new(record)).expect("view serialises"))
+}
+
+/// An optional JSON body: empty means the default.
+fn optional_body<T: DeserializeOwned + Default>(body: &Bytes) -> Result<T, AppError> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(T::default());
+    }
+    serde_json::from_slice(body).map_err(|err| AppError::InvalidParameter {
+        name: "body".into(),
+        reason: err.to_string(),
+    })
+}
+
+/// `PUT …/labels/{label}`.
+pub async fn add_label(
+    State(app): State<App>,
+    Path((bot, id, label)): Path<(String, String, String)>,
+) -> Result<Json<Value>, AppError> {
+    let (bot, id) = ids(&bot, &id)?;
+    Ok(object(&app.review.add_label(&bot, id, &label).await?))
+}
+
+/// `DELETE …/labels/{label}`.
+pub async fn remove_label(
+    State(app): State<App>,
+    Path((bot, id, label)): Path<(String, String, String)>,
+) -> Result<Json<Value>, AppError> {
+    let (bot, id) = ids(&bot, &id)?;
+    Ok(object(&app.review.remove_label(&bot, id, &label).await?))
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FlagBody {
+    note: Option<String>,
+}
+
+/// `PUT …/flag`, optionally with `{"note": "…"}`.
+pub async fn flag(
+    State(app): State<App>,
+    Path((bot, id)): Path<(String, String)>,
+    body: Bytes,
+) -> Result<Json<Value>, AppError> {
+    let (bot, id) = ids(&bot, &id)?;
+    let body: FlagBody = optional_body(&body)?;
+    Ok(object(
+        &app.review.set_flag(&bot, id, true, body.note).await?,
+    ))
+}
+
+/// `DELETE …/flag`.
+pub async fn unflag(
+    State(app): State<App>,
+    Path((bot, id)): Path<(String, String)>,
+) -> Result<Json<Value>, AppError> {
+    let (bot, id) = ids(&bot, &id)?;
+    Ok(object(&app.review.set_flag(&bot, id, false, None).await?))
+}
+
+/// `PUT …/debug`.
+pub async fn debug_on(
+    State(app): State<App>,
+    Path((bot, id)): Path<(String, String)>,
+) -> Result<Json<Value>, AppError> {
+    let (bot, id) = ids(&bot, &id)?;
+    Ok(object(&app.review.set_debug(&bot, id, true).await?))
+}
+
+/// `DELETE …/debug`.
+pub async fn debug_off(
+    State(app): State<App>,
+    Path((bot, id)): Path<(String, String)>,
+) -> Result<Json<Value>, AppError> {
+    let (bot, id) = ids(&bot, &id)?;
+    Ok(object(&app.review.set_debug(&bot, id, false).await?))
+}
+
+/// `GET /v1/bots/{bot}/debug`: what a bot runtime polls to know whom to trace.
+pub async fn debug_list(
+    State(app): State<App>,
+    Path(bot): Path<String>,
+) -> Result<Json<Value>, AppError> {
+    let bot = bot_id(&bot)?;
+    let records = app.review.debug_list(&bot).await?;
+    Ok(Json(json!({
+        "conversations": records.iter().map(ConversationView::new).collect::<Vec<_>>()
+    })))
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TraceQuery {
+    message_id: Option<String>,
+}
+
+/// `GET …/trace[?message_id=]`.
+pub async fn trace(
+    State(app): State<App>,
+    Path((bot, id)): Path<(String, String)>,
+    RawQuery(query): RawQuery,
+) -> Result<Json<Value>, AppError> {
+    let (bot, id) = ids(&bot, &id)?;
+    let query: TraceQuery =
+        serde_urlencoded::from_str(query.as_deref().unwrap_or("")).map_err(|err| {
+            AppError::InvalidParameter {
+                name: "query string".into(),
+                reason: err.to_string(),
+            }
+        })?;
+    let (record, groups) = app.review.trace(&bot, id, query.message_id).await?;
+    let inputs: Vec<Value> = groups
+        .iter()
+        .map(|group| {
+            json!({
+                "message": group.input.as_ref().map(|m| MessageView::new(m, None)),
+                "total_duration_ms": group.total_duration_ms(),
+                "events": group.events.iter().map(|e| json!({
+                    "timestamp": format_timestamp(e.timestamp),
+                    "message_id": e.message_id,
+                    "action": e.action,
+                    "detail": e.detail.as_deref().and_then(|d| serde_json::from_str::<Value>(d).ok()),
+                    "duration_ms": e.duration_ms,
+                    "level": e.level,
+                })).collect::<Vec<_>>(),
+            })
+        })
+        .collect();
+    Ok(Json(json!({
+        "conversation_id": ConversationId(record.id).to_string(),
+        "debug": record.debug,
+        "inputs": inputs,
+    })))
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ShareBody {
+    ttl: Option<String>,
+}
+
+/// `POST …/share`, optionally with `{"ttl": "7d"}`.
+pub async fn share(
+    State(app): State<App>,
+    Path((bot, id)): Path<(String, String)>,
+    body: Bytes,
+) -> Result<impl IntoResponse, AppError> {
+    let (bot, id) = ids(&bot, &id)?;
+    let body: ShareBody = optional_body(&body)?;
+    let share = app
+        .review
+        .create_share(&bot, id, body.ttl.as_deref())
+        .await?;
+    Ok((
+        [(header::CACHE_CONTROL, "no-store")],
+        Json(json!({
+            "url": format!("/v1/shared/{}", share.token),
+            "token": share.token,
+            "expires_at": format_timestamp(share.expires_at),
+        })),
+    ))
+}
+
+/// `GET /v1/shared/{token}`: one conversation, read-only.
+pub async fn shared(
+    State(app): State<App>,
+    Path(token): Path<String>,
+) -> Result<impl IntoResponse, AppError> {
+    let shared = app.review.open_share(&token).await?;
+    let mut body =
+        serde_json::to_value(ConversationView::new(&shared.record)).expect("view serialises");
+    body["messages"] = json!(
+        shared
+            .messages
+            .iter()
+            .map(|m| MessageView::new(m, None))
+            .collect::<Vec<_>>()
+    );
+    body["tag_details"] = json!(
+        shared
+            .record
+            .tags
+            .iter()
+            .map(TagDetailView::new)
+            .collect::<Vec<_>>()
+    );
+    Ok(private(Json(body)))
+}
+
+/// Headers that keep a shared conversation out of caches and referrers.
+fn private<T: IntoResponse>(response: T) -> impl IntoResponse {
+    (
+        [
+            (header::CACHE_CONTROL, "no-store"),
+            (header::REFERRER_POLICY, "no-referrer"),
+        ],
+        response,
+    )
+}
+
+/// `DELETE /v1/bots/{bot}/shares/{token}`.
+pub async fn revoke_share(
+    State(app): State<App>,
+    Path((bot, token)): Path<(String, String)>,
+) -> Result<impl IntoResponse, AppError> {
+    let bot = bot_id(&bot)?;
+    app.review.revoke_share(&bot, &token).await?;
+    Ok(private(Json(json!({"revoked": true}))))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct BulkBody {
+    #[serde(default)]
+    add_labels: Vec<String>,
+    #[serde(default)]
+    remove_labels: Vec<String>,
+    flag: Option<bool>,
+    #[serde(default)]
+    dry_run: bool,
+}
+
+/// `POST /v1/bots/{bot}/conversations/bulk?<filters>`.
+pub async fn bulk(
+    State(app): State<App>,
+    Path(bot): Path<String>,
+    RawQuery(query): RawQuery,
+    body: Bytes,
+) -> Result<Json<Value>, AppError> {
+    let bot = bot_id(&bot)?;
+    let request = request(query, Target::Aggregates)?;
+    let body: BulkBody =
+        serde_json::from_slice(&body).map_err(|err| AppError::InvalidParameter {
+            name: "body".into(),
+            reason: err.to_string(),
+        })?;
+    let change = BulkChange {
+        add_labels: body.add_labels,
+        remove_labels: body.remove_labels,
+        flag: body.flag,
+    };
+    let outcome = app.review.bulk(&bot, request, change, body.dry_run).await?;
+    Ok(Json(
+        serde_json::to_value(outcome).expect("outcome serialises"),
+    ))
+}

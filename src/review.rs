@@ -1,0 +1,311 @@
+//! Review: what people do to conversations — labels, flags, debug logging,
+//! share links and bulk actions. Every change goes to the store first; the
+//! index follows within the refresh interval.
+
+use crate::config::ReviewConfig;
+use crate::model::{Clock, Micros, normalize_label};
+use crate::query::trace::{TraceGroup, group_traces};
+use crate::query::{QueryError, SearchRequest, SearchService};
+use crate::store::review::{BulkChange, share};
+use crate::store::{ConversationRecord, MessageRecord, Store, StoreError, read};
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use sha2::{Digest, Sha256};
+use std::time::Duration;
+
+/// Why a review action failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ReviewError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Query(#[from] QueryError),
+    #[error("invalid parameter `{name}`: {reason}")]
+    Invalid { name: String, reason: String },
+}
+
+fn invalid(name: &str, reason: impl Into<String>) -> ReviewError {
+    ReviewError::Invalid {
+        name: name.to_string(),
+        reason: reason.into(),
+    }
+}
+
+/// A new share link.
+#[derive(Debug, Clone)]
+pub struct NewShare {
+    pub token: String,
+    pub expires_at: Micros,
+}
+
+/// A conversation opened through a share link: no history, nothing else.
+#[derive(Debug, Clone)]
+pub struct SharedConversation {
+    pub record: ConversationRecord,
+    pub messages: Vec<MessageRecord>,
+}
+
+/// What a bulk action did (or would do, on a dry run).
+#[derive(Debug, Clone, Copy, serde::Serialize)]
+pub struct BulkOutcome {
+    /// Conversations matching the filter.
+    pub matched: u64,
+    /// Conversations actually changed (0 on a dry run).
+    pub changed: u64,
+    pub dry_run: bool,
+}
+
+/// Review actions over the store.
+#[derive(Clone)]
+pub struct ReviewService {
+    store: Store,
+    search: SearchService,
+    clock: Clock,
+    config: ReviewConfig,
+}
+
+/// The hash under which a share token is stored.
+fn token_hash(token: &str) -> String {
+    let digest = Sha256::digest(token.as_bytes());
+    digest.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+impl ReviewService {
+    /// A service writing to `store`.
+    pub fn new(
+        store: Store,
+        search: SearchService,
+        clock: Clock,
+        config: ReviewConfig,
+    ) -> ReviewService {
+        ReviewService {
+            store,
+            search,
+            clock,
+            config,
+        }
+    }
+
+    async fn conversation(&self, bot: &str, id: u64) -> Result<ConversationRecord, ReviewError> {
+        let bot = bot.to_string();
+        Ok(self
+            .store
+            .read_async(move |conn| read::conversation(conn, &bot, id))
+            .await?)
+    }
+
+    /// Adds a label; returns the updated conversation.
+    pub async fn add_label(
+        &self,
+        bot: &str,
+        id: u64,
+        label: &str,
+    ) -> Result<ConversationRecord, ReviewError> {
+        let label = normalize_label(label).map_err(|reason| invalid("label", reason))?;
+        let (owner, now) = (bot.to_string(), self.clock.now());
+        self.store
+            .write(move |ctx| ctx.add_label(&owner, id, &label, now))
+            .await?;
+        self.conversation(bot, id).await
+    }
+
+    /// Removes a label; returns the updated conversation.
+    pub async fn remove_label(
+        &self,
+        bot: &str,
+        id: u64,
+        label: &str,
+    ) -> Result<ConversationRecord, ReviewError> {
+        let label = normalize_label(label).map_err(|reason| invalid("label", reason))?;
+        let owner = bot.to_string();
+        self.store
+            .write(move |ctx| ctx.remove_label(&owner, id, &label))
+            .await?;
+        self.conversation(bot, id).await
+    }
+
+    /// Flags (with an optional note) or unflags.
+    pub async fn set_flag(
+        &self,
+        bot: &str,
+        id: u64,
+        flagged: bool,
+        note: Option<String>,
+    ) -> Result<ConversationRecord, ReviewError> {
+        if let Some(note) = &note
+            && note.len() > 4096
+        {
+            return Err(invalid("note", "at most 4096 bytes"));
+        }
+        let (owner, now) = (bot.to_string(), self.clock.now());
+        self.store
+            .write(move |ctx| {
+                let flag = flagged.then_some((now, note.as_deref()));
+                ctx.set_flag(&owner, id, flag)
+            })
+            .await?;
+        self.conversation(bot, id).await
+    }
+
+    /// Turns debug logging on or off.
+    pub async fn set_debug(
+        &self,
+        bot: &str,
+        id: u64,
+        on: bool,
+    ) -> Result<ConversationRecord, ReviewError> {
+        let owner = bot.to_string();
+        self.store
+            .write(move |ctx| ctx.set_debug(&owner, id, on))
+            .await?;
+        self.conversation(bot, id).await
+    }
+
+    /// Conversations with debug logging on.
+    pub async fn debug_list(&self, bot: &str) -> Result<Vec<ConversationRecord>, ReviewError> {
+        let bot = bot.to_string();
+        Ok(self
+            .store
+            .read_async(move |conn| {
+                let ids = crate::store::review::debug_conversations(conn, &bot)?;
+                read::conversations(conn, &bot, &ids)
+            })
+            .await?)
+    }
+
+    /// The trace of a conversation grouped by user input, optionally only the input `message_id`.
+    pub async fn trace(
+        &self,
+        bot: &str,
+        id: u64,
+        message_id: Option<String>,
+    ) -> Result<(ConversationRecord, Vec<TraceGroup>), ReviewError> {
+        let bot = bot.to_string();
+        let (record, mut groups) = self
+            .store
+            .read_async(move |conn| {
+                let record = read::conversation(conn, &bot, id)?;
+                let messages = read::messages(conn, id)?;
+                let traces = read::traces(conn, id)?;
+                Ok((record, group_traces(&messages, traces)))
+            })
+            .await?;
+        if let Some(message_id) = message_id {
+            groups.retain(|g| g.input.as_ref().is_some_and(|m| m.id == message_id));
+            if groups.is_empty() {
+                return Err(ReviewError::Store(StoreError::NotFound));
+            }
+        }
+        Ok((record, groups))
+    }
+
+    /// Creates a share link for one conversation.
+    pub async fn create_share(
+        &self,
+        bot: &str,
+        id: u64,
+        ttl: Option<&str>,
+    ) -> Result<NewShare, ReviewError> {
+        let ttl = match ttl {
+            None => self.config.share_ttl,
+            Some(text) => {
+                crate::config::parse_duration(text).map_err(|reason| invalid("ttl", reason))?
+            }
+        };
+        if ttl.is_zero() || ttl > self.config.share_max_ttl {
+            return Err(invalid(
+                "ttl",
+                format!(
+                    "must be more than 0 and at most {}s",
+                    self.config.share_max_ttl.as_secs()
+                ),
+            ));
+        }
+        let mut bytes = [0u8; 16];
+        getrandom::fill(&mut bytes).map_err(|err| StoreError::Unavailable(err.to_string()))?;
+        let token = URL_SAFE_NO_PAD.encode(bytes);
+        let now = self.clock.now();
+        let expires_at = now + micros(ttl);
+        let (owner, hash) = (bot.to_string(), token_hash(&token));
+        self.store
+            .write(move |ctx| ctx.create_share(&owner, id, &hash, now, expires_at))
+            .await?;
+        Ok(NewShare { token, expires_at })
+    }
+
+    /// The conversation behind a live share token; `NotFound` for anything else.
+    pub async fn open_share(&self, token: &str) -> Result<SharedConversation, ReviewError> {
+        let hash = token_hash(token);
+        let now = self.clock.now();
+        Ok(self
+            .store
+            .read_async(move |conn| {
+                let share = share(conn, &hash)?.ok_or(StoreError::NotFound)?;
+                if share.revoked_at.is_some() || share.expires_at <= now {
+                    return Err(StoreError::NotFound);
+                }
+                let record = read::conversation(conn, &share.bot_id, share.conversation_id)?;
+                let messages = read::messages(conn, share.conversation_id)?;
+                Ok(SharedConversation { record, messages })
+            })
+            .await?)
+    }
+
+    /// Revokes a share token of `bot`.
+    pub async fn revoke_share(&self, bot: &str, token: &str) -> Result<(), ReviewError> {
+        let (owner, hash, now) = (bot.to_string(), token_hash(token), self.clock.now());
+        self.store
+            .write(move |ctx| ctx.revoke_share(&owner, &hash, now))
+            .await?;
+        Ok(())
+    }
+
+    /// Applies `change` to every conversation the filter matches (or counts them on a dry run).
+    pub async fn bulk(
+        &self,
+        bot: &str,
+        request: SearchRequest,
+        change: BulkChange,
+        dry_run: bool,
+    ) -> Result<BulkOutcome, ReviewError> {
+        let mut change = change;
+        for label in change
+            .add_labels
+            .iter_mut()
+            .chain(change.remove_labels.iter_mut())
+        {
+            *label = normalize_label(label).map_err(|reason| invalid("labels", reason))?;
+        }
+        if change.add_labels.is_empty() && change.remove_labels.is_empty() && change.flag.is_none()
+        {
+            return Err(invalid("body", "name add_labels, remove_labels or flag"));
+        }
+        let now = self.clock.now();
+        let ids = self
+            .search
+            .matching_ids(bot.to_string(), request, now)
+            .await?;
+        let matched = ids.len() as u64;
+        if dry_run {
+            return Ok(BulkOutcome {
+                matched,
+                changed: 0,
+                dry_run,
+            });
+        }
+        let owner = bot.to_string();
+        let changed = self
+            .store
+            .write(move |ctx| ctx.bulk(&owner, &ids, &change, now))
+            .await?;
+        Ok(BulkOutcome {
+            matched,
+            changed,
+            dry_run,
+        })
+    }
+}
+
+fn micros(duration: Duration) -> Micros {
+    duration.as_micros().min(i64::MAX as u128) as Micros
+}

@@ -1,0 +1,277 @@
+//! Review actions: labels, flags, debug switches and share links.
+//!
+//! Each change is a store transaction that also moves the conversation up the
+//! change stream, so the index picks it up at its next commit; a crash between
+//! the two is repaired by the indexer catching up at restart.
+
+use super::{StoreError, WriteCtx};
+use crate::model::Micros;
+use rusqlite::{Connection, OptionalExtension, params};
+
+/// The comparison key of a label: case-insensitive, also beyond ASCII.
+pub fn label_key(name: &str) -> String {
+    name.to_lowercase()
+}
+
+/// What a bulk action changes.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct BulkChange {
+    pub add_labels: Vec<String>,
+    pub remove_labels: Vec<String>,
+    /// `Some(true)` flags, `Some(false)` unflags.
+    pub flag: Option<bool>,
+}
+
+/// A share link as stored (by the hash of its token).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ShareRecord {
+    pub bot_id: String,
+    pub conversation_id: u64,
+    pub expires_at: Micros,
+    pub revoked_at: Option<Micros>,
+}
+
+impl WriteCtx<'_> {
+    /// Fails with `NotFound` unless conversation `id` belongs to `bot_id`.
+    fn check_owner(&self, bot_id: &str, id: u64) -> Result<(), StoreError> {
+        let found = self
+            .conn
+            .prepare_cached("SELECT 1 FROM conversations WHERE id = ?1 AND bot_id = ?2")?
+            .exists(params![id as i64, bot_id])?;
+        if found {
+            Ok(())
+        } else {
+            Err(StoreError::NotFound)
+        }
+    }
+
+    /// The bot's spelling of a label, recording `name` as it when the bot has none yet.
+    fn canonical_label(
+        &mut self,
+        bot_id: &str,
+        name: &str,
+    ) -> Result<(String, String), StoreError> {
+        let key = label_key(name);
+        self.conn
+            .prepare_cached(
+                "INSERT OR IGNORE INTO label_names (bot_id, name_key, name) VALUES (?1, ?2, ?3)",
+            )?
+            .execute(params![bot_id, key, name])?;
+        let spelling: String = self
+            .conn
+            .prepare_cached("SELECT name FROM label_names WHERE bot_id = ?1 AND name_key = ?2")?
+            .query_row(params![bot_id, key], |row| row.get(0))?;
+        Ok((key, spelling))
+    }
+
+    fn add_label_unchecked(
+        &mut self,
+        bot_id: &str,
+        id: u64,
+        name: &str,
+        now: Micros,
+    ) -> Result<bool, StoreError> {
+        let (key, spelling) = self.canonical_label(bot_id, name)?;
+        let added = self
+            .conn
+            .prepare_cached(
+                "INSERT OR IGNORE INTO labels (conversation_id, name_key, name, added_at) VALUES (?1, ?2, ?3, ?4)",
+            )?
+            .execute(params![id as i64, key, spelling, now])?;
+        Ok(added > 0)
+    }
+
+    fn remove_label_unchecked(&mut self, id: u64, name: &str) -> Result<bool, StoreError> {
+        let removed = self
+            .conn
+            .prepare_cached("DELETE FROM labels WHERE conversation_id = ?1 AND name_key = ?2")?
+            .execute(params![id as i64, label_key(name)])?;
+        Ok(removed > 0)
+    }
+
+    fn set_flag_unchecked(
+        &mut self,
+        id: u64,
+        flag: Option<(Micros, Option<&str>)>,
+    ) -> Result<bool, StoreError> {
+        let changed = match flag {
+            Some((at, note)) => self
+                .conn
+                .prepare_cached(
+                    "UPDATE conversations SET flagged_at = COALESCE(flagged_at, ?2), flag_note = COALESCE(?3, flag_note)
+                     WHERE id = ?1 AND (flagged_at IS NULL OR (?3 IS NOT NULL AND flag_note IS NOT ?3))",
+                )?
+                .execute(params![id as i64, at, note])?,
+            None => self
+                .conn
+                .prepare_cached(
+                    "UPDATE conversations SET flagged_at = NULL, flag_note = NULL WHERE id = ?1 AND flagged_at IS NOT NULL",
+                )?
+                .execute(params![id as i64])?,
+        };
+        Ok(changed > 0)
+    }
+
+    /// Adds a label (idempotent); the index follows.
+    pub fn add_label(
+        &mut self,
+        bot_id: &str,
+        id: u64,
+        name: &str,
+        now: Micros,
+    ) -> Result<(), StoreError> {
+        self.check_owner(bot_id, id)?;
+        if self.add_label_unchecked(bot_id, id, name, now)? {
+            self.touch_conversation(id)?;
+        }
+        Ok(())
+    }
+
+    /// Removes a label (idempotent).
+    pub fn remove_label(&mut self, bot_id: &str, id: u64, name: &str) -> Result<(), StoreError> {
+        self.check_owner(bot_id, id)?;
+        if self.remove_label_unchecked(id, name)? {
+            self.touch_conversation(id)?;
+        }
+        Ok(())
+    }
+
+    /// Flags (with when and an optional note) or unflags a conversation.
+    pub fn set_flag(
+        &mut self,
+        bot_id: &str,
+        id: u64,
+        flag: Option<(Micros, Option<&str>)>,
+    ) -> Result<(), StoreError> {
+        self.check_owner(bot_id, id)?;
+        if self.set_flag_unchecked(id, flag)? {
+            self.touch_conversation(id)?;
+        }
+        Ok(())
+    }
+
+    /// Turns debug logging on or off for a conversation.
+    pub fn set_debug(&mut self, bot_id: &str, id: u64, on: bool) -> Result<(), StoreError> {
+        self.check_owner(bot_id, id)?;
+        let changed = self
+            .conn
+            .prepare_cached("UPDATE conversations SET debug = ?2 WHERE id = ?1 AND debug != ?2")?
+            .execute(params![id as i64, on])?;
+        if changed > 0 {
+            self.touch_conversation(id)?;
+        }
+        Ok(())
+    }
+
+    /// Applies a bulk change to these conversations of `bot_id`; returns how many changed.
+    pub fn bulk(
+        &mut self,
+        bot_id: &str,
+        ids: &[u64],
+        change: &BulkChange,
+        now: Micros,
+    ) -> Result<u64, StoreError> {
+        let mut changed = 0;
+        for &id in ids {
+            let mut touched = false;
+            for label in &change.add_labels {
+                touched |= self.add_label_unchecked(bot_id, id, label, now)?;
+            }
+            for label in &change.remove_labels {
+                touched |= self.remove_label_unchecked(id, label)?;
+            }
+            match change.flag {
+                Some(true) => touched |= self.set_flag_unchecked(id, Some((now, None)))?,
+                Some(false) => touched |= self.set_flag_unchecked(id, None)?,
+                None => {}
+            }
+            if touched {
+                self.touch_conversation(id)?;
+                changed += 1;
+            }
+        }
+        Ok(changed)
+    }
+
+    /// Records a share link by the hash of its token.
+    pub fn create_share(
+        &mut self,
+        bot_id: &str,
+        id: u64,
+        token_hash: &str,
+        now: Micros,
+        expires_at: Micros,
+    ) -> Result<(), StoreError> {
+        self.check_owner(bot_id, id)?;
+        self.conn
+            .prepare_cached(
+                "INSERT INTO shares (token_hash, bot_id, conversation_id, created_at, expires_at) VALUES (?1, ?2, ?3, ?4, ?5)",
+            )?
+            .execute(params![token_hash, bot_id, id as i64, now, expires_at])?;
+        Ok(())
+    }
+
+    /// Revokes a share link of `bot_id`; `NotFound` when there is none.
+    pub fn revoke_share(
+        &mut self,
+        bot_id: &str,
+        token_hash: &str,
+        now: Micros,
+    ) -> Result<(), StoreError> {
+        let changed = self
+            .conn
+            .prepare_cached(
+                "UPDATE shares SET revoked_at = COALESCE(revoked_at, ?3) WHERE token_hash = ?1 AND bot_id = ?2",
+            )?
+            .execute(params![token_hash, bot_id, now])?;
+        if changed == 0 {
+            return Err(StoreError::NotFound);
+        }
+        Ok(())
+    }
+}
+
+/// The share link with this token hash, if any.
+pub fn share(conn: &Connection, token_hash: &str) -> Result<Option<ShareRecord>, StoreError> {
+    Ok(conn
+        .prepare_cached(
+            "SELECT bot_id, conversation_id, expires_at, revoked_at FROM shares WHERE token_hash = ?1",
+        )?
+        .query_row(params![token_hash], |row| {
+            Ok(ShareRecord {
+                bot_id: row.get(0)?,
+                conversation_id: row.get::<_, i64>(1)? as u64,
+                expires_at: row.get(2)?,
+                revoked_at: row.get(3)?,
+            })
+        })
+        .optional()?)
+}
+
+/// The bot's spellings of these labels (unknown labels are kept as given).
+pub fn canonical_labels(
+    conn: &Connection,
+    bot_id: &str,
+    names: &[String],
+) -> Result<Vec<String>, StoreError> {
+    let mut statement =
+        conn.prepare_cached("SELECT name FROM label_names WHERE bot_id = ?1 AND name_key = ?2")?;
+    names
+        .iter()
+        .map(|name| {
+            Ok(statement
+                .query_row(params![bot_id, label_key(name)], |row| row.get(0))
+                .optional()?
+                .unwrap_or_else(|| name.clone()))
+        })
+        .collect()
+}
+
+/// Ids of the bot's conversations with debug logging on, newest activity first.
+pub fn debug_conversations(conn: &Connection, bot_id: &str) -> Result<Vec<u64>, StoreError> {
+    let mut statement = conn.prepare_cached(
+        "SELECT id FROM conversations WHERE bot_id = ?1 AND debug = 1 ORDER BY last_message_at DESC",
+    )?;
+    let rows = statement.query_map(params![bot_id], |row| Ok(row.get::<_, i64>(0)? as u64))?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
