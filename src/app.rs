@@ -141,7 +141,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(config.server.listen)
         .await
         .with_context(|| format!("binding {}", config.server.listen))?;
-    let app = App::open(config)?;
+    let app = tokio::task::spawn_blocking(move || App::open(config)).await??;
     let address = listener.local_addr()?;
     // Tests and scripts read this line to find a port chosen with :0.
     println!("convlog listening on http://{address}");

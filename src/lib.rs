@@ -19,6 +19,7 @@ pub mod generate;
 pub mod http;
 pub mod index;
 pub mod ingest;
+pub mod jobs;
 pub mod metrics;
 pub mod model;
 pub mod query;

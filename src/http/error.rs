@@ -26,6 +26,8 @@ pub enum AppError {
     InvalidParameter { name: String, reason: String },
     #[error("{0} not found")]
     NotFound(&'static str),
+    #[error("{0}")]
+    Conflict(&'static str),
     #[error("request timed out")]
     Timeout,
 }
@@ -81,6 +83,7 @@ impl AppError {
                 (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large")
             }
             AppError::Timeout => (StatusCode::SERVICE_UNAVAILABLE, "timeout"),
+            AppError::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
             AppError::Query(_) | AppError::Store(_) => {
                 (StatusCode::INTERNAL_SERVER_ERROR, "internal")
             }

@@ -1,6 +1,6 @@
 //! Turns a stored conversation and its messages into index documents.
 
-use super::schema::{ANY_DROPOFF, Fields, KIND_CONVERSATION, KIND_MESSAGE, flow_step};
+use super::schema::{ANY_DROPOFF, Fields, flow_step};
 use crate::model::Role;
 use crate::store::{ConversationRecord, MessageRecord};
 use std::collections::BTreeSet;
@@ -37,12 +37,12 @@ fn add_shared(
     }
 }
 
-/// The conversation document followed by one document per message.
+/// The conversation document and one document per message.
 pub fn documents(
     fields: &Fields,
     record: &ConversationRecord,
     messages: &[MessageRecord],
-) -> Vec<TantivyDocument> {
+) -> (TantivyDocument, Vec<TantivyDocument>) {
     let shared = Shared {
         tags: record.tags.iter().map(|t| t.tag.as_str()).collect(),
         labels: &record.labels,
@@ -58,10 +58,9 @@ pub fn documents(
             )
         }),
     };
-    let mut docs = Vec::with_capacity(messages.len() + 1);
+    let mut docs = Vec::with_capacity(messages.len());
 
     let mut conversation = TantivyDocument::default();
-    conversation.add_text(fields.kind, KIND_CONVERSATION);
     add_shared(&mut conversation, fields, record, &shared);
     conversation.add_i64(fields.first_ts, record.started_at);
     conversation.add_i64(fields.last_ts, record.last_message_at);
@@ -102,11 +101,9 @@ pub fn documents(
     for ts in times {
         conversation.add_i64(fields.ts, ts);
     }
-    docs.push(conversation);
 
     for message in messages {
         let mut doc = TantivyDocument::default();
-        doc.add_text(fields.kind, KIND_MESSAGE);
         add_shared(&mut doc, fields, record, &shared);
         doc.add_u64(fields.msg_seq, message.seq);
         doc.add_text(fields.role, &message.role);
@@ -123,5 +120,5 @@ pub fn documents(
         doc.add_text(fields.text, &message.text);
         docs.push(doc);
     }
-    docs
+    (conversation, docs)
 }

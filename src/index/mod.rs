@@ -35,31 +35,24 @@ pub struct CommitPayload {
     pub position: u64,
 }
 
-/// The opened index and its reader.
+/// One tantivy index and its reader.
 #[derive(Clone)]
-pub struct SearchIndex {
+pub struct Part {
     pub index: Index,
     pub reader: IndexReader,
-    pub schema: IndexSchema,
 }
 
-impl SearchIndex {
-    /// Opens the index in `dir`, rebuilding it from scratch when it was built with another schema.
-    ///
-    /// Returns the index and the store position its last commit covers.
-    pub fn open(dir: &Path, schema: IndexSchema) -> Result<(SearchIndex, u64), IndexError> {
-        let mut position = 0;
-        let index = match open_existing(dir, &schema)? {
-            Some((index, payload)) => {
-                position = payload.position;
-                index
-            }
+impl Part {
+    fn open(dir: &Path, schema: &IndexSchema) -> Result<(Part, Option<CommitPayload>), IndexError> {
+        let existing = open_existing(dir, schema)?;
+        let (index, payload) = match existing {
+            Some((index, payload)) => (index, Some(payload)),
             None => {
                 if dir.exists() {
                     std::fs::remove_dir_all(dir)?;
                 }
                 std::fs::create_dir_all(dir)?;
-                Index::create_in_dir(dir, schema.schema.clone())?
+                (Index::create_in_dir(dir, schema.schema.clone())?, None)
             }
         };
         schema.register_tokenizer(&index);
@@ -67,19 +60,50 @@ impl SearchIndex {
             .reader_builder()
             .reload_policy(ReloadPolicy::Manual)
             .try_into()?;
+        Ok((Part { index, reader }, payload))
+    }
+}
+
+/// The search index: conversation documents and message documents in two
+/// tantivy indexes, so each one's columns are dense and its scans short.
+#[derive(Clone)]
+pub struct SearchIndex {
+    pub conversations: Part,
+    pub messages: Part,
+    pub schema: IndexSchema,
+}
+
+impl SearchIndex {
+    /// Opens the index in `dir`, rebuilding from scratch what was built with another schema.
+    ///
+    /// Returns the index and the store position both parts cover.
+    pub fn open(dir: &Path, schema: IndexSchema) -> Result<(SearchIndex, u64), IndexError> {
+        let (conversations, conversation_payload) =
+            Part::open(&dir.join("conversations"), &schema)?;
+        let (messages, message_payload) = Part::open(&dir.join("messages"), &schema)?;
+        // A crash between the two commits leaves one part ahead: resume from the other.
+        let position = match (conversation_payload, message_payload) {
+            (Some(a), Some(b)) => a.position.min(b.position),
+            _ => 0,
+        };
         Ok((
             SearchIndex {
-                index,
-                reader,
+                conversations,
+                messages,
                 schema,
             },
             position,
         ))
     }
 
-    /// A point-in-time view of the index.
-    pub fn searcher(&self) -> Searcher {
-        self.reader.searcher()
+    /// A point-in-time view of the conversation documents.
+    pub fn conversation_searcher(&self) -> Searcher {
+        self.conversations.reader.searcher()
+    }
+
+    /// A point-in-time view of the message documents.
+    pub fn message_searcher(&self) -> Searcher {
+        self.messages.reader.searcher()
     }
 
     /// The fields, resolved.
@@ -109,6 +133,7 @@ fn open_existing(
         tracing::warn!(
             on_disk = payload.schema_version,
             expected = schema.version,
+            dir = %dir.display(),
             "index was built with another schema version; rebuilding it from the store"
         );
         return Ok(None);

@@ -138,7 +138,6 @@ impl IndexSchema {
 /// Every field the code uses, resolved once.
 #[derive(Debug, Clone, Copy)]
 pub struct Fields {
-    pub kind: Field,
     pub bot: Field,
     pub conv_id: Field,
     pub msg_seq: Field,
@@ -173,7 +172,6 @@ impl Fields {
             })
         };
         Ok(Fields {
-            kind: get("kind")?,
             bot: get("bot")?,
             conv_id: get("conv_id")?,
             msg_seq: get("msg_seq")?,
@@ -211,10 +209,6 @@ impl Fields {
     }
 }
 
-/// Document kind of a conversation.
-pub const KIND_CONVERSATION: &str = "conv";
-/// Document kind of a message.
-pub const KIND_MESSAGE: &str = "msg";
 /// Joins a flow and a step into one `flow_step` / `dropoff_step` value.
 pub fn flow_step(flow: &str, step: &str) -> String {
     format!("{flow}\u{1f}{step}")

@@ -102,7 +102,7 @@ impl Indexer {
         position: u64,
     ) -> Result<u64, IndexError> {
         let mut writer = open_writer(index, config)?;
-        let position = sync(index, store, &mut writer, position)?;
+        let position = sync(index, store, &mut writer, position, |_| {})?;
         writer.wait_merging_threads()?;
         Ok(position)
     }
@@ -114,10 +114,26 @@ impl Drop for Indexer {
     }
 }
 
-fn open_writer(
-    index: &SearchIndex,
-    config: &IndexConfig,
-) -> Result<IndexWriter<TantivyDocument>, IndexError> {
+/// The writers of both parts.
+struct Writers {
+    conversations: IndexWriter<TantivyDocument>,
+    messages: IndexWriter<TantivyDocument>,
+}
+
+impl Writers {
+    fn rollback(&mut self) {
+        let _ = self.conversations.rollback();
+        let _ = self.messages.rollback();
+    }
+
+    fn wait_merging_threads(self) -> Result<(), IndexError> {
+        self.conversations.wait_merging_threads()?;
+        self.messages.wait_merging_threads()?;
+        Ok(())
+    }
+}
+
+fn open_writer(index: &SearchIndex, config: &IndexConfig) -> Result<Writers, IndexError> {
     let threads = if config.writer_threads == 0 {
         std::thread::available_parallelism()
             .map(|n| n.get())
@@ -125,33 +141,46 @@ fn open_writer(
     } else {
         config.writer_threads
     };
-    let memory = config.writer_memory.max(15_000_000 * threads);
-    Ok(index.index.writer_with_num_threads(threads, memory)?)
+    // Message documents outnumber conversation documents about twelve to one.
+    let message_threads = threads.div_ceil(2).max(1);
+    let conversation_threads = (threads - message_threads).max(1);
+    let budget =
+        |share: usize, threads: usize| (config.writer_memory / 4 * share).max(15_000_000 * threads);
+    Ok(Writers {
+        conversations: index
+            .conversations
+            .index
+            .writer_with_num_threads(conversation_threads, budget(1, conversation_threads))?,
+        messages: index
+            .messages
+            .index
+            .writer_with_num_threads(message_threads, budget(3, message_threads))?,
+    })
 }
 
 fn run(
     index: SearchIndex,
     store: Store,
     config: IndexConfig,
-    mut writer: IndexWriter<TantivyDocument>,
+    mut writer: Writers,
     state: Arc<IndexState>,
     stopped: mpsc::Receiver<()>,
 ) {
     let mut stopping = false;
     loop {
         let started = Instant::now();
-        match sync(&index, &store, &mut writer, state.position()) {
-            Ok(position) => {
-                if position != state.position() {
-                    state.commits.fetch_add(1, Ordering::Relaxed);
-                }
-                state.position.store(position, Ordering::Release);
+        let committed = |position: u64| {
+            state.commits.fetch_add(1, Ordering::Relaxed);
+            state.position.store(position, Ordering::Release);
+        };
+        match sync(&index, &store, &mut writer, state.position(), committed) {
+            Ok(_) => {
                 state.failure.lock().expect("failure lock").take();
             }
             Err(err) => {
                 tracing::error!(error = %err, "index commit failed; retrying from the last commit");
                 *state.failure.lock().expect("failure lock") = Some(err.to_string());
-                let _ = writer.rollback();
+                writer.rollback();
                 if stopping {
                     break;
                 }
@@ -172,12 +201,14 @@ fn run(
     tracing::debug!(position = state.position(), "indexer stopped");
 }
 
-/// Indexes every change after `position` that is committed in the store, committing page by page.
+/// Indexes every change after `position` that is committed in the store, committing page by page
+/// and reporting each committed position.
 fn sync(
     index: &SearchIndex,
     store: &Store,
-    writer: &mut IndexWriter<TantivyDocument>,
+    writer: &mut Writers,
     mut position: u64,
+    mut committed: impl FnMut(u64),
 ) -> Result<u64, IndexError> {
     let fields = *index.fields();
     loop {
@@ -186,23 +217,36 @@ fn sync(
             return Ok(position);
         }
         let batch = store.read(|conn| read_changes_page(conn, position, PAGE, head))?;
-        for id in &batch.tombstones {
-            writer.delete_term(Term::from_field_u64(fields.conv_id, *id));
+        let deleted = batch
+            .tombstones
+            .iter()
+            .chain(batch.conversations.iter().map(|(record, _)| &record.id));
+        for id in deleted {
+            let term = Term::from_field_u64(fields.conv_id, *id);
+            writer.conversations.delete_term(term.clone());
+            writer.messages.delete_term(term);
         }
         for (record, messages) in &batch.conversations {
-            writer.delete_term(Term::from_field_u64(fields.conv_id, record.id));
-            for doc in document::documents(&fields, record, messages) {
-                writer.add_document(doc)?;
+            let (conversation, message_docs) = document::documents(&fields, record, messages);
+            writer.conversations.add_document(conversation)?;
+            for doc in message_docs {
+                writer.messages.add_document(doc)?;
             }
         }
-        let payload = CommitPayload {
+        let payload = serde_json::to_string(&CommitPayload {
             schema_version: index.schema.version,
             position: batch.position,
-        };
-        let mut commit = writer.prepare_commit()?;
-        commit.set_payload(&serde_json::to_string(&payload).expect("payload serialises"));
-        commit.commit()?;
-        index.reader.reload()?;
+        })
+        .expect("payload serialises");
+        // Messages first: after a crash between the two, the conversation part's older
+        // position makes the restart redo this batch in both.
+        for part in [&mut writer.messages, &mut writer.conversations] {
+            let mut commit = part.prepare_commit()?;
+            commit.set_payload(&payload);
+            commit.commit()?;
+        }
+        index.messages.reader.reload()?;
+        index.conversations.reader.reload()?;
         tracing::debug!(
             conversations = batch.conversations.len(),
             tombstones = batch.tombstones.len(),
@@ -210,6 +254,7 @@ fn sync(
             "index committed"
         );
         position = batch.position;
+        committed(position);
         if batch.conversations.len() < PAGE {
             return Ok(position);
         }

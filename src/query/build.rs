@@ -3,7 +3,7 @@
 use super::filter::SearchRequest;
 use super::parse::QueryAst;
 use crate::index::Fields;
-use crate::index::schema::{ANY_DROPOFF, KIND_CONVERSATION, KIND_MESSAGE, flow_step};
+use crate::index::schema::{ANY_DROPOFF, flow_step};
 use crate::model::Micros;
 use std::ops::Bound;
 use tantivy::Term;
@@ -74,7 +74,7 @@ impl Dimension {
     }
 }
 
-/// Which documents a query runs over.
+/// Which documents a query runs over (each kind has its own index).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum DocKind {
     Conversation,
@@ -82,10 +82,23 @@ pub enum DocKind {
 }
 
 /// The time range of a search, already resolved (defaults applied).
+///
+/// For conversations the query checks that the span overlaps the range and
+/// [`TimeRange::exact`] gives the collectors the rest of the test.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct TimeRange {
     pub from: Option<Micros>,
     pub to: Option<Micros>,
+}
+
+impl TimeRange {
+    /// The exact test collectors apply to conversation documents.
+    pub fn exact(&self) -> Option<super::collector::ExactRange> {
+        (self.from.is_some() || self.to.is_some()).then(|| super::collector::ExactRange {
+            from: self.from.unwrap_or(Micros::MIN),
+            to: self.to.unwrap_or(Micros::MAX),
+        })
+    }
 }
 
 fn term_query(field: Field, value: &str) -> Box<dyn Query> {
@@ -112,32 +125,39 @@ pub fn build(
     range: TimeRange,
     without: Option<Dimension>,
 ) -> Box<dyn Query> {
-    let mut must: Vec<(Occur, Box<dyn Query>)> = vec![
-        (
-            Occur::Must,
-            term_query(
-                fields.kind,
-                match kind {
-                    DocKind::Conversation => KIND_CONVERSATION,
-                    DocKind::Message => KIND_MESSAGE,
-                },
-            ),
-        ),
-        (Occur::Must, term_query(fields.bot, bot)),
-    ];
+    let mut must: Vec<(Occur, Box<dyn Query>)> = vec![(Occur::Must, term_query(fields.bot, bot))];
     if range.from.is_some() || range.to.is_some() {
-        let bound = |value: Option<Micros>, inclusive: bool| match value {
+        let bound = |field: Field, value: Option<Micros>, inclusive: bool| match value {
             None => Bound::Unbounded,
-            Some(v) if inclusive => Bound::Included(Term::from_field_i64(fields.ts, v)),
-            Some(v) => Bound::Excluded(Term::from_field_i64(fields.ts, v)),
+            Some(v) if inclusive => Bound::Included(Term::from_field_i64(field, v)),
+            Some(v) => Bound::Excluded(Term::from_field_i64(field, v)),
         };
-        must.push((
-            Occur::Must,
-            Box::new(RangeQuery::new(
-                bound(range.from, true),
-                bound(range.to, false),
+        match kind {
+            // The span overlaps the range; the collector finishes the exact test (ExactRange).
+            DocKind::Conversation => {
+                must.push((
+                    Occur::Must,
+                    Box::new(RangeQuery::new(
+                        bound(fields.last_ts, range.from, true),
+                        Bound::Unbounded,
+                    )),
+                ));
+                must.push((
+                    Occur::Must,
+                    Box::new(RangeQuery::new(
+                        Bound::Unbounded,
+                        bound(fields.first_ts, range.to, false),
+                    )),
+                ));
+            }
+            DocKind::Message => must.push((
+                Occur::Must,
+                Box::new(RangeQuery::new(
+                    bound(fields.ts, range.from, true),
+                    bound(fields.ts, range.to, false),
+                )),
             )),
-        ));
+        }
     }
     let keep = |dimension: Dimension| without != Some(dimension);
     if keep(Dimension::Channel) && !request.channels.is_empty() {

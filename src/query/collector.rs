@@ -27,6 +27,57 @@ impl SortPosition {
     }
 }
 
+/// The exact "any message in [from, to)" test for conversation documents.
+///
+/// The query only checks that the conversation's span overlaps the range (two
+/// single-valued columns: cheap); a conversation that sticks out of the range
+/// on either side might have all its messages outside it, in a gap, so for
+/// those few this looks at every message time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ExactRange {
+    pub from: i64,
+    pub to: i64,
+}
+
+/// Per-segment columns of [`ExactRange`].
+pub struct SegmentRange {
+    range: ExactRange,
+    first: Column<i64>,
+    last: Column<i64>,
+    times: Column<i64>,
+}
+
+impl SegmentRange {
+    fn new(
+        range: Option<ExactRange>,
+        reader: &SegmentReader,
+    ) -> tantivy::Result<Option<SegmentRange>> {
+        let Some(range) = range else { return Ok(None) };
+        let fast = reader.fast_fields();
+        Ok(Some(SegmentRange {
+            range,
+            first: fast.i64("first_ts")?,
+            last: fast.i64("last_ts")?,
+            times: fast.i64("ts")?,
+        }))
+    }
+
+    fn accepts(&self, doc: DocId) -> bool {
+        let first = self.first.first(doc).unwrap_or(i64::MIN);
+        let last = self.last.first(doc).unwrap_or(i64::MAX);
+        if first >= self.range.from && last < self.range.to {
+            return true;
+        }
+        self.times
+            .values_for_doc(doc)
+            .any(|ts| ts >= self.range.from && ts < self.range.to)
+    }
+}
+
+fn accepted(range: &Option<SegmentRange>, doc: DocId) -> bool {
+    range.as_ref().is_none_or(|range| range.accepts(doc))
+}
+
 /// What the result is sorted by.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SortSource {
@@ -46,6 +97,8 @@ pub struct SearchCollector {
     pub after: Option<SortPosition>,
     /// Facet dimensions to count: (name, fast string field).
     pub facets: Vec<(&'static str, &'static str)>,
+    /// The exact time-range test of conversation documents, when there is a range.
+    pub exact_range: Option<ExactRange>,
 }
 
 /// The result of a [`SearchCollector`].
@@ -86,6 +139,7 @@ pub struct SearchSegmentCollector {
     limit: usize,
     after: Option<SortPosition>,
     facets: Vec<(StrColumn, Vec<u32>)>,
+    range: Option<SegmentRange>,
     total: u64,
     heap: BinaryHeap<Ranked>,
 }
@@ -109,6 +163,7 @@ impl Collector for SearchCollector {
             let column = fast.str(field)?.unwrap_or_else(|| {
                 StrColumn::wrap(tantivy::columnar::BytesColumn::empty(reader.max_doc()))
             });
+            // Empty when the segment has no values: `collect` then skips the column.
             let terms = column.num_terms();
             facets.push((column, vec![0u32; terms]));
         }
@@ -118,6 +173,7 @@ impl Collector for SearchCollector {
             limit: self.limit,
             after: self.after,
             facets,
+            range: SegmentRange::new(self.exact_range, reader)?,
             total: 0,
             heap: BinaryHeap::with_capacity(self.limit + 1),
         })
@@ -160,8 +216,14 @@ impl SegmentCollector for SearchSegmentCollector {
     type Fruit = SegmentFruit;
 
     fn collect(&mut self, doc: DocId, score: Score) {
+        if !accepted(&self.range, doc) {
+            return;
+        }
         self.total += 1;
         for (column, counts) in &mut self.facets {
+            if counts.is_empty() {
+                continue;
+            }
             for ord in column.term_ords(doc) {
                 counts[ord as usize] += 1;
             }
@@ -184,28 +246,36 @@ impl SegmentCollector for SearchSegmentCollector {
         }
         if self.heap.len() < self.limit {
             self.heap.push(Ranked(position));
-        } else if let Some(worst) = self.heap.peek()
+        } else if let Some(mut worst) = self.heap.peek_mut()
             && position.order(&worst.0) == Ordering::Less
         {
-            self.heap.pop();
-            self.heap.push(Ranked(position));
+            // Replacing in place sifts once; documents arrive roughly oldest first,
+            // so with newest-first order this happens for most of them.
+            *worst = Ranked(position);
         }
     }
 
     fn harvest(self) -> SegmentFruit {
         let mut facets = Vec::with_capacity(self.facets.len());
         for (column, counts) in self.facets {
-            let mut values = HashMap::new();
-            let mut name = String::new();
-            for (ord, count) in counts.into_iter().enumerate() {
-                if count == 0 {
-                    continue;
+            // Resolve ordinals in one sorted sweep: looking each up alone decompresses a dictionary block per value.
+            let (ords, counts): (Vec<u64>, Vec<u64>) = counts
+                .into_iter()
+                .enumerate()
+                .filter(|(_, count)| *count > 0)
+                .map(|(ord, count)| (ord as u64, count as u64))
+                .unzip();
+            let mut names = Vec::with_capacity(ords.len());
+            let resolved = column.dictionary().sorted_ords_to_term_cb(&ords, |bytes| {
+                names.push(String::from_utf8_lossy(bytes).into_owned())
+            });
+            let values: HashMap<String, u64> = match resolved {
+                Ok(_) => names.into_iter().zip(counts).collect(),
+                Err(err) => {
+                    tracing::warn!(error = %err, "facet dictionary unreadable");
+                    HashMap::new()
                 }
-                name.clear();
-                if column.ord_to_str(ord as u64, &mut name).unwrap_or(false) {
-                    values.insert(name.clone(), count as u64);
-                }
-            }
+            };
             facets.push(values);
         }
         SegmentFruit {
@@ -219,11 +289,13 @@ impl SegmentCollector for SearchSegmentCollector {
 /// Collects the id (a u64 fast field) of every matching document.
 pub struct IdCollector {
     pub id_field: &'static str,
+    pub exact_range: Option<ExactRange>,
 }
 
 /// Per-segment state of [`IdCollector`].
 pub struct IdSegmentCollector {
     column: Column<u64>,
+    range: Option<SegmentRange>,
     ids: Vec<u64>,
 }
 
@@ -238,6 +310,7 @@ impl Collector for IdCollector {
     ) -> tantivy::Result<IdSegmentCollector> {
         Ok(IdSegmentCollector {
             column: reader.fast_fields().u64(self.id_field)?,
+            range: SegmentRange::new(self.exact_range, reader)?,
             ids: Vec::new(),
         })
     }
@@ -258,6 +331,9 @@ impl SegmentCollector for IdSegmentCollector {
     type Fruit = Vec<u64>;
 
     fn collect(&mut self, doc: DocId, _score: Score) {
+        if !accepted(&self.range, doc) {
+            return;
+        }
         if let Some(id) = self.column.first(doc) {
             self.ids.push(id);
         }

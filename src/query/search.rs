@@ -144,11 +144,12 @@ impl SearchService {
     fn view_for(
         &self,
         request: &SearchRequest,
+        kind: DocKind,
         now: Micros,
     ) -> Result<(Searcher, u64, Option<SortPosition>, TimeRange), QueryError> {
         if let Some(text) = &request.cursor {
             let cursor = Cursor::decode(text)?;
-            if cursor.filters != request.fingerprint() {
+            if cursor.filters != fingerprint(request, kind) {
                 return Err(QueryError::InvalidParameter {
                     name: "cursor".into(),
                     reason: "was made for other filters; start again without it".into(),
@@ -157,16 +158,24 @@ impl SearchService {
             let (searcher, view) = match self.views.get(cursor.view) {
                 Some(searcher) => (searcher, cursor.view),
                 None => {
-                    let searcher = self.index.searcher();
+                    let searcher = self.searcher(kind);
                     let view = self.views.pin(searcher.clone());
                     (searcher, view)
                 }
             };
             return Ok((searcher, view, Some(cursor.after), cursor.range));
         }
-        let searcher = self.index.searcher();
+        let searcher = self.searcher(kind);
         let view = self.views.pin(searcher.clone());
         Ok((searcher, view, None, time_range(request, now, true)))
+    }
+
+    /// The live searcher of one kind of document.
+    fn searcher(&self, kind: DocKind) -> Searcher {
+        match kind {
+            DocKind::Conversation => self.index.conversation_searcher(),
+            DocKind::Message => self.index.message_searcher(),
+        }
     }
 
     /// Counts `dimensions` over the documents `query` matches.
@@ -174,6 +183,7 @@ impl SearchService {
         &self,
         searcher: &Searcher,
         query: &dyn Query,
+        range: TimeRange,
         dimensions: Vec<(&'static str, &'static str)>,
     ) -> Result<SearchFruit, QueryError> {
         let collector = SearchCollector {
@@ -182,6 +192,7 @@ impl SearchService {
             limit: 0,
             after: None,
             facets: dimensions,
+            exact_range: range.exact(),
         };
         Ok(searcher.search(query, &collector)?)
     }
@@ -204,7 +215,7 @@ impl SearchService {
         now: Micros,
     ) -> Result<ConversationPage, QueryError> {
         let request = &*self.resolve(bot, request)?;
-        let (searcher, view, after, range) = self.view_for(request, now)?;
+        let (searcher, view, after, range) = self.view_for(request, DocKind::Conversation, now)?;
         let fields = self.index.fields();
         let sort = request.sort.unwrap_or(Sort::LastMessageAt);
         let limit = request.limit();
@@ -223,6 +234,7 @@ impl SearchService {
             limit: limit + 1,
             after,
             facets: unfiltered.iter().map(|d| (d.name(), d.field())).collect(),
+            exact_range: range.exact(),
         };
         let fruit = searcher.search(&query, &collector)?;
 
@@ -245,6 +257,7 @@ impl SearchService {
             let counted = self.count(
                 &searcher,
                 &query,
+                range,
                 vec![(dimension.name(), dimension.field())],
             )?;
             let counts = counted.facets.into_iter().next().unwrap_or_default();
@@ -255,7 +268,7 @@ impl SearchService {
             view,
             after,
             range,
-            filters: request.fingerprint(),
+            filters: fingerprint(request, DocKind::Conversation),
         });
         let ids: Vec<u64> = top.iter().map(|p| p.id).collect();
         let bot_owned = bot.to_string();
@@ -299,7 +312,7 @@ impl SearchService {
         now: Micros,
     ) -> Result<MessagePage, QueryError> {
         let request = &*self.resolve(bot, request)?;
-        let (searcher, view, after, range) = self.view_for(request, now)?;
+        let (searcher, view, after, range) = self.view_for(request, DocKind::Message, now)?;
         let limit = request.limit();
         let query = build::build(
             self.index.fields(),
@@ -318,13 +331,14 @@ impl SearchService {
             limit: limit + 1,
             after,
             facets: Vec::new(),
+            exact_range: None,
         };
         let fruit = searcher.search(&query, &collector)?;
         let (top, next_cursor) = page(fruit.top, limit, |after| Cursor {
             view,
             after,
             range,
-            filters: request.fingerprint(),
+            filters: fingerprint(request, DocKind::Message),
         });
         let seqs: Vec<u64> = top.iter().map(|p| p.id).collect();
         let records = self
@@ -358,7 +372,7 @@ impl SearchService {
     ) -> Result<Vec<HashMap<String, u64>>, QueryError> {
         let request = &*self.resolve(bot, request)?;
         let (searcher, range) = (
-            self.index.searcher(),
+            self.index.conversation_searcher(),
             time_range(request, now, default_range),
         );
         let query = build::build(
@@ -369,7 +383,7 @@ impl SearchService {
             range,
             None,
         );
-        Ok(self.count(&searcher, &query, dimensions)?.facets)
+        Ok(self.count(&searcher, &query, range, dimensions)?.facets)
     }
 
     /// Ids of every conversation matching the filters (for bulk actions), ascending.
@@ -381,7 +395,10 @@ impl SearchService {
     ) -> Result<Vec<u64>, QueryError> {
         self.blocking(move |service| {
             let request = &*service.resolve(&bot, &request)?;
-            let (searcher, range) = (service.index.searcher(), time_range(request, now, true));
+            let (searcher, range) = (
+                service.index.conversation_searcher(),
+                time_range(request, now, true),
+            );
             let query = build::build(
                 service.index.fields(),
                 &bot,
@@ -394,6 +411,7 @@ impl SearchService {
                 &query,
                 &IdCollector {
                     id_field: "conv_id",
+                    exact_range: range.exact(),
                 },
             )?)
         })
@@ -518,6 +536,11 @@ impl SearchService {
             other => Ok(other?),
         }
     }
+}
+
+/// Identifies the filters and the kind of search a cursor belongs to.
+fn fingerprint(request: &SearchRequest, kind: DocKind) -> u64 {
+    request.fingerprint() ^ (kind == DocKind::Message) as u64
 }
 
 /// The request's time range; with `default_last_day`, the last 24 hours when `from` is not given.

@@ -13,7 +13,11 @@ pub struct TraceGroup {
 impl TraceGroup {
     /// Sum of the events' durations.
     pub fn total_duration_ms(&self) -> f64 {
-        self.events.iter().filter_map(|e| e.duration_ms).sum()
+        // Folding from +0.0: an empty f64 sum is -0.0, which serialises as "-0.0".
+        self.events
+            .iter()
+            .filter_map(|e| e.duration_ms)
+            .fold(0.0, |total, ms| total + ms)
     }
 }
 

@@ -200,12 +200,15 @@ impl WriteCtx<'_> {
              WHERE id = ?1",
             params![keep, other],
         )?;
-        for table in ["traces", "shares"] {
-            self.conn.execute(
-                &format!("UPDATE {table} SET conversation_id = ?1 WHERE conversation_id = ?2"),
-                params![keep, other],
-            )?;
-        }
+        self.conn.execute(
+            "UPDATE traces SET conversation_id = ?1 WHERE conversation_id = ?2",
+            params![keep, other],
+        )?;
+        // A link shared one conversation; it must not start showing another's messages.
+        self.conn.execute(
+            "UPDATE shares SET revoked_at = COALESCE(revoked_at, expires_at) WHERE conversation_id IN (?1, ?2)",
+            params![keep, other],
+        )?;
         self.conn
             .execute("DELETE FROM conversations WHERE id = ?1", params![other])?;
         let change = self.next_change();

@@ -13,6 +13,7 @@ mod ingest;
 pub mod read;
 pub mod review;
 mod schema;
+pub mod tagging;
 mod writer;
 
 pub use ingest::IngestOutcome;

@@ -93,6 +93,34 @@ CREATE TABLE IF NOT EXISTS tags (
     PRIMARY KEY (conversation_id, tag)
 );
 
+-- The tagging job's bookkeeping: the change position it wrote itself (so it
+-- doesn't re-evaluate its own writes) and when a time-dependent rule
+-- (no_bot_reply) must look at the conversation again.
+CREATE TABLE IF NOT EXISTS tag_state (
+    conversation_id  INTEGER PRIMARY KEY,
+    own_change       INTEGER NOT NULL,
+    recheck_at       INTEGER
+);
+CREATE INDEX IF NOT EXISTS tag_state_recheck ON tag_state(recheck_at) WHERE recheck_at IS NOT NULL;
+
+CREATE TABLE IF NOT EXISTS meta (
+    key              TEXT PRIMARY KEY,
+    value            TEXT NOT NULL
+);
+
+CREATE TABLE IF NOT EXISTS jobs (
+    id               TEXT PRIMARY KEY,
+    kind             TEXT NOT NULL,
+    state            TEXT NOT NULL,
+    processed        INTEGER NOT NULL DEFAULT 0,
+    total            INTEGER NOT NULL DEFAULT 0,
+    created_at       INTEGER NOT NULL,
+    started_at       INTEGER,
+    finished_at      INTEGER,
+    error            TEXT
+);
+CREATE INDEX IF NOT EXISTS jobs_created ON jobs(created_at);
+
 CREATE TABLE IF NOT EXISTS nodes (
     bot_id           TEXT NOT NULL,
     node_id          TEXT NOT NULL,

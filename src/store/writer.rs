@@ -22,6 +22,11 @@ impl WriteCtx<'_> {
         *self.next_change += 1;
         *self.next_change
     }
+
+    /// The last position taken.
+    pub fn current_change(&self) -> u64 {
+        *self.next_change
+    }
 }
 
 type Completion = Box<dyn FnOnce(Option<&StoreError>) + Send>;

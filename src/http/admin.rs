@@ -1,0 +1,50 @@
+//! Admin endpoints: jobs and the runs that create them.
+
+use super::error::AppError;
+use crate::app::App;
+use crate::jobs::JobRecord;
+use crate::model::format_timestamp;
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use serde_json::{Value, json};
+
+fn job_json(job: &JobRecord) -> Value {
+    json!({
+        "id": job.id,
+        "kind": job.kind,
+        "state": job.state,
+        "processed": job.processed,
+        "total": job.total,
+        "created_at": format_timestamp(job.created_at),
+        "started_at": job.started_at.map(format_timestamp),
+        "finished_at": job.finished_at.map(format_timestamp),
+        "error": job.error,
+    })
+}
+
+/// `POST /v1/admin/tagging`: re-run the tagging rules over every hot conversation.
+pub async fn tagging(State(app): State<App>) -> Result<(StatusCode, Json<Value>), AppError> {
+    let job = app.start_full_tagging().await?;
+    Ok((StatusCode::ACCEPTED, Json(job_json(&job))))
+}
+
+/// `GET /v1/admin/jobs`: recent jobs, newest first.
+pub async fn jobs(State(app): State<App>) -> Result<Json<Value>, AppError> {
+    let jobs = app.jobs.list(100).await?;
+    Ok(Json(json!({"jobs": jobs.iter().map(job_json).collect::<Vec<_>>()})))
+}
+
+/// `GET /v1/admin/jobs/{id}`.
+pub async fn job(State(app): State<App>, Path(id): Path<String>) -> Result<Json<Value>, AppError> {
+    Ok(Json(job_json(&app.jobs.get(&id).await?)))
+}
+
+/// `DELETE /v1/admin/jobs/{id}`: ask a running job to stop.
+pub async fn cancel(State(app): State<App>, Path(id): Path<String>) -> Result<(StatusCode, Json<Value>), AppError> {
+    let job = app.jobs.get(&id).await?;
+    if !app.jobs.cancel(&id) {
+        return Err(AppError::Conflict("the job is not running"));
+    }
+    Ok((StatusCode::ACCEPTED, Json(job_json(&job))))
+}
