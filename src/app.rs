@@ -4,11 +4,13 @@
 use crate::config::Config;
 use crate::index::{IndexSchema, Indexer, SearchIndex};
 use crate::ingest::pseudonym::UserKeyer;
+use crate::jobs::{JobRecord, Jobs};
 use crate::metrics::{Gauges, Metrics};
 use crate::model::{Clock, NewMessage, NewTrace};
 use crate::query::SearchService;
 use crate::review::ReviewService;
 use crate::store::{IngestOutcome, Store, StoreError};
+use crate::tag::Tagger;
 use anyhow::Context;
 use std::fs::File;
 use std::sync::Arc;
@@ -27,6 +29,8 @@ pub struct Inner {
     pub search: SearchService,
     pub review: ReviewService,
     pub indexer: Indexer,
+    pub tagger: Arc<Tagger>,
+    pub jobs: Jobs,
     pub clock: Clock,
     pub metrics: Metrics,
     /// Held for the life of the process: one process per data directory.
@@ -79,6 +83,15 @@ impl App {
         let clock = Clock::from_env().map_err(anyhow::Error::msg)?;
         let review =
             ReviewService::new(store.clone(), search.clone(), clock, config.review.clone());
+        let jobs = Jobs::open(store.clone(), clock).context("opening the job history")?;
+        let tagger = Tagger::spawn(
+            store.clone(),
+            config.tagging.clone(),
+            config.sessions.clone(),
+            clock,
+            config.index.refresh_interval,
+        )
+        .context("starting the tagging job")?;
         Ok(App {
             inner: Arc::new(Inner {
                 config,
@@ -87,6 +100,8 @@ impl App {
                 search,
                 review,
                 indexer,
+                tagger: Arc::new(tagger),
+                jobs,
                 clock,
                 metrics: Metrics::default(),
                 _lock: lock,
@@ -129,8 +144,18 @@ impl App {
         })
     }
 
-    /// Finishes pending writes, then indexes and commits what is left.
+    /// Starts a full tagging run as a job (or returns the one running).
+    pub async fn start_full_tagging(&self) -> Result<JobRecord, StoreError> {
+        let tagger = self.tagger.clone();
+        self.jobs
+            .start("tagging", move |progress| tagger.full_run(progress))
+            .await
+    }
+
+    /// Stops jobs and the tagger, finishes pending writes, then indexes and commits what is left.
     pub fn shutdown(&self) {
+        self.jobs.cancel_all();
+        self.tagger.shutdown();
         self.store.shutdown();
         self.indexer.shutdown();
     }
@@ -142,6 +167,12 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("binding {}", config.server.listen))?;
     let app = tokio::task::spawn_blocking(move || App::open(config)).await??;
+    if app.tagger.rules_changed {
+        tracing::info!(
+            "tagging rules changed since the last full run; re-tagging every conversation"
+        );
+        app.start_full_tagging().await?;
+    }
     let address = listener.local_addr()?;
     // Tests and scripts read this line to find a port chosen with :0.
     println!("convlog listening on http://{address}");

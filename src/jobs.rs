@@ -208,6 +208,13 @@ impl Jobs {
         }
     }
 
+    /// Asks every running job to stop (at shutdown).
+    pub fn cancel_all(&self) {
+        for (_, progress) in self.running.lock().expect("jobs lock").values() {
+            progress.cancelled.store(true, Ordering::Relaxed);
+        }
+    }
+
     fn with_live_progress(&self, mut record: JobRecord) -> JobRecord {
         if let Some((_, progress)) = self.running.lock().expect("jobs lock").get(&record.id) {
             record.processed = progress.processed.load(Ordering::Relaxed);

@@ -25,3 +25,4 @@ pub mod model;
 pub mod query;
 pub mod review;
 pub mod store;
+pub mod tag;

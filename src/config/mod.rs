@@ -42,6 +42,7 @@ pub struct Config {
     pub index: IndexConfig,
     pub search: SearchConfig,
     pub review: ReviewConfig,
+    pub tagging: crate::tag::TaggingConfig,
     pub retention: RetentionConfig,
 }
 
@@ -348,6 +349,11 @@ fn validate(table: toml::Table) -> Result<Config, ConfigError> {
         ));
     }
 
+    let tagging = raw.tagging.validate().map_err(|err| ConfigError::Invalid {
+        key: format!("tagging ({})", err.rule),
+        reason: err.reason,
+    })?;
+
     let archive_url = raw.retention.archive_url.trim().to_string();
     if !(archive_url.is_empty()
         || archive_url.starts_with("file://")
@@ -373,6 +379,7 @@ fn validate(table: toml::Table) -> Result<Config, ConfigError> {
         index,
         search,
         review,
+        tagging,
         retention,
     })
 }
@@ -423,6 +430,12 @@ mod tests {
         .unwrap();
         assert_eq!(config.server.listen.port(), 9001);
         assert_eq!(config.index.refresh_interval, Duration::from_millis(250));
+    }
+
+    #[test]
+    fn invalid_tagging_rule_is_refused_with_its_name() {
+        let err = load_with(&["tagging.rules.repeated_unidentified.n=0"]).unwrap_err();
+        assert!(err.to_string().contains("repeated_unidentified"), "{err}");
     }
 
     #[test]

@@ -15,6 +15,8 @@ pub struct RawConfig {
     pub index: RawIndex,
     pub search: RawSearch,
     pub review: RawReview,
+    #[serde(default)]
+    pub tagging: crate::tag::RawTagging,
     pub retention: RawRetention,
 }
 

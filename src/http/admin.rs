@@ -32,7 +32,9 @@ pub async fn tagging(State(app): State<App>) -> Result<(StatusCode, Json<Value>)
 /// `GET /v1/admin/jobs`: recent jobs, newest first.
 pub async fn jobs(State(app): State<App>) -> Result<Json<Value>, AppError> {
     let jobs = app.jobs.list(100).await?;
-    Ok(Json(json!({"jobs": jobs.iter().map(job_json).collect::<Vec<_>>()})))
+    Ok(Json(
+        json!({"jobs": jobs.iter().map(job_json).collect::<Vec<_>>()}),
+    ))
 }
 
 /// `GET /v1/admin/jobs/{id}`.
@@ -41,7 +43,10 @@ pub async fn job(State(app): State<App>, Path(id): Path<String>) -> Result<Json<
 }
 
 /// `DELETE /v1/admin/jobs/{id}`: ask a running job to stop.
-pub async fn cancel(State(app): State<App>, Path(id): Path<String>) -> Result<(StatusCode, Json<Value>), AppError> {
+pub async fn cancel(
+    State(app): State<App>,
+    Path(id): Path<String>,
+) -> Result<(StatusCode, Json<Value>), AppError> {
     let job = app.jobs.get(&id).await?;
     if !app.jobs.cancel(&id) {
         return Err(AppError::Conflict("the job is not running"));

@@ -1,6 +1,7 @@
 //! HTTP: thin axum handlers that extract, call one function of the layer
 //! below and convert; errors become responses in [`error`] only.
 
+mod admin;
 pub mod error;
 mod ingest;
 mod ops;
@@ -60,6 +61,9 @@ pub fn router(app: App) -> Router {
         .route("/v1/bots/{bot}/flows", get(search::flows))
         .route("/v1/bots/{bot}/tags", get(search::tags))
         .route("/v1/bots/{bot}/labels", get(search::labels))
+        .route("/v1/admin/tagging", post(admin::tagging))
+        .route("/v1/admin/jobs", get(admin::jobs))
+        .route("/v1/admin/jobs/{id}", get(admin::job).delete(admin::cancel))
         .route("/v1/openapi.json", get(ops::openapi))
         .route("/healthz", get(ops::healthz))
         .route("/readyz", get(ops::readyz))

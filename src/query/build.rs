@@ -135,20 +135,24 @@ pub fn build(
         match kind {
             // The span overlaps the range; the collector finishes the exact test (ExactRange).
             DocKind::Conversation => {
-                must.push((
-                    Occur::Must,
-                    Box::new(RangeQuery::new(
-                        bound(fields.last_ts, range.from, true),
-                        Bound::Unbounded,
-                    )),
-                ));
-                must.push((
-                    Occur::Must,
-                    Box::new(RangeQuery::new(
-                        Bound::Unbounded,
-                        bound(fields.first_ts, range.to, false),
-                    )),
-                ));
+                if range.from.is_some() {
+                    must.push((
+                        Occur::Must,
+                        Box::new(RangeQuery::new(
+                            bound(fields.last_ts, range.from, true),
+                            Bound::Unbounded,
+                        )),
+                    ));
+                }
+                if range.to.is_some() {
+                    must.push((
+                        Occur::Must,
+                        Box::new(RangeQuery::new(
+                            Bound::Unbounded,
+                            bound(fields.first_ts, range.to, false),
+                        )),
+                    ));
+                }
             }
             DocKind::Message => must.push((
                 Occur::Must,

@@ -59,6 +59,18 @@ impl StoreError {
     }
 }
 
+/// A queued write (see [`Store::write_queued`]).
+pub struct Pending<T>(tokio::sync::oneshot::Receiver<Result<T, StoreError>>);
+
+impl<T> Pending<T> {
+    /// Blocks until the write is durable (or failed).
+    pub fn wait(self) -> Result<T, StoreError> {
+        self.0
+            .blocking_recv()
+            .unwrap_or_else(|_| Err(StoreError::Unavailable("the store could not write".into())))
+    }
+}
+
 /// A handle on the store; cheap to clone.
 #[derive(Clone)]
 pub struct Store {
@@ -139,6 +151,14 @@ impl Store {
             .submit(f)?
             .blocking_recv()
             .unwrap_or_else(|_| Err(StoreError::Unavailable("the store could not write".into())))
+    }
+
+    /// Queues `f` for the next round without waiting; [`Pending::wait`] gives its durable result.
+    pub fn write_queued<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut WriteCtx<'_>) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<Pending<T>, StoreError> {
+        Ok(Pending(self.inner.writer.submit(f)?))
     }
 
     /// Runs `f` on a pooled read-only connection (blocking; call from a blocking context).

@@ -1,0 +1,263 @@
+//! The tagging job: one thread follows the store's change stream and evaluates
+//! changed conversations in batches on a dedicated rayon pool; full runs go
+//! through the same thread so tags have a single writer.
+
+use super::config::{RuleKind, TaggingConfig};
+use super::rules::{ConversationFacts, evaluate};
+use crate::config::SessionConfig;
+use crate::jobs::Progress;
+use crate::model::{Clock, Micros};
+use crate::store::tagging::{
+    StoredTag, TagCandidate, TagOutcome, all_candidates, changed_candidates, conversation_count,
+    due_candidates, meta,
+};
+use crate::store::{Store, StoreError};
+use rayon::prelude::*;
+use std::sync::atomic::Ordering;
+use std::sync::mpsc::{self, RecvTimeoutError};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+const POSITION_KEY: &str = "tag_position";
+const RULES_KEY: &str = "tag_rules";
+
+enum Command {
+    Full(Arc<Progress>, mpsc::Sender<Result<(), String>>),
+    Stop,
+}
+
+/// The running tagging job.
+pub struct Tagger {
+    commands: Mutex<Option<mpsc::Sender<Command>>>,
+    thread: Mutex<Option<std::thread::JoinHandle<()>>>,
+    /// Whether the rules changed since the tags were computed (a full run is due).
+    pub rules_changed: bool,
+}
+
+/// What evaluation needs besides the conversations.
+#[derive(Clone)]
+struct Evaluator {
+    rules: Arc<TaggingConfig>,
+    sessions: SessionConfig,
+    pool: Arc<rayon::ThreadPool>,
+    time_dependent: bool,
+}
+
+impl Evaluator {
+    fn evaluate(&self, candidates: &[TagCandidate], now: Micros) -> Vec<TagOutcome> {
+        self.pool.install(|| {
+            candidates
+                .par_iter()
+                .map(|candidate| {
+                    let timeout = self.sessions.timeout(&candidate.channel).as_micros() as Micros;
+                    let results = evaluate(
+                        &self.rules.rules,
+                        &candidate.messages,
+                        ConversationFacts {
+                            now,
+                            session_timeout: timeout,
+                        },
+                    );
+                    let ends_with_user =
+                        candidate.messages.last().is_some_and(|m| m.role == "user");
+                    let session_end = candidate
+                        .last_message_at
+                        .saturating_add(timeout)
+                        .saturating_add(1);
+                    let recheck_at = (self.time_dependent && ends_with_user && session_end > now)
+                        .then_some(session_end);
+                    TagOutcome {
+                        id: candidate.id,
+                        evaluated_change: candidate.change,
+                        tags: results
+                            .into_iter()
+                            .map(|r| StoredTag {
+                                tag: r.tag,
+                                rule: r.rule,
+                                rule_version: r.rule_version,
+                                message_ids: r.message_ids,
+                                reason: r.reason,
+                            })
+                            .collect(),
+                        recheck_at,
+                    }
+                })
+                .collect()
+        })
+    }
+}
+
+fn fingerprint(rules: &TaggingConfig) -> String {
+    serde_json::to_string(&rules.rule_versions()).expect("rule versions serialise")
+}
+
+impl Tagger {
+    /// Starts the job thread, polling every `interval`.
+    pub fn spawn(
+        store: Store,
+        rules: TaggingConfig,
+        sessions: SessionConfig,
+        clock: Clock,
+        interval: Duration,
+    ) -> Result<Tagger, StoreError> {
+        let threads = if rules.threads == 0 {
+            std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(1)
+        } else {
+            rules.threads
+        };
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .thread_name(|i| format!("tagger-{i}"))
+            .build()
+            .map_err(|err| StoreError::Unavailable(format!("tagger pool: {err}")))?;
+        let stored_rules = store.read(|conn| meta(conn, RULES_KEY))?;
+        let rules_changed = stored_rules.as_deref() != Some(fingerprint(&rules).as_str());
+        let evaluator = Evaluator {
+            time_dependent: rules.rules.iter().any(|r| r.kind == RuleKind::NoBotReply),
+            rules: Arc::new(rules),
+            sessions,
+            pool: Arc::new(pool),
+        };
+        let (commands, receiver) = mpsc::channel();
+        let thread = std::thread::Builder::new()
+            .name("tagger".into())
+            .spawn(move || run(store, evaluator, clock, interval, receiver))?;
+        Ok(Tagger {
+            commands: Mutex::new(Some(commands)),
+            thread: Mutex::new(Some(thread)),
+            rules_changed,
+        })
+    }
+
+    /// Re-evaluates every conversation (blocking; run it as a job).
+    pub fn full_run(&self, progress: Arc<Progress>) -> Result<(), String> {
+        let (done, wait) = mpsc::channel();
+        self.commands
+            .lock()
+            .expect("tagger lock")
+            .as_ref()
+            .ok_or("the tagger is stopped")?
+            .send(Command::Full(progress, done))
+            .map_err(|_| "the tagger is stopped".to_string())?;
+        wait.recv().map_err(|_| "the tagger stopped".to_string())?
+    }
+
+    /// Stops the thread after its current batch.
+    pub fn shutdown(&self) {
+        if let Some(commands) = self.commands.lock().expect("tagger lock").take() {
+            let _ = commands.send(Command::Stop);
+        }
+        if let Some(thread) = self.thread.lock().expect("tagger lock").take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+impl Drop for Tagger {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}
+
+fn run(
+    store: Store,
+    evaluator: Evaluator,
+    clock: Clock,
+    interval: Duration,
+    commands: mpsc::Receiver<Command>,
+) {
+    loop {
+        if let Err(err) = incremental(&store, &evaluator, &clock) {
+            tracing::error!(error = %err, "tagging pass failed; retrying");
+        }
+        match commands.recv_timeout(interval) {
+            Ok(Command::Full(progress, done)) => {
+                let result =
+                    full(&store, &evaluator, &clock, &progress).map_err(|err| err.to_string());
+                let _ = done.send(result);
+            }
+            Ok(Command::Stop) | Err(RecvTimeoutError::Disconnected) => break,
+            Err(RecvTimeoutError::Timeout) => {}
+        }
+    }
+    tracing::debug!("tagger stopped");
+}
+
+/// Evaluates changed conversations, then those whose time-dependent rules fell due.
+fn incremental(store: &Store, evaluator: &Evaluator, clock: &Clock) -> Result<(), StoreError> {
+    let batch = evaluator.rules.batch_size.max(1);
+    loop {
+        let head = store.head();
+        let position: u64 = store
+            .read(|conn| meta(conn, POSITION_KEY))?
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0);
+        if position >= head {
+            break;
+        }
+        let page = store.read(|conn| changed_candidates(conn, position, batch, head))?;
+        let outcomes = evaluator.evaluate(&page.candidates, clock.now());
+        let new_position = page.position;
+        store.write_blocking(move |ctx| {
+            ctx.apply_tags(&outcomes)?;
+            ctx.set_meta(POSITION_KEY, &new_position.to_string())
+        })?;
+        if !page.full {
+            break;
+        }
+    }
+    if evaluator.time_dependent {
+        loop {
+            let now = clock.now();
+            let due = store.read(|conn| due_candidates(conn, now, batch))?;
+            if due.is_empty() {
+                break;
+            }
+            let count = due.len();
+            let outcomes = evaluator.evaluate(&due, now);
+            store.write_blocking(move |ctx| ctx.apply_tags(&outcomes))?;
+            if count < batch {
+                break;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Evaluates every conversation, in id order, reporting progress.
+fn full(
+    store: &Store,
+    evaluator: &Evaluator,
+    clock: &Clock,
+    progress: &Progress,
+) -> Result<(), String> {
+    let batch = evaluator.rules.batch_size.max(1);
+    let total = store.read(conversation_count).map_err(|e| e.to_string())?;
+    progress.total.store(total, Ordering::Relaxed);
+    let mut after = 0;
+    loop {
+        if progress.is_cancelled() {
+            return Err("cancelled".into());
+        }
+        let page = store
+            .read(|conn| all_candidates(conn, after, batch))
+            .map_err(|e| e.to_string())?;
+        let Some(last) = page.last() else { break };
+        after = last.id;
+        let count = page.len();
+        let outcomes = evaluator.evaluate(&page, clock.now());
+        store
+            .write_blocking(move |ctx| ctx.apply_tags(&outcomes))
+            .map_err(|e| e.to_string())?;
+        progress
+            .processed
+            .fetch_add(count as u64, Ordering::Relaxed);
+    }
+    let rules = fingerprint(&evaluator.rules);
+    store
+        .write_blocking(move |ctx| ctx.set_meta(RULES_KEY, &rules))
+        .map_err(|e| e.to_string())?;
+    Ok(())
+}
