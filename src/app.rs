@@ -2,7 +2,7 @@
 //! together as the state every handler gets.
 
 use crate::config::Config;
-use crate::index::{IndexSchema, Indexer, SearchIndex};
+use crate::index::{IndexSchema, LiveIndex};
 use crate::ingest::pseudonym::UserKeyer;
 use crate::jobs::{JobRecord, Jobs};
 use crate::metrics::{Gauges, Metrics};
@@ -28,7 +28,7 @@ pub struct Inner {
     pub keyer: UserKeyer,
     pub search: SearchService,
     pub review: ReviewService,
-    pub indexer: Indexer,
+    pub index: Arc<LiveIndex>,
     pub tagger: Arc<Tagger>,
     pub jobs: Jobs,
     pub clock: Clock,
@@ -69,17 +69,23 @@ impl App {
             .context("loading the user-key secret")?;
         let store = Store::open(&dir.join("convlog.db")).context("opening the store")?;
         let schema = IndexSchema::load().context("loading index-schema")?;
-        let (index, position) =
-            SearchIndex::open(&dir.join("index"), schema).context("opening the index")?;
+        let index = Arc::new(
+            LiveIndex::open(
+                &dir,
+                store.clone(),
+                config.index.clone(),
+                schema,
+                config.index.on_schema_change,
+            )
+            .context("opening the index")?,
+        );
         tracing::info!(
             store_position = store.head(),
-            index_position = position,
+            index_position = index.state().position(),
             data_dir = %dir.display(),
             "store and index opened"
         );
-        let indexer = Indexer::spawn(index.clone(), store.clone(), config.index.clone(), position)
-            .context("starting the indexer")?;
-        let search = SearchService::new(index, store.clone(), config.search.clone());
+        let search = SearchService::new(index.clone(), store.clone(), config.search.clone());
         let clock = Clock::from_env().map_err(anyhow::Error::msg)?;
         let review =
             ReviewService::new(store.clone(), search.clone(), clock, config.review.clone());
@@ -99,7 +105,7 @@ impl App {
                 keyer,
                 search,
                 review,
-                indexer,
+                index,
                 tagger: Arc::new(tagger),
                 jobs,
                 clock,
@@ -135,7 +141,7 @@ impl App {
 
     /// The `/metrics` text.
     pub fn render_metrics(&self) -> String {
-        let state = &self.indexer.state;
+        let state = self.index.state();
         self.metrics.render(&Gauges {
             store_head: self.store.head(),
             index_position: state.position(),
@@ -152,12 +158,20 @@ impl App {
             .await
     }
 
+    /// Starts a reindex as a job (or returns the one running).
+    pub async fn start_reindex(&self) -> Result<JobRecord, StoreError> {
+        let index = self.index.clone();
+        self.jobs
+            .start("reindex", move |progress| index.reindex(&progress))
+            .await
+    }
+
     /// Stops jobs and the tagger, finishes pending writes, then indexes and commits what is left.
     pub fn shutdown(&self) {
         self.jobs.cancel_all();
         self.tagger.shutdown();
         self.store.shutdown();
-        self.indexer.shutdown();
+        self.index.shutdown();
     }
 }
 

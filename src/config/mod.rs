@@ -87,6 +87,7 @@ pub struct IndexConfig {
     pub refresh_interval: Duration,
     pub writer_memory: usize,
     pub writer_threads: usize,
+    pub on_schema_change: crate::index::SchemaChange,
 }
 
 /// `[search]`.
@@ -324,6 +325,16 @@ fn validate(table: toml::Table) -> Result<Config, ConfigError> {
         )?,
         writer_memory: writer_memory as usize,
         writer_threads: raw.index.writer_threads,
+        on_schema_change: match raw.index.on_schema_change.as_str() {
+            "rebuild" => crate::index::SchemaChange::Rebuild,
+            "refuse" => crate::index::SchemaChange::Refuse,
+            other => {
+                return Err(invalid(
+                    "index.on_schema_change",
+                    format!("{other:?} is not \"rebuild\" or \"refuse\""),
+                ));
+            }
+        },
     };
 
     let search = SearchConfig {

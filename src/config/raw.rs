@@ -56,6 +56,7 @@ pub struct RawIndex {
     pub refresh_interval: String,
     pub writer_memory: String,
     pub writer_threads: usize,
+    pub on_schema_change: String,
 }
 
 /// `[search]`.

@@ -29,6 +29,12 @@ pub async fn tagging(State(app): State<App>) -> Result<(StatusCode, Json<Value>)
     Ok((StatusCode::ACCEPTED, Json(job_json(&job))))
 }
 
+/// `POST /v1/admin/reindex`: build a new index from the store and swap it in.
+pub async fn reindex(State(app): State<App>) -> Result<(StatusCode, Json<Value>), AppError> {
+    let job = app.start_reindex().await?;
+    Ok((StatusCode::ACCEPTED, Json(job_json(&job))))
+}
+
 /// `GET /v1/admin/jobs`: recent jobs, newest first.
 pub async fn jobs(State(app): State<App>) -> Result<Json<Value>, AppError> {
     let jobs = app.jobs.list(100).await?;

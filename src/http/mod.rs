@@ -62,6 +62,7 @@ pub fn router(app: App) -> Router {
         .route("/v1/bots/{bot}/tags", get(search::tags))
         .route("/v1/bots/{bot}/labels", get(search::labels))
         .route("/v1/admin/tagging", post(admin::tagging))
+        .route("/v1/admin/reindex", post(admin::reindex))
         .route("/v1/admin/jobs", get(admin::jobs))
         .route("/v1/admin/jobs/{id}", get(admin::job).delete(admin::cancel))
         .route("/v1/openapi.json", get(ops::openapi))

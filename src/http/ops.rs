@@ -17,7 +17,7 @@ pub async fn healthz() -> impl IntoResponse {
 
 /// Green once the store is open and the index has caught up and is healthy.
 pub async fn readyz(State(app): State<App>) -> impl IntoResponse {
-    match app.indexer.state.ready() {
+    match app.index.state().ready() {
         Ok(()) => (StatusCode::OK, axum::Json(json!({"status": "ready"}))),
         Err(reason) => (
             StatusCode::SERVICE_UNAVAILABLE,

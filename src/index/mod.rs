@@ -5,9 +5,11 @@
 //! after a crash it resumes from there. Searches use [`SearchIndex::searcher`].
 
 mod document;
+mod live;
 pub mod schema;
 mod writer;
 
+pub use live::{LiveIndex, SchemaChange};
 pub use schema::{Fields, IndexSchema};
 pub use writer::{IndexState, Indexer};
 
@@ -26,6 +28,11 @@ pub enum IndexError {
     Io(#[from] std::io::Error),
     #[error("store: {0}")]
     Store(#[from] crate::store::StoreError),
+    #[error(
+        "the index was built with schema version {found}, this binary has {expected}; \
+         run `convlog reindex` or set index.on_schema_change = \"rebuild\""
+    )]
+    SchemaMismatch { found: u32, expected: u32 },
 }
 
 /// What each commit records: the schema it was built with and the store position it covers.
@@ -94,6 +101,19 @@ impl SearchIndex {
             },
             position,
         ))
+    }
+
+    /// The schema version the index in `dir` was built with, if there is one.
+    pub fn built_version(dir: &Path) -> Result<Option<u32>, IndexError> {
+        let part = dir.join("conversations");
+        if !part.join("meta.json").exists() {
+            return Ok(None);
+        }
+        let payload = Index::open_in_dir(&part)?
+            .load_metas()?
+            .payload
+            .and_then(|text| serde_json::from_str::<CommitPayload>(&text).ok());
+        Ok(Some(payload.map(|p| p.schema_version).unwrap_or(0)))
     }
 
     /// A point-in-time view of the conversation documents.

@@ -58,16 +58,17 @@ pub struct Indexer {
 }
 
 impl Indexer {
-    /// Starts following the store from `position`.
+    /// Starts following the store from `position`; ready once it reaches `ready_at`.
     pub fn spawn(
         index: SearchIndex,
         store: Store,
         config: IndexConfig,
         position: u64,
+        ready_at: u64,
     ) -> Result<Indexer, IndexError> {
         let state = Arc::new(IndexState {
             position: AtomicU64::new(position),
-            startup_head: store.head(),
+            startup_head: ready_at,
             failure: Mutex::new(None),
             commits: AtomicU64::new(0),
         });
@@ -95,14 +96,17 @@ impl Indexer {
     }
 
     /// Follows the store until the index covers everything committed now (blocking).
+    ///
+    /// `page` hears of every commit (position, conversations written) and can stop the build by returning false.
     pub fn catch_up_once(
         index: &SearchIndex,
         store: &Store,
         config: &IndexConfig,
         position: u64,
+        page: impl FnMut(u64, usize) -> bool,
     ) -> Result<u64, IndexError> {
         let mut writer = open_writer(index, config)?;
-        let position = sync(index, store, &mut writer, position, |_| {})?;
+        let position = sync(index, store, &mut writer, position, page)?;
         writer.wait_merging_threads()?;
         Ok(position)
     }
@@ -169,9 +173,10 @@ fn run(
     let mut stopping = false;
     loop {
         let started = Instant::now();
-        let committed = |position: u64| {
+        let committed = |position: u64, _conversations: usize| {
             state.commits.fetch_add(1, Ordering::Relaxed);
             state.position.store(position, Ordering::Release);
+            true
         };
         match sync(&index, &store, &mut writer, state.position(), committed) {
             Ok(_) => {
@@ -208,7 +213,7 @@ fn sync(
     store: &Store,
     writer: &mut Writers,
     mut position: u64,
-    mut committed: impl FnMut(u64),
+    mut committed: impl FnMut(u64, usize) -> bool,
 ) -> Result<u64, IndexError> {
     let fields = *index.fields();
     loop {
@@ -254,8 +259,7 @@ fn sync(
             "index committed"
         );
         position = batch.position;
-        committed(position);
-        if batch.conversations.len() < PAGE {
+        if !committed(position, batch.conversations.len()) || batch.conversations.len() < PAGE {
             return Ok(position);
         }
     }

@@ -9,7 +9,7 @@ use super::filter::{SearchRequest, Sort};
 use super::highlight::{snippet, terms_for_role};
 use super::parse::{QueryAst, Role};
 use crate::config::SearchConfig;
-use crate::index::SearchIndex;
+use crate::index::{Fields, LiveIndex};
 use crate::model::Micros;
 use crate::store::{
     ConversationRecord, MessageRecord, NodeRecord, Store, StoreError, read, review,
@@ -94,7 +94,8 @@ pub struct FlowFunnel {
 /// Searches the index and reads results from the store.
 #[derive(Clone)]
 pub struct SearchService {
-    index: SearchIndex,
+    index: Arc<LiveIndex>,
+    fields: Fields,
     store: Store,
     views: Arc<Views>,
     config: SearchConfig,
@@ -102,9 +103,10 @@ pub struct SearchService {
 
 impl SearchService {
     /// A service over `index` and `store`.
-    pub fn new(index: SearchIndex, store: Store, config: SearchConfig) -> SearchService {
+    pub fn new(index: Arc<LiveIndex>, store: Store, config: SearchConfig) -> SearchService {
         let views = Arc::new(Views::new(config.cursor_ttl, config.max_open_cursors));
         SearchService {
+            fields: *index.index().fields(),
             index,
             store,
             views,
@@ -173,8 +175,8 @@ impl SearchService {
     /// The live searcher of one kind of document.
     fn searcher(&self, kind: DocKind) -> Searcher {
         match kind {
-            DocKind::Conversation => self.index.conversation_searcher(),
-            DocKind::Message => self.index.message_searcher(),
+            DocKind::Conversation => self.index.index().conversation_searcher(),
+            DocKind::Message => self.index.index().message_searcher(),
         }
     }
 
@@ -216,7 +218,7 @@ impl SearchService {
     ) -> Result<ConversationPage, QueryError> {
         let request = &*self.resolve(bot, request)?;
         let (searcher, view, after, range) = self.view_for(request, DocKind::Conversation, now)?;
-        let fields = self.index.fields();
+        let fields = &self.fields;
         let sort = request.sort.unwrap_or(Sort::LastMessageAt);
         let limit = request.limit();
         let unfiltered: Vec<Dimension> = Dimension::ALL
@@ -315,7 +317,7 @@ impl SearchService {
         let (searcher, view, after, range) = self.view_for(request, DocKind::Message, now)?;
         let limit = request.limit();
         let query = build::build(
-            self.index.fields(),
+            &self.fields,
             bot,
             DocKind::Message,
             request,
@@ -372,11 +374,11 @@ impl SearchService {
     ) -> Result<Vec<HashMap<String, u64>>, QueryError> {
         let request = &*self.resolve(bot, request)?;
         let (searcher, range) = (
-            self.index.conversation_searcher(),
+            self.searcher(DocKind::Conversation),
             time_range(request, now, default_range),
         );
         let query = build::build(
-            self.index.fields(),
+            &self.fields,
             bot,
             DocKind::Conversation,
             request,
@@ -396,11 +398,11 @@ impl SearchService {
         self.blocking(move |service| {
             let request = &*service.resolve(&bot, &request)?;
             let (searcher, range) = (
-                service.index.conversation_searcher(),
+                service.searcher(DocKind::Conversation),
                 time_range(request, now, true),
             );
             let query = build::build(
-                service.index.fields(),
+                &service.fields,
                 &bot,
                 DocKind::Conversation,
                 request,
