@@ -26,6 +26,23 @@ pub enum Command {
     Ingest(IngestArgs),
     /// Write generated, realistic conversation logs as NDJSON to stdout.
     Generate(GenerateArgs),
+    /// Rebuild the search index from the store (through a running server, or directly).
+    Reindex(AdminArgs),
+    /// List recent background jobs.
+    Jobs(AdminArgs),
+}
+
+/// Where an admin command acts: a running server, or the data directory.
+#[derive(Debug, Args)]
+pub struct AdminArgs {
+    /// The server (e.g. http://127.0.0.1:7700) instead of looking for one at the configured address.
+    #[arg(long)]
+    pub server: Option<String>,
+    /// Act on the data directory even if a server answers at the configured address.
+    #[arg(long, conflicts_with = "server")]
+    pub direct: bool,
+    #[command(flatten)]
+    pub config: ConfigArgs,
 }
 
 /// Where settings come from.
@@ -108,6 +125,8 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Ingest(args) => ingest(args),
         Command::Generate(args) => generate(args),
+        Command::Reindex(args) => reindex(args),
+        Command::Jobs(args) => jobs(args),
     }
 }
 
@@ -167,11 +186,8 @@ fn server_answers(base: &str) -> bool {
     agent.get(&format!("{base}/healthz")).call().is_ok()
 }
 
-fn ingest(args: IngestArgs) -> anyhow::Result<()> {
-    if args.batch == 0 {
-        bail!("--batch must be at least 1");
-    }
-    let config = args.config.load()?;
+/// The server to talk to: the one named, or one answering at the configured address, unless `direct`.
+fn server_for(config: &Config, server: &Option<String>, direct: bool) -> Option<String> {
     let local = {
         let mut address = config.server.listen;
         if address.ip().is_unspecified() {
@@ -179,13 +195,20 @@ fn ingest(args: IngestArgs) -> anyhow::Result<()> {
         }
         format!("http://{address}")
     };
-    let server = match (&args.server, args.direct) {
+    match (server, direct) {
         (Some(url), _) => Some(url.trim_end_matches('/').to_string()),
         (None, true) => None,
         (None, false) => server_answers(&local).then_some(local),
-    };
+    }
+}
+
+fn ingest(args: IngestArgs) -> anyhow::Result<()> {
+    if args.batch == 0 {
+        bail!("--batch must be at least 1");
+    }
+    let config = args.config.load()?;
     let started = Instant::now();
-    let (accepted, duplicates) = match server {
+    let (accepted, duplicates) = match server_for(&config, &args.server, args.direct) {
         Some(url) => {
             eprintln!("ingesting through {url}");
             ingest_http(&url, &args)?
@@ -202,11 +225,121 @@ fn ingest(args: IngestArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn ingest_http(url: &str, args: &IngestArgs) -> anyhow::Result<(u64, u64)> {
-    let agent: ureq::Agent = ureq::Agent::config_builder()
+fn agent() -> ureq::Agent {
+    ureq::Agent::config_builder()
         .http_status_as_error(false)
         .build()
-        .into();
+        .into()
+}
+
+/// Sends a request and parses the JSON answer, failing on an error status.
+fn call(
+    request: Result<ureq::http::Response<ureq::Body>, ureq::Error>,
+) -> anyhow::Result<serde_json::Value> {
+    let mut response = request?;
+    let text = response.body_mut().read_to_string()?;
+    if !response.status().is_success() {
+        bail!("{}: {text}", response.status());
+    }
+    Ok(serde_json::from_str(&text)?)
+}
+
+/// A progress bar on a terminal, nothing otherwise.
+fn progress_bar(message: &'static str) -> indicatif::ProgressBar {
+    use std::io::IsTerminal;
+    if !std::io::stderr().is_terminal() {
+        return indicatif::ProgressBar::hidden();
+    }
+    let bar = indicatif::ProgressBar::new(0).with_message(message);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("{msg} [{bar:40}] {pos}/{len} ({eta})")
+            .expect("valid template")
+            .progress_chars("=> "),
+    );
+    bar
+}
+
+fn reindex(args: AdminArgs) -> anyhow::Result<()> {
+    let config = args.config.load()?;
+    let bar = progress_bar("reindexing");
+    match server_for(&config, &args.server, args.direct) {
+        Some(url) => {
+            let agent = agent();
+            let job = call(agent.post(&format!("{url}/v1/admin/reindex")).send_empty())?;
+            let id = job["id"].as_str().unwrap_or_default().to_string();
+            loop {
+                let job = call(agent.get(&format!("{url}/v1/admin/jobs/{id}")).call())?;
+                bar.set_length(job["total"].as_u64().unwrap_or(0));
+                bar.set_position(job["processed"].as_u64().unwrap_or(0));
+                match job["state"].as_str() {
+                    Some("succeeded") => break,
+                    Some("failed") => bail!("reindex failed: {}", job["error"]),
+                    _ => std::thread::sleep(Duration::from_millis(200)),
+                }
+            }
+        }
+        None => {
+            let app = App::open(config)?;
+            let progress = std::sync::Arc::new(crate::jobs::Progress::default());
+            let index = app.index.clone();
+            let work = progress.clone();
+            let build = std::thread::spawn(move || index.reindex(&work));
+            while !build.is_finished() {
+                bar.set_length(progress.total.load(std::sync::atomic::Ordering::Relaxed));
+                bar.set_position(
+                    progress
+                        .processed
+                        .load(std::sync::atomic::Ordering::Relaxed),
+                );
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            let result = build
+                .join()
+                .map_err(|_| anyhow::anyhow!("the reindex panicked"))?;
+            app.shutdown();
+            result.map_err(anyhow::Error::msg)?;
+        }
+    }
+    bar.finish_and_clear();
+    eprintln!("reindexed");
+    Ok(())
+}
+
+fn jobs(args: AdminArgs) -> anyhow::Result<()> {
+    let config = args.config.load()?;
+    let list = match server_for(&config, &args.server, args.direct) {
+        Some(url) => call(agent().get(&format!("{url}/v1/admin/jobs")).call())?["jobs"].clone(),
+        None => {
+            let _lock = app::lock_data_dir(&config)?;
+            let store = crate::store::Store::open(&config.server.data_dir.join("convlog.db"))?;
+            let jobs = crate::jobs::Jobs::open(store.clone(), crate::model::Clock::default())?;
+            let list = tokio::runtime::Builder::new_current_thread()
+                .build()?
+                .block_on(jobs.list(100))?;
+            store.shutdown();
+            serde_json::Value::Array(list.iter().map(crate::jobs::JobRecord::to_json).collect())
+        }
+    };
+    println!(
+        "{:<20} {:<9} {:<10} {:>21}  {:<24} error",
+        "id", "kind", "state", "processed/total", "started"
+    );
+    for job in list.as_array().into_iter().flatten() {
+        println!(
+            "{:<20} {:<9} {:<10} {:>21}  {:<24} {}",
+            job["id"].as_str().unwrap_or(""),
+            job["kind"].as_str().unwrap_or(""),
+            job["state"].as_str().unwrap_or(""),
+            format!("{}/{}", job["processed"], job["total"]),
+            job["started_at"].as_str().unwrap_or(""),
+            job["error"].as_str().unwrap_or(""),
+        );
+    }
+    Ok(())
+}
+
+fn ingest_http(url: &str, args: &IngestArgs) -> anyhow::Result<(u64, u64)> {
+    let agent = agent();
     let (mut accepted, mut duplicates) = (0, 0);
     for (number, batch) in batches(&args.file, args.batch)?.enumerate() {
         let body = batch?.join("\n");

@@ -56,6 +56,24 @@ pub struct JobRecord {
     pub error: Option<String>,
 }
 
+impl JobRecord {
+    /// The JSON shape of the API.
+    pub fn to_json(&self) -> serde_json::Value {
+        use crate::model::format_timestamp;
+        serde_json::json!({
+            "id": self.id,
+            "kind": self.kind,
+            "state": self.state,
+            "processed": self.processed,
+            "total": self.total,
+            "created_at": format_timestamp(self.created_at),
+            "started_at": self.started_at.map(format_timestamp),
+            "finished_at": self.finished_at.map(format_timestamp),
+            "error": self.error,
+        })
+    }
+}
+
 /// Live progress of a running job, shared with the code doing the work.
 #[derive(Debug, Default)]
 pub struct Progress {

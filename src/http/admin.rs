@@ -3,24 +3,13 @@
 use super::error::AppError;
 use crate::app::App;
 use crate::jobs::JobRecord;
-use crate::model::format_timestamp;
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use serde_json::{Value, json};
 
 fn job_json(job: &JobRecord) -> Value {
-    json!({
-        "id": job.id,
-        "kind": job.kind,
-        "state": job.state,
-        "processed": job.processed,
-        "total": job.total,
-        "created_at": format_timestamp(job.created_at),
-        "started_at": job.started_at.map(format_timestamp),
-        "finished_at": job.finished_at.map(format_timestamp),
-        "error": job.error,
-    })
+    job.to_json()
 }
 
 /// `POST /v1/admin/tagging`: re-run the tagging rules over every hot conversation.

@@ -76,16 +76,21 @@ fn generations(data_dir: &Path) -> Vec<(u64, String)> {
 }
 
 fn next_generation(data_dir: &Path) -> String {
-    generation_name(generations(data_dir).last().map(|(n, _)| n + 1).unwrap_or(1))
+    generation_name(
+        generations(data_dir)
+            .last()
+            .map(|(n, _)| n + 1)
+            .unwrap_or(1),
+    )
 }
 
 /// Removes every generation but `keep` (half-built ones after a crash, old ones after a swap).
 fn remove_other_generations(data_dir: &Path, keep: &str) {
     for (_, name) in generations(data_dir) {
-        if name != keep {
-            if let Err(err) = std::fs::remove_dir_all(data_dir.join(&name)) {
-                tracing::warn!(generation = %name, error = %err, "could not remove an old index generation");
-            }
+        if name != keep
+            && let Err(err) = std::fs::remove_dir_all(data_dir.join(&name))
+        {
+            tracing::warn!(generation = %name, error = %err, "could not remove an old index generation");
         }
     }
 }
@@ -120,7 +125,13 @@ impl LiveIndex {
             });
         }
         let (index, position) = SearchIndex::open(&dir, schema.clone())?;
-        let indexer = Indexer::spawn(index.clone(), store.clone(), config.clone(), position, store.head())?;
+        let indexer = Indexer::spawn(
+            index.clone(),
+            store.clone(),
+            config.clone(),
+            position,
+            store.head(),
+        )?;
         tracing::info!(generation = %name, position, "index opened");
         Ok(LiveIndex {
             data_dir: data_dir.to_path_buf(),
@@ -151,8 +162,14 @@ impl LiveIndex {
     /// Builds a new generation from the store while the current one keeps
     /// serving and indexing, then swaps it in. Reports conversations written.
     pub fn reindex(&self, progress: &Progress) -> Result<(), String> {
-        let _one_at_a_time = self.rebuilding.lock().map_err(|_| "a reindex panicked before")?;
-        let total = self.store.read(conversation_count).map_err(|e| e.to_string())?;
+        let _one_at_a_time = self
+            .rebuilding
+            .lock()
+            .map_err(|_| "a reindex panicked before")?;
+        let total = self
+            .store
+            .read(conversation_count)
+            .map_err(|e| e.to_string())?;
         progress.total.store(total, Ordering::Relaxed);
         let name = next_generation(&self.data_dir);
         let dir = self.data_dir.join(&name);
@@ -171,12 +188,15 @@ impl LiveIndex {
             ..self.config.clone()
         };
         let mut cancelled = false;
-        let mut position = Indexer::catch_up_once(&index, &self.store, &build_config, 0, |_, written| {
-            progress.processed.fetch_add(written as u64, Ordering::Relaxed);
-            cancelled = progress.is_cancelled();
-            !cancelled
-        })
-        .map_err(|e| e.to_string())?;
+        let mut position =
+            Indexer::catch_up_once(&index, &self.store, &build_config, 0, |_, written| {
+                progress
+                    .processed
+                    .fetch_add(written as u64, Ordering::Relaxed);
+                cancelled = progress.is_cancelled();
+                !cancelled
+            })
+            .map_err(|e| e.to_string())?;
         if cancelled {
             return Err("cancelled".into());
         }
@@ -187,13 +207,24 @@ impl LiveIndex {
 
         // The swap: the old generation keeps serving (no longer updated) while the
         // new one takes the last changes; then one pointer rename and one assignment.
-        let old = self.current.read().map_err(|_| "index lock poisoned")?.clone();
+        let old = self
+            .current
+            .read()
+            .map_err(|_| "index lock poisoned")?
+            .clone();
         old.1.shutdown();
         let swapped = (|| {
-            position = Indexer::catch_up_once(&index, &self.store, &self.config, position, |_, _| true)
-                .map_err(|e| e.to_string())?;
-            let indexer = Indexer::spawn(index.clone(), self.store.clone(), self.config.clone(), position, position)
-                .map_err(|e| e.to_string())?;
+            position =
+                Indexer::catch_up_once(&index, &self.store, &self.config, position, |_, _| true)
+                    .map_err(|e| e.to_string())?;
+            let indexer = Indexer::spawn(
+                index.clone(),
+                self.store.clone(),
+                self.config.clone(),
+                position,
+                position,
+            )
+            .map_err(|e| e.to_string())?;
             if let Err(err) = write_pointer(&self.data_dir, name) {
                 indexer.shutdown();
                 return Err(format!("could not switch to the new index: {err}"));

@@ -316,14 +316,7 @@ impl SearchService {
         let request = &*self.resolve(bot, request)?;
         let (searcher, view, after, range) = self.view_for(request, DocKind::Message, now)?;
         let limit = request.limit();
-        let query = build::build(
-            &self.fields,
-            bot,
-            DocKind::Message,
-            request,
-            range,
-            None,
-        );
+        let query = build::build(&self.fields, bot, DocKind::Message, request, range, None);
         let collector = SearchCollector {
             sort: match request.sort {
                 Some(Sort::Relevance) => SortSource::Score,
