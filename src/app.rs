@@ -31,6 +31,7 @@ pub struct Inner {
     pub index: Arc<LiveIndex>,
     pub tagger: Arc<Tagger>,
     pub jobs: Jobs,
+    pub rate_limiter: crate::auth::RateLimiter,
     pub clock: Clock,
     pub metrics: Metrics,
     /// Held for the life of the process: one process per data directory.
@@ -98,6 +99,8 @@ impl App {
             config.index.refresh_interval,
         )
         .context("starting the tagging job")?;
+        let rate_limiter =
+            crate::auth::RateLimiter::new(config.auth.rate_limit, config.auth.rate_burst);
         Ok(App {
             inner: Arc::new(Inner {
                 config,
@@ -108,6 +111,7 @@ impl App {
                 index,
                 tagger: Arc::new(tagger),
                 jobs,
+                rate_limiter,
                 clock,
                 metrics: Metrics::default(),
                 _lock: lock,
@@ -181,13 +185,26 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("binding {}", config.server.listen))?;
     let app = tokio::task::spawn_blocking(move || App::open(config)).await??;
+    let has_keys = app
+        .store
+        .read_async(|conn| crate::store::keys::any_active_key(conn))
+        .await?;
+    let address = listener.local_addr()?;
+    if !has_keys && !address.ip().is_loopback() {
+        anyhow::bail!(
+            "refusing to listen on {address} without API keys: anyone could read the logs. \
+             Create one with `convlog keys create --role admin --bots '*'`, or listen on 127.0.0.1"
+        );
+    }
+    if !has_keys {
+        tracing::warn!(%address, "no API keys: every request is accepted (loopback only)");
+    }
     if app.tagger.rules_changed {
         tracing::info!(
             "tagging rules changed since the last full run; re-tagging every conversation"
         );
         app.start_full_tagging().await?;
     }
-    let address = listener.local_addr()?;
     // Tests and scripts read this line to find a port chosen with :0.
     println!("convlog listening on http://{address}");
     tracing::info!(%address, "listening");

@@ -30,6 +30,53 @@ pub enum Command {
     Reindex(AdminArgs),
     /// List recent background jobs.
     Jobs(AdminArgs),
+    /// Manage API keys (works beside a running server).
+    #[command(subcommand)]
+    Keys(KeysCommand),
+    /// Check the audit log.
+    #[command(subcommand)]
+    Audit(AuditCommand),
+}
+
+/// `convlog keys …`.
+#[derive(Debug, Subcommand)]
+pub enum KeysCommand {
+    /// Create a key; it is printed once and stored only hashed.
+    Create {
+        /// viewer, editor, ingest or admin.
+        #[arg(long)]
+        role: String,
+        /// Bots the key may touch: "*" or a comma-separated list.
+        #[arg(long)]
+        bots: String,
+        /// A name to recognise it by.
+        #[arg(long, default_value = "")]
+        name: String,
+        #[command(flatten)]
+        config: ConfigArgs,
+    },
+    /// List keys (never their secrets).
+    List {
+        #[command(flatten)]
+        config: ConfigArgs,
+    },
+    /// Revoke a key: it stops working at the next request.
+    Revoke {
+        /// The key's id (the part after `clk_`, before the next `_`).
+        id: String,
+        #[command(flatten)]
+        config: ConfigArgs,
+    },
+}
+
+/// `convlog audit …`.
+#[derive(Debug, Subcommand)]
+pub enum AuditCommand {
+    /// Recompute the hash chain; fails naming the first entry that was changed.
+    Verify {
+        #[command(flatten)]
+        config: ConfigArgs,
+    },
 }
 
 /// Where an admin command acts: a running server, or the data directory.
@@ -127,6 +174,8 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Generate(args) => generate(args),
         Command::Reindex(args) => reindex(args),
         Command::Jobs(args) => jobs(args),
+        Command::Keys(command) => keys(command),
+        Command::Audit(AuditCommand::Verify { config }) => audit_verify(config),
     }
 }
 
@@ -402,4 +451,109 @@ fn ingest_direct(config: Config, args: &IngestArgs) -> anyhow::Result<(u64, u64)
     eprintln!("indexing…");
     app.shutdown();
     Ok((accepted, duplicates))
+}
+
+fn store_connection(config: &ConfigArgs) -> anyhow::Result<rusqlite::Connection> {
+    let config = config.load()?;
+    Ok(crate::store::admin_connection(
+        &config.server.data_dir.join("convlog.db"),
+    )?)
+}
+
+/// Records a key change made from the command line in the audit chain.
+fn audit_cli(conn: &rusqlite::Connection, action: &str, target: &str) -> anyhow::Result<()> {
+    conn.execute_batch("BEGIN IMMEDIATE")?;
+    let entry = crate::store::keys::NewAuditEntry {
+        at: crate::model::now_micros(),
+        key_id: None,
+        action: action.to_string(),
+        target: target.to_string(),
+        bot_id: None,
+        request_id: "cli".into(),
+        status: 200,
+    };
+    match crate::store::keys::append_audit(conn, &entry) {
+        Ok(()) => Ok(conn.execute_batch("COMMIT")?),
+        Err(err) => {
+            let _ = conn.execute_batch("ROLLBACK");
+            Err(err.into())
+        }
+    }
+}
+
+fn keys(command: KeysCommand) -> anyhow::Result<()> {
+    use crate::auth::{KeyRecord, Role, Scope, new_key};
+    use crate::store::keys;
+    match command {
+        KeysCommand::Create {
+            role,
+            bots,
+            name,
+            config,
+        } => {
+            let role = Role::parse(&role)
+                .ok_or_else(|| anyhow::anyhow!("--role must be viewer, editor, ingest or admin"))?;
+            let scope =
+                Scope::parse(&bots).map_err(|reason| anyhow::anyhow!("--bots: {reason}"))?;
+            let conn = store_connection(&config)?;
+            let new = new_key();
+            keys::insert_key(
+                &conn,
+                &KeyRecord {
+                    id: new.id.clone(),
+                    name,
+                    role,
+                    scope,
+                    secret_hash: new.secret_hash,
+                    created_at: crate::model::now_micros(),
+                    revoked_at: None,
+                },
+            )?;
+            audit_cli(&conn, "cli keys create", &new.id)?;
+            eprintln!(
+                "created key {} ({}); it is shown only now:",
+                new.id,
+                role.as_str()
+            );
+            println!("{}", new.key);
+        }
+        KeysCommand::List { config } => {
+            let conn = store_connection(&config)?;
+            println!(
+                "{:<18} {:<8} {:<24} {:<28} name",
+                "id", "role", "bots", "revoked"
+            );
+            for key in keys::keys(&conn)? {
+                println!(
+                    "{:<18} {:<8} {:<24} {:<28} {}",
+                    key.id,
+                    key.role.as_str(),
+                    key.scope.to_text(),
+                    key.revoked_at
+                        .map(crate::model::format_timestamp)
+                        .unwrap_or_default(),
+                    key.name
+                );
+            }
+        }
+        KeysCommand::Revoke { id, config } => {
+            let conn = store_connection(&config)?;
+            keys::revoke_key(&conn, &id, crate::model::now_micros())
+                .map_err(|_| anyhow::anyhow!("no key {id:?}"))?;
+            audit_cli(&conn, "cli keys revoke", &id)?;
+            eprintln!("revoked key {id}");
+        }
+    }
+    Ok(())
+}
+
+fn audit_verify(config: ConfigArgs) -> anyhow::Result<()> {
+    let conn = store_connection(&config)?;
+    match crate::store::keys::verify_audit(&conn)? {
+        Ok(count) => {
+            println!("audit log intact: {count} entries");
+            Ok(())
+        }
+        Err((id, reason)) => bail!("audit entry {id} does not verify: {reason}"),
+    }
 }

@@ -13,6 +13,7 @@
 //! [`app::serve`] wires them together; [`config`] turns `config.toml` into typed settings.
 
 pub mod app;
+pub mod auth;
 pub mod cli;
 pub mod config;
 pub mod generate;

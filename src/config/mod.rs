@@ -37,6 +37,7 @@ pub enum ConfigError {
 #[derive(Debug, Clone)]
 pub struct Config {
     pub server: ServerConfig,
+    pub auth: AuthConfig,
     pub ingest: IngestConfig,
     pub sessions: SessionConfig,
     pub index: IndexConfig,
@@ -53,6 +54,14 @@ pub struct ServerConfig {
     pub data_dir: PathBuf,
     pub max_body: usize,
     pub request_timeout: Duration,
+}
+
+/// `[auth]`.
+#[derive(Debug, Clone)]
+pub struct AuthConfig {
+    /// Requests a second per key; 0 disables the limit.
+    pub rate_limit: f64,
+    pub rate_burst: f64,
 }
 
 /// `[ingest]`.
@@ -288,6 +297,17 @@ fn validate(table: toml::Table) -> Result<Config, ConfigError> {
         )?,
     };
 
+    if !(raw.auth.rate_limit >= 0.0 && raw.auth.rate_limit.is_finite()) {
+        return Err(invalid("auth.rate_limit", "must be 0 or more"));
+    }
+    if !(raw.auth.rate_burst >= 1.0 && raw.auth.rate_burst.is_finite()) {
+        return Err(invalid("auth.rate_burst", "must be at least 1"));
+    }
+    let auth = AuthConfig {
+        rate_limit: raw.auth.rate_limit,
+        rate_burst: raw.auth.rate_burst,
+    };
+
     if raw.ingest.max_batch_messages == 0 {
         return Err(invalid("ingest.max_batch_messages", "must be at least 1"));
     }
@@ -385,6 +405,7 @@ fn validate(table: toml::Table) -> Result<Config, ConfigError> {
 
     Ok(Config {
         server,
+        auth,
         ingest,
         sessions,
         index,

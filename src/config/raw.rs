@@ -10,6 +10,7 @@ use std::collections::BTreeMap;
 #[serde(deny_unknown_fields)]
 pub struct RawConfig {
     pub server: RawServer,
+    pub auth: RawAuth,
     pub ingest: RawIngest,
     pub sessions: RawSessions,
     pub index: RawIndex,
@@ -82,4 +83,12 @@ pub struct RawRetention {
 pub struct RawReview {
     pub share_ttl: String,
     pub share_max_ttl: String,
+}
+
+/// `[auth]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAuth {
+    pub rate_limit: f64,
+    pub rate_burst: f64,
 }

@@ -2,9 +2,13 @@
 
 use super::error::AppError;
 use crate::app::App;
+use crate::auth::{KeyRecord, Role, Scope, new_key};
 use crate::jobs::JobRecord;
+use crate::model::parse_timestamp;
+use crate::store::keys::{self, AuditFilter};
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::body::Bytes;
+use axum::extract::{Path, RawQuery, State};
 use axum::http::StatusCode;
 use serde_json::{Value, json};
 
@@ -47,4 +51,151 @@ pub async fn cancel(
         return Err(AppError::Conflict("the job is not running"));
     }
     Ok((StatusCode::ACCEPTED, Json(job_json(&job))))
+}
+
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NewKeyBody {
+    #[serde(default)]
+    name: String,
+    role: String,
+    /// "*" or a list of bot ids.
+    bots: serde_json::Value,
+}
+
+fn key_json(key: &KeyRecord) -> Value {
+    json!({
+        "id": key.id,
+        "name": key.name,
+        "role": key.role,
+        "bots": key.scope.to_text(),
+        "created_at": crate::model::format_timestamp(key.created_at),
+        "revoked_at": key.revoked_at.map(crate::model::format_timestamp),
+    })
+}
+
+fn invalid(name: &str, reason: impl Into<String>) -> AppError {
+    AppError::InvalidParameter {
+        name: name.into(),
+        reason: reason.into(),
+    }
+}
+
+/// `POST /v1/admin/keys`: the key is in this answer and nowhere else.
+pub async fn create_key(
+    State(app): State<App>,
+    body: Bytes,
+) -> Result<(StatusCode, Json<Value>), AppError> {
+    let body: NewKeyBody =
+        serde_json::from_slice(&body).map_err(|err| invalid("body", err.to_string()))?;
+    let role = Role::parse(&body.role)
+        .ok_or_else(|| invalid("role", "viewer, editor, ingest or admin"))?;
+    let scope_text = match &body.bots {
+        Value::String(text) => text.clone(),
+        Value::Array(list) => list
+            .iter()
+            .map(|v| v.as_str().map(str::to_string))
+            .collect::<Option<Vec<_>>>()
+            .ok_or_else(|| invalid("bots", "a list of bot ids or \"*\""))?
+            .join(","),
+        _ => return Err(invalid("bots", "a list of bot ids or \"*\"")),
+    };
+    let scope = Scope::parse(&scope_text).map_err(|reason| invalid("bots", reason))?;
+    if body.name.len() > 200 {
+        return Err(invalid("name", "at most 200 bytes"));
+    }
+    let new = new_key();
+    let record = KeyRecord {
+        id: new.id.clone(),
+        name: body.name,
+        role,
+        scope,
+        secret_hash: new.secret_hash,
+        created_at: app.clock.now(),
+        revoked_at: None,
+    };
+    let stored = record.clone();
+    app.store
+        .write(move |ctx| keys::insert_key(ctx.conn, &stored))
+        .await?;
+    let mut answer = key_json(&record);
+    answer["key"] = json!(new.key);
+    Ok((StatusCode::CREATED, Json(answer)))
+}
+
+/// `GET /v1/admin/keys`.
+pub async fn list_keys(State(app): State<App>) -> Result<Json<Value>, AppError> {
+    let list = app.store.read_async(|conn| keys::keys(conn)).await?;
+    Ok(Json(
+        json!({"keys": list.iter().map(key_json).collect::<Vec<_>>()}),
+    ))
+}
+
+/// `DELETE /v1/admin/keys/{id}`: effective for the next request.
+pub async fn revoke_key(
+    State(app): State<App>,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, AppError> {
+    let now = app.clock.now();
+    let key_id = id.clone();
+    app.store
+        .write(move |ctx| keys::revoke_key(ctx.conn, &key_id, now))
+        .await?;
+    let record = app
+        .store
+        .read_async(move |conn| keys::key(conn, &id))
+        .await?
+        .ok_or(AppError::NotFound("key"))?;
+    Ok(Json(key_json(&record)))
+}
+
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AuditQuery {
+    bot_id: Option<String>,
+    key_id: Option<String>,
+    action: Option<String>,
+    from: Option<String>,
+    to: Option<String>,
+    limit: Option<usize>,
+}
+
+/// `GET /v1/admin/audit?bot_id=&key_id=&action=&from=&to=&limit=`: newest first.
+pub async fn audit(
+    State(app): State<App>,
+    RawQuery(query): RawQuery,
+) -> Result<Json<Value>, AppError> {
+    let query: AuditQuery = serde_urlencoded::from_str(query.as_deref().unwrap_or(""))
+        .map_err(|err| invalid("query string", err.to_string()))?;
+    let time = |name: &str, value: &Option<String>| -> Result<Option<i64>, AppError> {
+        value
+            .as_deref()
+            .map(|text| {
+                parse_timestamp(text).ok_or_else(|| invalid(name, "not an RFC 3339 timestamp"))
+            })
+            .transpose()
+    };
+    let filter = AuditFilter {
+        from: time("from", &query.from)?,
+        to: time("to", &query.to)?,
+        bot_id: query.bot_id,
+        key_id: query.key_id,
+        action: query.action,
+        limit: query.limit.unwrap_or(100).clamp(1, 1000),
+    };
+    let entries = app
+        .store
+        .read_async(move |conn| keys::audit(conn, &filter))
+        .await?;
+    let entries: Vec<Value> = entries
+        .iter()
+        .map(|e| {
+            json!({
+                "id": e.id, "at": crate::model::format_timestamp(e.at), "key_id": e.key_id,
+                "action": e.action, "target": e.target, "bot_id": e.bot_id,
+                "request_id": e.request_id, "status": e.status, "hash": e.hash,
+            })
+        })
+        .collect();
+    Ok(Json(json!({"entries": entries})))
 }

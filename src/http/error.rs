@@ -28,6 +28,12 @@ pub enum AppError {
     NotFound(&'static str),
     #[error("{0}")]
     Conflict(&'static str),
+    #[error("{0}")]
+    Unauthorized(&'static str),
+    #[error("this key's role ({0}) may not do this")]
+    Forbidden(&'static str),
+    #[error("too many requests; retry after {retry_after} s")]
+    RateLimited { retry_after: u64 },
     #[error("request timed out")]
     Timeout,
 }
@@ -84,6 +90,9 @@ impl AppError {
             }
             AppError::Timeout => (StatusCode::SERVICE_UNAVAILABLE, "timeout"),
             AppError::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
+            AppError::Unauthorized(_) => (StatusCode::UNAUTHORIZED, "unauthorized"),
+            AppError::Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden"),
+            AppError::RateLimited { .. } => (StatusCode::TOO_MANY_REQUESTS, "rate_limited"),
             AppError::Query(_) | AppError::Store(_) => {
                 (StatusCode::INTERNAL_SERVER_ERROR, "internal")
             }
@@ -112,6 +121,14 @@ impl IntoResponse for AppError {
                 details,
             },
         };
-        (status, Json(body)).into_response()
+        let mut response = (status, Json(body)).into_response();
+        if let AppError::RateLimited { retry_after } = self
+            && let Ok(value) = axum::http::HeaderValue::from_str(&retry_after.to_string())
+        {
+            response
+                .headers_mut()
+                .insert(axum::http::header::RETRY_AFTER, value);
+        }
+        response
     }
 }

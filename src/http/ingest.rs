@@ -1,12 +1,15 @@
 //! `POST /v1/messages` and `POST /v1/traces`.
 
 use super::error::AppError;
+use super::guard::Caller;
 use crate::app::App;
-use crate::ingest::validate::{BodyFormat, parse_items, validate_messages, validate_traces};
+use crate::ingest::validate::{
+    BodyFormat, ItemError, ValidationError, parse_items, validate_messages, validate_traces,
+};
 use axum::Json;
 use axum::body::Bytes;
-use axum::extract::State;
 use axum::extract::rejection::BytesRejection;
+use axum::extract::{Extension, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use serde_json::{Value, json};
 use std::sync::atomic::Ordering;
@@ -46,9 +49,29 @@ async fn parse_body(body: Bytes, format: BodyFormat) -> Result<Vec<Value>, AppEr
         .map_err(AppError::from)
 }
 
+/// Refuses items for bots outside the caller's key (nothing of the batch is stored).
+fn check_scope<'a>(caller: &Caller, bots: impl Iterator<Item = &'a str>) -> Result<(), AppError> {
+    let details: Vec<ItemError> = bots
+        .enumerate()
+        .filter(|(_, bot)| !caller.scope.includes(bot))
+        .map(|(index, bot)| ItemError {
+            index: Some(index),
+            field: "bot_id".into(),
+            reason: format!("this API key may not write to bot {bot:?}"),
+        })
+        .take(100)
+        .collect();
+    if details.is_empty() {
+        Ok(())
+    } else {
+        Err(ValidationError::Invalid(details).into())
+    }
+}
+
 /// Stores a batch of messages durably, then answers.
 pub async fn messages(
     State(app): State<App>,
+    Extension(caller): Extension<Caller>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<Value>, AppError> {
@@ -56,7 +79,9 @@ pub async fn messages(
     let body = body_or_413(&app, body)?;
     let items = parse_body(body, format(&headers)).await;
     let messages = items.and_then(|items| {
-        validate_messages(&items, &app.config.ingest, &app.keyer).map_err(AppError::from)
+        let messages = validate_messages(&items, &app.config.ingest, &app.keyer)?;
+        check_scope(&caller, messages.iter().map(|m| m.bot_id.as_str()))?;
+        Ok(messages)
     });
     let messages = match messages {
         Ok(messages) => messages,
@@ -81,12 +106,14 @@ pub async fn messages(
 /// Stores the trace events of conversations with debug logging on (or all, when configured).
 pub async fn traces(
     State(app): State<App>,
+    Extension(caller): Extension<Caller>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<Value>, AppError> {
     let body = body_or_413(&app, body)?;
     let items = parse_body(body, format(&headers)).await?;
     let traces = validate_traces(&items, &app.config.ingest, &app.keyer)?;
+    check_scope(&caller, traces.iter().map(|t| t.bot_id.as_str()))?;
     let (stored, dropped) = app.store_traces(traces).await?;
     app.metrics
         .traces_stored

@@ -3,9 +3,11 @@
 
 mod admin;
 pub mod error;
+pub mod guard;
 mod ingest;
 mod ops;
 mod review;
+pub mod routes;
 mod search;
 pub mod views;
 
@@ -14,61 +16,19 @@ use axum::Router;
 use axum::extract::{DefaultBodyLimit, Request, State};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post, put};
 use error::AppError;
 use std::time::Instant;
 
-/// Every route of the service.
+/// The service's router, built from the route table ([`routes::routes`]).
 pub fn router(app: App) -> Router {
     let max_body = app.config.server.max_body;
-    Router::new()
-        .route("/v1/messages", post(ingest::messages))
-        .route("/v1/traces", post(ingest::traces))
-        .route("/v1/bots/{bot}/conversations", get(search::conversations))
-        .route("/v1/bots/{bot}/conversations/bulk", post(review::bulk))
-        .route(
-            "/v1/bots/{bot}/conversations/{id}",
-            get(search::conversation),
-        )
-        .route(
-            "/v1/bots/{bot}/conversations/{id}/labels/{label}",
-            put(review::add_label).delete(review::remove_label),
-        )
-        .route(
-            "/v1/bots/{bot}/conversations/{id}/flag",
-            put(review::flag).delete(review::unflag),
-        )
-        .route(
-            "/v1/bots/{bot}/conversations/{id}/debug",
-            put(review::debug_on).delete(review::debug_off),
-        )
-        .route(
-            "/v1/bots/{bot}/conversations/{id}/trace",
-            get(review::trace),
-        )
-        .route(
-            "/v1/bots/{bot}/conversations/{id}/share",
-            post(review::share),
-        )
-        .route("/v1/bots/{bot}/debug", get(review::debug_list))
-        .route(
-            "/v1/bots/{bot}/shares/{token}",
-            axum::routing::delete(review::revoke_share),
-        )
-        .route("/v1/shared/{token}", get(review::shared))
-        .route("/v1/bots/{bot}/messages", get(search::messages))
-        .route("/v1/bots/{bot}/nodes", get(search::nodes))
-        .route("/v1/bots/{bot}/flows", get(search::flows))
-        .route("/v1/bots/{bot}/tags", get(search::tags))
-        .route("/v1/bots/{bot}/labels", get(search::labels))
-        .route("/v1/admin/tagging", post(admin::tagging))
-        .route("/v1/admin/reindex", post(admin::reindex))
-        .route("/v1/admin/jobs", get(admin::jobs))
-        .route("/v1/admin/jobs/{id}", get(admin::job).delete(admin::cancel))
-        .route("/v1/openapi.json", get(ops::openapi))
-        .route("/healthz", get(ops::healthz))
-        .route("/readyz", get(ops::readyz))
-        .route("/metrics", get(ops::metrics))
+    let router = routes::routes()
+        .into_iter()
+        .fold(Router::new(), |router, route| {
+            router.route(route.path, route.handler)
+        });
+    router
+        .route_layer(middleware::from_fn_with_state(app.clone(), guard::guard))
         .fallback(ops::not_found)
         .layer(DefaultBodyLimit::max(max_body))
         .layer(middleware::from_fn_with_state(
@@ -99,7 +59,7 @@ async fn deadline_and_log(State(app): State<App>, request: Request, next: Next) 
 }
 
 /// Paths are logged without share tokens.
-fn redact(path: &str) -> String {
+pub(crate) fn redact(path: &str) -> String {
     for marker in ["/shared/", "/shares/"] {
         if let Some(at) = path.find(marker) {
             return format!("{}{marker}…", &path[..at]);

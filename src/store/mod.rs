@@ -10,6 +10,7 @@
 //! consistent snapshot while the writer commits.
 
 mod ingest;
+pub mod keys;
 pub mod read;
 pub mod review;
 mod schema;
@@ -57,6 +58,21 @@ impl StoreError {
             _ => false,
         }
     }
+}
+
+/// A plain connection for administration beside a running server (keys, audit
+/// checks): SQLite serialises it with the server's writer.
+pub fn admin_connection(path: &Path) -> Result<Connection, StoreError> {
+    if !path.exists() {
+        return Err(StoreError::Unavailable(format!(
+            "no store at {} (start the server once, or check --data-dir)",
+            path.display()
+        )));
+    }
+    let conn = Connection::open(path)?;
+    conn.busy_timeout(std::time::Duration::from_secs(10))?;
+    conn.execute_batch(schema::SCHEMA)?;
+    Ok(conn)
 }
 
 /// A queued write (see [`Store::write_queued`]).

@@ -121,6 +121,32 @@ CREATE TABLE IF NOT EXISTS jobs (
 );
 CREATE INDEX IF NOT EXISTS jobs_created ON jobs(created_at);
 
+-- API keys: only the SHA-256 of each secret is kept.
+CREATE TABLE IF NOT EXISTS api_keys (
+    id               TEXT PRIMARY KEY,
+    name             TEXT NOT NULL,
+    role             TEXT NOT NULL,
+    scope            TEXT NOT NULL,     -- "*" or comma-separated bot ids
+    secret_hash      TEXT NOT NULL,
+    created_at       INTEGER NOT NULL,
+    revoked_at       INTEGER
+);
+
+-- Every change, hash-chained: hash = SHA-256(previous hash | this row's fields).
+CREATE TABLE IF NOT EXISTS audit (
+    id               INTEGER PRIMARY KEY,
+    at               INTEGER NOT NULL,
+    key_id           TEXT,
+    action           TEXT NOT NULL,
+    target           TEXT NOT NULL,
+    bot_id           TEXT,
+    request_id       TEXT NOT NULL,
+    status           INTEGER NOT NULL,
+    prev_hash        TEXT NOT NULL,
+    hash             TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS audit_bot ON audit(bot_id, at);
+
 CREATE TABLE IF NOT EXISTS nodes (
     bot_id           TEXT NOT NULL,
     node_id          TEXT NOT NULL,

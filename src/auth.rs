@@ -1,0 +1,262 @@
+//! Access control: API keys with a role and a set of bots, and the policy each route demands.
+//!
+//! A key looks like `clk_<id>_<secret>`. Only the SHA-256 of the secret is
+//! stored; the id finds the row and the hashes are compared in constant time.
+
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use sha2::{Digest, Sha256};
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::Instant;
+
+/// What a key may do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    /// Search and read.
+    Viewer,
+    /// Also labels, flags, debug switch, share links, bulk actions.
+    Editor,
+    /// Only `POST /v1/messages` and `/v1/traces`: for bot runtimes.
+    Ingest,
+    /// Everything, jobs and keys included.
+    Admin,
+}
+
+impl Role {
+    /// Parses `viewer`, `editor`, `ingest` or `admin`.
+    pub fn parse(text: &str) -> Option<Role> {
+        match text {
+            "viewer" => Some(Role::Viewer),
+            "editor" => Some(Role::Editor),
+            "ingest" => Some(Role::Ingest),
+            "admin" => Some(Role::Admin),
+            _ => None,
+        }
+    }
+
+    /// Its name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Viewer => "viewer",
+            Role::Editor => "editor",
+            Role::Ingest => "ingest",
+            Role::Admin => "admin",
+        }
+    }
+
+    /// Whether this role satisfies `policy`.
+    pub fn allows(self, policy: Policy) -> bool {
+        match policy {
+            Policy::Public => true,
+            Policy::Ingest => matches!(self, Role::Ingest | Role::Admin),
+            Policy::Read => matches!(self, Role::Viewer | Role::Editor | Role::Admin),
+            Policy::Edit => matches!(self, Role::Editor | Role::Admin),
+            Policy::Admin => self == Role::Admin,
+        }
+    }
+}
+
+/// The minimum a route demands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Policy {
+    /// No key needed (health, API description, share links).
+    Public,
+    /// An ingest or admin key.
+    Ingest,
+    /// A viewer, editor or admin key.
+    Read,
+    /// An editor or admin key.
+    Edit,
+    /// An admin key; routes without a bot in the path also need the `*` scope.
+    Admin,
+}
+
+/// The bots a key may touch.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Scope {
+    All,
+    Bots(Vec<String>),
+}
+
+impl Scope {
+    /// Parses `*` or a comma-separated list of bot ids.
+    pub fn parse(text: &str) -> Result<Scope, String> {
+        let text = text.trim();
+        if text == "*" {
+            return Ok(Scope::All);
+        }
+        let bots: Vec<String> = text
+            .split(',')
+            .map(|bot| bot.trim().to_string())
+            .filter(|bot| !bot.is_empty())
+            .collect();
+        if bots.is_empty() {
+            return Err("name at least one bot, or *".into());
+        }
+        if let Some(bad) = bots.iter().find(|bot| !crate::model::is_identifier(bot)) {
+            return Err(format!("{bad:?} is not a bot id"));
+        }
+        Ok(Scope::Bots(bots))
+    }
+
+    /// Whether `bot` is in scope.
+    pub fn includes(&self, bot: &str) -> bool {
+        match self {
+            Scope::All => true,
+            Scope::Bots(bots) => bots.iter().any(|b| b == bot),
+        }
+    }
+
+    /// The stored form.
+    pub fn to_text(&self) -> String {
+        match self {
+            Scope::All => "*".into(),
+            Scope::Bots(bots) => bots.join(","),
+        }
+    }
+}
+
+/// A key as stored (without its secret).
+#[derive(Debug, Clone, PartialEq)]
+pub struct KeyRecord {
+    pub id: String,
+    pub name: String,
+    pub role: Role,
+    pub scope: Scope,
+    pub secret_hash: String,
+    pub created_at: i64,
+    pub revoked_at: Option<i64>,
+}
+
+/// A freshly made key: the full text is shown once and never stored.
+#[derive(Debug, Clone)]
+pub struct NewKey {
+    pub id: String,
+    pub key: String,
+    pub secret_hash: String,
+}
+
+fn random(bytes: usize) -> Vec<u8> {
+    let mut buffer = vec![0u8; bytes];
+    getrandom::fill(&mut buffer).expect("the OS random source works");
+    buffer
+}
+
+/// SHA-256 of a secret, hex.
+pub fn hash_secret(secret: &str) -> String {
+    Sha256::digest(secret.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// Makes a new key: 64-bit id, 256-bit secret.
+pub fn new_key() -> NewKey {
+    let id: String = random(8).iter().map(|b| format!("{b:02x}")).collect();
+    let secret = URL_SAFE_NO_PAD.encode(random(32));
+    NewKey {
+        key: format!("clk_{id}_{secret}"),
+        secret_hash: hash_secret(&secret),
+        id,
+    }
+}
+
+/// Splits `clk_<id>_<secret>` into id and secret.
+pub fn parse_key(key: &str) -> Option<(&str, &str)> {
+    let rest = key.strip_prefix("clk_")?;
+    let (id, secret) = rest.split_once('_')?;
+    (id.len() == 16 && id.bytes().all(|b| b.is_ascii_hexdigit()) && !secret.is_empty())
+        .then_some((id, secret))
+}
+
+/// Compares two strings in time that depends only on their lengths.
+pub fn constant_time_eq(a: &str, b: &str) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    a.bytes()
+        .zip(b.bytes())
+        .fold(0u8, |diff, (x, y)| diff | (x ^ y))
+        == 0
+}
+
+/// A token bucket per key: `rate` requests a second, bursts of `burst`.
+pub struct RateLimiter {
+    rate: f64,
+    burst: f64,
+    buckets: Mutex<HashMap<String, (f64, Instant)>>,
+}
+
+impl RateLimiter {
+    /// A limiter; `rate` 0 disables it.
+    pub fn new(rate: f64, burst: f64) -> RateLimiter {
+        RateLimiter {
+            rate,
+            burst: burst.max(1.0),
+            buckets: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Takes one request from `key`'s bucket; `Err(seconds)` says when to retry.
+    pub fn take(&self, key: &str) -> Result<(), u64> {
+        if self.rate <= 0.0 {
+            return Ok(());
+        }
+        let now = Instant::now();
+        let mut buckets = self.buckets.lock().expect("rate limiter lock");
+        let (tokens, last) = buckets.entry(key.to_string()).or_insert((self.burst, now));
+        *tokens = (*tokens + now.duration_since(*last).as_secs_f64() * self.rate).min(self.burst);
+        *last = now;
+        if *tokens >= 1.0 {
+            *tokens -= 1.0;
+            Ok(())
+        } else {
+            Err(((1.0 - *tokens) / self.rate).ceil().max(1.0) as u64)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_parse_and_hash() {
+        let key = new_key();
+        let (id, secret) = parse_key(&key.key).unwrap();
+        assert_eq!(id, key.id);
+        assert!(constant_time_eq(&hash_secret(secret), &key.secret_hash));
+        assert!(parse_key("clk_zz_abc").is_none());
+        assert!(parse_key("Bearer x").is_none());
+    }
+
+    #[test]
+    fn roles_follow_the_policy_table() {
+        assert!(Role::Viewer.allows(Policy::Read));
+        assert!(!Role::Viewer.allows(Policy::Edit));
+        assert!(!Role::Ingest.allows(Policy::Read));
+        assert!(Role::Ingest.allows(Policy::Ingest));
+        assert!(!Role::Editor.allows(Policy::Ingest));
+        assert!(Role::Admin.allows(Policy::Admin));
+        assert!(!Role::Editor.allows(Policy::Admin));
+    }
+
+    #[test]
+    fn scopes_parse() {
+        assert_eq!(Scope::parse("*").unwrap(), Scope::All);
+        assert!(Scope::parse("acme, beta").unwrap().includes("beta"));
+        assert!(Scope::parse("").is_err());
+        assert!(Scope::parse("a b").is_err());
+    }
+
+    #[test]
+    fn rate_limiter_refuses_past_the_burst() {
+        let limiter = RateLimiter::new(1.0, 2.0);
+        assert!(limiter.take("k").is_ok());
+        assert!(limiter.take("k").is_ok());
+        assert!(limiter.take("k").is_err());
+        assert!(limiter.take("other").is_ok());
+    }
+}

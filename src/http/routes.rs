@@ -1,0 +1,149 @@
+//! The route table: every route with the policy it demands.
+//!
+//! The router is built from this table, so a route can't exist without a
+//! policy, and the tests enumerate it (every route × every role × own/other bot).
+
+use super::{admin, ingest, ops, review, search};
+use crate::app::App;
+use crate::auth::Policy;
+use axum::http::Method;
+use axum::routing::{MethodFilter, MethodRouter, on};
+
+/// One method on one path.
+pub struct Route {
+    pub method: Method,
+    pub path: &'static str,
+    pub policy: Policy,
+    pub handler: MethodRouter<App>,
+}
+
+fn route<H, T>(method: Method, path: &'static str, policy: Policy, handler: H) -> Route
+where
+    H: axum::handler::Handler<T, App>,
+    T: 'static,
+{
+    let filter = MethodFilter::try_from(method.clone()).expect("a standard method");
+    Route {
+        method,
+        path,
+        policy,
+        handler: on(filter, handler),
+    }
+}
+
+/// Every route of the service.
+pub fn routes() -> Vec<Route> {
+    use Method as M;
+    use Policy::*;
+    vec![
+        route(M::POST, "/v1/messages", Ingest, ingest::messages),
+        route(M::POST, "/v1/traces", Ingest, ingest::traces),
+        route(
+            M::GET,
+            "/v1/bots/{bot}/conversations",
+            Read,
+            search::conversations,
+        ),
+        route(
+            M::POST,
+            "/v1/bots/{bot}/conversations/bulk",
+            Edit,
+            review::bulk,
+        ),
+        route(
+            M::GET,
+            "/v1/bots/{bot}/conversations/{id}",
+            Read,
+            search::conversation,
+        ),
+        route(
+            M::PUT,
+            "/v1/bots/{bot}/conversations/{id}/labels/{label}",
+            Edit,
+            review::add_label,
+        ),
+        route(
+            M::DELETE,
+            "/v1/bots/{bot}/conversations/{id}/labels/{label}",
+            Edit,
+            review::remove_label,
+        ),
+        route(
+            M::PUT,
+            "/v1/bots/{bot}/conversations/{id}/flag",
+            Edit,
+            review::flag,
+        ),
+        route(
+            M::DELETE,
+            "/v1/bots/{bot}/conversations/{id}/flag",
+            Edit,
+            review::unflag,
+        ),
+        route(
+            M::PUT,
+            "/v1/bots/{bot}/conversations/{id}/debug",
+            Edit,
+            review::debug_on,
+        ),
+        route(
+            M::DELETE,
+            "/v1/bots/{bot}/conversations/{id}/debug",
+            Edit,
+            review::debug_off,
+        ),
+        route(
+            M::GET,
+            "/v1/bots/{bot}/conversations/{id}/trace",
+            Read,
+            review::trace,
+        ),
+        route(
+            M::POST,
+            "/v1/bots/{bot}/conversations/{id}/share",
+            Edit,
+            review::share,
+        ),
+        route(M::GET, "/v1/bots/{bot}/debug", Read, review::debug_list),
+        route(
+            M::DELETE,
+            "/v1/bots/{bot}/shares/{token}",
+            Edit,
+            review::revoke_share,
+        ),
+        route(M::GET, "/v1/shared/{token}", Public, review::shared),
+        route(M::GET, "/v1/bots/{bot}/messages", Read, search::messages),
+        route(M::GET, "/v1/bots/{bot}/nodes", Read, search::nodes),
+        route(M::GET, "/v1/bots/{bot}/flows", Read, search::flows),
+        route(M::GET, "/v1/bots/{bot}/tags", Read, search::tags),
+        route(M::GET, "/v1/bots/{bot}/labels", Read, search::labels),
+        route(M::POST, "/v1/admin/tagging", Admin, admin::tagging),
+        route(M::POST, "/v1/admin/reindex", Admin, admin::reindex),
+        route(M::GET, "/v1/admin/jobs", Admin, admin::jobs),
+        route(M::GET, "/v1/admin/jobs/{id}", Admin, admin::job),
+        route(M::DELETE, "/v1/admin/jobs/{id}", Admin, admin::cancel),
+        route(M::POST, "/v1/admin/keys", Admin, admin::create_key),
+        route(M::GET, "/v1/admin/keys", Admin, admin::list_keys),
+        route(M::DELETE, "/v1/admin/keys/{id}", Admin, admin::revoke_key),
+        route(M::GET, "/v1/admin/audit", Admin, admin::audit),
+        route(M::GET, "/v1/openapi.json", Public, ops::openapi),
+        route(M::GET, "/healthz", Public, ops::healthz),
+        route(M::GET, "/readyz", Public, ops::readyz),
+        route(M::GET, "/metrics", Admin, ops::metrics),
+    ]
+}
+
+/// The policy of `method` on the matched `path`.
+pub fn policy(method: &Method, path: &str) -> Option<Policy> {
+    static POLICIES: std::sync::LazyLock<Vec<(Method, &'static str, Policy)>> =
+        std::sync::LazyLock::new(|| {
+            routes()
+                .into_iter()
+                .map(|r| (r.method, r.path, r.policy))
+                .collect()
+        });
+    POLICIES
+        .iter()
+        .find(|(m, p, _)| m == method && *p == path)
+        .map(|(_, _, policy)| *policy)
+}
