@@ -1,1 +1,808 @@
-fn main() {}
+//! The end-to-end benchmark harness (BENCHMARKS.md, workloads W1, W2a/b/c and W6).
+//!
+//! It generates N messages up front, starts the release `convlog` binary on a
+//! fresh data directory, loads the data over HTTP from concurrent clients
+//! (W1: throughput, acknowledgement latency, time to searchable), then measures
+//! query latency over HTTP (W2a text, W2b filters + facets, W2c text + filters +
+//! facets) and the server's memory (W6). It prints one Markdown table with the
+//! bars and writes the same to `target/bench-results.json`. With `--runs K` it
+//! repeats everything K times (a fresh server and data directory each time) and
+//! reports the median of every figure.
+//!
+//! ```sh
+//! cargo bench --bench harness -- --messages 1000000 --runs 3
+//! cargo bench --bench harness -- --messages 20000 --queries 50 --smoke   # CI
+//! ```
+
+#[path = "harness/data.rs"]
+mod data;
+#[path = "harness/report.rs"]
+mod report;
+#[path = "harness/server.rs"]
+mod server;
+#[path = "harness/stats.rs"]
+mod stats;
+#[path = "harness/workloads.rs"]
+mod workloads;
+
+use anyhow::{Context, bail, ensure};
+use clap::Parser;
+use report::{Check, Row, Shape, mib, thousands};
+use serde_json::{Value, json};
+use server::Server;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+use workloads::QueryRun;
+
+/// Benchmarks convlog end to end over HTTP.
+#[derive(Debug, Parser)]
+#[command(name = "harness")]
+struct Args {
+    /// Messages to generate and ingest.
+    #[arg(long, default_value_t = 1_000_000)]
+    messages: usize,
+    /// Queries per query workload (W2a, W2b, W2c).
+    #[arg(long, default_value_t = 500)]
+    queries: usize,
+    /// Concurrent ingest clients.
+    #[arg(long, default_value_t = 4)]
+    clients: usize,
+    /// Messages per ingest request.
+    #[arg(long, default_value_t = 1000)]
+    batch: usize,
+    /// Seed of the generated data and of the query mix.
+    #[arg(long, default_value_t = 42)]
+    seed: u64,
+    /// End of the generated time span (RFC 3339); default: now, to the hour.
+    #[arg(long)]
+    end: Option<String>,
+    /// Repeat the whole run this many times (fresh server and data directory) and report medians.
+    #[arg(long, default_value_t = 1)]
+    runs: usize,
+    /// Tiny CI mode: check that everything works and exit quickly; no bar is enforced.
+    #[arg(long)]
+    smoke: bool,
+    /// Keep the temporary data directory (its path is printed).
+    #[arg(long)]
+    keep: bool,
+    /// Where to write the JSON results (default: target/bench-results.json).
+    #[arg(long)]
+    json: Option<PathBuf>,
+    /// Passed by `cargo bench`; ignored.
+    #[arg(long, hide = true)]
+    bench: bool,
+}
+
+/// Bars of BENCHMARKS.md at 1M and at 10M messages.
+struct Bars {
+    at_10m: bool,
+}
+
+impl Bars {
+    fn pick<T>(&self, at_1m: T, at_10m: T) -> T {
+        if self.at_10m { at_10m } else { at_1m }
+    }
+    fn scale(&self) -> &'static str {
+        self.pick("1M", "10M")
+    }
+}
+
+/// What one run produced.
+struct RunOutcome {
+    rows: Vec<Row>,
+    notes: Vec<String>,
+    failures: Vec<String>,
+    details: Value,
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    match run(&args) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("harness: error: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn log(message: impl AsRef<str>) {
+    eprintln!("[harness] {}", message.as_ref());
+}
+
+fn at_most(index: usize, limit: f64) -> Check {
+    Check {
+        index,
+        at_most: true,
+        limit,
+    }
+}
+
+fn run(args: &Args) -> anyhow::Result<()> {
+    ensure!(args.messages > 0, "--messages must be at least 1");
+    ensure!(args.batch > 0, "--batch must be at least 1");
+    ensure!(args.runs > 0, "--runs must be at least 1");
+    let machine = report::Machine::detect();
+    let end = match &args.end {
+        Some(text) => chrono::DateTime::parse_from_rfc3339(text)
+            .with_context(|| format!("--end {text:?} is not RFC 3339"))?
+            .with_timezone(&chrono::Utc),
+        None => {
+            let now = chrono::Utc::now().timestamp();
+            chrono::DateTime::from_timestamp(now - now % 3600, 0).expect("valid time")
+        }
+    };
+
+    log(format!(
+        "generating {} messages (seed {})…",
+        thousands(args.messages as u64),
+        args.seed
+    ));
+    let started = Instant::now();
+    let data = data::build(&data::Spec {
+        seed: args.seed,
+        messages: args.messages,
+        batch_size: args.batch,
+        end,
+        span_days: 30,
+        bots: vec!["demo".to_string()],
+    })?;
+    log(format!(
+        "{} messages in {} requests ({}, text {}) in {:.1}s; marker words for {}/{} batches",
+        thousands(data.messages as u64),
+        data.batches.len(),
+        mib(data.body_bytes),
+        mib(data.text_bytes),
+        started.elapsed().as_secs_f64(),
+        data.markers.iter().filter(|m| m.is_some()).count(),
+        data.markers.len(),
+    ));
+
+    let mut outcomes = Vec::new();
+    for number in 1..=args.runs {
+        if args.runs > 1 {
+            log(format!("run {number} of {}", args.runs));
+        }
+        let outcome = one_run(args, &machine, &data)?;
+        if args.runs > 1 {
+            println!(
+                "\nrun {number} of {} ({})\n",
+                args.runs,
+                chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+            );
+            println!("{}", report::table(&outcome.rows));
+            for note in &outcome.notes {
+                println!("- {note}");
+            }
+        }
+        outcomes.push(outcome);
+    }
+
+    let all_rows: Vec<Vec<Row>> = outcomes.iter().map(|o| o.rows.clone()).collect();
+    let rows = report::median_rows(&all_rows);
+    let date = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    let conversations = rows
+        .iter()
+        .find(|r| r.workload == "data" && r.figure.starts_with("messages / conversations"))
+        .and_then(|r| r.values.get(1).copied())
+        .unwrap_or(0.0);
+    let header = format!(
+        "convlog benchmark — {date}\nmachine: {} ({} cores, {:.0} GiB), kernel {}\n{}; convlog {} ({})\ndata: {} messages, {} conversations (convlog::generate, seed {})\nmode: {}{}",
+        machine.cpu,
+        machine.cores,
+        machine.memory_gib,
+        machine.kernel,
+        machine.rustc,
+        env!("CARGO_PKG_VERSION"),
+        machine.commit,
+        thousands(data.messages as u64),
+        thousands(conversations as u64),
+        args.seed,
+        if args.smoke {
+            "smoke (no bar enforced)"
+        } else {
+            "full"
+        },
+        if args.runs > 1 {
+            format!("; figures are medians of {} runs", args.runs)
+        } else {
+            String::new()
+        }
+    );
+    println!("\n{header}\n");
+    println!("{}", report::table(&rows));
+    if args.runs > 1 {
+        for row in rows.iter().filter(|r| r.check.is_some()) {
+            let index = row.check.map_or(0, |c| c.index);
+            if let Some((min, max)) = report::spread(&all_rows, row, index) {
+                let unit = match row.shape {
+                    Shape::Ms(_) => " ms",
+                    Shape::Seconds => " s",
+                    Shape::MiB => " MiB",
+                    _ => "",
+                };
+                println!(
+                    "- {} {}: runs ranged {}{unit} … {}{unit}",
+                    row.workload,
+                    row.figure,
+                    short(min),
+                    short(max)
+                );
+            }
+        }
+    }
+    if let Some(last) = outcomes.last() {
+        for note in &last.notes {
+            println!("- {note}");
+        }
+    }
+
+    let failures: Vec<String> = outcomes.iter().flat_map(|o| o.failures.clone()).collect();
+    let results = json!({
+        "date": date,
+        "machine": machine.to_json(),
+        "convlog_version": env!("CARGO_PKG_VERSION"),
+        "args": {"messages": args.messages, "queries": args.queries, "clients": args.clients, "batch": args.batch,
+                 "seed": args.seed, "smoke": args.smoke, "runs": args.runs},
+        "data": {"messages": data.messages, "body_bytes": data.body_bytes, "text_bytes": data.text_bytes,
+                 "bots": data.bots, "conversations_asked": data.conversations_asked,
+                 "from": workloads::rfc3339(data.min_ts), "to": workloads::rfc3339(data.max_ts)},
+        "rows": rows.iter().map(Row::to_json).collect::<Vec<_>>(),
+        "runs": outcomes.iter().map(|o| json!({
+            "rows": o.rows.iter().map(Row::to_json).collect::<Vec<_>>(),
+            "notes": o.notes,
+            "details": o.details,
+            "failures": o.failures,
+        })).collect::<Vec<_>>(),
+        "failures": failures,
+    });
+    let json_path = args.json.clone().unwrap_or_else(|| {
+        Path::new(env!("CARGO_BIN_EXE_convlog"))
+            .parent()
+            .and_then(Path::parent)
+            .unwrap_or(Path::new("target"))
+            .join("bench-results.json")
+    });
+    std::fs::write(&json_path, serde_json::to_string_pretty(&results)?)
+        .with_context(|| format!("writing {}", json_path.display()))?;
+    log(format!("results written to {}", json_path.display()));
+
+    if !failures.is_empty() {
+        bail!("checks failed:\n  {}", failures.join("\n  "));
+    }
+    if args.smoke {
+        log("smoke run OK");
+    }
+    Ok(())
+}
+
+/// A number for the spread line: no decimals when large.
+fn short(value: f64) -> String {
+    if !value.is_finite() {
+        "never".to_string()
+    } else if value >= 1000.0 {
+        thousands(value.round() as u64)
+    } else {
+        format!("{value:.2}")
+    }
+}
+
+/// Starts a server on a fresh data directory, measures, and stops it.
+fn one_run(
+    args: &Args,
+    machine: &report::Machine,
+    data: &data::Dataset,
+) -> anyhow::Result<RunOutcome> {
+    let tmp = tempfile::Builder::new()
+        .prefix("convlog-bench-")
+        .tempdir()?;
+    let data_dir = tmp.path().join("data");
+    let bin = Path::new(env!("CARGO_BIN_EXE_convlog"));
+    let server = Server::start(bin, &data_dir, &tmp.path().join("server.log"))?;
+    log(format!(
+        "server pid {} at {} on {}",
+        server.pid,
+        server.base,
+        data_dir.display()
+    ));
+    let agent = server::agent();
+    server.wait_ready(&agent, Duration::from_secs(60))?;
+    let result = measure(args, machine, data, &server, &data_dir);
+    if result.is_err() {
+        eprintln!("server log (last lines):\n{}", server.log_tail());
+    }
+    drop(server);
+    if args.keep {
+        let kept = tmp.keep();
+        log(format!("kept {}", kept.display()));
+    }
+    result
+}
+
+/// Everything between a ready server and its rows.
+fn measure(
+    args: &Args,
+    machine: &report::Machine,
+    data: &data::Dataset,
+    server: &Server,
+    data_dir: &Path,
+) -> anyhow::Result<RunOutcome> {
+    let agent = server::agent();
+    let bars = Bars {
+        at_10m: data.messages > 3_000_000,
+    };
+    let mut rows: Vec<Row> = Vec::new();
+    let mut failures: Vec<String> = Vec::new();
+
+    // W1: ingest.
+    log(format!(
+        "W1: ingesting with {} clients, batches of {}…",
+        args.clients, args.batch
+    ));
+    let load_before = server::load_average();
+    let server_cpu_before = server::cpu(server.pid);
+    let client_cpu_before = server::cpu(std::process::id()).total;
+    let machine_before = server::machine_busy();
+    let window_started = Instant::now();
+    let ingest = workloads::ingest(server, data, args.clients)?;
+    let machine_ingest = server::machine_busy() - machine_before;
+    let window_ingest = window_started.elapsed().as_secs_f64();
+    let client_cpu_ingest = server::cpu(std::process::id()).total - client_cpu_before;
+    let server_cpu_ingest = server::cpu(server.pid).since(&server_cpu_before);
+    let foreign_ingest = (machine_ingest - client_cpu_ingest - server_cpu_ingest.total).max(0.0);
+    let searchable =
+        workloads::time_to_searchable(server, data, &ingest, Duration::from_secs(120))?;
+    let server_cpu_total = server::cpu(server.pid).since(&server_cpu_before);
+    let metrics = server.metrics(&agent)?;
+    let metric = |name: &str| metrics.get(name).copied().unwrap_or(0.0);
+    let memory_ingest = server::memory(server.pid)?;
+    let store_bytes: u64 = ["convlog.db", "convlog.db-wal", "convlog.db-shm"]
+        .iter()
+        .map(|f| server::disk_usage(&data_dir.join(f)))
+        .sum();
+    let index_bytes = server::index_disk_usage(data_dir);
+    let segments_ingest = server::index_segments(data_dir);
+    let dir_bytes = server::disk_usage(data_dir);
+    let ack = stats::summarize(&ingest.latencies);
+    let rate = ingest.rate();
+    let searchable_s = searchable.elapsed.map_or(f64::NAN, |d| d.as_secs_f64());
+    log(format!(
+        "W1: {:.0} msg/s, ack p50 {:.0} ms p99 {:.0} ms; searchable after {}",
+        rate,
+        ack.p50_ms,
+        ack.p99_ms,
+        short(searchable_s)
+    ));
+    if ingest.accepted + ingest.duplicates != data.messages as u64 {
+        failures.push(format!(
+            "ingest answered {} accepted + {} duplicates for {} messages sent",
+            ingest.accepted, ingest.duplicates, data.messages
+        ));
+    }
+    if searchable.elapsed.is_none() {
+        failures.push("the last batch never became searchable".into());
+    }
+    rows.push(
+        Row::info(
+            "W1",
+            &format!(
+                "ingest msg/s ({} clients × batches of {})",
+                args.clients, args.batch
+            ),
+            vec![rate],
+            Shape::Count,
+        )
+        .bar(
+            "≥ 100,000",
+            Check {
+                index: 0,
+                at_most: false,
+                limit: 100_000.0,
+            },
+        )
+        .with_data(
+            json!({"elapsed_s": ingest.elapsed.as_secs_f64(), "messages": data.messages,
+                          "accepted": ingest.accepted, "duplicates": ingest.duplicates}),
+        ),
+    );
+    rows.push(
+        Row::info(
+            "W1",
+            "durable ack latency p50 / p99 / max",
+            vec![ack.p50_ms, ack.p99_ms, ack.max_ms],
+            Shape::Ms(0),
+        )
+        .with_data(ack.to_json()),
+    );
+    rows.push(
+        Row::info(
+            "W1",
+            "time to searchable (last ack → lag 0 and found)",
+            vec![searchable_s],
+            Shape::Seconds,
+        )
+        .bar("≤ 1.5 s", at_most(0, 1.5))
+        .with_data(json!({
+            "lag_zero_after_s": searchable.lag_zero_after.map(|d| d.as_secs_f64()),
+            "found_after_s": searchable.found_after.map(|d| d.as_secs_f64()),
+            "marker": searchable.marker, "marker_total": searchable.marker_total})),
+    );
+    rows.push(Row::info(
+        "W1",
+        "  of which: last batch found / index lag 0",
+        vec![
+            searchable.found_after.map_or(f64::NAN, |d| d.as_secs_f64()),
+            searchable
+                .lag_zero_after
+                .map_or(f64::NAN, |d| d.as_secs_f64()),
+        ],
+        Shape::Seconds,
+    ));
+
+    // W2: queries, after everything is indexed and background work has settled.
+    let (idle_wait, idle) = server::wait_idle(
+        server.pid,
+        Duration::from_secs(if args.smoke { 5 } else { 60 }),
+    );
+    log(format!(
+        "server {} after {:.1} s",
+        if idle { "idle" } else { "still busy" },
+        idle_wait.as_secs_f64()
+    ));
+    let segments_before_w2 = server::index_segments(data_dir);
+    let plan = workloads::plan(server, data)?;
+    log(format!(
+        "W2: {} conversations; frequent {:?}…, half-words {:?}; tag filter: {}",
+        thousands(plan.total_conversations),
+        plan.frequent.iter().take(3).collect::<Vec<_>>(),
+        plan.half,
+        plan.tag
+            .as_deref()
+            .unwrap_or("none (no tags in this build)")
+    ));
+    log(format!(
+        "W2 samples: medium {:?}, rare {:?}, phrases {:?}",
+        plan.medium.iter().take(5).collect::<Vec<_>>(),
+        plan.rare.iter().take(5).collect::<Vec<_>>(),
+        plan.phrases.iter().take(5).collect::<Vec<_>>()
+    ));
+    if plan.total_conversations == 0 {
+        failures.push("search over the whole range finds no conversation".into());
+    }
+    let mixes = workloads::workloads(data, &plan, args.queries, args.seed);
+    // Warm-up (not measured): a tenth of each mix.
+    let warm = (args.queries / 10).max(5);
+    for mix in [&mixes.w2a, &mixes.w2b, &mixes.w2c] {
+        workloads::run_queries(server, &mix[..warm.min(mix.len())], 1)?;
+    }
+    let peak_reset = server::reset_peak(server.pid);
+    log(format!(
+        "W2a/b/c: {} queries each, one client…",
+        args.queries
+    ));
+    let server_cpu_queries_before = server::cpu(server.pid);
+    let client_cpu_queries_before = server::cpu(std::process::id()).total;
+    let machine_queries_before = server::machine_busy();
+    let queries_started = Instant::now();
+    let w2a = workloads::run_queries(server, &mixes.w2a, 1)?;
+    let w2b = workloads::run_queries(server, &mixes.w2b, 1)?;
+    let w2c = workloads::run_queries(server, &mixes.w2c, 1)?;
+    let queries_wall = queries_started.elapsed().as_secs_f64();
+    let server_cpu_queries = server::cpu(server.pid).since(&server_cpu_queries_before);
+    let foreign_queries = (server::machine_busy()
+        - machine_queries_before
+        - server_cpu_queries.total
+        - (server::cpu(std::process::id()).total - client_cpu_queries_before))
+        .max(0.0);
+    let w2a_two = if args.smoke {
+        None
+    } else {
+        log("W2a again with two clients…");
+        Some(workloads::run_queries(server, &mixes.w2a, 2)?)
+    };
+    let memory_serving = server::memory(server.pid)?;
+    let segments_serving = server::index_segments(data_dir);
+
+    let tag = if plan.tag.is_some() { "tag + " } else { "" };
+    let query_rows = [
+        (
+            "W2a",
+            "text query, top 20 by recency, 30 days".to_string(),
+            &w2a,
+            bars.pick(10.0, 40.0),
+        ),
+        (
+            "W2b",
+            format!("channel + {tag}flagged + 7 days + all facets"),
+            &w2b,
+            bars.pick(5.0, 25.0),
+        ),
+        (
+            "W2c",
+            format!("half-word + channel + {tag}flagged + 7 days + facets"),
+            &w2c,
+            bars.pick(15.0, 100.0),
+        ),
+    ];
+    for (workload, figure, run, bar) in query_rows {
+        let s = run.summary();
+        if run.count() == 0 {
+            failures.push(format!("{workload}: no queries ran"));
+        } else if run.nonzero() == 0 {
+            failures.push(format!("{workload}: every answer had total 0"));
+        }
+        rows.push(
+            Row::info(
+                workload,
+                &format!("{figure}: p50 / p99 / max"),
+                vec![s.p50_ms, s.p99_ms, s.max_ms],
+                Shape::Ms(1),
+            )
+            .bar(
+                &format!("p99 ≤ {bar} ms ({})", bars.scale()),
+                at_most(1, bar),
+            )
+            .with_data(json!({"summary": s.to_json(), "classes": classes_json(run)})),
+        );
+        rows.push(Row::text(
+            workload,
+            "matches: sum of totals (answers with total > 0)",
+            format!(
+                "{} ({}/{})",
+                thousands(run.total_matches()),
+                run.nonzero(),
+                run.count()
+            ),
+        ));
+    }
+    for (class, result) in &w2a.by_class {
+        let s = stats::summarize(&result.latencies);
+        rows.push(Row::info(
+            "W2a",
+            &format!("  {class}: p50 / p99"),
+            vec![s.p50_ms, s.p99_ms],
+            Shape::Ms(1),
+        ));
+    }
+    if let Some(two) = &w2a_two {
+        let s = two.summary();
+        let rate = two.count() as f64 / two.wall.as_secs_f64();
+        rows.push(
+            Row::info(
+                "W2a",
+                "two clients: p50 / p99, queries/s",
+                vec![s.p50_ms, s.p99_ms, rate],
+                Shape::MsRate,
+            )
+            .with_data(json!({"summary": s.to_json()})),
+        );
+    }
+
+    // W6: memory.
+    let rss_bar = bars.pick(512.0, 1536.0);
+    let to_mib = |kib: u64| kib as f64 / 1024.0;
+    if memory_ingest.hwm_kib == 0 {
+        failures.push("could not read the server's VmHWM".into());
+    }
+    rows.push(
+        Row::info(
+            "W6",
+            "peak RSS (VmHWM) through ingest + indexing",
+            vec![to_mib(memory_ingest.hwm_kib)],
+            Shape::MiB,
+        )
+        .bar(
+            &format!("≤ {rss_bar} MiB ({})", bars.scale()),
+            at_most(0, rss_bar),
+        )
+        .with_data(json!(memory_ingest)),
+    );
+    rows.push(
+        Row::info(
+            "W6",
+            if peak_reset {
+                "peak RSS (VmHWM) serving W2"
+            } else {
+                "peak RSS (VmHWM, could not reset) serving W2"
+            },
+            vec![to_mib(memory_serving.hwm_kib)],
+            Shape::MiB,
+        )
+        .bar(
+            &format!("≤ {rss_bar} MiB ({})", bars.scale()),
+            at_most(0, rss_bar),
+        )
+        .with_data(json!(memory_serving)),
+    );
+    rows.push(Row::info(
+        "W6",
+        "RSS after W2: anonymous / file-backed (mmapped index)",
+        vec![
+            to_mib(memory_serving.anon_kib),
+            to_mib(memory_serving.file_kib),
+        ],
+        Shape::MiB,
+    ));
+
+    // Data.
+    rows.push(Row::info(
+        "data",
+        "messages / conversations (server count)",
+        vec![data.messages as f64, plan.total_conversations as f64],
+        Shape::Count,
+    ));
+    rows.push(Row::text(
+        "data",
+        "request bodies / message text",
+        format!("{} / {}", mib(data.body_bytes), mib(data.text_bytes)),
+    ));
+    rows.push(Row::info(
+        "data",
+        "store (SQLite + WAL) / index / data dir on disk",
+        vec![
+            store_bytes as f64 / 1048576.0,
+            index_bytes as f64 / 1048576.0,
+            dir_bytes as f64 / 1048576.0,
+        ],
+        Shape::MiB,
+    ));
+    for (when, info) in [
+        ("when searchable", &segments_ingest),
+        ("after W2", &segments_serving),
+    ] {
+        let text: Vec<String> = info
+            .iter()
+            .map(|i| {
+                let name = if i.name.is_empty() {
+                    "index"
+                } else {
+                    i.name.as_str()
+                };
+                format!(
+                    "{name}: {} seg, {} docs ({} deleted)",
+                    i.segments,
+                    thousands(i.docs),
+                    thousands(i.deleted)
+                )
+            })
+            .collect();
+        rows.push(
+            Row::text(
+                "data",
+                &format!("index segments {when}"),
+                if text.is_empty() {
+                    "unknown".into()
+                } else {
+                    text.join("; ")
+                },
+            )
+            .with_data(json!(info)),
+        );
+    }
+
+    // Where the time went.
+    let max_lag = ingest
+        .progress
+        .iter()
+        .map(|p| p.store_position - p.index_position)
+        .fold(0.0, f64::max);
+    let batch_count = metric("convlog_ingest_batch_seconds_count");
+    let server_batch_ms = if batch_count > 0.0 {
+        metric("convlog_ingest_batch_seconds_sum") / batch_count * 1e3
+    } else {
+        0.0
+    };
+    let ingest_s = ingest.elapsed.as_secs_f64();
+    let cores = machine.cores as f64;
+    let notes = vec![
+        format!(
+            "server CPU during ingest: {:.1}s in {:.1}s ({:.0}% of {} cores): {}",
+            server_cpu_ingest.total,
+            ingest_s,
+            server_cpu_ingest.total / ingest_s / cores * 100.0,
+            machine.cores,
+            cpu_line(&server_cpu_ingest)
+        ),
+        format!(
+            "server CPU from the start of ingest until searchable: {:.1}s: {}",
+            server_cpu_total.total,
+            cpu_line(&server_cpu_total)
+        ),
+        format!(
+            "harness (client) CPU during ingest: {:.1}s ({:.0}% of {} cores)",
+            client_cpu_ingest,
+            client_cpu_ingest / ingest_s / cores * 100.0,
+            machine.cores
+        ),
+        format!(
+            "server-side time per ingest request (convlog_ingest_batch_seconds mean): {server_batch_ms:.1} ms; index commits: {}; largest index lag seen while ingesting: {} changes",
+            metric("convlog_index_commits_total"),
+            max_lag
+        ),
+        format!(
+            "other processes on the machine: {:.1} CPU-s during ingest ({:.0}% of {} cores), {:.1} CPU-s during the one-client W2 runs ({:.0}%); load average {:.1} before ingest, {:.1} at the end",
+            foreign_ingest,
+            foreign_ingest / window_ingest / cores * 100.0,
+            machine.cores,
+            foreign_queries,
+            foreign_queries / queries_wall / cores * 100.0,
+            load_before,
+            server::load_average()
+        ),
+        format!(
+            "server CPU during the one-client W2 runs: {:.1}s in {:.1}s: {}",
+            server_cpu_queries.total,
+            queries_wall,
+            cpu_line(&server_cpu_queries)
+        ),
+        format!(
+            "W2 started once the server was idle (< 5% of a core over 1 s): waited {:.1} s{}; index before W2: {}",
+            idle_wait.as_secs_f64(),
+            if idle { "" } else { ", gave up waiting" },
+            segments_before_w2
+                .iter()
+                .map(|i| format!("{} {} seg", i.name, i.segments))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+        format!(
+            "W2 plan: {} discovery queries and {} warm-up queries per workload before measuring; W2a cycles frequent/medium/rare word/phrase; half-words {}; tag filter: {}",
+            plan.discovery_queries,
+            warm,
+            plan.half
+                .iter()
+                .map(|(w, share)| format!("{w} ({:.0}%)", share * 100.0))
+                .collect::<Vec<_>>()
+                .join(", "),
+            plan.tag
+                .as_deref()
+                .unwrap_or("none (no tags in this build)")
+        ),
+    ];
+    let details = json!({
+        "ingest_progress": ingest.progress.iter().map(|p| json!({
+            "at_s": stats::round3(p.at_s), "ingested": p.ingested, "store_position": p.store_position,
+            "index_position": p.index_position,
+        })).collect::<Vec<_>>(),
+        "server_cpu_ingest": server_cpu_ingest.threads,
+        "server_cpu_until_searchable": server_cpu_total.threads,
+        "server_cpu_queries": server_cpu_queries.threads,
+        "foreign_cpu_s": {"ingest": foreign_ingest, "queries": foreign_queries},
+        "plan": {"frequent": plan.frequent, "medium": plan.medium, "rare": plan.rare,
+                 "phrases": plan.phrases, "half": plan.half, "tag": plan.tag},
+    });
+    Ok(RunOutcome {
+        rows,
+        notes,
+        failures,
+        details,
+    })
+}
+
+/// Threads by CPU seconds, busiest first.
+fn cpu_line(cpu: &server::Cpu) -> String {
+    let mut threads: Vec<_> = cpu.threads.iter().filter(|(_, s)| **s >= 0.05).collect();
+    threads.sort_by(|a, b| b.1.total_cmp(a.1));
+    threads
+        .iter()
+        .map(|(name, seconds)| format!("{name} {seconds:.1}s"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+fn classes_json(run: &QueryRun) -> Value {
+    run.by_class
+        .iter()
+        .map(|(class, result)| {
+            (
+                class.to_string(),
+                json!({
+                    "summary": stats::summarize(&result.latencies).to_json(),
+                    "total_matches": result.totals.iter().sum::<u64>(),
+                }),
+            )
+        })
+        .collect::<serde_json::Map<_, _>>()
+        .into()
+}

@@ -187,7 +187,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     let app = tokio::task::spawn_blocking(move || App::open(config)).await??;
     let has_keys = app
         .store
-        .read_async(|conn| crate::store::keys::any_active_key(conn))
+        .read_async(crate::store::keys::any_active_key)
         .await?;
     let address = listener.local_addr()?;
     if !has_keys && !address.ip().is_loopback() {

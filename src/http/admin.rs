@@ -125,7 +125,7 @@ pub async fn create_key(
 
 /// `GET /v1/admin/keys`.
 pub async fn list_keys(State(app): State<App>) -> Result<Json<Value>, AppError> {
-    let list = app.store.read_async(|conn| keys::keys(conn)).await?;
+    let list = app.store.read_async(keys::keys).await?;
     Ok(Json(
         json!({"keys": list.iter().map(key_json).collect::<Vec<_>>()}),
     ))
