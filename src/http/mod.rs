@@ -9,6 +9,7 @@ mod ops;
 mod review;
 pub mod routes;
 mod search;
+mod ui;
 pub mod views;
 
 use crate::app::App;

@@ -3,7 +3,7 @@
 //! The router is built from this table, so a route can't exist without a
 //! policy, and the tests enumerate it (every route × every role × own/other bot).
 
-use super::{admin, ingest, ops, review, search};
+use super::{admin, ingest, ops, review, search, ui};
 use crate::app::App;
 use crate::auth::Policy;
 use axum::http::Method;
@@ -130,6 +130,12 @@ pub fn routes() -> Vec<Route> {
         route(M::GET, "/healthz", Public, ops::healthz),
         route(M::GET, "/readyz", Public, ops::readyz),
         route(M::GET, "/metrics", Admin, ops::metrics),
+        route(M::GET, "/", Public, ui::page),
+        route(M::GET, "/bots/{bot}", Public, ui::page),
+        route(M::GET, "/bots/{bot}/{*rest}", Public, ui::page),
+        route(M::GET, "/shared/{token}", Public, ui::page),
+        route(M::GET, "/ui/app.js", Public, ui::script),
+        route(M::GET, "/ui/app.css", Public, ui::style),
     ]
 }
 
