@@ -116,7 +116,7 @@ impl<'a> MessageView<'a> {
 pub struct TagDetailView<'a> {
     pub tag: &'a str,
     pub rule: &'a str,
-    pub rule_version: i64,
+    pub rule_version: u32,
     pub message_ids: &'a [String],
     pub reason: &'a str,
 }

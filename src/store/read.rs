@@ -30,7 +30,7 @@ pub struct ConversationRecord {
 pub struct TagRecord {
     pub tag: String,
     pub rule: String,
-    pub rule_version: i64,
+    pub rule_version: u32,
     pub message_ids: Vec<String>,
     pub reason: String,
 }
@@ -134,6 +134,25 @@ fn message_from_row(row: &Row<'_>) -> rusqlite::Result<MessageRecord> {
     })
 }
 
+/// The tags of a conversation, by name.
+pub fn tags(conn: &Connection, conversation_id: u64) -> Result<Vec<TagRecord>, StoreError> {
+    let mut statement = conn.prepare_cached(
+        "SELECT tag, rule, rule_version, message_ids, reason FROM tags
+         WHERE conversation_id = ?1 ORDER BY tag",
+    )?;
+    let rows = statement.query_map(params![conversation_id as i64], |row| {
+        let ids: String = row.get(3)?;
+        Ok(TagRecord {
+            tag: row.get(0)?,
+            rule: row.get(1)?,
+            rule_version: row.get(2)?,
+            message_ids: serde_json::from_str(&ids).unwrap_or_default(),
+            reason: row.get(4)?,
+        })
+    })?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
 /// Fills in labels and tags of a conversation.
 fn with_labels_and_tags(
     conn: &Connection,
@@ -145,22 +164,7 @@ fn with_labels_and_tags(
     record.labels = labels
         .query_map(params![record.id as i64], |row| row.get(0))?
         .collect::<Result<_, _>>()?;
-    let mut tags = conn.prepare_cached(
-        "SELECT tag, rule, rule_version, message_ids, reason FROM tags
-         WHERE conversation_id = ?1 ORDER BY tag",
-    )?;
-    record.tags = tags
-        .query_map(params![record.id as i64], |row| {
-            let ids: String = row.get(3)?;
-            Ok(TagRecord {
-                tag: row.get(0)?,
-                rule: row.get(1)?,
-                rule_version: row.get(2)?,
-                message_ids: serde_json::from_str(&ids).unwrap_or_default(),
-                reason: row.get(4)?,
-            })
-        })?
-        .collect::<Result<_, _>>()?;
+    record.tags = tags(conn, record.id)?;
     Ok(record)
 }
 

@@ -1,19 +1,9 @@
 //! What the tagging job reads and writes.
 
-use super::read::{MessageRecord, messages};
+use super::read::{MessageRecord, TagRecord, messages, tags};
 use super::{StoreError, WriteCtx};
 use crate::model::Micros;
 use rusqlite::{Connection, OptionalExtension, params};
-
-/// A tag to store, with its explanation.
-#[derive(Debug, Clone, PartialEq)]
-pub struct StoredTag {
-    pub tag: String,
-    pub rule: String,
-    pub rule_version: u32,
-    pub message_ids: Vec<String>,
-    pub reason: String,
-}
 
 /// A conversation to evaluate.
 #[derive(Debug, Clone)]
@@ -32,7 +22,7 @@ pub struct TagOutcome {
     pub id: u64,
     /// The change position the evaluation saw.
     pub evaluated_change: u64,
-    pub tags: Vec<StoredTag>,
+    pub tags: Vec<TagRecord>,
     /// When a time-dependent rule must look again (e.g. the session will have ended).
     pub recheck_at: Option<Micros>,
 }
@@ -193,22 +183,7 @@ impl WriteCtx<'_> {
             };
             // Changed since it was read: store these tags, but let the job look again.
             let fresh = current_change as u64 == outcome.evaluated_change;
-            let current: Vec<StoredTag> = self
-                .conn
-                .prepare_cached(
-                    "SELECT tag, rule, rule_version, message_ids, reason FROM tags WHERE conversation_id = ?1 ORDER BY tag",
-                )?
-                .query_map(params![id], |row| {
-                    let ids: String = row.get(3)?;
-                    Ok(StoredTag {
-                        tag: row.get(0)?,
-                        rule: row.get(1)?,
-                        rule_version: row.get(2)?,
-                        message_ids: serde_json::from_str(&ids).unwrap_or_default(),
-                        reason: row.get(4)?,
-                    })
-                })?
-                .collect::<Result<_, _>>()?;
+            let current = tags(self.conn, outcome.id)?;
             let mut wanted = outcome.tags.clone();
             wanted.sort_by(|a, b| a.tag.cmp(&b.tag));
             let own_change = if current != wanted {

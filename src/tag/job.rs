@@ -8,10 +8,10 @@ use crate::config::SessionConfig;
 use crate::jobs::Progress;
 use crate::model::{Clock, Micros};
 use crate::store::tagging::{
-    StoredTag, TagCandidate, TagOutcome, all_candidates, changed_candidates, conversation_count,
+    TagCandidate, TagOutcome, all_candidates, changed_candidates, conversation_count,
     due_candidates, meta,
 };
-use crate::store::{Store, StoreError};
+use crate::store::{Store, StoreError, TagRecord};
 use rayon::prelude::*;
 use std::sync::atomic::Ordering;
 use std::sync::mpsc::{self, RecvTimeoutError};
@@ -71,7 +71,7 @@ impl Evaluator {
                         evaluated_change: candidate.change,
                         tags: results
                             .into_iter()
-                            .map(|r| StoredTag {
+                            .map(|r| TagRecord {
                                 tag: r.tag,
                                 rule: r.rule,
                                 rule_version: r.rule_version,
