@@ -65,9 +65,23 @@ pub async fn guard(
         .iter()
         .find(|(name, _)| *name == "bot")
         .map(|(_, value)| value.to_string());
-    let policy = matched
-        .as_deref()
-        .and_then(|path| routes::policy(&method, path));
+    // axum answers HEAD with the GET handler: it must pass the GET's check.
+    let checked_method = if method == Method::HEAD {
+        Method::GET
+    } else {
+        method.clone()
+    };
+    let policy = match matched.as_deref() {
+        Some(path) => match routes::policy(&checked_method, path) {
+            Some(policy) => Some(policy),
+            // A matched route without a policy is a bug: refuse rather than serve it open.
+            None => {
+                tracing::error!(%method, path, "route without a policy");
+                return AppError::Forbidden("unlisted").into_response();
+            }
+        },
+        None => None,
+    };
     let presented = bearer(&request);
     let mut response = match authorize(&app, presented, policy, bot.as_deref()).await {
         Ok(caller) => {
@@ -108,7 +122,9 @@ pub async fn guard(
 
 /// Changes are audited; reads and ingest (the bots' own traffic) are not.
 fn audited(method: &Method, policy: Policy) -> bool {
-    *method != Method::GET && !matches!(policy, Policy::Ingest | Policy::Public)
+    *method != Method::GET
+        && *method != Method::HEAD
+        && !matches!(policy, Policy::Ingest | Policy::Public)
 }
 
 async fn authorize(

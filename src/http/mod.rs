@@ -15,6 +15,7 @@ pub mod views;
 use crate::app::App;
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::http::{StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use error::AppError;
@@ -44,11 +45,27 @@ async fn deadline_and_log(State(app): State<App>, request: Request, next: Next) 
     let started = Instant::now();
     let method = request.method().clone();
     let path = request.uri().path().to_string();
-    let response =
+    let max_body = app.config.server.max_body;
+    // Refuse a declared oversized body before reading any of it.
+    let declared = request
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.parse::<u64>().ok());
+    let response = if declared.is_some_and(|length| length > max_body as u64) {
+        AppError::PayloadTooLarge { limit: max_body }.into_response()
+    } else {
         match tokio::time::timeout(app.config.server.request_timeout, next.run(request)).await {
+            // Body-limit rejections of extractors are plain text: answer with the contract's error.
+            Ok(response)
+                if response.status() == StatusCode::PAYLOAD_TOO_LARGE && !is_json(&response) =>
+            {
+                AppError::PayloadTooLarge { limit: max_body }.into_response()
+            }
             Ok(response) => response,
             Err(_) => AppError::Timeout.into_response(),
-        };
+        }
+    };
     tracing::debug!(
         %method,
         path = %redact(&path),
@@ -57,6 +74,13 @@ async fn deadline_and_log(State(app): State<App>, request: Request, next: Next) 
         "request"
     );
     response
+}
+
+fn is_json(response: &Response) -> bool {
+    response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|value| value.as_bytes().starts_with(b"application/json"))
 }
 
 /// Paths are logged without share tokens.
