@@ -29,8 +29,27 @@ pub enum ValidationError {
     #[error("malformed body: {0}")]
     Malformed(String),
     /// Well-formed, but some items are invalid (422).
-    #[error("{} invalid item(s) in the batch", .0.len())]
+    #[error("{}", describe(.0))]
     Invalid(Vec<ItemError>),
+}
+
+/// The first problem in words, naming its item and field, and how many more there are.
+fn describe(details: &[ItemError]) -> String {
+    let Some(first) = details.first() else {
+        return "invalid batch".into();
+    };
+    let place = match first.index {
+        Some(index) => format!("item {index}: `{}`", first.field),
+        None => format!("`{}`", first.field),
+    };
+    match details.len() {
+        1 => format!("{place} {}", first.reason),
+        n => format!(
+            "{place} {} (and {} more problems, see details)",
+            first.reason,
+            n - 1
+        ),
+    }
 }
 
 /// The body's format, from its `Content-Type`.

@@ -121,7 +121,11 @@ mod tests {
     fn cursors_round_trip_and_reject_garbage() {
         let cursor = Cursor {
             view: 7,
-            after: SortPosition { key: 1.5, id: 9 },
+            // A BM25 score: f32 widened to f64 must survive the text form to the last bit.
+            after: SortPosition {
+                key: 3.377_743_2_f32 as f64,
+                id: 9,
+            },
             range: TimeRange {
                 from: Some(1),
                 to: None,

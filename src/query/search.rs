@@ -142,13 +142,17 @@ impl SearchService {
         Ok(Cow::Owned(resolved))
     }
 
-    /// Resolves the cursor (or starts a new view) and the time range.
+    /// Resolves the cursor's view (or the live index) and the time range.
+    ///
+    /// The view id is `Some` when the cursor's view is still pinned; a new view
+    /// is pinned only when a page hands out a cursor ([`SearchService::pin`]), so
+    /// one-page searches don't push paging clients' views out.
     fn view_for(
         &self,
         request: &SearchRequest,
         kind: DocKind,
         now: Micros,
-    ) -> Result<(Searcher, u64, Option<SortPosition>, TimeRange), QueryError> {
+    ) -> Result<(Searcher, Option<u64>, Option<SortPosition>, TimeRange), QueryError> {
         if let Some(text) = &request.cursor {
             let cursor = Cursor::decode(text)?;
             if cursor.filters != fingerprint(request, kind) {
@@ -158,18 +162,22 @@ impl SearchService {
                 });
             }
             let (searcher, view) = match self.views.get(cursor.view) {
-                Some(searcher) => (searcher, cursor.view),
-                None => {
-                    let searcher = self.searcher(kind);
-                    let view = self.views.pin(searcher.clone());
-                    (searcher, view)
-                }
+                Some(searcher) => (searcher, Some(cursor.view)),
+                None => (self.searcher(kind), None),
             };
             return Ok((searcher, view, Some(cursor.after), cursor.range));
         }
-        let searcher = self.searcher(kind);
-        let view = self.views.pin(searcher.clone());
-        Ok((searcher, view, None, time_range(request, now, true)))
+        Ok((
+            self.searcher(kind),
+            None,
+            None,
+            time_range(request, now, true),
+        ))
+    }
+
+    /// The id of `searcher`'s view, pinning it if it isn't yet.
+    fn pin(&self, view: Option<u64>, searcher: &Searcher) -> u64 {
+        view.unwrap_or_else(|| self.views.pin(searcher.clone()))
     }
 
     /// The live searcher of one kind of document.
@@ -267,7 +275,7 @@ impl SearchService {
         }
 
         let (top, next_cursor) = page(fruit.top, limit, |after| Cursor {
-            view,
+            view: self.pin(view, &searcher),
             after,
             range,
             filters: fingerprint(request, DocKind::Conversation),
@@ -330,7 +338,7 @@ impl SearchService {
         };
         let fruit = searcher.search(&query, &collector)?;
         let (top, next_cursor) = page(fruit.top, limit, |after| Cursor {
-            view,
+            view: self.pin(view, &searcher),
             after,
             range,
             filters: fingerprint(request, DocKind::Message),
