@@ -328,6 +328,9 @@ fn reindex(args: AdminArgs) -> anyhow::Result<()> {
             }
         }
         None => {
+            // This is the remedy `on_schema_change = "refuse"` names: open whatever is there.
+            let mut config = config;
+            config.index.on_schema_change = crate::index::SchemaChange::Rebuild;
             let app = App::open(config)?;
             let progress = std::sync::Arc::new(crate::jobs::Progress::default());
             let index = app.index.clone();

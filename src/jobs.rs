@@ -98,6 +98,8 @@ pub struct Jobs {
     store: Store,
     clock: Clock,
     running: Arc<Mutex<Running>>,
+    /// Held from "is one running?" to "it is recorded as running", so two requests can't both start one.
+    starting: Arc<tokio::sync::Mutex<()>>,
 }
 
 const COLUMNS: &str =
@@ -134,6 +136,7 @@ impl Jobs {
             store,
             clock,
             running: Arc::new(Mutex::new(HashMap::new())),
+            starting: Arc::new(tokio::sync::Mutex::new(())),
         })
     }
 
@@ -143,6 +146,7 @@ impl Jobs {
         kind: &str,
         work: impl FnOnce(Arc<Progress>) -> Result<(), String> + Send + 'static,
     ) -> Result<JobRecord, StoreError> {
+        let _starting = self.starting.lock().await;
         let existing = {
             let running = self.running.lock().expect("jobs lock");
             running

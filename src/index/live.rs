@@ -190,9 +190,12 @@ impl LiveIndex {
         let mut cancelled = false;
         let mut position =
             Indexer::catch_up_once(&index, &self.store, &build_config, 0, |_, written| {
-                progress
+                let done = progress
                     .processed
-                    .fetch_add(written as u64, Ordering::Relaxed);
+                    .fetch_add(written as u64, Ordering::Relaxed)
+                    + written as u64;
+                // Conversations that arrive during the build count too: the total grows with them.
+                progress.total.fetch_max(done, Ordering::Relaxed);
                 cancelled = progress.is_cancelled();
                 !cancelled
             })
@@ -204,6 +207,10 @@ impl LiveIndex {
         // Catch up with what arrived during the build while the old generation still indexes.
         position = Indexer::catch_up_once(&index, &self.store, &self.config, position, |_, _| true)
             .map_err(|e| e.to_string())?;
+
+        if progress.is_cancelled() {
+            return Err("cancelled".into());
+        }
 
         // The swap: the old generation keeps serving (no longer updated) while the
         // new one takes the last changes; then one pointer rename and one assignment.
@@ -217,6 +224,10 @@ impl LiveIndex {
             position =
                 Indexer::catch_up_once(&index, &self.store, &self.config, position, |_, _| true)
                     .map_err(|e| e.to_string())?;
+            // The last moment a cancel can take effect: after this the new generation is live.
+            if progress.is_cancelled() {
+                return Err("cancelled".to_string());
+            }
             let indexer = Indexer::spawn(
                 index.clone(),
                 self.store.clone(),
