@@ -53,7 +53,12 @@ async fn deadline_and_log(State(app): State<App>, request: Request, next: Next) 
         .and_then(|value| value.to_str().ok())
         .and_then(|value| value.parse::<u64>().ok());
     let response = if declared.is_some_and(|length| length > max_body as u64) {
-        AppError::PayloadTooLarge { limit: max_body }.into_response()
+        // Closing tells hyper not to read (and buffer) the rest of the upload.
+        let mut response = AppError::PayloadTooLarge { limit: max_body }.into_response();
+        response
+            .headers_mut()
+            .insert(header::CONNECTION, header::HeaderValue::from_static("close"));
+        response
     } else {
         match tokio::time::timeout(app.config.server.request_timeout, next.run(request)).await {
             // Body-limit rejections of extractors are plain text: answer with the contract's error.
