@@ -55,9 +55,10 @@ async fn deadline_and_log(State(app): State<App>, request: Request, next: Next) 
     let response = if declared.is_some_and(|length| length > max_body as u64) {
         // Closing tells hyper not to read (and buffer) the rest of the upload.
         let mut response = AppError::PayloadTooLarge { limit: max_body }.into_response();
-        response
-            .headers_mut()
-            .insert(header::CONNECTION, header::HeaderValue::from_static("close"));
+        response.headers_mut().insert(
+            header::CONNECTION,
+            header::HeaderValue::from_static("close"),
+        );
         response
     } else {
         match tokio::time::timeout(app.config.server.request_timeout, next.run(request)).await {

@@ -1,0 +1,26 @@
+//! Integration tests: one binary, the server started as a real process.
+//!
+//! Each module proves one item of the acceptance list (issue #2) through HTTP
+//! against the real `convlog` binary; `oracle` recomputes expected answers
+//! from the generated data.
+
+mod access;
+mod access_isolation;
+mod access_limits;
+mod access_secrets;
+mod anonymity;
+mod common;
+mod crash;
+mod errors;
+mod ingest;
+mod isolation;
+mod ops;
+mod oracle;
+mod paging;
+mod reindex;
+mod review;
+mod review_concurrency;
+mod search_oracle;
+mod sessions;
+mod tagging;
+mod ui;
