@@ -60,6 +60,10 @@ struct Args {
     /// Repeat the whole run this many times (fresh server and data directory) and report medians.
     #[arg(long, default_value_t = 1)]
     runs: usize,
+    /// Before each run, wait up to this many seconds for the machine to be quiet
+    /// (other processes below a quarter of the cores over 5 s); 0: don't wait.
+    #[arg(long, default_value_t = 0)]
+    wait_quiet: u64,
     /// Tiny CI mode: check that everything works and exit quickly; no bar is enforced.
     #[arg(long)]
     smoke: bool,
@@ -163,6 +167,15 @@ fn run(args: &Args) -> anyhow::Result<()> {
     for number in 1..=args.runs {
         if args.runs > 1 {
             log(format!("run {number} of {}", args.runs));
+        }
+        if args.wait_quiet > 0 {
+            let (waited, busy) = server::wait_quiet(Duration::from_secs(args.wait_quiet));
+            log(format!(
+                "machine {} after {:.0} s (others used {:.0}% of the cores in the last 5 s)",
+                if busy < 0.25 { "quiet" } else { "still busy" },
+                waited.as_secs_f64(),
+                busy * 100.0
+            ));
         }
         let outcome = one_run(args, &machine, &data)?;
         if args.runs > 1 {
@@ -439,6 +452,27 @@ fn measure(
         ],
         Shape::Seconds,
     ));
+    // CPU time is much less disturbed by other processes than wall time.
+    let per_million = 1e6 / data.messages as f64;
+    let cores = machine.cores as f64;
+    rows.push(Row::info(
+        "W1",
+        "server CPU-s per 1M messages: during ingest / until searchable",
+        vec![
+            server_cpu_ingest.total * per_million,
+            server_cpu_total.total * per_million,
+        ],
+        Shape::Seconds,
+    ));
+    rows.push(Row::info(
+        "W1",
+        &format!(
+            "msg/s the server's CPU use allows on {} cores (ingest + index)",
+            machine.cores
+        ),
+        vec![data.messages as f64 / (server_cpu_total.total / cores)],
+        Shape::Count,
+    ));
 
     // W2: queries, after everything is indexed and background work has settled.
     let (idle_wait, idle) = server::wait_idle(
@@ -485,9 +519,16 @@ fn measure(
     let client_cpu_queries_before = server::cpu(std::process::id()).total;
     let machine_queries_before = server::machine_busy();
     let queries_started = Instant::now();
-    let w2a = workloads::run_queries(server, &mixes.w2a, 1)?;
-    let w2b = workloads::run_queries(server, &mixes.w2b, 1)?;
-    let w2c = workloads::run_queries(server, &mixes.w2c, 1)?;
+    let mut query_cpu_ms = Vec::new();
+    let mut timed = |mix: &[workloads::QuerySpec]| -> anyhow::Result<QueryRun> {
+        let before = server::cpu(server.pid).total;
+        let run = workloads::run_queries(server, mix, 1)?;
+        query_cpu_ms.push((server::cpu(server.pid).total - before) * 1e3 / mix.len().max(1) as f64);
+        Ok(run)
+    };
+    let w2a = timed(&mixes.w2a)?;
+    let w2b = timed(&mixes.w2b)?;
+    let w2c = timed(&mixes.w2c)?;
     let queries_wall = queries_started.elapsed().as_secs_f64();
     let server_cpu_queries = server::cpu(server.pid).since(&server_cpu_queries_before);
     let foreign_queries = (server::machine_busy()
@@ -556,6 +597,12 @@ fn measure(
             ),
         ));
     }
+    rows.push(Row::info(
+        "W2",
+        "server CPU per query, mean: W2a / W2b / W2c",
+        query_cpu_ms,
+        Shape::Ms(1),
+    ));
     for (class, result) in &w2a.by_class {
         let s = stats::summarize(&result.latencies);
         rows.push(Row::info(
@@ -694,7 +741,6 @@ fn measure(
         0.0
     };
     let ingest_s = ingest.elapsed.as_secs_f64();
-    let cores = machine.cores as f64;
     let notes = vec![
         format!(
             "server CPU during ingest: {:.1}s in {:.1}s ({:.0}% of {} cores): {}",
