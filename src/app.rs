@@ -32,6 +32,10 @@ pub struct Inner {
     pub tagger: Arc<Tagger>,
     pub jobs: Jobs,
     pub rate_limiter: crate::auth::RateLimiter,
+    /// KiB of request bodies that may be in memory at once (four full bodies).
+    pub body_budget: Arc<tokio::sync::Semaphore>,
+    /// The budget's size in KiB.
+    pub body_budget_kib: u32,
     pub clock: Clock,
     pub metrics: Metrics,
     /// Held for the life of the process: one process per data directory.
@@ -101,6 +105,9 @@ impl App {
         .context("starting the tagging job")?;
         let rate_limiter =
             crate::auth::RateLimiter::new(config.auth.rate_limit, config.auth.rate_burst);
+        let body_budget_kib = (config.server.max_body as u64 * 4)
+            .div_ceil(1024)
+            .min(u32::MAX as u64) as u32;
         Ok(App {
             inner: Arc::new(Inner {
                 config,
@@ -112,6 +119,8 @@ impl App {
                 tagger: Arc::new(tagger),
                 jobs,
                 rate_limiter,
+                body_budget: Arc::new(tokio::sync::Semaphore::new(body_budget_kib as usize)),
+                body_budget_kib,
                 clock,
                 metrics: Metrics::default(),
                 _lock: lock,

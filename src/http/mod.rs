@@ -61,6 +61,20 @@ async fn deadline_and_log(State(app): State<App>, request: Request, next: Next) 
         );
         response
     } else {
+        // Bodies in memory at once are bounded: a request holds its declared length
+        // (or the whole limit when chunked) from a shared budget while it runs.
+        let has_body = declared.is_some_and(|length| length > 0)
+            || request.headers().contains_key(header::TRANSFER_ENCODING);
+        let cost_kib = declared.unwrap_or(max_body as u64).div_ceil(1024).max(1) as u32;
+        let _budget = match has_body {
+            true => Some(
+                app.body_budget
+                    .clone()
+                    .acquire_many_owned(cost_kib.min(app.body_budget_kib))
+                    .await,
+            ),
+            false => None,
+        };
         match tokio::time::timeout(app.config.server.request_timeout, next.run(request)).await {
             // Body-limit rejections of extractors are plain text: answer with the contract's error.
             Ok(response)
