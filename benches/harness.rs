@@ -11,6 +11,8 @@
 //!
 //! ```sh
 //! cargo bench --bench harness -- --messages 1000000 --runs 3
+//! # on a shared machine: wait for quiet and drop runs others disturbed
+//! cargo bench --bench harness -- --messages 1000000 --runs 3 --wait-quiet 900 --max-others 15
 //! cargo bench --bench harness -- --messages 20000 --queries 50 --smoke   # CI
 //! ```
 
@@ -64,6 +66,10 @@ struct Args {
     /// (other processes below a quarter of the cores over 5 s); 0: don't wait.
     #[arg(long, default_value_t = 0)]
     wait_quiet: u64,
+    /// Discard a run (and run another, up to 3× --runs in all) when other processes
+    /// used more than this percentage of the cores during its ingest or W2; 100: keep all.
+    #[arg(long, default_value_t = 100.0)]
+    max_others: f64,
     /// Tiny CI mode: check that everything works and exit quickly; no bar is enforced.
     #[arg(long)]
     smoke: bool,
@@ -98,6 +104,8 @@ struct RunOutcome {
     notes: Vec<String>,
     failures: Vec<String>,
     details: Value,
+    /// Share of the machine's cores other processes used during ingest and during W2.
+    others: (f64, f64),
 }
 
 fn main() -> ExitCode {
@@ -164,9 +172,13 @@ fn run(args: &Args) -> anyhow::Result<()> {
     ));
 
     let mut outcomes = Vec::new();
-    for number in 1..=args.runs {
+    let mut discarded = 0;
+    let mut attempt = 0;
+    while outcomes.len() < args.runs && attempt < args.runs * 3 {
+        attempt += 1;
+        let number = outcomes.len() + 1;
         if args.runs > 1 {
-            log(format!("run {number} of {}", args.runs));
+            log(format!("run {number} of {} (attempt {attempt})", args.runs));
         }
         if args.wait_quiet > 0 {
             let (waited, busy) = server::wait_quiet(Duration::from_secs(args.wait_quiet));
@@ -178,6 +190,17 @@ fn run(args: &Args) -> anyhow::Result<()> {
             ));
         }
         let outcome = one_run(args, &machine, &data)?;
+        let (ingest_others, query_others) = outcome.others;
+        if ingest_others.max(query_others) * 100.0 > args.max_others {
+            log(format!(
+                "discarding this run: other processes used {:.0}% of the cores during ingest, {:.0}% during W2 (limit {}%)",
+                ingest_others * 100.0,
+                query_others * 100.0,
+                args.max_others
+            ));
+            discarded += 1;
+            continue;
+        }
         if args.runs > 1 {
             println!(
                 "\nrun {number} of {} ({})\n",
@@ -192,6 +215,10 @@ fn run(args: &Args) -> anyhow::Result<()> {
         outcomes.push(outcome);
     }
 
+    ensure!(
+        !outcomes.is_empty(),
+        "every run was discarded: the machine was never quiet enough (--max-others)"
+    );
     let all_rows: Vec<Vec<Row>> = outcomes.iter().map(|o| o.rows.clone()).collect();
     let rows = report::median_rows(&all_rows);
     let date = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
@@ -217,10 +244,13 @@ fn run(args: &Args) -> anyhow::Result<()> {
         } else {
             "full"
         },
-        if args.runs > 1 {
-            format!("; figures are medians of {} runs", args.runs)
-        } else {
-            String::new()
+        match (outcomes.len(), discarded) {
+            (1, 0) => String::new(),
+            (n, 0) => format!("; figures are medians of {n} runs"),
+            (n, d) => format!(
+                "; figures are medians of {n} runs ({d} more discarded: other processes above {}% of the cores)",
+                args.max_others
+            ),
         }
     );
     println!("\n{header}\n");
@@ -257,7 +287,7 @@ fn run(args: &Args) -> anyhow::Result<()> {
         "machine": machine.to_json(),
         "convlog_version": env!("CARGO_PKG_VERSION"),
         "args": {"messages": args.messages, "queries": args.queries, "clients": args.clients, "batch": args.batch,
-                 "seed": args.seed, "smoke": args.smoke, "runs": args.runs},
+                 "seed": args.seed, "smoke": args.smoke, "runs": args.runs, "max_others": args.max_others, "discarded_runs": discarded},
         "data": {"messages": data.messages, "body_bytes": data.body_bytes, "text_bytes": data.text_bytes,
                  "bots": data.bots, "conversations_asked": data.conversations_asked,
                  "from": workloads::rfc3339(data.min_ts), "to": workloads::rfc3339(data.max_ts)},
@@ -381,7 +411,7 @@ fn measure(
     let rate = ingest.rate();
     let searchable_s = searchable.elapsed.map_or(f64::NAN, |d| d.as_secs_f64());
     log(format!(
-        "W1: {:.0} msg/s, ack p50 {:.0} ms p99 {:.0} ms; searchable after {}",
+        "W1: {:.0} msg/s, ack p50 {:.0} ms p99 {:.0} ms; searchable after {} s",
         rate,
         ack.p50_ms,
         ack.p99_ms,
@@ -664,12 +694,22 @@ fn measure(
     );
     rows.push(Row::info(
         "W6",
-        "RSS after W2: anonymous / file-backed (mmapped index)",
+        "RSS after W2: anonymous / file-backed (mmapped index and SQLite)",
         vec![
             to_mib(memory_serving.anon_kib),
             to_mib(memory_serving.file_kib),
         ],
         Shape::MiB,
+    ));
+
+    rows.push(Row::info(
+        "machine",
+        "other processes' share of the cores: during ingest / during W2",
+        vec![
+            foreign_ingest / window_ingest / cores * 100.0,
+            foreign_queries / queries_wall / cores * 100.0,
+        ],
+        Shape::Percent,
     ));
 
     // Data.
@@ -823,6 +863,10 @@ fn measure(
         notes,
         failures,
         details,
+        others: (
+            foreign_ingest / window_ingest / cores,
+            foreign_queries / queries_wall / cores,
+        ),
     })
 }
 

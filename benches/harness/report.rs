@@ -42,6 +42,8 @@ pub enum Shape {
     Seconds,
     /// MiB without decimals, joined by " / ".
     MiB,
+    /// Percentages without decimals, joined by " / ".
+    Percent,
     /// p50 / p99 ms and a rate in queries per second.
     MsRate,
     /// Free text (not aggregated over runs: the last run's).
@@ -128,6 +130,7 @@ impl Row {
                     format!("{v:.0}")
                 })
             ),
+            Shape::Percent => join(&|v| format!("{v:.0}%")),
             Shape::MsRate => match self.values.as_slice() {
                 [p50, p99, rate] => format!("{p50:.1} / {p99:.1} ms, {rate:.0} q/s"),
                 _ => String::new(),
