@@ -229,19 +229,7 @@ pub fn conversation_of(server: &Server, bot: &str) -> BTreeMap<String, String> {
 
 // Small utilities kept here so this file does not depend on the rest of the harness.
 
-/// Percent-encodes a path segment or query value.
-pub fn encode(value: &str) -> String {
-    let mut out = String::with_capacity(value.len());
-    for byte in value.bytes() {
-        match byte {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                out.push(byte as char)
-            }
-            _ => out.push_str(&format!("%{byte:02X}")),
-        }
-    }
-    out
-}
+pub use crate::common::encode;
 
 /// UTC microseconds of an RFC 3339 text.
 pub fn micros(text: &str) -> i64 {
