@@ -1,6 +1,7 @@
 //! Start-up wiring: the data directory, store, index, indexer and search, held
 //! together as the state every handler gets.
 
+use crate::archive::{ArchiveError, Archiver};
 use crate::config::Config;
 use crate::index::{IndexSchema, LiveIndex};
 use crate::ingest::pseudonym::UserKeyer;
@@ -31,6 +32,7 @@ pub struct Inner {
     pub index: Arc<LiveIndex>,
     pub tagger: Arc<Tagger>,
     pub jobs: Jobs,
+    pub archiver: Archiver,
     pub rate_limiter: crate::auth::RateLimiter,
     /// KiB of request bodies that may be in memory at once (four full bodies).
     pub body_budget: Arc<tokio::sync::Semaphore>,
@@ -103,6 +105,15 @@ impl App {
             config.index.refresh_interval,
         )
         .context("starting the tagging job")?;
+        let archiver = Archiver::new(
+            store.clone(),
+            index.clone(),
+            config.retention.clone(),
+            &config.archive_url(),
+            clock,
+            io_runtime(),
+        )
+        .context("opening the archive")?;
         let rate_limiter =
             crate::auth::RateLimiter::new(config.auth.rate_limit, config.auth.rate_burst);
         let body_budget_kib = (config.server.max_body as u64 * 4)
@@ -118,6 +129,7 @@ impl App {
                 index,
                 tagger: Arc::new(tagger),
                 jobs,
+                archiver,
                 rate_limiter,
                 body_budget: Arc::new(tokio::sync::Semaphore::new(body_budget_kib as usize)),
                 body_budget_kib,
@@ -179,6 +191,37 @@ impl App {
             .await
     }
 
+    /// Starts an archive pass as a job (or returns the one running).
+    pub async fn start_archive(&self) -> Result<JobRecord, StoreError> {
+        let archiver = self.archiver.clone();
+        self.jobs
+            .start("archive", move |progress| {
+                let summary = archiver.run(&progress).map_err(|err| err.to_string())?;
+                tracing::info!(?summary, "archive pass finished");
+                Ok(())
+            })
+            .await
+    }
+
+    /// Starts a restore of `bot_id`'s conversations active in `[from, to)` as a job.
+    pub async fn start_restore(
+        &self,
+        bot_id: String,
+        from: crate::model::Micros,
+        to: crate::model::Micros,
+    ) -> Result<JobRecord, StoreError> {
+        let archiver = self.archiver.clone();
+        self.jobs
+            .start("restore", move |progress| {
+                let summary = archiver
+                    .restore(&bot_id, from, to, &progress)
+                    .map_err(|err: ArchiveError| err.to_string())?;
+                tracing::info!(?summary, "restore finished");
+                Ok(())
+            })
+            .await
+    }
+
     /// Stops jobs and the tagger, finishes pending writes, then indexes and commits what is left.
     pub fn shutdown(&self) {
         self.jobs.cancel_all();
@@ -214,6 +257,9 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         );
         app.start_full_tagging().await?;
     }
+    if let Some(every) = app.config.retention.schedule {
+        tokio::spawn(archive_schedule(app.clone(), every));
+    }
     // Tests and scripts read this line to find a port chosen with :0.
     println!("convlog listening on http://{address}");
     tracing::info!(%address, "listening");
@@ -224,6 +270,38 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     tracing::info!("shutting down: finishing writes and the last index commit");
     tokio::task::spawn_blocking(move || app.shutdown()).await?;
     Ok(())
+}
+
+/// Starts an archive pass every `every`; the first a minute after start (at most),
+/// so runs a crash left unfinished are resumed soon.
+async fn archive_schedule(app: App, every: std::time::Duration) {
+    let first = tokio::time::Instant::now() + every.min(std::time::Duration::from_secs(60));
+    let mut ticker = tokio::time::interval_at(first, every);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ticker.tick().await;
+        if let Err(err) = app.start_archive().await {
+            tracing::warn!(error = %err, "could not start the scheduled archive pass");
+        }
+    }
+}
+
+/// The tokio runtime archive uploads run on: the caller's, or (from a plain
+/// thread, as in the command line's direct mode) one kept for the process.
+fn io_runtime() -> tokio::runtime::Handle {
+    static OWN: std::sync::OnceLock<tokio::runtime::Runtime> = std::sync::OnceLock::new();
+    tokio::runtime::Handle::try_current().unwrap_or_else(|_| {
+        OWN.get_or_init(|| {
+            tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(1)
+                .thread_name("archive-io")
+                .enable_all()
+                .build()
+                .expect("starting the archive's I/O runtime")
+        })
+        .handle()
+        .clone()
+    })
 }
 
 async fn shutdown_signal() {

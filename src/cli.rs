@@ -28,6 +28,11 @@ pub enum Command {
     Generate(GenerateArgs),
     /// Rebuild the search index from the store (through a running server, or directly).
     Reindex(AdminArgs),
+    /// Archive every conversation past its retention period to Parquet (through
+    /// the running server, or directly on the data directory).
+    Archive(ArchiveArgs),
+    /// Bring archived conversations of a bot back into the hot store and index.
+    Restore(RestoreArgs),
     /// List recent background jobs.
     Jobs(AdminArgs),
     /// Manage API keys (works beside a running server).
@@ -93,6 +98,30 @@ pub struct AdminArgs {
 }
 
 /// Where settings come from.
+#[derive(Debug, Args)]
+pub struct ArchiveArgs {
+    /// Print what would be archived, change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    #[command(flatten)]
+    pub admin: AdminArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct RestoreArgs {
+    /// The bot whose conversations come back.
+    #[arg(long = "bot")]
+    pub bot_id: String,
+    /// Start of the range (RFC 3339): conversations active in [from, to).
+    #[arg(long)]
+    pub from: String,
+    /// End of the range (RFC 3339, exclusive).
+    #[arg(long)]
+    pub to: String,
+    #[command(flatten)]
+    pub admin: AdminArgs,
+}
+
 #[derive(Debug, Args, Clone, Default)]
 pub struct ConfigArgs {
     /// A config file layered over the embedded defaults (env: CONVLOG_CONFIG).
@@ -173,6 +202,8 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Ingest(args) => ingest(args),
         Command::Generate(args) => generate(args),
         Command::Reindex(args) => reindex(args),
+        Command::Archive(args) => archive(args),
+        Command::Restore(args) => restore(args),
         Command::Jobs(args) => jobs(args),
         Command::Keys(command) => keys(command),
         Command::Audit(AuditCommand::Verify { config }) => audit_verify(config),
@@ -308,6 +339,45 @@ fn progress_bar(message: &'static str) -> indicatif::ProgressBar {
     bar
 }
 
+/// Follows a job the server started until it ends, on a progress bar.
+fn follow_job(
+    agent: &ureq::Agent,
+    url: &str,
+    job: serde_json::Value,
+    bar: &indicatif::ProgressBar,
+) -> anyhow::Result<serde_json::Value> {
+    let id = job["id"].as_str().unwrap_or_default().to_string();
+    loop {
+        let job = call(agent.get(&format!("{url}/v1/admin/jobs/{id}")).call())?;
+        bar.set_length(job["total"].as_u64().unwrap_or(0));
+        bar.set_position(job["processed"].as_u64().unwrap_or(0));
+        match job["state"].as_str() {
+            Some("succeeded") => return Ok(job),
+            Some("failed") => bail!("{} failed: {}", job["kind"], job["error"]),
+            _ => std::thread::sleep(Duration::from_millis(200)),
+        }
+    }
+}
+
+/// Runs `work` on its own thread beside a progress bar fed from its `Progress`.
+fn with_progress<T: Send + 'static>(
+    bar: &indicatif::ProgressBar,
+    work: impl FnOnce(&crate::jobs::Progress) -> T + Send + 'static,
+) -> anyhow::Result<T> {
+    use std::sync::atomic::Ordering::Relaxed;
+    let progress = std::sync::Arc::new(crate::jobs::Progress::default());
+    let shared = progress.clone();
+    let worker = std::thread::spawn(move || work(&shared));
+    while !worker.is_finished() {
+        bar.set_length(progress.total.load(Relaxed));
+        bar.set_position(progress.processed.load(Relaxed));
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    worker
+        .join()
+        .map_err(|_| anyhow::anyhow!("the work panicked"))
+}
+
 fn reindex(args: AdminArgs) -> anyhow::Result<()> {
     let config = args.config.load()?;
     let bar = progress_bar("reindexing");
@@ -315,45 +385,101 @@ fn reindex(args: AdminArgs) -> anyhow::Result<()> {
         Some(url) => {
             let agent = agent();
             let job = call(agent.post(&format!("{url}/v1/admin/reindex")).send_empty())?;
-            let id = job["id"].as_str().unwrap_or_default().to_string();
-            loop {
-                let job = call(agent.get(&format!("{url}/v1/admin/jobs/{id}")).call())?;
-                bar.set_length(job["total"].as_u64().unwrap_or(0));
-                bar.set_position(job["processed"].as_u64().unwrap_or(0));
-                match job["state"].as_str() {
-                    Some("succeeded") => break,
-                    Some("failed") => bail!("reindex failed: {}", job["error"]),
-                    _ => std::thread::sleep(Duration::from_millis(200)),
-                }
-            }
+            follow_job(&agent, &url, job, &bar)?;
         }
         None => {
             // This is the remedy `on_schema_change = "refuse"` names: open whatever is there.
             let mut config = config;
             config.index.on_schema_change = crate::index::SchemaChange::Rebuild;
             let app = App::open(config)?;
-            let progress = std::sync::Arc::new(crate::jobs::Progress::default());
             let index = app.index.clone();
-            let work = progress.clone();
-            let build = std::thread::spawn(move || index.reindex(&work));
-            while !build.is_finished() {
-                bar.set_length(progress.total.load(std::sync::atomic::Ordering::Relaxed));
-                bar.set_position(
-                    progress
-                        .processed
-                        .load(std::sync::atomic::Ordering::Relaxed),
-                );
-                std::thread::sleep(Duration::from_millis(100));
-            }
-            let result = build
-                .join()
-                .map_err(|_| anyhow::anyhow!("the reindex panicked"))?;
+            let result = with_progress(&bar, move |progress| index.reindex(progress))?;
             app.shutdown();
             result.map_err(anyhow::Error::msg)?;
         }
     }
     bar.finish_and_clear();
     eprintln!("reindexed");
+    Ok(())
+}
+
+fn archive(args: ArchiveArgs) -> anyhow::Result<()> {
+    let config = args.admin.config.load()?;
+    let server = server_for(&config, &args.admin.server, args.admin.direct);
+    if args.dry_run {
+        let plan = match server {
+            Some(url) => call(
+                agent()
+                    .post(&format!("{url}/v1/admin/archive?dry_run=true"))
+                    .send_empty(),
+            )?["plan"]
+                .clone(),
+            None => {
+                let app = App::open(config)?;
+                let plan = app.archiver.dry_run();
+                app.shutdown();
+                serde_json::to_value(plan?)?
+            }
+        };
+        println!("{}", serde_json::to_string_pretty(&plan)?);
+        return Ok(());
+    }
+    let bar = progress_bar("archiving");
+    match server {
+        Some(url) => {
+            let agent = agent();
+            let job = call(agent.post(&format!("{url}/v1/admin/archive")).send_empty())?;
+            follow_job(&agent, &url, job, &bar)?;
+            bar.finish_and_clear();
+            eprintln!("archived; see GET {url}/v1/admin/archive/partitions");
+        }
+        None => {
+            let app = App::open(config)?;
+            let archiver = app.archiver.clone();
+            let summary = with_progress(&bar, move |progress| archiver.run(progress))?;
+            app.shutdown();
+            bar.finish_and_clear();
+            println!("{}", serde_json::to_string_pretty(&summary?)?);
+        }
+    }
+    Ok(())
+}
+
+fn restore(args: RestoreArgs) -> anyhow::Result<()> {
+    let config = args.admin.config.load()?;
+    let bar = progress_bar("restoring");
+    match server_for(&config, &args.admin.server, args.admin.direct) {
+        Some(url) => {
+            let agent = agent();
+            let body = serde_json::json!({"bot_id": args.bot_id, "from": args.from, "to": args.to});
+            let job = call(
+                agent
+                    .post(&format!("{url}/v1/admin/restore"))
+                    .send_json(&body),
+            )?;
+            let job = follow_job(&agent, &url, job, &bar)?;
+            bar.finish_and_clear();
+            eprintln!("restored {} conversations", job["processed"]);
+        }
+        None => {
+            let from = crate::model::parse_timestamp(&args.from)
+                .with_context(|| format!("--from {:?} is not an RFC 3339 timestamp", args.from))?;
+            let to = crate::model::parse_timestamp(&args.to)
+                .with_context(|| format!("--to {:?} is not an RFC 3339 timestamp", args.to))?;
+            if from >= to {
+                bail!("--to must be after --from");
+            }
+            let app = App::open(config)?;
+            let archiver = app.archiver.clone();
+            let bot_id = args.bot_id.clone();
+            let summary = with_progress(&bar, move |progress| {
+                archiver.restore(&bot_id, from, to, progress)
+            })?;
+            app.shutdown();
+            bar.finish_and_clear();
+            println!("{}", serde_json::to_string_pretty(&summary?)?);
+        }
+    }
     Ok(())
 }
 

@@ -8,11 +8,14 @@
 //!                                         index (tantivy, follows the store's change stream)
 //!                                                        │
 //!                                    query (filters, facets, cursors) ─► HTTP
+//!
+//! tag (rayon job over the change stream)   archive (past retention ─► Parquet in object storage)
 //! ```
 //!
 //! [`app::serve`] wires them together; [`config`] turns `config.toml` into typed settings.
 
 pub mod app;
+pub mod archive;
 pub mod auth;
 pub mod cli;
 pub mod config;

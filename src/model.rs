@@ -47,20 +47,35 @@ pub fn normalize_label(name: &str) -> Result<String, &'static str> {
     Ok(name.to_string())
 }
 
-/// The service's clock: real time, shifted by a fixed offset in tests and drills.
+/// The service's clock: real time, shifted by a fixed offset in tests and
+/// drills, or stopped at one instant (`CONVLOG_CLOCK_AT`) for boundary tests.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Clock {
     offset: Micros,
+    stopped_at: Option<Micros>,
 }
 
 impl Clock {
     /// A clock `offset` microseconds ahead of real time (negative: behind).
     pub fn with_offset(offset: Micros) -> Clock {
-        Clock { offset }
+        Clock {
+            offset,
+            stopped_at: None,
+        }
     }
 
-    /// Reads `CONVLOG_CLOCK_OFFSET` ("+8d", "-90m", "30s"); real time when unset.
+    /// Reads `CONVLOG_CLOCK_AT` (an RFC 3339 instant the clock stays at) or
+    /// `CONVLOG_CLOCK_OFFSET` ("+8d", "-90m", "30s"); real time when neither is set.
     pub fn from_env() -> Result<Clock, String> {
+        if let Ok(text) = std::env::var("CONVLOG_CLOCK_AT") {
+            let at = parse_timestamp(&text).ok_or_else(|| {
+                format!("CONVLOG_CLOCK_AT: {text:?} is not an RFC 3339 timestamp")
+            })?;
+            return Ok(Clock {
+                offset: 0,
+                stopped_at: Some(at),
+            });
+        }
         match std::env::var("CONVLOG_CLOCK_OFFSET") {
             Err(_) => Ok(Clock::default()),
             Ok(text) => {
@@ -77,7 +92,8 @@ impl Clock {
 
     /// The current time in microseconds.
     pub fn now(&self) -> Micros {
-        now_micros() + self.offset
+        self.stopped_at
+            .unwrap_or_else(|| now_micros() + self.offset)
     }
 }
 

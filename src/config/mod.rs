@@ -117,9 +117,42 @@ pub struct ReviewConfig {
 /// `[retention]`.
 #[derive(Debug, Clone)]
 pub struct RetentionConfig {
+    /// How long conversations stay hot after their last message.
     pub period: Duration,
+    /// Per-bot periods overriding `period`.
+    pub bots: std::collections::BTreeMap<String, Duration>,
+    /// Hold flagged conversations hot whatever their age.
+    pub keep_flagged: bool,
+    /// How often the archive runs by itself; `None` is off.
+    pub schedule: Option<Duration>,
+    /// Messages per archive run (one set of objects each).
+    pub batch_messages: usize,
+    /// Objects larger than this upload in parts.
+    pub multipart_threshold: usize,
+    /// Objects under the archive prefix missing from the manifest are removed once this old.
+    pub orphan_grace: Duration,
+    /// How long restored conversations stay hot.
+    pub restore_hold: Duration,
     /// Empty means `<data_dir>/archive`.
     pub archive_url: String,
+    pub s3: S3Config,
+}
+
+impl RetentionConfig {
+    /// The retention period of a bot.
+    pub fn period_of(&self, bot_id: &str) -> Duration {
+        self.bots.get(bot_id).copied().unwrap_or(self.period)
+    }
+}
+
+/// `[retention.s3]`: empty strings fall back to the `AWS_*` environment variables.
+#[derive(Debug, Clone, Default)]
+pub struct S3Config {
+    pub endpoint: String,
+    pub region: String,
+    pub access_key_id: String,
+    pub secret_access_key: String,
+    pub allow_http: bool,
 }
 
 /// Where each layer of configuration comes from.
@@ -400,7 +433,53 @@ fn validate(table: toml::Table) -> Result<Config, ConfigError> {
             "retention.period",
             duration("retention.period", &raw.retention.period)?,
         )?,
+        bots: raw
+            .retention
+            .bots
+            .iter()
+            .map(|(bot, period)| {
+                let key = format!("retention.bots.{bot}");
+                if !crate::model::is_identifier(bot) {
+                    return Err(invalid(&key, "not a valid bot id"));
+                }
+                Ok((bot.clone(), positive(&key, duration(&key, period)?)?))
+            })
+            .collect::<Result<_, _>>()?,
+        keep_flagged: raw.retention.keep_flagged,
+        schedule: Some(duration("retention.schedule", &raw.retention.schedule)?)
+            .filter(|every| !every.is_zero()),
+        batch_messages: match raw.retention.batch_messages {
+            0 => return Err(invalid("retention.batch_messages", "must be at least 1")),
+            n => n,
+        },
+        multipart_threshold: match size(
+            "retention.multipart_threshold",
+            &raw.retention.multipart_threshold,
+        )? {
+            n if n < 5 << 20 => {
+                return Err(invalid(
+                    "retention.multipart_threshold",
+                    "must be at least 5MiB (S3's smallest part)",
+                ));
+            }
+            n => n as usize,
+        },
+        orphan_grace: positive(
+            "retention.orphan_grace",
+            duration("retention.orphan_grace", &raw.retention.orphan_grace)?,
+        )?,
+        restore_hold: positive(
+            "retention.restore_hold",
+            duration("retention.restore_hold", &raw.retention.restore_hold)?,
+        )?,
         archive_url,
+        s3: S3Config {
+            endpoint: raw.retention.s3.endpoint.trim().to_string(),
+            region: raw.retention.s3.region.trim().to_string(),
+            access_key_id: raw.retention.s3.access_key_id.trim().to_string(),
+            secret_access_key: raw.retention.s3.secret_access_key.trim().to_string(),
+            allow_http: raw.retention.s3.allow_http,
+        },
     };
 
     Ok(Config {

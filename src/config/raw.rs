@@ -74,7 +74,27 @@ pub struct RawSearch {
 #[serde(deny_unknown_fields)]
 pub struct RawRetention {
     pub period: String,
+    #[serde(default)]
+    pub bots: std::collections::BTreeMap<String, String>,
+    pub keep_flagged: bool,
+    pub schedule: String,
+    pub batch_messages: usize,
+    pub multipart_threshold: String,
+    pub orphan_grace: String,
+    pub restore_hold: String,
     pub archive_url: String,
+    pub s3: RawS3,
+}
+
+/// `[retention.s3]`: empty values fall back to the standard AWS environment variables.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawS3 {
+    pub endpoint: String,
+    pub region: String,
+    pub access_key_id: String,
+    pub secret_access_key: String,
+    pub allow_http: bool,
 }
 
 /// `[review]`.

@@ -28,6 +28,88 @@ pub async fn reindex(State(app): State<App>) -> Result<(StatusCode, Json<Value>)
     Ok((StatusCode::ACCEPTED, Json(job_json(&job))))
 }
 
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ArchiveQuery {
+    dry_run: Option<bool>,
+}
+
+/// `POST /v1/admin/archive`: archive every conversation past its retention
+/// period, as a job. With `?dry_run=true`: what would be archived, changing nothing.
+pub async fn archive(
+    State(app): State<App>,
+    RawQuery(query): RawQuery,
+) -> Result<(StatusCode, Json<Value>), AppError> {
+    let query: ArchiveQuery = serde_urlencoded::from_str(query.as_deref().unwrap_or(""))
+        .map_err(|err| invalid("query string", err.to_string()))?;
+    if query.dry_run == Some(true) {
+        let archiver = app.archiver.clone();
+        let summary = tokio::task::spawn_blocking(move || archiver.dry_run())
+            .await
+            .map_err(|err| AppError::Store(crate::store::StoreError::Unavailable(err.to_string())))?
+            .map_err(archive_error)?;
+        return Ok((
+            StatusCode::OK,
+            Json(json!({"dry_run": true, "plan": summary})),
+        ));
+    }
+    let job = app.start_archive().await?;
+    Ok((StatusCode::ACCEPTED, Json(job_json(&job))))
+}
+
+fn archive_error(err: crate::archive::ArchiveError) -> AppError {
+    match err {
+        crate::archive::ArchiveError::Store(err) => AppError::Store(err),
+        crate::archive::ArchiveError::Object(reason) => {
+            AppError::Store(crate::store::StoreError::Unavailable(reason))
+        }
+    }
+}
+
+/// `GET /v1/admin/archive/partitions`: the archive's message partitions.
+pub async fn archive_partitions(State(app): State<App>) -> Result<Json<Value>, AppError> {
+    let archiver = app.archiver.clone();
+    let url = archiver.url().to_string();
+    let partitions = tokio::task::spawn_blocking(move || archiver.partitions(None))
+        .await
+        .map_err(|err| AppError::Store(crate::store::StoreError::Unavailable(err.to_string())))?
+        .map_err(archive_error)?;
+    Ok(Json(json!({"url": url, "partitions": partitions})))
+}
+
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RestoreBody {
+    bot_id: String,
+    from: String,
+    to: String,
+}
+
+/// `POST /v1/admin/restore {"bot_id", "from", "to"}`: bring back the archived
+/// conversations of a bot active in `[from, to)`, as a job.
+pub async fn restore(
+    State(app): State<App>,
+    body: Bytes,
+) -> Result<(StatusCode, Json<Value>), AppError> {
+    let body: RestoreBody = serde_json::from_slice(&body).map_err(|err| {
+        invalid(
+            "body",
+            format!("expected {{\"bot_id\", \"from\", \"to\"}}: {err}"),
+        )
+    })?;
+    if !crate::model::is_identifier(&body.bot_id) {
+        return Err(invalid("bot_id", "must match [A-Za-z0-9._-]{1,64}"));
+    }
+    let from =
+        parse_timestamp(&body.from).ok_or_else(|| invalid("from", "not an RFC 3339 timestamp"))?;
+    let to = parse_timestamp(&body.to).ok_or_else(|| invalid("to", "not an RFC 3339 timestamp"))?;
+    if from >= to {
+        return Err(invalid("to", "must be after `from`"));
+    }
+    let job = app.start_restore(body.bot_id, from, to).await?;
+    Ok((StatusCode::ACCEPTED, Json(job_json(&job))))
+}
+
 /// `GET /v1/admin/jobs`: recent jobs, newest first.
 pub async fn jobs(State(app): State<App>) -> Result<Json<Value>, AppError> {
     let jobs = app.jobs.list(100).await?;

@@ -80,6 +80,7 @@ impl AppError {
                 (StatusCode::NOT_FOUND, "not_found")
             }
             AppError::Store(StoreError::NotFound) => (StatusCode::NOT_FOUND, "not_found"),
+            AppError::Store(StoreError::Conflict(_)) => (StatusCode::CONFLICT, "conflict"),
             AppError::Query(QueryError::Store(err)) | AppError::Store(err)
                 if err.is_unavailable() =>
             {

@@ -52,6 +52,12 @@ impl WriteCtx<'_> {
                 .query_row(params![bot_id, session_id], |row| row.get::<_, i64>(0))
                 .optional()?
             {
+                Some(id) if super::archive::held(self.conn, id as u64)? => {
+                    return Err(StoreError::Conflict(format!(
+                        "session {session_id:?} of bot {bot_id:?} is held by the archive \
+                         (being archived, or restored read-only); retry once it has been archived"
+                    )));
+                }
                 Some(id) => id as u64,
                 None => self.insert_conversation(first, Some(session_id))?,
             };
@@ -136,7 +142,8 @@ impl WriteCtx<'_> {
         let mut statement = self.conn.prepare_cached(
             "SELECT id, started_at, last_message_at FROM conversations
              WHERE bot_id = ?1 AND user_key = ?2 AND channel = ?3 AND session_id IS NULL
-               AND last_message_at >= ?4 AND started_at <= ?5",
+               AND last_message_at >= ?4 AND started_at <= ?5
+               AND NOT EXISTS (SELECT 1 FROM archive_holds h WHERE h.conversation_id = conversations.id)",
         )?;
         let rows = statement.query_map(params![bot_id, user_key.0, channel, lo, hi], |row| {
             Ok(StoredSession {
@@ -156,9 +163,12 @@ impl WriteCtx<'_> {
         let change = self.next_change();
         self.conn
             .prepare_cached(
+                // Ids are never reused: not even the newest, once archived (the floor).
                 "INSERT INTO conversations
-                   (bot_id, user_key, channel, session_id, started_at, last_message_at, message_count, change_seq)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?5, 0, ?6)",
+                   (id, bot_id, user_key, channel, session_id, started_at, last_message_at, message_count, change_seq)
+                 VALUES (1 + MAX(COALESCE((SELECT MAX(id) FROM conversations), 0),
+                                 COALESCE((SELECT CAST(value AS INTEGER) FROM meta WHERE key = 'conversation_id_floor'), 0)),
+                         ?1, ?2, ?3, ?4, ?5, ?5, 0, ?6)",
             )?
             .execute(params![
                 first.bot_id,

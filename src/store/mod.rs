@@ -9,6 +9,7 @@
 //! Readers use a small pool of read-only connections; WAL lets them read a
 //! consistent snapshot while the writer commits.
 
+pub mod archive;
 mod ingest;
 pub mod keys;
 pub mod read;
@@ -39,6 +40,9 @@ pub enum StoreError {
     Unavailable(String),
     #[error("not found")]
     NotFound,
+    /// The change is refused in the current state (e.g. a conversation held by the archive).
+    #[error("{0}")]
+    Conflict(String),
     #[error("io: {0}")]
     Io(#[from] std::io::Error),
 }

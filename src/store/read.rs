@@ -85,13 +85,13 @@ pub struct ChangeBatch {
     pub position: u64,
 }
 
-const CONVERSATION_COLUMNS: &str = "id, bot_id, user_key, channel, session_id, started_at, \
+pub(super) const CONVERSATION_COLUMNS: &str = "id, bot_id, user_key, channel, session_id, started_at, \
      last_message_at, message_count, flows, dropoff_flow, dropoff_step, flagged_at, flag_note, debug";
 
-const MESSAGE_COLUMNS: &str = "seq, msg_id, conversation_id, role, text, ts, flow, step, node_id, \
+pub(super) const MESSAGE_COLUMNS: &str = "seq, msg_id, conversation_id, role, text, ts, flow, step, node_id, \
      node_type, node_name, intent, confidence, unidentified, flow_completed, metadata";
 
-fn conversation_from_row(row: &Row<'_>) -> rusqlite::Result<ConversationRecord> {
+pub(super) fn conversation_from_row(row: &Row<'_>) -> rusqlite::Result<ConversationRecord> {
     let flows: String = row.get(8)?;
     let dropoff_flow: Option<String> = row.get(9)?;
     Ok(ConversationRecord {
@@ -113,7 +113,7 @@ fn conversation_from_row(row: &Row<'_>) -> rusqlite::Result<ConversationRecord> 
     })
 }
 
-fn message_from_row(row: &Row<'_>) -> rusqlite::Result<MessageRecord> {
+pub(super) fn message_from_row(row: &Row<'_>) -> rusqlite::Result<MessageRecord> {
     Ok(MessageRecord {
         seq: row.get::<_, i64>(0)? as u64,
         id: row.get(1)?,

@@ -31,6 +31,10 @@ pub struct ShareRecord {
     pub revoked_at: Option<Micros>,
 }
 
+/// Why a change to a conversation held by the archive is refused.
+const HELD: &str = "the conversation is held by the archive (being archived, or restored read-only); \
+     it can't be changed";
+
 impl WriteCtx<'_> {
     /// Fails with `NotFound` unless conversation `id` belongs to `bot_id`.
     fn check_owner(&self, bot_id: &str, id: u64) -> Result<(), StoreError> {
@@ -43,6 +47,15 @@ impl WriteCtx<'_> {
         } else {
             Err(StoreError::NotFound)
         }
+    }
+
+    /// Like `check_owner`, and fails with `Conflict` while the archive holds the conversation.
+    fn check_changeable(&self, bot_id: &str, id: u64) -> Result<(), StoreError> {
+        self.check_owner(bot_id, id)?;
+        if super::archive::held(self.conn, id)? {
+            return Err(StoreError::Conflict(HELD.into()));
+        }
+        Ok(())
     }
 
     /// The bot's spelling of a label, recording `name` as it when the bot has none yet.
@@ -120,7 +133,7 @@ impl WriteCtx<'_> {
         name: &str,
         now: Micros,
     ) -> Result<(), StoreError> {
-        self.check_owner(bot_id, id)?;
+        self.check_changeable(bot_id, id)?;
         if self.add_label_unchecked(bot_id, id, name, now)? {
             self.touch_conversation(id)?;
         }
@@ -129,7 +142,7 @@ impl WriteCtx<'_> {
 
     /// Removes a label (idempotent).
     pub fn remove_label(&mut self, bot_id: &str, id: u64, name: &str) -> Result<(), StoreError> {
-        self.check_owner(bot_id, id)?;
+        self.check_changeable(bot_id, id)?;
         if self.remove_label_unchecked(id, name)? {
             self.touch_conversation(id)?;
         }
@@ -143,7 +156,7 @@ impl WriteCtx<'_> {
         id: u64,
         flag: Option<(Micros, Option<&str>)>,
     ) -> Result<(), StoreError> {
-        self.check_owner(bot_id, id)?;
+        self.check_changeable(bot_id, id)?;
         if self.set_flag_unchecked(id, flag)? {
             self.touch_conversation(id)?;
         }
@@ -173,6 +186,9 @@ impl WriteCtx<'_> {
     ) -> Result<u64, StoreError> {
         let mut changed = 0;
         for &id in ids {
+            if super::archive::held(self.conn, id)? {
+                continue;
+            }
             let mut touched = false;
             for label in &change.add_labels {
                 touched |= self.add_label_unchecked(bot_id, id, label, now)?;

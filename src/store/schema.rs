@@ -167,4 +167,45 @@ CREATE TABLE IF NOT EXISTS traces (
     level            TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS traces_conversation ON traces(conversation_id, ts, id);
+-- The archive's state machine (src/archive). One row per run, in a state that
+-- only moves forward: planned -> written -> verified -> manifested -> deleted -> done
+-- (or rolled_back before manifested).
+CREATE TABLE IF NOT EXISTS archive_runs (
+    id               INTEGER PRIMARY KEY,
+    state            TEXT NOT NULL,
+    planned_at       INTEGER NOT NULL,  -- the run's clock; written into its rows as archived_at
+    cutoff           INTEGER NOT NULL,  -- conversations whose last message is before this were due
+    conversations    INTEGER NOT NULL,
+    messages         INTEGER NOT NULL,
+    updated_at       INTEGER NOT NULL,
+    delete_change    INTEGER,           -- change position of its last tombstone (index deletion)
+    error            TEXT
+);
+
+-- Conversations held out of ordinary changes: planned for a run ('archiving'),
+-- or brought back by a restore ('restored', hot until `hold_until`). Ingest
+-- never joins a held conversation; review changes to it are refused.
+CREATE TABLE IF NOT EXISTS archive_holds (
+    conversation_id  INTEGER PRIMARY KEY,
+    run_id           INTEGER NOT NULL,
+    kind             TEXT NOT NULL,
+    hold_until       INTEGER
+);
+CREATE INDEX IF NOT EXISTS archive_holds_run ON archive_holds(run_id);
+
+-- Objects a run wrote; rows of runs in state manifested, deleted or done are the manifest.
+CREATE TABLE IF NOT EXISTS archive_objects (
+    key              TEXT PRIMARY KEY,
+    run_id           INTEGER NOT NULL,
+    kind             TEXT NOT NULL,     -- messages | conversations
+    bot_id           TEXT NOT NULL,
+    date             TEXT NOT NULL,     -- YYYY-MM-DD, UTC
+    rows             INTEGER NOT NULL,
+    bytes            INTEGER NOT NULL,
+    sha256           TEXT NOT NULL,
+    min_ts           INTEGER NOT NULL,
+    max_ts           INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS archive_objects_partition ON archive_objects(bot_id, kind, date);
+CREATE INDEX IF NOT EXISTS archive_objects_run ON archive_objects(run_id);
 "#;

@@ -181,6 +181,10 @@ impl WriteCtx<'_> {
             else {
                 continue;
             };
+            // Held by the archive: its tags stay as they are archived.
+            if super::archive::held(self.conn, outcome.id)? {
+                continue;
+            }
             // Changed since it was read: store these tags, but let the job look again.
             let fresh = current_change as u64 == outcome.evaluated_change;
             let current = tags(self.conn, outcome.id)?;

@@ -43,6 +43,7 @@ pub struct Server {
     data_dir: PathBuf,
     log: PathBuf,
     args: Vec<String>,
+    env: Vec<(String, String)>,
     log_level: String,
     agent: ureq::Agent,
 }
@@ -79,6 +80,16 @@ impl Server {
 
     /// Like [`Server::start`] with `CONVLOG_LOG` set to `level`.
     pub fn start_with_log_level(root: &Path, extra_args: &[&str], level: &str) -> Server {
+        Server::start_with_env(root, extra_args, &[], level)
+    }
+
+    /// Like [`Server::start`] with extra environment variables (`CONVLOG_CLOCK_AT`, …).
+    pub fn start_with_env(
+        root: &Path,
+        extra_args: &[&str],
+        env: &[(&str, &str)],
+        level: &str,
+    ) -> Server {
         let mut server = Server {
             child: None,
             watchdog: None,
@@ -87,6 +98,10 @@ impl Server {
             data_dir: root.join("data"),
             log: root.join("server.log"),
             args: extra_args.iter().map(|s| s.to_string()).collect(),
+            env: env
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
             log_level: level.to_string(),
             agent: agent(),
         };
@@ -107,6 +122,7 @@ impl Server {
             .args(["--set", "index.refresh_interval=100ms"])
             .args(&self.args)
             .env("CONVLOG_LOG", &self.log_level)
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::from(log))
@@ -231,6 +247,33 @@ impl Server {
         self.stop_watchdog();
         self._stdout = None;
         exit
+    }
+
+    /// Sets (`Some`) or removes (`None`) an environment variable for the next [`Server::restart`].
+    pub fn set_env(&mut self, key: &str, value: Option<&str>) {
+        self.env.retain(|(k, _)| k != key);
+        if let Some(value) = value {
+            self.env.push((key.to_string(), value.to_string()));
+        }
+    }
+
+    /// Waits (up to a minute) for the process to exit by itself, e.g. at a failpoint.
+    pub fn wait_exit(&mut self) -> ExitStatus {
+        let mut child = self.child.take().expect("server running");
+        let started = Instant::now();
+        loop {
+            if let Some(status) = child.try_wait().expect("wait") {
+                self.stop_watchdog();
+                self._stdout = None;
+                return status;
+            }
+            if started.elapsed() > Duration::from_secs(60) {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("the server did not exit:\n{}", self.log_tail());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
 
     /// Starts again on the same data directory with the same arguments (a new port).

@@ -9,6 +9,8 @@ mod access_isolation;
 mod access_limits;
 mod access_secrets;
 mod anonymity;
+mod archive;
+mod archive_s3;
 mod common;
 mod crash;
 mod errors;

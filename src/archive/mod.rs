@@ -1,0 +1,755 @@
+//! Retention and the Parquet archive.
+//!
+//! Conversations whose last message is older than their bot's retention period
+//! move to Parquet files in object storage (the format is `archive/README.md`).
+//! Each batch of conversations is a *run*, a state machine recorded in the store
+//! (`store::archive`) whose every step is durable before the next starts:
+//!
+//! ```text
+//! plan ─► write ─► verify ─► manifest ─► delete from store ─► index committed
+//! ```
+//!
+//! * **plan** fixes the conversations and *holds* them: ingest no longer joins
+//!   them, review changes are refused and the tagger leaves them, so their rows
+//!   can't change under the run;
+//! * **write** encodes one object per partition (rayon) with a key derived from
+//!   the run, and uploads it (tokio) unless an identical object is there;
+//! * **verify** reads every object back: checksum and footer row count;
+//! * **manifest**: from here the archive owns the rows, and the run only goes forward;
+//! * **delete** removes the rows from the store with tombstones, in one transaction;
+//! * **done** once the index has committed the tombstones.
+//!
+//! A crash anywhere leaves a recorded state; the next run (or start-up) resumes
+//! every unfinished run from it. Before the manifest a run can also be rolled
+//! back. Objects the manifest doesn't know are removed after a grace period.
+
+pub mod format;
+pub mod target;
+
+use crate::config::RetentionConfig;
+use crate::index::LiveIndex;
+use crate::jobs::Progress;
+use crate::model::{Clock, Micros};
+use crate::store::archive::{
+    self as records, DueConversation, ObjectRecord, PartitionRecord, RunRecord, RunState,
+};
+use crate::store::{ConversationRecord, MessageRecord, Store, StoreError};
+use bytes::Bytes;
+use rayon::prelude::*;
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+use target::{Target, sha256_hex};
+
+/// Uploads in flight at once.
+const UPLOADS: usize = 4;
+/// Longest wait for the index to commit a run's deletions before the run is left for later.
+const INDEX_WAIT: Duration = Duration::from_secs(120);
+/// Conversations restored per store transaction.
+const RESTORE_BATCH: usize = 500;
+
+/// What can go wrong in the archive.
+#[derive(Debug, thiserror::Error)]
+pub enum ArchiveError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("{0}")]
+    Object(String),
+}
+
+/// What an archive pass did (or, dry, would do).
+#[derive(Debug, Default, Clone, serde::Serialize)]
+pub struct ArchiveSummary {
+    pub runs: u64,
+    pub conversations: u64,
+    pub messages: u64,
+    /// Unfinished runs found and finished.
+    pub resumed: u64,
+    /// Restored conversations that aged out again (dropped, already archived).
+    pub restores_expired: u64,
+    /// Objects unknown to the manifest removed after the grace period.
+    pub orphans_removed: u64,
+    /// Per bot: (conversations, messages) due.
+    pub bots: BTreeMap<String, (u64, u64)>,
+}
+
+/// What a restore did.
+#[derive(Debug, Default, Clone, serde::Serialize)]
+pub struct RestoreSummary {
+    pub conversations: u64,
+    pub messages: u64,
+    /// Conversations in range that were hot already.
+    pub already_hot: u64,
+    pub hold_until: String,
+}
+
+/// Test-only crash injection: `CONVLOG_FAILPOINTS=archive.after_write@2,…`
+/// aborts the process (like `kill -9`) right after that step is recorded, at
+/// its n-th pass (first when no `@n`).
+#[derive(Debug, Clone, Default)]
+struct Failpoints(Arc<HashMap<String, (u64, std::sync::atomic::AtomicU64)>>);
+
+impl Failpoints {
+    fn from_env() -> Failpoints {
+        let spec = std::env::var("CONVLOG_FAILPOINTS").unwrap_or_default();
+        let points = spec
+            .split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(|point| {
+                let (name, nth) = point.split_once('@').unwrap_or((point, "1"));
+                let nth = nth.parse().unwrap_or(1);
+                (
+                    name.to_string(),
+                    (nth, std::sync::atomic::AtomicU64::new(0)),
+                )
+            })
+            .collect();
+        Failpoints(Arc::new(points))
+    }
+
+    fn hit(&self, name: &str) {
+        if let Some((nth, passes)) = self.0.get(name)
+            && passes.fetch_add(1, Ordering::SeqCst) + 1 == *nth
+        {
+            eprintln!("failpoint {name}: aborting");
+            std::process::abort();
+        }
+    }
+}
+
+/// One encoded object, ready to upload.
+struct Encoded {
+    record: ObjectRecord,
+    bytes: Bytes,
+}
+
+/// The archiver: plans and carries out runs, restores, lists partitions.
+#[derive(Clone)]
+pub struct Archiver {
+    store: Store,
+    index: Arc<LiveIndex>,
+    target: Target,
+    config: RetentionConfig,
+    clock: Clock,
+    runtime: tokio::runtime::Handle,
+    failpoints: Failpoints,
+}
+
+fn date_of(micros: Micros) -> String {
+    chrono::DateTime::from_timestamp_micros(micros)
+        .unwrap_or_default()
+        .format("%Y-%m-%d")
+        .to_string()
+}
+
+/// `messages/bot_id=…/date=…/part-<run>.parquet`: one key per run and partition.
+fn object_key(table: &str, bot_id: &str, date: &str, run_id: u64) -> String {
+    format!("{table}/bot_id={bot_id}/date={date}/part-{run_id:010}.parquet")
+}
+
+/// The run a key belongs to, from its name.
+fn run_of_key(key: &str) -> Option<u64> {
+    key.rsplit('/')
+        .next()?
+        .strip_prefix("part-")?
+        .strip_suffix(".parquet")?
+        .parse()
+        .ok()
+}
+
+impl Archiver {
+    /// An archiver writing to `archive_url`; uploads run on `runtime`.
+    pub fn new(
+        store: Store,
+        index: Arc<LiveIndex>,
+        config: RetentionConfig,
+        archive_url: &str,
+        clock: Clock,
+        runtime: tokio::runtime::Handle,
+    ) -> Result<Archiver, ArchiveError> {
+        let target = Target::open(archive_url, &config.s3, config.multipart_threshold)
+            .map_err(ArchiveError::Object)?;
+        Ok(Archiver {
+            store,
+            index,
+            target,
+            config,
+            clock,
+            runtime,
+            failpoints: Failpoints::from_env(),
+        })
+    }
+
+    /// The archive's location.
+    pub fn url(&self) -> &str {
+        self.target.url()
+    }
+
+    /// The newest last-message time that is still hot for `bot_id` at `now`.
+    fn cutoff(&self, bot_id: &str, now: Micros) -> Micros {
+        now - self.config.period_of(bot_id).as_micros() as Micros
+    }
+
+    /// The latest cutoff of any bot (the scan bound).
+    fn latest_cutoff(&self, now: Micros) -> Micros {
+        let shortest = self
+            .config
+            .bots
+            .values()
+            .copied()
+            .chain([self.config.period])
+            .min()
+            .unwrap_or(self.config.period);
+        now - shortest.as_micros() as Micros
+    }
+
+    fn due(&self, now: Micros) -> Result<Vec<DueConversation>, ArchiveError> {
+        let (latest, keep_flagged) = (self.latest_cutoff(now), self.config.keep_flagged);
+        let this = self.clone();
+        Ok(self.store.read(move |conn| {
+            records::due_conversations(conn, &|bot| this.cutoff(bot, now), latest, keep_flagged)
+        })?)
+    }
+
+    /// What a pass would archive now, changing nothing.
+    pub fn dry_run(&self) -> Result<ArchiveSummary, ArchiveError> {
+        let now = self.clock.now();
+        let mut summary = ArchiveSummary::default();
+        for conversation in self.due(now)? {
+            let entry = summary.bots.entry(conversation.bot_id).or_default();
+            entry.0 += 1;
+            entry.1 += conversation.messages;
+            summary.conversations += 1;
+            summary.messages += conversation.messages;
+        }
+        summary.runs = batches(&summary, self.config.batch_messages);
+        summary.resumed = self.store.read(records::unfinished_runs)?.len() as u64;
+        Ok(summary)
+    }
+
+    /// One archive pass: finishes unfinished runs, drops aged-out restores,
+    /// archives everything due in runs of `batch_messages`, and cleans up orphans.
+    pub fn run(&self, progress: &Progress) -> Result<ArchiveSummary, ArchiveError> {
+        let mut summary = ArchiveSummary::default();
+        for run in self.store.read(records::unfinished_runs)? {
+            tracing::info!(
+                run = run.id,
+                state = run.state.as_str(),
+                "resuming archive run"
+            );
+            self.finish_or_roll_back(run)?;
+            summary.resumed += 1;
+        }
+        summary.restores_expired = self.expire_restores()?;
+
+        let now = self.clock.now();
+        let due = self.due(now)?;
+        progress
+            .total
+            .store(due.iter().map(|c| c.messages).sum(), Ordering::Relaxed);
+        let mut batch: Vec<DueConversation> = Vec::new();
+        let mut batch_messages = 0u64;
+        let mut pending = due.into_iter().peekable();
+        while pending.peek().is_some() || !batch.is_empty() {
+            if let Some(conversation) = pending
+                .next_if(|_| batch_messages < self.config.batch_messages as u64 || batch.is_empty())
+            {
+                batch_messages += conversation.messages;
+                batch.push(conversation);
+                continue;
+            }
+            if progress.is_cancelled() {
+                return Err(ArchiveError::Object("cancelled".into()));
+            }
+            let planned = std::mem::take(&mut batch);
+            batch_messages = 0;
+            if let Some(run) = self.plan(&planned, now)? {
+                summary.runs += 1;
+                summary.conversations += run.conversations;
+                summary.messages += run.messages;
+                self.finish_or_roll_back(run)?;
+            }
+            progress
+                .processed
+                .store(summary.messages, Ordering::Relaxed);
+        }
+        summary.orphans_removed = self.clean_orphans()?;
+        Ok(summary)
+    }
+
+    /// Records a run holding those of `due` that are still due when the writer gets to them.
+    fn plan(
+        &self,
+        due: &[DueConversation],
+        now: Micros,
+    ) -> Result<Option<RunRecord>, ArchiveError> {
+        let this = self.clone();
+        let candidates: Vec<u64> = due.iter().map(|c| c.id).collect();
+        let run_id = self.store.write_blocking(move |ctx| {
+            let is_due = |bot: &str, last: Micros, flagged: bool| {
+                last < this.cutoff(bot, now) && !(this.config.keep_flagged && flagged)
+            };
+            ctx.plan_archive_run(&candidates, &is_due, now, this.latest_cutoff(now))
+        })?;
+        let Some(run_id) = run_id else {
+            return Ok(None);
+        };
+        self.failpoints.hit("archive.after_plan");
+        Ok(Some(
+            self.store.read(move |conn| records::run(conn, run_id))?,
+        ))
+    }
+
+    /// Finishes a run; when that fails before the manifest, rolls it back so
+    /// its conversations are released (a crash, instead, leaves it to resume).
+    fn finish_or_roll_back(&self, run: RunRecord) -> Result<(), ArchiveError> {
+        let id = run.id;
+        let Err(err) = self.finish(run) else {
+            return Ok(());
+        };
+        let state = self.store.read(move |conn| records::run(conn, id))?.state;
+        if state < RunState::Manifested {
+            tracing::warn!(run = id, error = %err, "archive run failed; rolling it back");
+            let objects = self
+                .store
+                .read(move |conn| records::run_objects(conn, id))?;
+            let target = self.target.clone();
+            // Best effort: what isn't removed now, the orphan clean-up removes later.
+            let _ = self.runtime.block_on(async move {
+                for object in objects {
+                    target.delete(&object.key).await?;
+                }
+                Ok::<_, String>(())
+            });
+            let (now, reason) = (self.clock.now(), err.to_string());
+            self.store
+                .write_blocking(move |ctx| ctx.roll_back_archive_run(id, now, &reason))?;
+        }
+        Err(err)
+    }
+
+    /// Carries a run from its recorded state to `Done`.
+    fn finish(&self, mut run: RunRecord) -> Result<(), ArchiveError> {
+        loop {
+            let now = self.clock.now();
+            let id = run.id;
+            let next = match run.state {
+                RunState::Planned => {
+                    let objects = self.write(&run)?;
+                    self.store
+                        .write_blocking(move |ctx| ctx.record_archive_objects(id, &objects, now))?;
+                    self.failpoints.hit("archive.after_write");
+                    RunState::Written
+                }
+                RunState::Written => {
+                    self.verify(id)?;
+                    self.advance(id, RunState::Written, RunState::Verified)?;
+                    self.failpoints.hit("archive.after_verify");
+                    RunState::Verified
+                }
+                RunState::Verified => {
+                    self.advance(id, RunState::Verified, RunState::Manifested)?;
+                    self.failpoints.hit("archive.after_manifest");
+                    RunState::Manifested
+                }
+                RunState::Manifested => {
+                    let change = self
+                        .store
+                        .write_blocking(move |ctx| ctx.delete_archived_run(id, now))?;
+                    run.delete_change = Some(change);
+                    self.failpoints.hit("archive.after_delete");
+                    RunState::Deleted
+                }
+                RunState::Deleted => {
+                    self.wait_for_index(run.delete_change.unwrap_or(0))?;
+                    self.advance(id, RunState::Deleted, RunState::Done)?;
+                    self.failpoints.hit("archive.after_index");
+                    tracing::info!(
+                        run = id,
+                        conversations = run.conversations,
+                        messages = run.messages,
+                        "archive run done"
+                    );
+                    return Ok(());
+                }
+                RunState::Done | RunState::RolledBack => return Ok(()),
+            };
+            run.state = next;
+        }
+    }
+
+    fn advance(&self, id: u64, from: RunState, to: RunState) -> Result<(), ArchiveError> {
+        let now = self.clock.now();
+        Ok(self
+            .store
+            .write_blocking(move |ctx| ctx.advance_archive_run(id, from, to, now))?)
+    }
+
+    /// Encodes the run's partitions on rayon and uploads them on tokio.
+    fn write(&self, run: &RunRecord) -> Result<Vec<ObjectRecord>, ArchiveError> {
+        let run_id = run.id;
+        let contents = self
+            .store
+            .read(move |conn| records::run_contents(conn, run_id))?;
+        let encoded = encode_run(&contents, run_id, run.planned_at)?;
+        let records: Vec<ObjectRecord> = encoded.iter().map(|e| e.record.clone()).collect();
+        let target = self.target.clone();
+        self.runtime.block_on(async move {
+            use futures::StreamExt;
+            let mut uploads = futures::stream::iter(encoded.into_iter().map(|object| {
+                let target = target.clone();
+                async move {
+                    target
+                        .write(&object.record.key, object.bytes, &object.record.sha256)
+                        .await
+                }
+            }))
+            .buffer_unordered(UPLOADS);
+            while let Some(result) = uploads.next().await {
+                result.map_err(ArchiveError::Object)?;
+            }
+            Ok::<_, ArchiveError>(())
+        })?;
+        Ok(records)
+    }
+
+    /// Reads every object of a run back: checksum of the bytes, row count of the footer.
+    fn verify(&self, run_id: u64) -> Result<(), ArchiveError> {
+        let objects = self
+            .store
+            .read(move |conn| records::run_objects(conn, run_id))?;
+        let target = self.target.clone();
+        self.runtime.block_on(async move {
+            for object in objects {
+                let bytes = target
+                    .get(&object.key)
+                    .await
+                    .map_err(ArchiveError::Object)?;
+                let sha256 = sha256_hex(&bytes);
+                if sha256 != object.sha256 {
+                    return Err(ArchiveError::Object(format!(
+                        "{}: checksum {sha256} read back, {} written",
+                        object.key, object.sha256
+                    )));
+                }
+                let rows = format::footer_rows(&bytes).map_err(ArchiveError::Object)?;
+                if rows != object.rows {
+                    return Err(ArchiveError::Object(format!(
+                        "{}: footer says {rows} rows, {} written",
+                        object.key, object.rows
+                    )));
+                }
+            }
+            Ok(())
+        })
+    }
+
+    fn wait_for_index(&self, change: u64) -> Result<(), ArchiveError> {
+        let started = std::time::Instant::now();
+        while self.index.state().position() < change {
+            if started.elapsed() > INDEX_WAIT {
+                return Err(ArchiveError::Object(format!(
+                    "the index has not committed change {change} within {INDEX_WAIT:?}; \
+                     the run finishes on the next pass"
+                )));
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Ok(())
+    }
+
+    /// Drops restored conversations whose hold ended: the archive has them already.
+    fn expire_restores(&self) -> Result<u64, ArchiveError> {
+        let now = self.clock.now();
+        let ids = self
+            .store
+            .read(move |conn| records::expired_restores(conn, now))?;
+        if ids.is_empty() {
+            return Ok(0);
+        }
+        let count = ids.len() as u64;
+        let change = self
+            .store
+            .write_blocking(move |ctx| ctx.delete_conversations(&ids))?;
+        self.wait_for_index(change)?;
+        Ok(count)
+    }
+
+    /// Removes objects under the archive that the manifest doesn't know and no
+    /// unfinished run may still claim, once older than the grace period.
+    fn clean_orphans(&self) -> Result<u64, ArchiveError> {
+        let known = self.store.read(records::known_keys)?;
+        let unfinished: HashSet<u64> = self
+            .store
+            .read(records::unfinished_runs)?
+            .iter()
+            .map(|r| r.id)
+            .collect();
+        let grace = chrono::Duration::from_std(self.config.orphan_grace).unwrap_or_default();
+        let now = chrono::DateTime::from_timestamp_micros(self.clock.now()).unwrap_or_default();
+        let target = self.target.clone();
+        self.runtime.block_on(async move {
+            let mut removed = 0;
+            for table in ["messages", "conversations"] {
+                for meta in target.list(table).await.map_err(ArchiveError::Object)? {
+                    let key = meta.location.to_string();
+                    let claimed = run_of_key(&key).is_some_and(|run| unfinished.contains(&run));
+                    if known.contains(&key) || claimed || meta.last_modified + grace > now {
+                        continue;
+                    }
+                    tracing::warn!(%key, "removing an archive object the manifest doesn't know");
+                    target.delete(&key).await.map_err(ArchiveError::Object)?;
+                    removed += 1;
+                }
+            }
+            Ok(removed)
+        })
+    }
+
+    /// Archived partitions (of these bots only, when given).
+    pub fn partitions(
+        &self,
+        bots: Option<Vec<String>>,
+    ) -> Result<Vec<PartitionRecord>, ArchiveError> {
+        Ok(self
+            .store
+            .read(move |conn| records::partitions(conn, bots.as_deref()))?)
+    }
+
+    /// Brings back the archived conversations of `bot_id` active in `[from, to)`;
+    /// they stay hot (read-only) for `restore_hold`, then leave without being archived again.
+    pub fn restore(
+        &self,
+        bot_id: &str,
+        from: Micros,
+        to: Micros,
+        progress: &Progress,
+    ) -> Result<RestoreSummary, ArchiveError> {
+        let bot = bot_id.to_string();
+        let conversation_objects = self
+            .store
+            .read(move |conn| records::manifest_objects(conn, &bot, "conversations", from, to))?;
+        // Conversations in range, by the run that archived them.
+        let mut by_run: BTreeMap<u64, Vec<ConversationRecord>> = BTreeMap::new();
+        for object in &conversation_objects {
+            for record in format::decode_conversations(self.fetch(object)?, bot_id)
+                .map_err(ArchiveError::Object)?
+            {
+                if record.last_message_at >= from && record.started_at < to {
+                    by_run.entry(object.run_id).or_default().push(record);
+                }
+            }
+        }
+        progress.total.store(
+            by_run.values().map(|c| c.len() as u64).sum(),
+            Ordering::Relaxed,
+        );
+        let hold_until = self.clock.now() + self.config.restore_hold.as_micros() as Micros;
+        let mut summary = RestoreSummary {
+            hold_until: crate::model::format_timestamp(hold_until),
+            ..RestoreSummary::default()
+        };
+        for (run_id, conversations) in by_run {
+            let lo = conversations
+                .iter()
+                .map(|c| c.started_at)
+                .min()
+                .unwrap_or(0);
+            let hi = conversations
+                .iter()
+                .map(|c| c.last_message_at)
+                .max()
+                .unwrap_or(0);
+            let bot = bot_id.to_string();
+            let objects = self.store.read(move |conn| {
+                Ok(
+                    records::manifest_objects(conn, &bot, "messages", lo, hi + 1)?
+                        .into_iter()
+                        .filter(|o| o.run_id == run_id)
+                        .collect::<Vec<_>>(),
+                )
+            })?;
+            let wanted: HashSet<u64> = conversations.iter().map(|c| c.id).collect();
+            let mut messages: HashMap<u64, Vec<MessageRecord>> = HashMap::new();
+            for object in &objects {
+                for message in
+                    format::decode_messages(self.fetch(object)?, &|id| wanted.contains(&id))
+                        .map_err(ArchiveError::Object)?
+                {
+                    messages
+                        .entry(message.conversation_id)
+                        .or_default()
+                        .push(message);
+                }
+            }
+            for chunk in conversations.chunks(RESTORE_BATCH) {
+                let rows: Vec<(ConversationRecord, Vec<MessageRecord>)> = chunk
+                    .iter()
+                    .map(|c| {
+                        let mut list = messages.remove(&c.id).unwrap_or_default();
+                        list.sort_by_key(|m| (m.timestamp, m.seq));
+                        (c.clone(), list)
+                    })
+                    .collect();
+                let now = self.clock.now();
+                let (restored, already, restored_messages) =
+                    self.store.write_blocking(move |ctx| {
+                        let (mut restored, mut already, mut count) = (0u64, 0u64, 0u64);
+                        for (record, list) in &rows {
+                            if ctx.restore_conversation(run_id, record, list, hold_until, now)? {
+                                restored += 1;
+                                count += list.len() as u64;
+                            } else {
+                                already += 1;
+                            }
+                        }
+                        Ok((restored, already, count))
+                    })?;
+                summary.conversations += restored;
+                summary.already_hot += already;
+                summary.messages += restored_messages;
+                progress
+                    .processed
+                    .fetch_add(restored + already, Ordering::Relaxed);
+            }
+        }
+        Ok(summary)
+    }
+
+    /// An object's bytes, checked against the manifest's checksum.
+    fn fetch(&self, object: &ObjectRecord) -> Result<Bytes, ArchiveError> {
+        let target = self.target.clone();
+        let key = object.key.clone();
+        let bytes = self
+            .runtime
+            .block_on(async move { target.get(&key).await })
+            .map_err(ArchiveError::Object)?;
+        if sha256_hex(&bytes) != object.sha256 {
+            return Err(ArchiveError::Object(format!(
+                "{}: the object differs from the manifest's checksum",
+                object.key
+            )));
+        }
+        Ok(bytes)
+    }
+}
+
+/// How many runs a dry summary's messages take.
+fn batches(summary: &ArchiveSummary, batch_messages: usize) -> u64 {
+    summary.messages.div_ceil(batch_messages.max(1) as u64)
+}
+
+/// Splits a run's rows into partitions and encodes each on rayon.
+fn encode_run(
+    contents: &[(ConversationRecord, Vec<MessageRecord>)],
+    run_id: u64,
+    archived_at: Micros,
+) -> Result<Vec<Encoded>, ArchiveError> {
+    // Messages by (bot, date of the message), conversations by (bot, date started);
+    // both keep the conversation order of `contents` (by id) and time order inside.
+    type Part<'a> = Vec<(&'a ConversationRecord, Vec<MessageRecord>)>;
+    let mut message_parts: BTreeMap<(&str, String), Part<'_>> = BTreeMap::new();
+    let mut conversation_parts: BTreeMap<(&str, String), Vec<&ConversationRecord>> =
+        BTreeMap::new();
+    for (conversation, messages) in contents {
+        let bot = conversation.bot_id.as_str();
+        for message in messages {
+            let part = message_parts
+                .entry((bot, date_of(message.timestamp)))
+                .or_default();
+            match part.last_mut() {
+                Some((last, list)) if last.id == conversation.id => list.push(message.clone()),
+                _ => part.push((conversation, vec![message.clone()])),
+            }
+        }
+        conversation_parts
+            .entry((bot, date_of(conversation.started_at)))
+            .or_default()
+            .push(conversation);
+    }
+    let jobs: Vec<(&str, (&str, String), Vec<_>, Vec<&ConversationRecord>)> = message_parts
+        .into_iter()
+        .map(|(key, rows)| ("messages", key, rows, Vec::new()))
+        .chain(
+            conversation_parts
+                .into_iter()
+                .map(|(key, rows)| ("conversations", key, Vec::new(), rows)),
+        )
+        .collect();
+    jobs.into_par_iter()
+        .map(|(table, (bot, date), message_rows, conversation_rows)| {
+            let (batch, min_ts, max_ts) = if table == "messages" {
+                let refs: Vec<(&ConversationRecord, &[MessageRecord])> = message_rows
+                    .iter()
+                    .map(|(c, m)| (*c, m.as_slice()))
+                    .collect();
+                let stamps = message_rows
+                    .iter()
+                    .flat_map(|(_, m)| m.iter().map(|m| m.timestamp));
+                let (lo, hi) = stamps.fold((Micros::MAX, Micros::MIN), |(lo, hi), t| {
+                    (lo.min(t), hi.max(t))
+                });
+                (format::messages_batch(&refs, archived_at), lo, hi)
+            } else {
+                let lo = conversation_rows
+                    .iter()
+                    .map(|c| c.started_at)
+                    .min()
+                    .unwrap_or(0);
+                let hi = conversation_rows
+                    .iter()
+                    .map(|c| c.last_message_at)
+                    .max()
+                    .unwrap_or(0);
+                (
+                    format::conversations_batch(&conversation_rows, archived_at),
+                    lo,
+                    hi,
+                )
+            };
+            let bytes = format::encode(&batch, table, run_id).map_err(ArchiveError::Object)?;
+            let key = object_key(table, bot, &date, run_id);
+            Ok(Encoded {
+                record: ObjectRecord {
+                    key,
+                    run_id,
+                    kind: table.to_string(),
+                    bot_id: bot.to_string(),
+                    date,
+                    rows: batch.num_rows() as u64,
+                    bytes: bytes.len() as u64,
+                    sha256: sha256_hex(&bytes),
+                    min_ts,
+                    max_ts,
+                },
+                bytes: Bytes::from(bytes),
+            })
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_are_hive_partitioned_and_name_their_run() {
+        let key = object_key("messages", "support-bot", "2026-05-01", 42);
+        assert_eq!(
+            key,
+            "messages/bot_id=support-bot/date=2026-05-01/part-0000000042.parquet"
+        );
+        assert_eq!(run_of_key(&key), Some(42));
+        assert_eq!(run_of_key("messages/bot_id=a/date=b/other.parquet"), None);
+    }
+
+    #[test]
+    fn dates_are_utc() {
+        // 2026-05-01T23:59:59.999999Z and one microsecond later.
+        let last = 1_777_679_999_999_999;
+        assert_eq!(date_of(last), "2026-05-01");
+        assert_eq!(date_of(last + 1), "2026-05-02");
+    }
+}
