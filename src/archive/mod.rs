@@ -149,12 +149,17 @@ fn object_key(table: &str, bot_id: &str, date: &str, run_id: u64) -> String {
     format!("{table}/bot_id={bot_id}/date={date}/part-{run_id:010}.parquet")
 }
 
-/// The run a key belongs to, from its name.
+/// `_manifest/run-<run>.json`: what a run vouches for.
+fn manifest_key(run_id: u64) -> String {
+    format!("_manifest/run-{run_id:010}.json")
+}
+
+/// The run a data or manifest key belongs to, from its name.
 fn run_of_key(key: &str) -> Option<u64> {
-    key.rsplit('/')
-        .next()?
-        .strip_prefix("part-")?
-        .strip_suffix(".parquet")?
+    let name = key.rsplit('/').next()?;
+    name.strip_prefix("part-")
+        .and_then(|rest| rest.strip_suffix(".parquet"))
+        .or_else(|| name.strip_prefix("run-")?.strip_suffix(".json"))?
         .parse()
         .ok()
 }
@@ -321,6 +326,7 @@ impl Archiver {
                 for object in objects {
                     target.delete(&object.key).await?;
                 }
+                target.delete(&manifest_key(id)).await?;
                 Ok::<_, String>(())
             });
             let (now, reason) = (self.clock.now(), err.to_string());
@@ -350,6 +356,7 @@ impl Archiver {
                     RunState::Verified
                 }
                 RunState::Verified => {
+                    self.write_manifest(&run)?;
                     self.advance(id, RunState::Verified, RunState::Manifested)?;
                     self.failpoints.hit("archive.after_manifest");
                     RunState::Manifested
@@ -446,6 +453,34 @@ impl Archiver {
         })
     }
 
+    /// Publishes the run's manifest object, `_manifest/run-<id>.json`: the
+    /// objects it vouches for, with rows and checksums. Readers that must never
+    /// see a leftover of an interrupted run list objects through these.
+    fn write_manifest(&self, run: &RunRecord) -> Result<(), ArchiveError> {
+        let run_id = run.id;
+        let objects = self
+            .store
+            .read(move |conn| records::run_objects(conn, run_id))?;
+        let manifest = serde_json::json!({
+            "schema_version": format::SCHEMA_VERSION,
+            "run": run.id,
+            "archived_at": crate::model::format_timestamp(run.planned_at),
+            "conversations": run.conversations,
+            "messages": run.messages,
+            "objects": objects.iter().map(|o| serde_json::json!({
+                "key": o.key, "table": o.kind, "bot_id": o.bot_id, "date": o.date,
+                "rows": o.rows, "bytes": o.bytes, "sha256": o.sha256,
+            })).collect::<Vec<_>>(),
+        });
+        let bytes = Bytes::from(serde_json::to_vec_pretty(&manifest).expect("json serialises"));
+        let sha256 = sha256_hex(&bytes);
+        let target = self.target.clone();
+        self.runtime
+            .block_on(async move { target.write(&manifest_key(run_id), bytes, &sha256).await })
+            .map_err(ArchiveError::Object)?;
+        Ok(())
+    }
+
     fn wait_for_index(&self, change: u64) -> Result<(), ArchiveError> {
         let started = std::time::Instant::now();
         while self.index.state().position() < change {
@@ -480,7 +515,13 @@ impl Archiver {
     /// Removes objects under the archive that the manifest doesn't know and no
     /// unfinished run may still claim, once older than the grace period.
     fn clean_orphans(&self) -> Result<u64, ArchiveError> {
-        let known = self.store.read(records::known_keys)?;
+        let mut known = self.store.read(records::known_keys)?;
+        known.extend(
+            self.store
+                .read(records::manifested_runs)?
+                .into_iter()
+                .map(manifest_key),
+        );
         let unfinished: HashSet<u64> = self
             .store
             .read(records::unfinished_runs)?
@@ -492,7 +533,7 @@ impl Archiver {
         let target = self.target.clone();
         self.runtime.block_on(async move {
             let mut removed = 0;
-            for table in ["messages", "conversations"] {
+            for table in ["messages", "conversations", "_manifest"] {
                 for meta in target.list(table).await.map_err(ArchiveError::Object)? {
                     let key = meta.location.to_string();
                     let claimed = run_of_key(&key).is_some_and(|run| unfinished.contains(&run));
@@ -743,6 +784,7 @@ mod tests {
         );
         assert_eq!(run_of_key(&key), Some(42));
         assert_eq!(run_of_key("messages/bot_id=a/date=b/other.parquet"), None);
+        assert_eq!(run_of_key(&manifest_key(7)), Some(7));
     }
 
     #[test]

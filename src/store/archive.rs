@@ -282,6 +282,17 @@ pub fn known_keys(conn: &Connection) -> Result<std::collections::HashSet<String>
     Ok(rows.collect::<Result<_, _>>()?)
 }
 
+/// Runs whose objects are in the manifest (manifested, deleted or done).
+pub fn manifested_runs(conn: &Connection) -> Result<Vec<u64>, StoreError> {
+    let mut statement = conn.prepare_cached(
+        "SELECT id FROM archive_runs WHERE state IN ('manifested', 'deleted', 'done')",
+    )?;
+    let rows = statement.query_map([], |row| row.get::<_, i64>(0))?;
+    Ok(rows
+        .map(|r| r.map(|id| id as u64))
+        .collect::<Result<_, _>>()?)
+}
+
 /// Archived message partitions, optionally of the bots in `bots` only.
 pub fn partitions(
     conn: &Connection,
