@@ -16,8 +16,18 @@
 //! cargo bench --bench harness -- --messages 20000 --queries 50 --smoke   # CI
 //! ```
 
+#[path = "harness/compare.rs"]
+mod compare;
 #[path = "harness/data.rs"]
 mod data;
+#[path = "harness/peer_duckdb.rs"]
+mod peer_duckdb;
+#[path = "harness/peer_pg.rs"]
+mod peer_pg;
+#[path = "harness/peer_sqlite.rs"]
+mod peer_sqlite;
+#[path = "harness/peers.rs"]
+mod peers;
 #[path = "harness/report.rs"]
 mod report;
 #[path = "harness/server.rs"]
@@ -56,9 +66,19 @@ struct Args {
     /// Seed of the generated data and of the query mix.
     #[arg(long, default_value_t = 42)]
     seed: u64,
-    /// End of the generated time span (RFC 3339); default: now, to the hour.
+    /// End of the generated time span (RFC 3339); default: two days ago, to the hour
+    /// (every session has ended, so time-dependent tags don't change during the run).
     #[arg(long)]
     end: Option<String>,
+    /// Peers run on the same data in the same run: any of postgres, sqlite, duckdb; or none.
+    #[arg(long, default_value = "postgres,sqlite,duckdb")]
+    peers: String,
+    /// Print each peer's SQL for one query of each class and exit.
+    #[arg(long)]
+    show_sql: bool,
+    /// Internal: run the SQLite peer's job file in this process.
+    #[arg(long, hide = true)]
+    sqlite_peer: Option<PathBuf>,
     /// Repeat the whole run this many times (fresh server and data directory) and report medians.
     #[arg(long, default_value_t = 1)]
     runs: usize,
@@ -106,10 +126,35 @@ struct RunOutcome {
     details: Value,
     /// Share of the machine's cores other processes used during ingest and during W2.
     others: (f64, f64),
+    /// The peers' versions.
+    versions: Vec<String>,
 }
 
 fn main() -> ExitCode {
     let args = Args::parse();
+    if let Some(job) = &args.sqlite_peer {
+        return match peer_sqlite::child(job) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(err) => {
+                eprintln!("harness (SQLite peer): error: {err:#}");
+                ExitCode::FAILURE
+            }
+        };
+    }
+    // On ctrl-c, stop the PostgreSQL cluster (pg_ctl detaches it from the terminal).
+    std::thread::spawn(|| {
+        if let Ok(runtime) = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+        {
+            runtime.block_on(async {
+                let _ = tokio::signal::ctrl_c().await;
+            });
+            peer_pg::stop_all();
+            eprintln!("harness: interrupted");
+            std::process::exit(130);
+        }
+    });
     match run(&args) {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
@@ -131,7 +176,90 @@ fn at_most(index: usize, limit: f64) -> Check {
     }
 }
 
+/// Which peers run.
+#[derive(Debug, Clone, Copy, Default)]
+struct Peers {
+    postgres: bool,
+    sqlite: bool,
+    duckdb: bool,
+}
+
+impl Peers {
+    fn parse(text: &str) -> anyhow::Result<Peers> {
+        let mut peers = Peers::default();
+        for name in text.split(',').map(str::trim).filter(|n| !n.is_empty()) {
+            match name {
+                "postgres" | "postgresql" | "pg" => peers.postgres = true,
+                "sqlite" | "fts5" => peers.sqlite = true,
+                "duckdb" => peers.duckdb = true,
+                "none" => {}
+                other => bail!("--peers: unknown peer {other:?} (postgres, sqlite, duckdb, none)"),
+            }
+        }
+        Ok(peers)
+    }
+
+    fn any(self) -> bool {
+        self.postgres || self.sqlite || self.duckdb
+    }
+}
+
+/// `--show-sql`: each peer's statement for one query of each class.
+fn show_sql() {
+    let day = 86_400_000_000i64;
+    let base = workloads::Params {
+        bot: "demo".into(),
+        from: 1_700_000_000_000_000,
+        to: 1_700_000_000_000_000 + 30 * day,
+        text: Some(workloads::Text::Word("refund".into())),
+        channel: None,
+        tag: None,
+        flagged: None,
+        limit: 20,
+    };
+    let filtered = workloads::Params {
+        to: base.from + 7 * day,
+        text: None,
+        channel: Some("web".into()),
+        tag: Some("low_confidence".into()),
+        flagged: Some(false),
+        ..base.clone()
+    };
+    let classes = [
+        (
+            "W2a (word; a phrase binds \"w1 w2\" the same way)",
+            base.clone(),
+        ),
+        ("W2b (filters + facets)", filtered.clone()),
+        (
+            "W2c (word + filters + facets)",
+            workloads::Params {
+                text: Some(workloads::Text::Word("refund".into())),
+                ..filtered
+            },
+        ),
+    ];
+    for (class, params) in classes {
+        println!("### {class}\n\nconvlog: `GET {}`\n", params.path());
+        let (pg, pg_args) = peer_pg::sql(&params);
+        println!("PostgreSQL, parameters {pg_args:?}:\n\n```sql\n{pg}\n```\n");
+        let (lite, lite_args) = peer_sqlite::sql(&params);
+        println!("SQLite FTS5, parameters {lite_args:?}:\n\n```sql\n{lite}\n```\n");
+    }
+}
+
 fn run(args: &Args) -> anyhow::Result<()> {
+    if args.show_sql {
+        show_sql();
+        return Ok(());
+    }
+    let peers = Peers::parse(&args.peers)?;
+    if peers.postgres {
+        peer_pg::bin_dir()?;
+    }
+    if peers.duckdb {
+        peer_duckdb::check()?;
+    }
     ensure!(args.messages > 0, "--messages must be at least 1");
     ensure!(args.batch > 0, "--batch must be at least 1");
     ensure!(args.runs > 0, "--runs must be at least 1");
@@ -141,7 +269,7 @@ fn run(args: &Args) -> anyhow::Result<()> {
             .with_context(|| format!("--end {text:?} is not RFC 3339"))?
             .with_timezone(&chrono::Utc),
         None => {
-            let now = chrono::Utc::now().timestamp();
+            let now = chrono::Utc::now().timestamp() - 2 * 86_400;
             chrono::DateTime::from_timestamp(now - now % 3600, 0).expect("valid time")
         }
     };
@@ -189,7 +317,7 @@ fn run(args: &Args) -> anyhow::Result<()> {
                 busy * 100.0
             ));
         }
-        let outcome = one_run(args, &machine, &data)?;
+        let outcome = one_run(args, peers, &machine, &data)?;
         let (ingest_others, query_others) = outcome.others;
         if ingest_others.max(query_others) * 100.0 > args.max_others {
             log(format!(
@@ -227,8 +355,13 @@ fn run(args: &Args) -> anyhow::Result<()> {
         .find(|r| r.workload == "data" && r.figure.starts_with("messages / conversations"))
         .and_then(|r| r.values.get(1).copied())
         .unwrap_or(0.0);
+    let versions = outcomes
+        .last()
+        .map(|o| o.versions.join(", "))
+        .filter(|v| !v.is_empty())
+        .unwrap_or_else(|| "none".into());
     let header = format!(
-        "convlog benchmark — {date}\nmachine: {} ({} cores, {:.0} GiB), kernel {}\n{}; convlog {} ({})\ndata: {} messages, {} conversations (convlog::generate, seed {})\nmode: {}{}",
+        "convlog benchmark — {date}\nmachine: {} ({} cores, {:.0} GiB), kernel {}\n{}; convlog {} ({}); peers: {versions}\ndata: {} messages, {} conversations (convlog::generate, seed {})\nmode: {}{}",
         machine.cpu,
         machine.cores,
         machine.memory_gib,
@@ -286,7 +419,7 @@ fn run(args: &Args) -> anyhow::Result<()> {
         "date": date,
         "machine": machine.to_json(),
         "convlog_version": env!("CARGO_PKG_VERSION"),
-        "args": {"messages": args.messages, "queries": args.queries, "clients": args.clients, "batch": args.batch,
+        "args": {"messages": args.messages, "queries": args.queries, "peers": args.peers, "clients": args.clients, "batch": args.batch,
                  "seed": args.seed, "smoke": args.smoke, "runs": args.runs, "max_others": args.max_others, "discarded_runs": discarded},
         "data": {"messages": data.messages, "body_bytes": data.body_bytes, "text_bytes": data.text_bytes,
                  "bots": data.bots, "conversations_asked": data.conversations_asked,
@@ -331,9 +464,11 @@ fn short(value: f64) -> String {
     }
 }
 
-/// Starts a server on a fresh data directory, measures, and stops it.
+/// Starts a server on a fresh data directory, measures, stops it, then runs the
+/// peers on the data it stored.
 fn one_run(
     args: &Args,
+    peers: Peers,
     machine: &report::Machine,
     data: &data::Dataset,
 ) -> anyhow::Result<RunOutcome> {
@@ -342,7 +477,7 @@ fn one_run(
         .tempdir()?;
     let data_dir = tmp.path().join("data");
     let bin = Path::new(env!("CARGO_BIN_EXE_convlog"));
-    let server = Server::start(bin, &data_dir, &tmp.path().join("server.log"))?;
+    let server = Server::start(bin, &data_dir, &tmp.path().join("server.log"), &[])?;
     log(format!(
         "server pid {} at {} on {}",
         server.pid,
@@ -356,11 +491,41 @@ fn one_run(
         eprintln!("server log (last lines):\n{}", server.log_tail());
     }
     drop(server);
+    let (mut outcome, side) = result?;
+    let duck = if peers.any() {
+        compare::run_peers(
+            args,
+            peers,
+            tmp.path(),
+            &data_dir,
+            data,
+            &side,
+            &mut outcome,
+        )?
+    } else {
+        None
+    };
+    compare::archive(
+        args,
+        tmp.path(),
+        &data_dir,
+        data,
+        duck.as_ref(),
+        &mut outcome,
+    )?;
+    outcome.rows.sort_by_key(|row| {
+        [
+            "W1", "W2a", "W2b", "W2c", "W2", "check", "W3", "W4", "W6", "machine", "data",
+        ]
+        .iter()
+        .position(|w| *w == row.workload)
+        .unwrap_or(usize::MAX)
+    });
     if args.keep {
         let kept = tmp.keep();
         log(format!("kept {}", kept.display()));
     }
-    result
+    Ok(outcome)
 }
 
 /// Everything between a ready server and its rows.
@@ -370,7 +535,7 @@ fn measure(
     data: &data::Dataset,
     server: &Server,
     data_dir: &Path,
-) -> anyhow::Result<RunOutcome> {
+) -> anyhow::Result<(RunOutcome, compare::ConvlogSide)> {
     let agent = server::agent();
     let bars = Bars {
         at_10m: data.messages > 3_000_000,
@@ -535,11 +700,20 @@ fn measure(
         failures.push("search over the whole range finds no conversation".into());
     }
     let mixes = workloads::workloads(data, &plan, args.queries, args.seed);
-    // Warm-up (not measured): a tenth of each mix.
-    let warm = (args.queries / 10).max(5);
-    for mix in [&mixes.w2a, &mixes.w2b, &mixes.w2c] {
-        workloads::run_queries(server, &mix[..warm.min(mix.len())], 1)?;
-    }
+    // Every query once before measuring: the warm-up, and the answers the peers
+    // are checked against.
+    let specs: Vec<workloads::QuerySpec> = mixes
+        .w2a
+        .iter()
+        .chain(&mixes.w2b)
+        .chain(&mixes.w2c)
+        .cloned()
+        .collect();
+    log(format!(
+        "W2: asking all {} queries once (warm-up; the answers peers must match)…",
+        specs.len()
+    ));
+    let answers = workloads::answers(server, &specs)?;
     let peak_reset = server::reset_peak(server.pid);
     log(format!(
         "W2a/b/c: {} queries each, one client…",
@@ -833,9 +1007,8 @@ fn measure(
                 .join(", ")
         ),
         format!(
-            "W2 plan: {} discovery queries and {} warm-up queries per workload before measuring; W2a cycles frequent/medium/rare word/phrase; half-words {}; tag filter: {}",
+            "W2 plan: {} discovery queries, then every query once (warm-up) before measuring; W2a cycles frequent/medium/rare word/phrase; half-words {}; tag filter: {}",
             plan.discovery_queries,
-            warm,
             plan.half
                 .iter()
                 .map(|(w, share)| format!("{w} ({:.0}%)", share * 100.0))
@@ -858,16 +1031,53 @@ fn measure(
         "plan": {"frequent": plan.frequent, "medium": plan.medium, "rare": plan.rare,
                  "phrases": plan.phrases, "half": plan.half, "tag": plan.tag},
     });
-    Ok(RunOutcome {
-        rows,
-        notes,
-        failures,
-        details,
-        others: (
-            foreign_ingest / window_ingest / cores,
-            foreign_queries / queries_wall / cores,
-        ),
-    })
+    // W3: a full tagging run over every conversation (rules unchanged).
+    log("W3: full tagging run (POST /v1/admin/tagging)…");
+    let mut notes = notes;
+    match compare::tagging(server, data.messages)? {
+        Some((rate, seconds)) => {
+            rows.push(
+                Row::info(
+                    "W3",
+                    "full tagging run msg/s (POST /v1/admin/tagging, rules unchanged)",
+                    vec![rate],
+                    Shape::Count,
+                )
+                .bar(
+                    "≥ 1,000,000; ≥ 1× DuckDB",
+                    Check {
+                        index: 0,
+                        at_most: false,
+                        limit: 1_000_000.0,
+                    },
+                )
+                .ratio(0, true, Some(1.0))
+                .with_data(json!({"seconds": seconds})),
+            );
+        }
+        None => notes.push("W3: this build has no POST /v1/admin/tagging".into()),
+    }
+
+    let side = compare::ConvlogSide {
+        mix_sizes: [mixes.w2a.len(), mixes.w2b.len(), mixes.w2c.len()],
+        specs,
+        answers,
+        runs: [w2a, w2b, w2c],
+    };
+    Ok((
+        RunOutcome {
+            rows,
+            notes,
+            failures,
+            details,
+            others: (
+                foreign_ingest / window_ingest / cores,
+                foreign_queries / queries_wall / cores,
+            ),
+            versions: Vec::new(),
+        },
+        side,
+    ))
 }
 
 /// Threads by CPU seconds, busiest first.

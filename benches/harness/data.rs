@@ -6,7 +6,7 @@ use anyhow::{Context, bail};
 use chrono::{DateTime, Utc};
 use convlog::generate::{GenConfig, GenMessage, generate};
 use std::borrow::Cow;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 /// Longest token the server indexes (index-schema `max_token_len`).
 const MAX_TOKEN_LEN: usize = 64;
@@ -28,7 +28,7 @@ pub struct Dataset {
     pub channels: Vec<(String, usize)>,
     pub min_ts: i64,
     pub max_ts: i64,
-    /// Alphabetic words by the number of messages containing them, most first.
+    /// Plain lowercase ASCII words (see `build`) by the number of messages containing them, most first.
     pub words: Vec<(String, u32)>,
     /// Two-word phrases seen in a sample of the data, most frequent first, with their sampled counts.
     pub phrases: Vec<(String, u32)>,
@@ -76,6 +76,9 @@ struct Builder {
     /// Token → number of messages containing it.
     counts: HashMap<String, u32>,
     bigrams: HashMap<String, u32>,
+    /// Tokens seen inside a chunk such as an e-mail address, `ORD-123` or `don't`,
+    /// which PostgreSQL's parser keeps whole or splits differently.
+    joined: HashSet<String>,
     candidates: Vec<Vec<String>>,
     current_candidates: Vec<String>,
     text_bytes: u64,
@@ -122,6 +125,16 @@ impl Builder {
             .or_default() += 1;
         self.text_bytes += message.text.len() as u64;
 
+        for chunk in message.text.split_whitespace() {
+            let core = chunk.trim_matches(|c: char| ".,!?;:()\"'".contains(c));
+            if core.chars().any(|c| !c.is_alphanumeric()) {
+                for token in tokens(core) {
+                    if !self.joined.contains(token.as_ref()) {
+                        self.joined.insert(token.into_owned());
+                    }
+                }
+            }
+        }
         let mut seen: Vec<Cow<'_, str>> = tokens(&message.text).collect();
         if self.messages.is_multiple_of(PHRASE_SAMPLE) {
             for pair in seen.windows(2) {
@@ -179,6 +192,7 @@ pub fn build(spec: &Spec) -> anyhow::Result<Dataset> {
         max_ts: i64::MIN,
         counts: HashMap::new(),
         bigrams: HashMap::new(),
+        joined: HashSet::new(),
         candidates: Vec::new(),
         current_candidates: Vec::new(),
         text_bytes: 0,
@@ -235,13 +249,22 @@ pub fn build(spec: &Spec) -> anyhow::Result<Dataset> {
                 .cloned()
         })
         .collect();
+    // Query words are plain lowercase ASCII words never seen inside a compound
+    // chunk, so every peer's tokenizer cuts them the way convlog's does.
+    let joined = builder.joined;
+    let plain =
+        |token: &str| token.chars().all(|c| c.is_ascii_lowercase()) && !joined.contains(token);
     let mut words: Vec<(String, u32)> = builder
         .counts
         .into_iter()
-        .filter(|(token, _)| token.chars().all(char::is_alphabetic))
+        .filter(|(token, _)| plain(token))
         .collect();
     words.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
-    let mut phrases: Vec<(String, u32)> = builder.bigrams.into_iter().collect();
+    let mut phrases: Vec<(String, u32)> = builder
+        .bigrams
+        .into_iter()
+        .filter(|(phrase, _)| phrase.split(' ').all(plain))
+        .collect();
     phrases.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
     phrases.truncate(100_000);
 

@@ -46,6 +46,8 @@ pub enum Shape {
     Percent,
     /// p50 / p99 ms and a rate in queries per second.
     MsRate,
+    /// A factor: "12×".
+    Times,
     /// Free text (not aggregated over runs: the last run's).
     Text(String),
 }
@@ -58,6 +60,23 @@ pub struct Check {
     pub limit: f64,
 }
 
+/// The peers' columns, in order, with their short names for the ratio column.
+pub const PEERS: [(&str, &str); 3] = [
+    ("PostgreSQL", "PG"),
+    ("SQLite FTS5", "SQLite"),
+    ("DuckDB", "DuckDB"),
+];
+
+/// How convlog compares with the peers on a row: `values[index]` against each peer's.
+#[derive(Debug, Clone, Copy)]
+pub struct Ratio {
+    pub index: usize,
+    /// Throughput (ours ÷ theirs) rather than latency (theirs ÷ ours): above 1 is convlog ahead either way.
+    pub higher_is_better: bool,
+    /// The bar on every peer's ratio, if any.
+    pub at_least: Option<f64>,
+}
+
 /// One line of the table.
 #[derive(Debug, Clone)]
 pub struct Row {
@@ -67,6 +86,9 @@ pub struct Row {
     pub values: Vec<f64>,
     pub shape: Shape,
     pub check: Option<Check>,
+    /// Each peer's figures (same shape as `values`), in the order of [`PEERS`].
+    pub peers: [Option<Vec<f64>>; 3],
+    pub ratio: Option<Ratio>,
     /// More machine-readable detail for the JSON file.
     pub data: Value,
 }
@@ -81,7 +103,69 @@ impl Row {
             values,
             shape,
             check: None,
+            peers: [None, None, None],
+            ratio: None,
             data: Value::Null,
+        }
+    }
+
+    /// Adds a peer's figures (`peer` indexes [`PEERS`]).
+    pub fn peer(mut self, peer: usize, values: Vec<f64>) -> Row {
+        self.peers[peer] = Some(values);
+        self
+    }
+
+    /// Compares `values[index]` with the peers'; `at_least` is the bar on every ratio.
+    pub fn ratio(mut self, index: usize, higher_is_better: bool, at_least: Option<f64>) -> Row {
+        self.ratio = Some(Ratio {
+            index,
+            higher_is_better,
+            at_least,
+        });
+        self
+    }
+
+    /// Each peer's ratio (above 1: convlog ahead).
+    pub fn ratios(&self) -> Vec<(usize, f64)> {
+        let Some(ratio) = self.ratio else {
+            return Vec::new();
+        };
+        let ours = self.values.get(ratio.index).copied().unwrap_or(f64::NAN);
+        self.peers
+            .iter()
+            .enumerate()
+            .filter_map(|(i, values)| {
+                let theirs = values.as_ref()?.get(ratio.index).copied()?;
+                Some((
+                    i,
+                    if ratio.higher_is_better {
+                        ours / theirs
+                    } else {
+                        theirs / ours
+                    },
+                ))
+            })
+            .collect()
+    }
+
+    /// The ratio column's text.
+    pub fn ratio_text(&self) -> String {
+        self.ratios()
+            .iter()
+            .map(|(i, r)| format!("{} {}×", PEERS[*i].1, ratio_number(*r)))
+            .collect::<Vec<_>>()
+            .join(" · ")
+    }
+
+    /// A peer's figures as shown.
+    pub fn peer_text(&self, peer: usize) -> String {
+        match &self.peers[peer] {
+            Some(values) => Row {
+                values: values.clone(),
+                ..Row::info("", "", Vec::new(), self.shape.clone())
+            }
+            .value_text(),
+            None => String::new(),
         }
     }
 
@@ -113,7 +197,13 @@ impl Row {
                 .join(" / ")
         };
         match &self.shape {
-            Shape::Count => join(&|v| thousands(v.round().max(0.0) as u64)),
+            Shape::Count => join(&|v| {
+                if v.is_finite() {
+                    thousands(v.round().max(0.0) as u64)
+                } else {
+                    "–".to_string()
+                }
+            }),
             Shape::Ms(decimals) => format!("{} ms", join(&|v| format!("{v:.decimals$}"))),
             Shape::Seconds => join(&|v| {
                 if v.is_finite() {
@@ -131,6 +221,7 @@ impl Row {
                 })
             ),
             Shape::Percent => join(&|v| format!("{v:.0}%")),
+            Shape::Times => join(&|v| format!("{}×", ratio_number(v))),
             Shape::MsRate => match self.values.as_slice() {
                 [p50, p99, rate] => format!("{p50:.1} / {p99:.1} ms, {rate:.0} q/s"),
                 _ => String::new(),
@@ -139,18 +230,29 @@ impl Row {
         }
     }
 
-    /// Pass or miss against the bar; `Info` without one.
+    /// Pass or miss against the bar (and the bar on the peers' ratios); `Info` without one.
     pub fn verdict(&self) -> Verdict {
-        let Some(check) = self.check else {
-            return Verdict::Info;
-        };
-        let value = self.values.get(check.index).copied().unwrap_or(f64::NAN);
-        let ok = if check.at_most {
-            value <= check.limit
-        } else {
-            value >= check.limit
-        };
-        if ok { Verdict::Pass } else { Verdict::Miss }
+        let mut verdict = Verdict::Info;
+        if let Some(check) = self.check {
+            let value = self.values.get(check.index).copied().unwrap_or(f64::NAN);
+            let ok = if check.at_most {
+                value <= check.limit
+            } else {
+                value >= check.limit
+            };
+            verdict = if ok { Verdict::Pass } else { Verdict::Miss };
+        }
+        if let Some(at_least) = self.ratio.and_then(|r| r.at_least) {
+            let ratios = self.ratios();
+            if !ratios.is_empty() {
+                if ratios.iter().any(|(_, r)| r.is_nan() || *r < at_least) {
+                    verdict = Verdict::Miss;
+                } else if verdict == Verdict::Info {
+                    verdict = Verdict::Pass;
+                }
+            }
+        }
+        verdict
     }
 
     /// JSON form.
@@ -159,6 +261,10 @@ impl Row {
             "workload": self.workload, "figure": self.figure, "value": self.value_text(),
             "values": self.values.iter().map(|v| if v.is_finite() { json!(v) } else { Value::Null }).collect::<Vec<_>>(),
             "bar": self.bar, "verdict": self.verdict().word(), "data": self.data,
+            "peers": PEERS.iter().zip(&self.peers).filter_map(|((name, _), values)| {
+                Some((name.to_string(), json!(values.as_ref()?.iter().map(|v| if v.is_finite() { json!(v) } else { Value::Null }).collect::<Vec<_>>())))
+            }).collect::<serde_json::Map<_, _>>(),
+            "ratios": self.ratios().iter().map(|(i, r)| (PEERS[*i].0.to_string(), json!(if r.is_finite() { json!(r) } else { Value::Null }))).collect::<serde_json::Map<_, _>>(),
         })
     }
 }
@@ -180,18 +286,35 @@ pub fn median_rows(runs: &[Vec<Row>]) -> Vec<Row> {
                 .collect();
             let mut median = row.clone();
             median.data = Value::Null;
-            for (i, value) in median.values.iter_mut().enumerate() {
-                let mut all: Vec<f64> = same
-                    .iter()
-                    .filter_map(|r| r.values.get(i).copied())
+            let middle = |all: Vec<f64>| -> f64 {
+                let mut all: Vec<f64> = all
+                    .into_iter()
                     .map(|v| if v.is_nan() { f64::INFINITY } else { v })
                     .collect();
                 all.sort_by(f64::total_cmp);
-                *value = match all.len() {
+                match all.len() {
                     0 => f64::NAN,
                     n if n % 2 == 1 => all[n / 2],
                     n => (all[n / 2 - 1] + all[n / 2]) / 2.0,
-                };
+                }
+            };
+            for (i, value) in median.values.iter_mut().enumerate() {
+                *value = middle(
+                    same.iter()
+                        .filter_map(|r| r.values.get(i).copied())
+                        .collect(),
+                );
+            }
+            for peer in 0..PEERS.len() {
+                if let Some(values) = &mut median.peers[peer] {
+                    for (i, value) in values.iter_mut().enumerate() {
+                        *value = middle(
+                            same.iter()
+                                .filter_map(|r| r.peers[peer].as_ref()?.get(i).copied())
+                                .collect(),
+                        );
+                    }
+                }
             }
             median
         })
@@ -293,27 +416,47 @@ impl Machine {
     }
 }
 
-/// The Markdown table.
+/// A ratio as shown: two significant digits or so.
+pub fn ratio_number(r: f64) -> String {
+    if !r.is_finite() {
+        "–".into()
+    } else if r >= 10.0 {
+        format!("{r:.0}")
+    } else {
+        format!("{r:.2}")
+    }
+}
+
+/// The Markdown table: convlog's figure, each peer's, the ratios, the bar.
 pub fn table(rows: &[Row]) -> String {
-    let header = ["workload", "figure", "convlog", "bar (2 cores)", "peer", ""];
-    let cells: Vec<[String; 6]> = rows
+    let header = [
+        "workload",
+        "figure",
+        "convlog",
+        PEERS[0].0,
+        PEERS[1].0,
+        PEERS[2].0,
+        "peer ÷ convlog (>1: convlog ahead)",
+        "bar (2 cores)",
+        "",
+    ];
+    let cells: Vec<[String; 9]> = rows
         .iter()
         .map(|r| {
             [
                 r.workload.clone(),
                 r.figure.clone(),
                 r.value_text(),
+                r.peer_text(0),
+                r.peer_text(1),
+                r.peer_text(2),
+                r.ratio_text(),
                 r.bar.clone(),
-                if r.bar.is_empty() {
-                    String::new()
-                } else {
-                    "not yet measured".into()
-                },
                 r.verdict().label().to_string(),
             ]
         })
         .collect();
-    let mut widths = header.map(str::len);
+    let mut widths = header.map(|h| h.chars().count());
     for row in &cells {
         for (width, cell) in widths.iter_mut().zip(row) {
             *width = (*width).max(cell.chars().count());

@@ -26,13 +26,20 @@ pub fn agent() -> ureq::Agent {
 }
 
 impl Server {
-    /// Starts `bin serve` on a free port over `data_dir`, logging (at warn) to `log`.
-    pub fn start(bin: &Path, data_dir: &Path, log: &Path) -> anyhow::Result<Server> {
+    /// Starts `bin serve` on a free port over `data_dir`, logging (at warn) to `log`;
+    /// `extra` goes on the command line (e.g. `--set key=value`).
+    pub fn start(
+        bin: &Path,
+        data_dir: &Path,
+        log: &Path,
+        extra: &[&str],
+    ) -> anyhow::Result<Server> {
         let log_file =
             std::fs::File::create(log).with_context(|| format!("creating {}", log.display()))?;
         let mut child = Command::new(bin)
             .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
             .arg(data_dir)
+            .args(extra)
             .env("CONVLOG_LOG", "warn")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -102,6 +109,48 @@ impl Server {
             .read_to_string()
             .with_context(|| format!("reading GET {path}"))?;
         Ok((response.status().as_u16(), body, started.elapsed()))
+    }
+
+    /// POST without a body; returns status and body.
+    pub fn post(&self, agent: &ureq::Agent, path: &str) -> anyhow::Result<(u16, String)> {
+        let mut response = agent
+            .post(&format!("{}{path}", self.base))
+            .send_empty()
+            .with_context(|| format!("POST {path}"))?;
+        let body = response.body_mut().read_to_string()?;
+        Ok((response.status().as_u16(), body))
+    }
+
+    /// Starts a job (`POST path`, 202) and polls it until it ends; returns the job
+    /// object and the wall time, or `None` when the endpoint doesn't exist (404/405).
+    pub fn job(
+        &self,
+        agent: &ureq::Agent,
+        path: &str,
+        timeout: Duration,
+    ) -> anyhow::Result<Option<(serde_json::Value, Duration)>> {
+        let started = Instant::now();
+        let (status, body) = self.post(agent, path)?;
+        if status == 404 || status == 405 {
+            return Ok(None);
+        }
+        if status != 202 && status != 200 {
+            bail!("POST {path} answered {status}: {body}");
+        }
+        let job: serde_json::Value = serde_json::from_str(&body)?;
+        let id = job["id"].as_str().context("job without id")?.to_string();
+        loop {
+            let job = self.get_json(agent, &format!("/v1/admin/jobs/{id}"))?;
+            match job["state"].as_str() {
+                Some("succeeded") => return Ok(Some((job, started.elapsed()))),
+                Some("failed") => bail!("job {id} failed: {}", job["error"]),
+                _ => {}
+            }
+            if started.elapsed() > timeout {
+                bail!("job {id} still {} after {timeout:?}", job["state"]);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
 
     /// GET a JSON endpoint that must answer 200.

@@ -12,6 +12,11 @@ use std::time::{Duration, Instant};
 
 const DAY_US: i64 = 86_400_000_000;
 
+/// Microseconds rounded down to the second (convlog gets `from`/`to` in whole seconds).
+pub fn whole_second(micros: i64) -> i64 {
+    micros - micros.rem_euclid(1_000_000)
+}
+
 /// One sample of the server's progress while ingesting.
 #[derive(Debug, Clone, Copy)]
 pub struct Progress {
@@ -238,11 +243,89 @@ pub fn time_to_searchable(
     }
 }
 
+/// The text part of a query: one word, or a phrase of words (plain lowercase ASCII,
+/// so PostgreSQL's `simple` configuration, FTS5's `unicode61` and tantivy agree).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum Text {
+    Word(String),
+    Phrase(Vec<String>),
+}
+
+impl Text {
+    /// The `q` parameter convlog gets.
+    pub fn q(&self) -> String {
+        match self {
+            Text::Word(word) => word.clone(),
+            Text::Phrase(words) => format!("\"{}\"", words.join(" ")),
+        }
+    }
+
+    /// The words, in order.
+    pub fn words(&self) -> Vec<&str> {
+        match self {
+            Text::Word(word) => vec![word.as_str()],
+            Text::Phrase(words) => words.iter().map(String::as_str).collect(),
+        }
+    }
+}
+
+/// What a conversation search asks, in a form every peer can turn into its own query.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Params {
+    pub bot: String,
+    /// `[from, to)` in UTC microseconds: conversations with a message in it.
+    pub from: i64,
+    pub to: i64,
+    pub text: Option<Text>,
+    pub channel: Option<String>,
+    pub tag: Option<String>,
+    pub flagged: Option<bool>,
+    /// Top hits by last message, newest first (ties: higher id first).
+    pub limit: usize,
+}
+
+impl Params {
+    /// convlog's request path.
+    pub fn path(&self) -> String {
+        let mut path = format!(
+            "/v1/bots/{}/conversations?limit={}&from={}&to={}",
+            self.bot,
+            self.limit,
+            encode(&rfc3339(self.from)),
+            encode(&rfc3339(self.to))
+        );
+        if let Some(channel) = &self.channel {
+            path.push_str(&format!("&channel={}", encode(channel)));
+        }
+        if let Some(flagged) = self.flagged {
+            path.push_str(&format!("&flagged={flagged}"));
+        }
+        if let Some(tag) = &self.tag {
+            path.push_str(&format!("&tag={}", encode(tag)));
+        }
+        if let Some(text) = &self.text {
+            path.push_str(&format!("&q={}", encode(&text.q())));
+        }
+        path
+    }
+}
+
 /// One query of a workload.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct QuerySpec {
-    pub class: &'static str,
+    pub class: String,
+    pub params: Params,
     pub path: String,
+}
+
+impl QuerySpec {
+    fn new(class: &str, params: Params) -> QuerySpec {
+        QuerySpec {
+            class: class.to_string(),
+            path: params.path(),
+            params,
+        }
+    }
 }
 
 /// Latencies and totals of one class of queries.
@@ -255,7 +338,9 @@ pub struct ClassResult {
 /// What a query workload measured.
 #[derive(Debug, Clone, Default)]
 pub struct QueryRun {
-    pub by_class: BTreeMap<&'static str, ClassResult>,
+    pub by_class: BTreeMap<String, ClassResult>,
+    /// Latency of each query, in the order of its specs (one client).
+    pub per_query: Vec<Duration>,
     pub wall: Duration,
 }
 
@@ -317,7 +402,7 @@ pub fn run_queries(
                         let answer: serde_json::Value = serde_json::from_str(&body)
                             .with_context(|| format!("GET {} is not JSON", spec.path))?;
                         let total = answer["total"].as_u64().context("answer without total")?;
-                        mine.push((spec.class, elapsed, total));
+                        mine.push((index, elapsed, total));
                     }
                 })();
                 results
@@ -328,18 +413,37 @@ pub fn run_queries(
         }
     });
     let wall = started.elapsed();
-    let mut run = QueryRun {
-        wall,
-        ..QueryRun::default()
-    };
+    let mut measured = Vec::new();
     for result in results.into_inner().expect("results lock") {
-        for (class, elapsed, total) in result? {
-            let entry = run.by_class.entry(class).or_default();
+        measured.extend(result?);
+    }
+    measured.sort_by_key(|(index, _, _)| *index);
+    Ok(QueryRun::from_measured(
+        specs,
+        measured.into_iter().map(|(_, e, t)| (e, t)),
+        wall,
+    ))
+}
+
+impl QueryRun {
+    /// A run from (latency, total) per spec, in the order of `specs`.
+    pub fn from_measured(
+        specs: &[QuerySpec],
+        measured: impl IntoIterator<Item = (Duration, u64)>,
+        wall: Duration,
+    ) -> QueryRun {
+        let mut run = QueryRun {
+            wall,
+            ..QueryRun::default()
+        };
+        for (spec, (elapsed, total)) in specs.iter().zip(measured) {
+            let entry = run.by_class.entry(spec.class.clone()).or_default();
             entry.latencies.push(elapsed);
             entry.totals.push(total);
+            run.per_query.push(elapsed);
         }
+        run
     }
-    Ok(run)
 }
 
 /// The words, phrases and filters the query workloads draw from.
@@ -348,7 +452,7 @@ pub struct QueryPlan {
     pub frequent: Vec<String>,
     pub medium: Vec<String>,
     pub rare: Vec<String>,
-    pub phrases: Vec<String>,
+    pub phrases: Vec<Vec<String>>,
     /// Words in about half the conversations, with the share found.
     pub half: Vec<(String, f64)>,
     /// The most common tag, when the build tags conversations.
@@ -407,16 +511,17 @@ pub fn plan(server: &Server, data: &Dataset) -> anyhow::Result<QueryPlan> {
     let medium = spread(&medium_pool, 20);
     let rare = spread(&rare_pool, 20);
     // Phrases from common to rarer: ranks 5, 10, 20, 40, …
+    let split = |phrase: &str| phrase.split(' ').map(str::to_string).collect::<Vec<_>>();
     let mut phrases = Vec::new();
     let mut rank = 5;
     while rank < data.phrases.len() && phrases.len() < 12 {
-        phrases.push(format!("\"{}\"", data.phrases[rank].0));
+        phrases.push(split(&data.phrases[rank].0));
         rank *= 2;
     }
     if phrases.is_empty()
         && let Some((phrase, _)) = data.phrases.first()
     {
-        phrases.push(format!("\"{phrase}\""));
+        phrases.push(split(phrase));
     }
 
     // Conversation share falls with message frequency: binary search the rank
@@ -475,9 +580,12 @@ pub fn plan(server: &Server, data: &Dataset) -> anyhow::Result<QueryPlan> {
 fn week(rng: &mut Rng, data: &Dataset) -> (i64, i64) {
     let span = data.max_ts + 1_000_000 - data.min_ts;
     if span <= 7 * DAY_US {
-        return (data.min_ts, data.max_ts + 1_000_000);
+        return (
+            whole_second(data.min_ts),
+            whole_second(data.max_ts + 1_000_000),
+        );
     }
-    let from = data.min_ts + rng.below((span - 7 * DAY_US) as u64) as i64;
+    let from = whole_second(data.min_ts + rng.below((span - 7 * DAY_US) as u64) as i64);
     (from, from + 7 * DAY_US)
 }
 
@@ -491,20 +599,25 @@ pub struct Workloads {
 /// Builds the query mixes.
 pub fn workloads(data: &Dataset, plan: &QueryPlan, n: usize, seed: u64) -> Workloads {
     let mut rng = Rng::new(seed, 0x0057_2A2A);
-    let base = format!("/v1/bots/{}/conversations?limit=20", data.bot);
-    let whole = format!(
-        "&from={}&to={}",
-        encode(&rfc3339(data.min_ts)),
-        encode(&rfc3339(data.max_ts + 1_000_000))
-    );
-    let pick = |list: &[String], rng: &mut Rng| -> Option<String> {
-        (!list.is_empty()).then(|| list[rng.below(list.len() as u64) as usize].clone())
+    let whole = |text: Text| Params {
+        bot: data.bot.clone(),
+        from: whole_second(data.min_ts),
+        to: whole_second(data.max_ts + 1_000_000),
+        text: Some(text),
+        channel: None,
+        tag: None,
+        flagged: None,
+        limit: 20,
     };
-    let classes: [(&'static str, &[String]); 4] = [
-        ("frequent word", &plan.frequent),
-        ("medium word", &plan.medium),
-        ("rare word", &plan.rare),
-        ("phrase", &plan.phrases),
+    let words = |list: &[String]| -> Vec<Text> { list.iter().cloned().map(Text::Word).collect() };
+    let classes: Vec<(&str, Vec<Text>)> = vec![
+        ("frequent word", words(&plan.frequent)),
+        ("medium word", words(&plan.medium)),
+        ("rare word", words(&plan.rare)),
+        (
+            "phrase",
+            plan.phrases.iter().cloned().map(Text::Phrase).collect(),
+        ),
     ];
     let classes: Vec<_> = classes
         .into_iter()
@@ -512,45 +625,142 @@ pub fn workloads(data: &Dataset, plan: &QueryPlan, n: usize, seed: u64) -> Workl
         .collect();
     let w2a = (0..n)
         .filter_map(|i| {
-            let (class, list) = classes[i % classes.len()];
-            let q = pick(list, &mut rng)?;
-            Some(QuerySpec {
-                class,
-                path: format!("{base}{whole}&q={}", encode(&q)),
-            })
+            let (class, list) = classes.get(i % classes.len().max(1))?;
+            let text = list[rng.below(list.len() as u64) as usize].clone();
+            Some(QuerySpec::new(class, whole(text)))
         })
         .collect();
     let channels: Vec<&str> = data.channels.iter().map(|(c, _)| c.as_str()).collect();
-    let tag = plan
-        .tag
-        .as_ref()
-        .map(|t| format!("&tag={}", encode(t)))
-        .unwrap_or_default();
-    let filters = |rng: &mut Rng| -> String {
+    let filters = |rng: &mut Rng, text: Option<Text>| -> Params {
         let (from, to) = week(rng, data);
         let channel = channels[rng.below(channels.len() as u64) as usize];
-        format!(
-            "&channel={}&flagged=false{tag}&from={}&to={}",
-            encode(channel),
-            encode(&rfc3339(from)),
-            encode(&rfc3339(to))
-        )
+        Params {
+            bot: data.bot.clone(),
+            from,
+            to,
+            text,
+            channel: Some(channel.to_string()),
+            tag: plan.tag.clone(),
+            flagged: Some(false),
+            limit: 20,
+        }
     };
     let w2b = (0..n)
-        .map(|_| QuerySpec {
-            class: "filters + facets",
-            path: format!("{base}{}", filters(&mut rng)),
-        })
+        .map(|_| QuerySpec::new("filters + facets", filters(&mut rng, None)))
         .collect();
     let half: Vec<String> = plan.half.iter().map(|(w, _)| w.clone()).collect();
     let w2c = (0..n)
         .filter_map(|_| {
-            let q = pick(&half, &mut rng)?;
-            Some(QuerySpec {
-                class: "half word + filters + facets",
-                path: format!("{base}{}&q={}", filters(&mut rng), encode(&q)),
-            })
+            if half.is_empty() {
+                return None;
+            }
+            let word = half[rng.below(half.len() as u64) as usize].clone();
+            Some(QuerySpec::new(
+                "half word + filters + facets",
+                filters(&mut rng, Some(Text::Word(word))),
+            ))
         })
         .collect();
     Workloads { w2a, w2b, w2c }
+}
+
+/// What a search answered: the exact total, the facet counts (zero counts left
+/// out) and the ids of the top hits, in order.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Answer {
+    pub total: u64,
+    pub facets: BTreeMap<String, BTreeMap<String, u64>>,
+    pub hits: Vec<u64>,
+}
+
+impl Answer {
+    /// Parses convlog's JSON answer.
+    pub fn from_json(answer: &serde_json::Value) -> anyhow::Result<Answer> {
+        let mut facets = BTreeMap::new();
+        if let Some(map) = answer["facets"].as_object() {
+            for (dimension, counts) in map {
+                let counts: BTreeMap<String, u64> = counts
+                    .as_object()
+                    .map(|c| {
+                        c.iter()
+                            .filter_map(|(k, v)| Some((k.clone(), v.as_u64()?)))
+                            .filter(|(_, v)| *v > 0)
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                facets.insert(dimension.clone(), counts);
+            }
+        }
+        let hits = answer["conversations"]
+            .as_array()
+            .context("answer without conversations")?
+            .iter()
+            .map(|c| {
+                let id = c["id"].as_str().context("conversation without id")?;
+                let hex = id.strip_prefix("c_").context("id without c_")?;
+                Ok(u64::from_str_radix(hex, 16)?)
+            })
+            .collect::<anyhow::Result<Vec<u64>>>()?;
+        Ok(Answer {
+            total: answer["total"].as_u64().context("answer without total")?,
+            facets,
+            hits,
+        })
+    }
+
+    /// The differences from `other` (empty when equal), for a report.
+    pub fn differences(&self, other: &Answer) -> Vec<String> {
+        let mut out = Vec::new();
+        if self.total != other.total {
+            out.push(format!("total {} vs {}", self.total, other.total));
+        }
+        let empty = BTreeMap::new();
+        let dimensions: std::collections::BTreeSet<&String> =
+            self.facets.keys().chain(other.facets.keys()).collect();
+        for dimension in dimensions {
+            let ours = self.facets.get(dimension).unwrap_or(&empty);
+            let theirs = other.facets.get(dimension).unwrap_or(&empty);
+            if ours != theirs {
+                let keys: std::collections::BTreeSet<&String> =
+                    ours.keys().chain(theirs.keys()).collect();
+                let diffs: Vec<String> = keys
+                    .into_iter()
+                    .filter(|k| ours.get(*k) != theirs.get(*k))
+                    .take(3)
+                    .map(|k| {
+                        format!(
+                            "{k}: {} vs {}",
+                            ours.get(k).copied().unwrap_or(0),
+                            theirs.get(k).copied().unwrap_or(0)
+                        )
+                    })
+                    .collect();
+                out.push(format!("facet {dimension} ({})", diffs.join(", ")));
+            }
+        }
+        if self.hits != other.hits {
+            let first = self
+                .hits
+                .iter()
+                .zip(&other.hits)
+                .position(|(a, b)| a != b)
+                .unwrap_or(self.hits.len().min(other.hits.len()));
+            out.push(format!(
+                "top hits differ from rank {} ({} vs {} hits)",
+                first + 1,
+                self.hits.len(),
+                other.hits.len()
+            ));
+        }
+        out
+    }
+}
+
+/// convlog's answer to every spec, one client (also the warm-up).
+pub fn answers(server: &Server, specs: &[QuerySpec]) -> anyhow::Result<Vec<Answer>> {
+    let agent = agent();
+    specs
+        .iter()
+        .map(|spec| Answer::from_json(&server.get_json(&agent, &spec.path)?))
+        .collect()
 }
