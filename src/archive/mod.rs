@@ -338,9 +338,13 @@ impl Archiver {
 
     /// Carries a run from its recorded state to `Done`.
     fn finish(&self, mut run: RunRecord) -> Result<(), ArchiveError> {
+        // Milliseconds per step, logged when the run is done.
+        let mut took: Vec<(&str, u128)> = Vec::new();
         loop {
             let now = self.clock.now();
             let id = run.id;
+            let step_started = std::time::Instant::now();
+            let step = run.state.as_str();
             let next = match run.state {
                 RunState::Planned => {
                     let objects = self.write(&run)?;
@@ -373,16 +377,19 @@ impl Archiver {
                     self.wait_for_index(run.delete_change.unwrap_or(0))?;
                     self.advance(id, RunState::Deleted, RunState::Done)?;
                     self.failpoints.hit("archive.after_index");
+                    took.push((step, step_started.elapsed().as_millis()));
                     tracing::info!(
                         run = id,
                         conversations = run.conversations,
                         messages = run.messages,
+                        ms_per_step = ?took,
                         "archive run done"
                     );
                     return Ok(());
                 }
                 RunState::Done | RunState::RolledBack => return Ok(()),
             };
+            took.push((step, step_started.elapsed().as_millis()));
             run.state = next;
         }
     }
@@ -397,10 +404,13 @@ impl Archiver {
     /// Encodes the run's partitions on rayon and uploads them on tokio.
     fn write(&self, run: &RunRecord) -> Result<Vec<ObjectRecord>, ArchiveError> {
         let run_id = run.id;
+        let started = std::time::Instant::now();
         let contents = self
             .store
             .read(move |conn| records::run_contents(conn, run_id))?;
+        let read_ms = started.elapsed().as_millis();
         let encoded = encode_run(&contents, run_id, run.planned_at)?;
+        let encode_ms = started.elapsed().as_millis() - read_ms;
         let records: Vec<ObjectRecord> = encoded.iter().map(|e| e.record.clone()).collect();
         let target = self.target.clone();
         self.runtime.block_on(async move {
@@ -419,6 +429,13 @@ impl Archiver {
             }
             Ok::<_, ArchiveError>(())
         })?;
+        tracing::debug!(
+            run = run_id,
+            read_ms,
+            encode_ms,
+            upload_ms = started.elapsed().as_millis() - read_ms - encode_ms,
+            "archive run written"
+        );
         Ok(records)
     }
 
@@ -690,7 +707,7 @@ fn encode_run(
 ) -> Result<Vec<Encoded>, ArchiveError> {
     // Messages by (bot, date of the message), conversations by (bot, date started);
     // both keep the conversation order of `contents` (by id) and time order inside.
-    type Part<'a> = Vec<(&'a ConversationRecord, Vec<MessageRecord>)>;
+    type Part<'a> = Vec<(&'a ConversationRecord, Vec<&'a MessageRecord>)>;
     let mut message_parts: BTreeMap<(&str, String), Part<'_>> = BTreeMap::new();
     let mut conversation_parts: BTreeMap<(&str, String), Vec<&ConversationRecord>> =
         BTreeMap::new();
@@ -701,8 +718,8 @@ fn encode_run(
                 .entry((bot, date_of(message.timestamp)))
                 .or_default();
             match part.last_mut() {
-                Some((last, list)) if last.id == conversation.id => list.push(message.clone()),
-                _ => part.push((conversation, vec![message.clone()])),
+                Some((last, list)) if last.id == conversation.id => list.push(message),
+                _ => part.push((conversation, vec![message])),
             }
         }
         conversation_parts
@@ -722,17 +739,13 @@ fn encode_run(
     jobs.into_par_iter()
         .map(|(table, (bot, date), message_rows, conversation_rows)| {
             let (batch, min_ts, max_ts) = if table == "messages" {
-                let refs: Vec<(&ConversationRecord, &[MessageRecord])> = message_rows
-                    .iter()
-                    .map(|(c, m)| (*c, m.as_slice()))
-                    .collect();
                 let stamps = message_rows
                     .iter()
                     .flat_map(|(_, m)| m.iter().map(|m| m.timestamp));
                 let (lo, hi) = stamps.fold((Micros::MAX, Micros::MIN), |(lo, hi), t| {
                     (lo.min(t), hi.max(t))
                 });
-                (format::messages_batch(&refs, archived_at), lo, hi)
+                (format::messages_batch(&message_rows, archived_at), lo, hi)
             } else {
                 let lo = conversation_rows
                     .iter()

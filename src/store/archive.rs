@@ -451,31 +451,38 @@ impl WriteCtx<'_> {
     /// Removes these conversations and everything hanging off them, leaving
     /// tombstones for the index; returns the last change position taken.
     pub fn delete_conversations(&mut self, ids: &[u64]) -> Result<u64, StoreError> {
-        const CHILDREN: [&str; 7] = [
-            "DELETE FROM messages WHERE conversation_id = ?1",
-            "DELETE FROM labels WHERE conversation_id = ?1",
-            "DELETE FROM tags WHERE conversation_id = ?1",
-            "DELETE FROM tag_state WHERE conversation_id = ?1",
-            "DELETE FROM traces WHERE conversation_id = ?1",
-            "UPDATE shares SET revoked_at = COALESCE(revoked_at, expires_at) WHERE conversation_id = ?1",
-            "DELETE FROM archive_holds WHERE conversation_id = ?1",
-        ];
-        let highest = ids.iter().copied().max().unwrap_or(0);
+        // One set-based statement per table over a temporary list of the ids.
+        self.conn.execute_batch(
+            "CREATE TEMP TABLE IF NOT EXISTS leaving (id INTEGER PRIMARY KEY);
+             DELETE FROM temp.leaving;",
+        )?;
+        let mut insert = self
+            .conn
+            .prepare_cached("INSERT OR IGNORE INTO temp.leaving (id) VALUES (?1)")?;
         for &id in ids {
-            for sql in CHILDREN {
-                self.conn.prepare_cached(sql)?.execute(params![id as i64])?;
-            }
-            self.conn
-                .prepare_cached("DELETE FROM conversations WHERE id = ?1")?
-                .execute(params![id as i64])?;
+            insert.execute(params![id as i64])?;
+        }
+        self.conn.execute_batch(
+            "DELETE FROM messages WHERE conversation_id IN (SELECT id FROM temp.leaving);
+             DELETE FROM labels WHERE conversation_id IN (SELECT id FROM temp.leaving);
+             DELETE FROM tags WHERE conversation_id IN (SELECT id FROM temp.leaving);
+             DELETE FROM tag_state WHERE conversation_id IN (SELECT id FROM temp.leaving);
+             DELETE FROM traces WHERE conversation_id IN (SELECT id FROM temp.leaving);
+             UPDATE shares SET revoked_at = COALESCE(revoked_at, expires_at)
+              WHERE conversation_id IN (SELECT id FROM temp.leaving);
+             DELETE FROM archive_holds WHERE conversation_id IN (SELECT id FROM temp.leaving);
+             DELETE FROM conversations WHERE id IN (SELECT id FROM temp.leaving);
+             DELETE FROM temp.leaving;",
+        )?;
+        let mut tombstone = self.conn.prepare_cached(
+            "INSERT INTO tombstones (change_seq, conversation_id) VALUES (?1, ?2)",
+        )?;
+        for &id in ids {
             let change = self.next_change();
-            self.conn
-                .prepare_cached(
-                    "INSERT INTO tombstones (change_seq, conversation_id) VALUES (?1, ?2)",
-                )?
-                .execute(params![change as i64, id as i64])?;
+            tombstone.execute(params![change as i64, id as i64])?;
         }
         // Conversation ids are never reused, even when the newest ones leave.
+        let highest = ids.iter().copied().max().unwrap_or(0);
         self.conn.execute(
             "INSERT INTO meta (key, value) VALUES ('conversation_id_floor', ?1)
              ON CONFLICT (key) DO UPDATE SET value = MAX(CAST(value AS INTEGER), excluded.value)",
