@@ -727,41 +727,44 @@ fn encode_run(
             .or_default()
             .push(conversation);
     }
-    let jobs: Vec<(&str, (&str, String), Vec<_>, Vec<&ConversationRecord>)> = message_parts
+    enum Rows<'a> {
+        Messages(Part<'a>),
+        Conversations(Vec<&'a ConversationRecord>),
+    }
+    let jobs: Vec<((&str, String), Rows<'_>)> = message_parts
         .into_iter()
-        .map(|(key, rows)| ("messages", key, rows, Vec::new()))
+        .map(|(key, rows)| (key, Rows::Messages(rows)))
         .chain(
             conversation_parts
                 .into_iter()
-                .map(|(key, rows)| ("conversations", key, Vec::new(), rows)),
+                .map(|(key, rows)| (key, Rows::Conversations(rows))),
         )
         .collect();
     jobs.into_par_iter()
-        .map(|(table, (bot, date), message_rows, conversation_rows)| {
-            let (batch, min_ts, max_ts) = if table == "messages" {
-                let stamps = message_rows
-                    .iter()
-                    .flat_map(|(_, m)| m.iter().map(|m| m.timestamp));
-                let (lo, hi) = stamps.fold((Micros::MAX, Micros::MIN), |(lo, hi), t| {
-                    (lo.min(t), hi.max(t))
-                });
-                (format::messages_batch(&message_rows, archived_at), lo, hi)
-            } else {
-                let lo = conversation_rows
-                    .iter()
-                    .map(|c| c.started_at)
-                    .min()
-                    .unwrap_or(0);
-                let hi = conversation_rows
-                    .iter()
-                    .map(|c| c.last_message_at)
-                    .max()
-                    .unwrap_or(0);
-                (
-                    format::conversations_batch(&conversation_rows, archived_at),
-                    lo,
-                    hi,
-                )
+        .map(|((bot, date), rows)| {
+            let (table, batch, min_ts, max_ts) = match rows {
+                Rows::Messages(rows) => {
+                    let stamps = rows.iter().flat_map(|(_, m)| m.iter().map(|m| m.timestamp));
+                    let (lo, hi) = stamps.fold((Micros::MAX, Micros::MIN), |(lo, hi), t| {
+                        (lo.min(t), hi.max(t))
+                    });
+                    (
+                        "messages",
+                        format::messages_batch(&rows, archived_at),
+                        lo,
+                        hi,
+                    )
+                }
+                Rows::Conversations(rows) => {
+                    let lo = rows.iter().map(|c| c.started_at).min().unwrap_or(0);
+                    let hi = rows.iter().map(|c| c.last_message_at).max().unwrap_or(0);
+                    (
+                        "conversations",
+                        format::conversations_batch(&rows, archived_at),
+                        lo,
+                        hi,
+                    )
+                }
             };
             let bytes = format::encode(&batch, table, run_id).map_err(ArchiveError::Object)?;
             let key = object_key(table, bot, &date, run_id);

@@ -317,7 +317,7 @@ pub fn partitions(
     Ok(match bots {
         Some(bots) => all
             .into_iter()
-            .filter(|p| bots.iter().any(|b| *b == p.bot_id))
+            .filter(|p| bots.contains(&p.bot_id))
             .collect(),
         None => all,
     })

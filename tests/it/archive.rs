@@ -673,7 +673,7 @@ fn crash_runs(s: usize, step: &str, runs_per_step: usize, now: &str) {
                 root.path(),
                 &["--set", "retention.batch_messages=25"],
                 &[
-                    ("CONVLOG_CLOCK_AT", &now),
+                    ("CONVLOG_CLOCK_AT", now),
                     ("CONVLOG_FAILPOINTS", &failpoint),
                 ],
                 "error",
