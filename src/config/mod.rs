@@ -556,4 +556,33 @@ mod tests {
         let err = load_with(&["server.listen=nowhere"]).unwrap_err();
         assert!(err.to_string().contains("server.listen"), "{err}");
     }
+
+    #[test]
+    fn retention_settings_are_validated_and_per_bot_periods_apply() {
+        let config = load_with(&["retention.bots.support=30d", "retention.schedule=0s"]).unwrap();
+        assert_eq!(
+            config.retention.period_of("support"),
+            Duration::from_secs(30 * 86_400)
+        );
+        assert_eq!(
+            config.retention.period_of("other"),
+            Duration::from_secs(180 * 86_400)
+        );
+        assert_eq!(config.retention.schedule, None);
+        assert!(!config.retention.keep_flagged);
+        for (setting, key) in [
+            ("retention.bots.support=0s", "retention.bots.support"),
+            ("retention.bots.'not a bot'=1d", "not a bot"),
+            (
+                "retention.multipart_threshold=1MiB",
+                "retention.multipart_threshold",
+            ),
+            ("retention.batch_messages=0", "retention.batch_messages"),
+            ("retention.archive_url=ftp://x", "retention.archive_url"),
+            ("retention.s3.region_name=x", "region_name"),
+        ] {
+            let err = load_with(&[setting]).unwrap_err();
+            assert!(err.to_string().contains(key), "{setting}: {err}");
+        }
+    }
 }
