@@ -585,7 +585,15 @@ fn keep_flagged_holds_flagged_conversations_hot() {
         .unwrap();
     assert_eq!(put.status().as_u16(), 200);
     server.wait_settled();
-    archive(&server);
+    // The command line, through the running server: the dry run names what is due.
+    let (status, stdout, stderr) =
+        crate::common::run_cli(&["archive", "--dry-run", "--server", server.base()], None);
+    assert!(status.success(), "{stderr}");
+    let plan: Value = serde_json::from_slice(&stdout).expect("the plan as JSON");
+    assert_eq!(plan["messages"], 1, "{plan}");
+    assert_eq!(plan["bots"]["b1"], serde_json::json!([1, 1]), "{plan}");
+    let (status, _, stderr) = crate::common::run_cli(&["archive", "--server", server.base()], None);
+    assert!(status.success(), "{stderr}");
     let hot: Vec<String> = hot_messages(server.data_dir())
         .into_iter()
         .map(|(_, id)| id)
