@@ -280,8 +280,33 @@ impl Archiver {
                 .processed
                 .store(summary.messages, Ordering::Relaxed);
         }
+        self.close_deleted()?;
         summary.orphans_removed = self.clean_orphans()?;
         Ok(summary)
+    }
+
+    /// Waits once for the index to commit the deletions of every deleted run, then marks them done.
+    fn close_deleted(&self) -> Result<(), ArchiveError> {
+        let deleted: Vec<RunRecord> = self
+            .store
+            .read(records::unfinished_runs)?
+            .into_iter()
+            .filter(|run| run.state == RunState::Deleted)
+            .collect();
+        let Some(change) = deleted.iter().filter_map(|run| run.delete_change).max() else {
+            return Ok(());
+        };
+        let started = std::time::Instant::now();
+        self.wait_for_index(change)?;
+        for run in deleted {
+            self.advance(run.id, RunState::Deleted, RunState::Done)?;
+            self.failpoints.hit("archive.after_index");
+        }
+        tracing::info!(
+            ms = started.elapsed().as_millis(),
+            "the index committed the archived runs' deletions"
+        );
+        Ok(())
     }
 
     /// Records a run holding those of `due` that are still due when the writer gets to them.
@@ -336,7 +361,7 @@ impl Archiver {
         Err(err)
     }
 
-    /// Carries a run from its recorded state to `Done`.
+    /// Carries a run from its recorded state to `Deleted` (`close_deleted` takes it to `Done`).
     fn finish(&self, mut run: RunRecord) -> Result<(), ArchiveError> {
         // Milliseconds per step, logged when the run is done.
         let mut took: Vec<(&str, u128)> = Vec::new();
@@ -373,21 +398,17 @@ impl Archiver {
                     self.failpoints.hit("archive.after_delete");
                     RunState::Deleted
                 }
-                RunState::Deleted => {
-                    self.wait_for_index(run.delete_change.unwrap_or(0))?;
-                    self.advance(id, RunState::Deleted, RunState::Done)?;
-                    self.failpoints.hit("archive.after_index");
-                    took.push((step, step_started.elapsed().as_millis()));
+                RunState::Deleted | RunState::Done | RunState::RolledBack => {
+                    // The index commit is awaited once per pass (`close_deleted`).
                     tracing::info!(
                         run = id,
                         conversations = run.conversations,
                         messages = run.messages,
                         ms_per_step = ?took,
-                        "archive run done"
+                        "archive run deleted from the store"
                     );
                     return Ok(());
                 }
-                RunState::Done | RunState::RolledBack => return Ok(()),
             };
             took.push((step, step_started.elapsed().as_millis()));
             run.state = next;
@@ -405,9 +426,7 @@ impl Archiver {
     fn write(&self, run: &RunRecord) -> Result<Vec<ObjectRecord>, ArchiveError> {
         let run_id = run.id;
         let started = std::time::Instant::now();
-        let contents = self
-            .store
-            .read(move |conn| records::run_contents(conn, run_id))?;
+        let contents = self.read_run(run_id)?;
         let read_ms = started.elapsed().as_millis();
         let encoded = encode_run(&contents, run_id, run.planned_at)?;
         let encode_ms = started.elapsed().as_millis() - read_ms;
@@ -437,6 +456,22 @@ impl Archiver {
             "archive run written"
         );
         Ok(records)
+    }
+
+    /// A run's conversations, read on two store connections at once.
+    fn read_run(
+        &self,
+        run_id: u64,
+    ) -> Result<Vec<(ConversationRecord, Vec<MessageRecord>)>, ArchiveError> {
+        let read = |part: u64| {
+            self.store
+                .read(move |conn| records::run_contents(conn, run_id, part, 2))
+        };
+        let (even, odd) = rayon::join(|| read(0), || read(1));
+        let mut all = even?;
+        all.extend(odd?);
+        all.sort_unstable_by_key(|(record, _)| record.id);
+        Ok(all)
     }
 
     /// Reads every object of a run back: checksum of the bytes, row count of the footer.

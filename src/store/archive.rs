@@ -169,13 +169,20 @@ pub fn run(conn: &Connection, id: u64) -> Result<RunRecord, StoreError> {
     .ok_or(StoreError::NotFound)
 }
 
-/// The conversations a run holds, each with its labels, tags and messages in
-/// time order; sorted by conversation id.
+/// The conversations a run holds whose id is `part` modulo `parts` (so several
+/// readers can share a run), each with its labels, tags and messages in time
+/// order; sorted by conversation id.
 pub fn run_contents(
     conn: &Connection,
     run_id: u64,
+    part: u64,
+    parts: u64,
 ) -> Result<Vec<(ConversationRecord, Vec<MessageRecord>)>, StoreError> {
-    let held = "SELECT conversation_id FROM archive_holds WHERE run_id = ?1";
+    let held = format!(
+        "SELECT conversation_id FROM archive_holds WHERE run_id = ?1 AND conversation_id % {} = {}",
+        parts.max(1),
+        part
+    );
     let mut conversations: Vec<(ConversationRecord, Vec<MessageRecord>)> = conn
         .prepare(&format!(
             "SELECT {CONVERSATION_COLUMNS} FROM conversations WHERE id IN ({held}) ORDER BY id"
