@@ -762,3 +762,36 @@ fn crash_runs(s: usize, step: &str, runs_per_step: usize, now: &str) {
         }
     }
 }
+
+#[test]
+fn objects_the_manifest_does_not_know_are_removed_after_the_grace_period() {
+    let root = tempfile::tempdir().unwrap();
+    let _cleanup = remove_at_exit(root.path());
+    let server = Server::start(root.path(), &["--set", "retention.orphan_grace=1h"]);
+    server.ingest(&[message(
+        "old",
+        "g",
+        "u-old",
+        "long ago",
+        "2025-01-01T00:00:00Z",
+    )]);
+    server.wait_settled();
+    archive(&server);
+    let archive_dir = server.data_dir().join("archive");
+    let kept = parquet_files(&archive_dir);
+    assert_eq!(kept.len(), 2, "a messages and a conversations object");
+    // A leftover no manifest lists (as a run rolled back while the bucket was down leaves).
+    let orphan = archive_dir.join("messages/bot_id=g/date=2025-01-01/part-0000009999.parquet");
+    std::fs::write(&orphan, b"PAR1 leftover").unwrap();
+    archive(&server);
+    assert!(orphan.exists(), "younger than the grace period: kept");
+    let touched = std::process::Command::new("touch")
+        .args(["-d", "2 hours ago"])
+        .arg(&orphan)
+        .status()
+        .unwrap();
+    assert!(touched.success());
+    archive(&server);
+    assert!(!orphan.exists(), "older than the grace period: removed");
+    assert_eq!(parquet_files(&archive_dir), kept, "manifested objects stay");
+}
