@@ -795,3 +795,28 @@ fn objects_the_manifest_does_not_know_are_removed_after_the_grace_period() {
     assert!(!orphan.exists(), "older than the grace period: removed");
     assert_eq!(parquet_files(&archive_dir), kept, "manifested objects stay");
 }
+
+#[test]
+fn the_schedule_archives_by_itself() {
+    let root = tempfile::tempdir().unwrap();
+    let _cleanup = remove_at_exit(root.path());
+    let server = Server::start(root.path(), &["--set", "retention.schedule=1s"]);
+    server.ingest(&[message(
+        "old",
+        "s",
+        "u-old",
+        "long ago",
+        "2025-01-01T00:00:00Z",
+    )]);
+    let started = Instant::now();
+    while !hot_messages(server.data_dir()).is_empty() {
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "no scheduled pass archived the old message"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let rows = archived_messages(&server.data_dir().join("archive"));
+    assert_eq!(rows.len(), 1);
+    assert_eq!(rows[0].message_id, "old");
+}

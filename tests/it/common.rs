@@ -120,6 +120,8 @@ impl Server {
             .args(["--listen", "127.0.0.1:0", "--data-dir"])
             .arg(&self.data_dir)
             .args(["--set", "index.refresh_interval=100ms"])
+            // No archive pass unless a test asks (the fixed test data ages past retention one day).
+            .args(["--set", "retention.schedule=0s"])
             .args(&self.args)
             .env("CONVLOG_LOG", &self.log_level)
             .envs(self.env.iter().map(|(k, v)| (k, v)))
