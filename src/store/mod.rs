@@ -75,6 +75,7 @@ pub fn admin_connection(path: &Path) -> Result<Connection, StoreError> {
     }
     let conn = Connection::open(path)?;
     conn.busy_timeout(std::time::Duration::from_secs(10))?;
+    read::stable_plans(&conn)?;
     conn.execute_batch(schema::SCHEMA)?;
     Ok(conn)
 }
@@ -109,6 +110,7 @@ impl Store {
     /// Opens (creating if needed) the store at `path` and starts its writer thread.
     pub fn open(path: &Path) -> Result<Store, StoreError> {
         let conn = Connection::open(path)?;
+        read::stable_plans(&conn)?;
         conn.execute_batch(
             "PRAGMA journal_mode = WAL;
              PRAGMA synchronous = FULL;
@@ -195,6 +197,7 @@ impl Store {
                     OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
                 )?;
                 conn.execute_batch("PRAGMA cache_size = -32768; PRAGMA mmap_size = 268435456;")?;
+                read::stable_plans(&conn)?;
                 conn
             }
         };
