@@ -2,66 +2,83 @@
 
 use super::schema::{ANY_DROPOFF, Fields, flow_step};
 use crate::model::Role;
-use crate::store::{ConversationRecord, MessageRecord};
+use crate::store::ConversationRecord;
+use crate::store::read::IndexMessage;
 use std::collections::BTreeSet;
+use std::hash::{Hash, Hasher};
 use tantivy::TantivyDocument;
 
 /// The fields a conversation's message documents share with it.
-struct Shared<'a> {
+pub struct Shared<'a> {
+    record: &'a ConversationRecord,
     tags: Vec<&'a str>,
-    labels: &'a [String],
     flagged: &'static str,
     dropoff: Option<(&'a str, String)>,
 }
 
-fn add_shared(
-    doc: &mut TantivyDocument,
-    fields: &Fields,
-    record: &ConversationRecord,
-    shared: &Shared<'_>,
-) {
-    doc.add_text(fields.bot, &record.bot_id);
-    doc.add_u64(fields.conv_id, record.id);
-    doc.add_text(fields.channel, &record.channel);
-    for tag in &shared.tags {
-        doc.add_text(fields.tag, tag);
+impl<'a> Shared<'a> {
+    /// The shared fields of `record`.
+    pub fn of(record: &'a ConversationRecord) -> Shared<'a> {
+        Shared {
+            record,
+            tags: record.tags.iter().map(|t| t.tag.as_str()).collect(),
+            flagged: if record.flagged_at.is_some() {
+                "true"
+            } else {
+                "false"
+            },
+            dropoff: record.dropoff.as_ref().map(|(flow, step)| {
+                (
+                    flow.as_str(),
+                    flow_step(flow, step.as_deref().unwrap_or("")),
+                )
+            }),
+        }
     }
-    for label in shared.labels {
-        doc.add_text(fields.label, label);
+
+    /// A digest of every value a message document copies from its conversation:
+    /// equal digests mean the stored message documents need no rewrite.
+    pub fn digest(&self) -> u64 {
+        // SipHash with fixed keys: the digest only lives in the indexer's memory.
+        let mut hasher = std::collections::hash_map::DefaultHasher::new();
+        self.record.bot_id.hash(&mut hasher);
+        self.record.channel.hash(&mut hasher);
+        self.tags.hash(&mut hasher);
+        self.record.labels.hash(&mut hasher);
+        self.flagged.hash(&mut hasher);
+        self.dropoff.hash(&mut hasher);
+        hasher.finish()
     }
-    doc.add_text(fields.flagged, shared.flagged);
-    if let Some((flow, step_value)) = &shared.dropoff {
-        doc.add_text(fields.dropoff, flow);
-        doc.add_text(fields.dropoff, ANY_DROPOFF);
-        doc.add_text(fields.dropoff_step, step_value);
+
+    fn add_to(&self, doc: &mut TantivyDocument, fields: &Fields) {
+        let record = self.record;
+        doc.add_text(fields.bot, &record.bot_id);
+        doc.add_u64(fields.conv_id, record.id);
+        doc.add_text(fields.channel, &record.channel);
+        for tag in &self.tags {
+            doc.add_text(fields.tag, tag);
+        }
+        for label in &record.labels {
+            doc.add_text(fields.label, label);
+        }
+        doc.add_text(fields.flagged, self.flagged);
+        if let Some((flow, step_value)) = &self.dropoff {
+            doc.add_text(fields.dropoff, flow);
+            doc.add_text(fields.dropoff, ANY_DROPOFF);
+            doc.add_text(fields.dropoff_step, step_value);
+        }
     }
 }
 
-/// The conversation document and one document per message.
-pub fn documents(
+/// The conversation document: facets, activity times and the text of every message.
+pub fn conversation(
     fields: &Fields,
-    record: &ConversationRecord,
-    messages: &[MessageRecord],
-) -> (TantivyDocument, Vec<TantivyDocument>) {
-    let shared = Shared {
-        tags: record.tags.iter().map(|t| t.tag.as_str()).collect(),
-        labels: &record.labels,
-        flagged: if record.flagged_at.is_some() {
-            "true"
-        } else {
-            "false"
-        },
-        dropoff: record.dropoff.as_ref().map(|(flow, step)| {
-            (
-                flow.as_str(),
-                flow_step(flow, step.as_deref().unwrap_or("")),
-            )
-        }),
-    };
-    let mut docs = Vec::with_capacity(messages.len());
-
+    shared: &Shared<'_>,
+    messages: &[IndexMessage],
+) -> TantivyDocument {
+    let record = shared.record;
     let mut conversation = TantivyDocument::default();
-    add_shared(&mut conversation, fields, record, &shared);
+    shared.add_to(&mut conversation, fields);
     conversation.add_i64(fields.first_ts, record.started_at);
     conversation.add_i64(fields.last_ts, record.last_message_at);
     let mut flows = BTreeSet::new();
@@ -101,24 +118,25 @@ pub fn documents(
     for ts in times {
         conversation.add_i64(fields.ts, ts);
     }
+    conversation
+}
 
-    for message in messages {
-        let mut doc = TantivyDocument::default();
-        add_shared(&mut doc, fields, record, &shared);
-        doc.add_u64(fields.msg_seq, message.seq);
-        doc.add_text(fields.role, &message.role);
-        doc.add_i64(fields.ts, message.timestamp);
-        if let Some(flow) = &message.flow {
-            doc.add_text(fields.flow, flow);
-            if let Some(step) = &message.step {
-                doc.add_text(fields.flow_step, flow_step(flow, step));
-            }
+/// The document of one message, with the fields it shares with its conversation.
+pub fn message(fields: &Fields, shared: &Shared<'_>, message: &IndexMessage) -> TantivyDocument {
+    let mut doc = TantivyDocument::default();
+    shared.add_to(&mut doc, fields);
+    doc.add_u64(fields.msg_seq, message.seq);
+    doc.add_text(fields.role, &message.role);
+    doc.add_i64(fields.ts, message.timestamp);
+    if let Some(flow) = &message.flow {
+        doc.add_text(fields.flow, flow);
+        if let Some(step) = &message.step {
+            doc.add_text(fields.flow_step, flow_step(flow, step));
         }
-        if let Some(node) = &message.node_id {
-            doc.add_text(fields.node, node);
-        }
-        doc.add_text(fields.text, &message.text);
-        docs.push(doc);
     }
-    (conversation, docs)
+    if let Some(node) = &message.node_id {
+        doc.add_text(fields.node, node);
+    }
+    doc.add_text(fields.text, &message.text);
+    doc
 }

@@ -3,7 +3,9 @@
 
 use super::{CommitPayload, IndexError, SearchIndex, document};
 use crate::config::IndexConfig;
+use crate::store::read::IndexMessage;
 use crate::store::{Store, read_changes_page};
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{self, RecvTimeoutError};
 use std::sync::{Arc, Mutex};
@@ -12,6 +14,9 @@ use tantivy::{IndexWriter, TantivyDocument, Term};
 
 /// Conversations read and committed per step while catching up.
 const PAGE: usize = 10_000;
+
+/// Conversations the indexer remembers (~40 bytes each) before starting over.
+const KNOWN_MAX: usize = 1 << 20;
 
 /// How far the index is, and whether it is healthy; shared with `/readyz` and `/metrics`.
 #[derive(Debug)]
@@ -106,7 +111,14 @@ impl Indexer {
         page: impl FnMut(u64, usize) -> bool,
     ) -> Result<u64, IndexError> {
         let mut writer = open_writer(index, config)?;
-        let position = sync(index, store, &mut writer, position, page)?;
+        let position = sync(
+            index,
+            store,
+            &mut writer,
+            &mut Known::default(),
+            position,
+            page,
+        )?;
         writer.wait_merging_threads()?;
         Ok(position)
     }
@@ -171,6 +183,7 @@ fn run(
     stopped: mpsc::Receiver<()>,
 ) {
     let mut stopping = false;
+    let mut known = Known::default();
     loop {
         let started = Instant::now();
         let committed = |position: u64, _conversations: usize| {
@@ -178,7 +191,14 @@ fn run(
             state.position.store(position, Ordering::Release);
             true
         };
-        match sync(&index, &store, &mut writer, state.position(), committed) {
+        match sync(
+            &index,
+            &store,
+            &mut writer,
+            &mut known,
+            state.position(),
+            committed,
+        ) {
             Ok(_) => {
                 state.failure.lock().expect("failure lock").take();
             }
@@ -206,37 +226,141 @@ fn run(
     tracing::debug!(position = state.position(), "indexer stopped");
 }
 
+/// What the index holds of one conversation's message documents, as this indexer committed them.
+#[derive(Debug, Clone, Copy)]
+struct Indexed {
+    /// Message documents of the conversation.
+    messages: usize,
+    /// The highest message `seq` among them.
+    max_seq: u64,
+    /// [`document::Shared::digest`] of the conversation when they were written.
+    shared: u64,
+}
+
+/// The indexer's memory of committed message documents, so a change to a
+/// conversation adds only its new messages instead of rewriting all of them.
+///
+/// Only ever describes what is committed in both parts: entries change after
+/// both commits of a page succeed, and the map is cleared on any failure (a
+/// commit of the message part may have gone through). It starts empty, so
+/// after a restart (including a crash between the two commits), a reindex or
+/// a new generation, every conversation is first rewritten whole, as before.
+#[derive(Debug, Default)]
+pub(super) struct Known(HashMap<u64, Indexed>);
+
+impl Known {
+    fn clear(&mut self) {
+        self.0 = HashMap::new();
+    }
+}
+
+/// How one changed conversation's message documents are brought up to date.
+enum Plan {
+    /// Delete them all and add every message.
+    Rewrite,
+    /// Keep them and add the messages with a higher `seq`.
+    Append { after: u64 },
+}
+
+/// Messages are never edited and only leave a conversation with it (a merge or
+/// an archive deletes it and leaves a tombstone), so when the shared fields are
+/// unchanged and the stored messages up to the highest indexed `seq` are as many
+/// as the documents written, those documents are exactly these messages and
+/// only the later ones are new. Anything else (a merge brought older messages,
+/// tags, labels, flag or drop-off changed) rewrites them all.
+fn plan(known: Option<&Indexed>, shared: u64, messages: &[IndexMessage]) -> Plan {
+    match known {
+        Some(known)
+            if known.shared == shared
+                && messages.iter().filter(|m| m.seq <= known.max_seq).count() == known.messages =>
+        {
+            Plan::Append {
+                after: known.max_seq,
+            }
+        }
+        _ => Plan::Rewrite,
+    }
+}
+
 /// Indexes every change after `position` that is committed in the store, committing page by page
 /// and reporting each committed position.
 fn sync(
     index: &SearchIndex,
     store: &Store,
     writer: &mut Writers,
+    known: &mut Known,
     mut position: u64,
     mut committed: impl FnMut(u64, usize) -> bool,
 ) -> Result<u64, IndexError> {
+    let result = sync_pages(index, store, writer, known, &mut position, &mut committed);
+    if result.is_err() {
+        known.clear();
+    }
+    result.map(|()| position)
+}
+
+fn sync_pages(
+    index: &SearchIndex,
+    store: &Store,
+    writer: &mut Writers,
+    known: &mut Known,
+    position: &mut u64,
+    committed: &mut impl FnMut(u64, usize) -> bool,
+) -> Result<(), IndexError> {
     let fields = *index.fields();
     loop {
         let head = store.head();
-        if head <= position {
-            return Ok(position);
+        if head <= *position {
+            return Ok(());
         }
-        let batch = store.read(|conn| read_changes_page(conn, position, PAGE, head))?;
-        let deleted = batch
-            .tombstones
-            .iter()
-            .chain(batch.conversations.iter().map(|(record, _)| &record.id));
-        for id in deleted {
+        let batch = store.read(|conn| read_changes_page(conn, *position, PAGE, head))?;
+        let mut updates: Vec<(u64, Option<Indexed>)> =
+            Vec::with_capacity(batch.conversations.len() + batch.tombstones.len());
+        for id in &batch.tombstones {
             let term = Term::from_field_u64(fields.conv_id, *id);
             writer.conversations.delete_term(term.clone());
             writer.messages.delete_term(term);
+            updates.push((*id, None));
         }
+        let tombstoned: HashSet<u64> = batch.tombstones.iter().copied().collect();
+        let (mut appended, mut rewritten) = (0usize, 0usize);
         for (record, messages) in &batch.conversations {
-            let (conversation, message_docs) = document::documents(&fields, record, messages);
-            writer.conversations.add_document(conversation)?;
-            for doc in message_docs {
-                writer.messages.add_document(doc)?;
+            let shared = document::Shared::of(record);
+            let digest = shared.digest();
+            let term = Term::from_field_u64(fields.conv_id, record.id);
+            // A tombstone in this page deleted whatever was indexed.
+            let previous = known
+                .0
+                .get(&record.id)
+                .filter(|_| !tombstoned.contains(&record.id));
+            writer.conversations.delete_term(term.clone());
+            writer
+                .conversations
+                .add_document(document::conversation(&fields, &shared, messages))?;
+            let after = match plan(previous, digest, messages) {
+                Plan::Append { after } => {
+                    appended += 1;
+                    after
+                }
+                Plan::Rewrite => {
+                    rewritten += 1;
+                    writer.messages.delete_term(term);
+                    0
+                }
+            };
+            for message in messages.iter().filter(|m| m.seq > after) {
+                writer
+                    .messages
+                    .add_document(document::message(&fields, &shared, message))?;
             }
+            updates.push((
+                record.id,
+                Some(Indexed {
+                    messages: messages.len(),
+                    max_seq: messages.iter().map(|m| m.seq).max().unwrap_or(0),
+                    shared: digest,
+                }),
+            ));
         }
         let payload = serde_json::to_string(&CommitPayload {
             schema_version: index.schema.version,
@@ -250,17 +374,80 @@ fn sync(
             commit.set_payload(&payload);
             commit.commit()?;
         }
+        for (id, state) in updates {
+            match state {
+                Some(state) => known.0.insert(id, state),
+                None => known.0.remove(&id),
+            };
+        }
+        if known.0.len() > KNOWN_MAX {
+            // Forgetting only costs whole rewrites; it bounds the memory at scale.
+            known.clear();
+        }
         index.messages.reader.reload()?;
         index.conversations.reader.reload()?;
         tracing::debug!(
             conversations = batch.conversations.len(),
+            appended,
+            rewritten,
             tombstones = batch.tombstones.len(),
             position = batch.position,
             "index committed"
         );
-        position = batch.position;
-        if !committed(position, batch.conversations.len()) || batch.conversations.len() < PAGE {
-            return Ok(position);
+        *position = batch.position;
+        if !committed(*position, batch.conversations.len()) || batch.conversations.len() < PAGE {
+            return Ok(());
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn message(seq: u64) -> IndexMessage {
+        IndexMessage {
+            seq,
+            role: "user".into(),
+            text: "hello".into(),
+            timestamp: seq as i64,
+            flow: None,
+            step: None,
+            node_id: None,
+            node_type: None,
+        }
+    }
+
+    fn plan_of(known: Option<Indexed>, shared: u64, seqs: &[u64]) -> Option<u64> {
+        let messages: Vec<IndexMessage> = seqs.iter().copied().map(message).collect();
+        match plan(known.as_ref(), shared, &messages) {
+            Plan::Append { after } => Some(after),
+            Plan::Rewrite => None,
+        }
+    }
+
+    #[test]
+    fn appends_only_new_messages_of_an_unchanged_conversation() {
+        let known = Indexed {
+            messages: 2,
+            max_seq: 7,
+            shared: 1,
+        };
+        assert_eq!(plan_of(Some(known), 1, &[3, 7, 9, 12]), Some(7));
+        // Nothing new (a label change elsewhere would change `shared`).
+        assert_eq!(plan_of(Some(known), 1, &[3, 7]), Some(7));
+    }
+
+    #[test]
+    fn rewrites_when_unknown_shared_fields_changed_or_older_messages_arrived() {
+        let known = Indexed {
+            messages: 2,
+            max_seq: 7,
+            shared: 1,
+        };
+        assert_eq!(plan_of(None, 1, &[3, 7]), None);
+        assert_eq!(plan_of(Some(known), 2, &[3, 7, 9]), None);
+        // A merge brought seq 5 from another conversation.
+        assert_eq!(plan_of(Some(known), 1, &[3, 5, 7, 9]), None);
     }
 }

@@ -89,10 +89,24 @@ pub struct TraceRecord {
     pub level: String,
 }
 
+/// What the index needs of a stored message.
+#[derive(Debug, Clone, PartialEq)]
+pub struct IndexMessage {
+    pub seq: u64,
+    pub role: String,
+    pub text: String,
+    pub timestamp: Micros,
+    pub flow: Option<String>,
+    pub step: Option<String>,
+    pub node_id: Option<String>,
+    pub node_type: Option<String>,
+}
+
 /// Conversations changed after a position of the change stream, as the index needs them.
 #[derive(Debug, Default)]
 pub struct ChangeBatch {
-    pub conversations: Vec<(ConversationRecord, Vec<MessageRecord>)>,
+    /// Each with all its messages in time order (ties in ingest order).
+    pub conversations: Vec<(ConversationRecord, Vec<IndexMessage>)>,
     /// Conversations that no longer exist (merged away).
     pub tombstones: Vec<u64>,
     /// The position this batch brings the reader up to.
@@ -224,6 +238,30 @@ pub fn messages(conn: &Connection, conversation_id: u64) -> Result<Vec<MessageRe
     Ok(rows.collect::<Result<_, _>>()?)
 }
 
+/// The columns of a conversation's messages the index needs, in time order (ties in ingest order).
+fn index_messages(
+    conn: &Connection,
+    conversation_id: u64,
+) -> Result<Vec<IndexMessage>, StoreError> {
+    let mut statement = conn.prepare_cached(
+        "SELECT seq, role, text, ts, flow, step, node_id, node_type FROM messages
+         WHERE conversation_id = ?1 ORDER BY ts, seq",
+    )?;
+    let rows = statement.query_map(params![conversation_id as i64], |row| {
+        Ok(IndexMessage {
+            seq: row.get::<_, i64>(0)? as u64,
+            role: row.get(1)?,
+            text: row.get(2)?,
+            timestamp: row.get(3)?,
+            flow: row.get(4)?,
+            step: row.get(5)?,
+            node_id: row.get(6)?,
+            node_type: row.get(7)?,
+        })
+    })?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
 /// Messages by store sequence number, in the order given; missing ones are skipped.
 pub fn messages_by_seq(
     conn: &Connection,
@@ -352,7 +390,7 @@ fn read_changes(conn: &Connection, after: u64, limit: usize) -> Result<ChangeBat
     };
     for (record, seq) in records {
         batch.position = batch.position.max(seq);
-        let messages = messages(conn, record.id)?;
+        let messages = index_messages(conn, record.id)?;
         batch
             .conversations
             .push((with_labels_and_tags(conn, record)?, messages));
