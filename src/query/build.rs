@@ -59,6 +59,21 @@ impl Dimension {
         }
     }
 
+    /// The request's filter on this dimension as (fast field, any of these values),
+    /// when a collector can test it from that column alone (all but `flow`).
+    pub fn column_filter(self, request: &SearchRequest) -> Option<(&'static str, Vec<String>)> {
+        match self {
+            Dimension::Channel => Some(("channel", request.channels.clone())),
+            Dimension::Tag => Some(("tag", request.tags.clone())),
+            Dimension::Label => Some(("label", request.labels.clone())),
+            Dimension::Node => Some(("node", request.nodes.clone())),
+            Dimension::Flagged => request
+                .flagged
+                .map(|flagged| ("flagged", vec![flagged.to_string()])),
+            Dimension::Flow => None,
+        }
+    }
+
     /// Whether the request filters on this dimension (`step` and `dropoff` belong to `flow`).
     pub fn is_filtered(self, request: &SearchRequest) -> bool {
         match self {
@@ -125,6 +140,18 @@ pub fn build(
     range: TimeRange,
     without: Option<Dimension>,
 ) -> Box<dyn Query> {
+    build_without(fields, bot, kind, request, range, without.as_slice())
+}
+
+/// Builds the query for `request` over `kind` documents of `bot`, leaving out the filters of `without`.
+pub fn build_without(
+    fields: &Fields,
+    bot: &str,
+    kind: DocKind,
+    request: &SearchRequest,
+    range: TimeRange,
+    without: &[Dimension],
+) -> Box<dyn Query> {
     let mut must: Vec<(Occur, Box<dyn Query>)> = vec![(Occur::Must, term_query(fields.bot, bot))];
     if range.from.is_some() || range.to.is_some() {
         let bound = |field: Field, value: Option<Micros>, inclusive: bool| match value {
@@ -163,7 +190,7 @@ pub fn build(
             )),
         }
     }
-    let keep = |dimension: Dimension| without != Some(dimension);
+    let keep = |dimension: Dimension| !without.contains(&dimension);
     if keep(Dimension::Channel) && !request.channels.is_empty() {
         must.push((
             Occur::Must,

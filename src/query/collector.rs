@@ -99,6 +99,25 @@ pub struct SearchCollector {
     pub facets: Vec<(&'static str, &'static str)>,
     /// The exact time-range test of conversation documents, when there is a range.
     pub exact_range: Option<ExactRange>,
+    /// Filtered dimensions tested here instead of in the query, each counted
+    /// disjunctively in this same pass (see [`Disjunctive`]).
+    pub disjunctive: Vec<Disjunctive>,
+}
+
+/// A filtered facet dimension whose filter the collector applies itself.
+///
+/// A document counts as a hit only if it passes every such filter; it counts
+/// for a dimension's facet if it passes all the others: exactly the counts of
+/// running the query once more per filtered dimension with that filter left
+/// out, in one pass.
+#[derive(Debug, Clone)]
+pub struct Disjunctive {
+    /// The fast string field counted for the facet.
+    pub facet: &'static str,
+    /// The fast string field the filter tests.
+    pub filter: &'static str,
+    /// A document passes when it has any of these values.
+    pub values: Vec<String>,
 }
 
 /// The result of a [`SearchCollector`].
@@ -107,7 +126,7 @@ pub struct SearchFruit {
     pub total: u64,
     /// Best first.
     pub top: Vec<SortPosition>,
-    /// Per dimension (in the order asked): value → count.
+    /// Per dimension (in the order asked, then those of `disjunctive`): value → count.
     pub facets: Vec<HashMap<String, u64>>,
 }
 
@@ -139,9 +158,59 @@ pub struct SearchSegmentCollector {
     limit: usize,
     after: Option<SortPosition>,
     facets: Vec<(StrColumn, Vec<u32>)>,
+    /// Per disjunctive dimension: its filter column and accepted ordinals (sorted).
+    filters: Vec<(StrColumn, Vec<u64>)>,
+    /// Per disjunctive dimension: its facet column and counts.
+    disjunctive: Vec<(StrColumn, Vec<u32>)>,
     range: Option<SegmentRange>,
     total: u64,
     heap: BinaryHeap<Ranked>,
+}
+
+/// The column of a fast string field, empty when the segment has none.
+fn str_column(reader: &SegmentReader, field: &str) -> tantivy::Result<StrColumn> {
+    Ok(reader.fast_fields().str(field)?.unwrap_or_else(|| {
+        StrColumn::wrap(tantivy::columnar::BytesColumn::empty(reader.max_doc()))
+    }))
+}
+
+/// A facet column with its zeroed counts (empty when the segment has no values:
+/// counting then skips it).
+fn facet_column(reader: &SegmentReader, field: &str) -> tantivy::Result<(StrColumn, Vec<u32>)> {
+    let column = str_column(reader, field)?;
+    let terms = column.num_terms();
+    Ok((column, vec![0u32; terms]))
+}
+
+fn count_facet((column, counts): &mut (StrColumn, Vec<u32>), doc: DocId) {
+    if counts.is_empty() {
+        return;
+    }
+    for ord in column.term_ords(doc) {
+        counts[ord as usize] += 1;
+    }
+}
+
+/// Resolves counted ordinals to values in one sorted sweep: looking each up
+/// alone decompresses a dictionary block per value.
+fn resolve_counts((column, counts): (StrColumn, Vec<u32>)) -> HashMap<String, u64> {
+    let (ords, counts): (Vec<u64>, Vec<u64>) = counts
+        .into_iter()
+        .enumerate()
+        .filter(|(_, count)| *count > 0)
+        .map(|(ord, count)| (ord as u64, count as u64))
+        .unzip();
+    let mut names = Vec::with_capacity(ords.len());
+    let resolved = column.dictionary().sorted_ords_to_term_cb(&ords, |bytes| {
+        names.push(String::from_utf8_lossy(bytes).into_owned())
+    });
+    match resolved {
+        Ok(_) => names.into_iter().zip(counts).collect(),
+        Err(err) => {
+            tracing::warn!(error = %err, "facet dictionary unreadable");
+            HashMap::new()
+        }
+    }
 }
 
 impl Collector for SearchCollector {
@@ -160,12 +229,22 @@ impl Collector for SearchCollector {
         };
         let mut facets = Vec::with_capacity(self.facets.len());
         for (_, field) in &self.facets {
-            let column = fast.str(field)?.unwrap_or_else(|| {
-                StrColumn::wrap(tantivy::columnar::BytesColumn::empty(reader.max_doc()))
-            });
-            // Empty when the segment has no values: `collect` then skips the column.
-            let terms = column.num_terms();
-            facets.push((column, vec![0u32; terms]));
+            facets.push(facet_column(reader, field)?);
+        }
+        let mut filters = Vec::with_capacity(self.disjunctive.len());
+        let mut disjunctive = Vec::with_capacity(self.disjunctive.len());
+        for dimension in &self.disjunctive {
+            let column = str_column(reader, dimension.filter)?;
+            let mut ords = Vec::with_capacity(dimension.values.len());
+            for value in &dimension.values {
+                if let Some(ord) = column.dictionary().term_ord(value.as_bytes())? {
+                    ords.push(ord);
+                }
+            }
+            ords.sort_unstable();
+            ords.dedup();
+            filters.push((column, ords));
+            disjunctive.push(facet_column(reader, dimension.facet)?);
         }
         Ok(SearchSegmentCollector {
             sort_column,
@@ -173,6 +252,8 @@ impl Collector for SearchCollector {
             limit: self.limit,
             after: self.after,
             facets,
+            filters,
+            disjunctive,
             range: SegmentRange::new(self.exact_range, reader)?,
             total: 0,
             heap: BinaryHeap::with_capacity(self.limit + 1),
@@ -185,7 +266,7 @@ impl Collector for SearchCollector {
 
     fn merge_fruits(&self, fruits: Vec<SegmentFruit>) -> tantivy::Result<SearchFruit> {
         let mut merged = SearchFruit {
-            facets: vec![HashMap::new(); self.facets.len()],
+            facets: vec![HashMap::new(); self.facets.len() + self.disjunctive.len()],
             ..SearchFruit::default()
         };
         let mut top = Vec::new();
@@ -219,14 +300,32 @@ impl SegmentCollector for SearchSegmentCollector {
         if !accepted(&self.range, doc) {
             return;
         }
+        if !self.filters.is_empty() {
+            // The one dimension whose filter the document fails, if exactly one.
+            let mut failed = None;
+            for (at, (column, ords)) in self.filters.iter().enumerate() {
+                let passes = !ords.is_empty()
+                    && column
+                        .term_ords(doc)
+                        .any(|ord| ords.binary_search(&ord).is_ok());
+                if !passes {
+                    if failed.is_some() {
+                        return;
+                    }
+                    failed = Some(at);
+                }
+            }
+            if let Some(at) = failed {
+                count_facet(&mut self.disjunctive[at], doc);
+                return;
+            }
+            for facet in &mut self.disjunctive {
+                count_facet(facet, doc);
+            }
+        }
         self.total += 1;
-        for (column, counts) in &mut self.facets {
-            if counts.is_empty() {
-                continue;
-            }
-            for ord in column.term_ords(doc) {
-                counts[ord as usize] += 1;
-            }
+        for facet in &mut self.facets {
+            count_facet(facet, doc);
         }
         if self.limit == 0 {
             return;
@@ -235,6 +334,14 @@ impl SegmentCollector for SearchSegmentCollector {
             Some(column) => column.first(doc).unwrap_or(i64::MIN) as f64,
             None => score as f64,
         };
+        // A full heap only takes documents better than its worst: most documents
+        // of a frequent word aren't, and this skips their id read.
+        if self.heap.len() >= self.limit
+            && let Some(worst) = self.heap.peek()
+            && key < worst.0.key
+        {
+            return;
+        }
         let position = SortPosition {
             key,
             id: self.id_column.first(doc).unwrap_or(0),
@@ -256,28 +363,12 @@ impl SegmentCollector for SearchSegmentCollector {
     }
 
     fn harvest(self) -> SegmentFruit {
-        let mut facets = Vec::with_capacity(self.facets.len());
-        for (column, counts) in self.facets {
-            // Resolve ordinals in one sorted sweep: looking each up alone decompresses a dictionary block per value.
-            let (ords, counts): (Vec<u64>, Vec<u64>) = counts
-                .into_iter()
-                .enumerate()
-                .filter(|(_, count)| *count > 0)
-                .map(|(ord, count)| (ord as u64, count as u64))
-                .unzip();
-            let mut names = Vec::with_capacity(ords.len());
-            let resolved = column.dictionary().sorted_ords_to_term_cb(&ords, |bytes| {
-                names.push(String::from_utf8_lossy(bytes).into_owned())
-            });
-            let values: HashMap<String, u64> = match resolved {
-                Ok(_) => names.into_iter().zip(counts).collect(),
-                Err(err) => {
-                    tracing::warn!(error = %err, "facet dictionary unreadable");
-                    HashMap::new()
-                }
-            };
-            facets.push(values);
-        }
+        let facets = self
+            .facets
+            .into_iter()
+            .chain(self.disjunctive)
+            .map(resolve_counts)
+            .collect();
         SegmentFruit {
             total: self.total,
             top: self.heap.into_iter().map(|ranked| ranked.0).collect(),

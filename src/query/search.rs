@@ -3,7 +3,9 @@
 
 use super::QueryError;
 use super::build::{self, Dimension, DocKind, TimeRange};
-use super::collector::{IdCollector, SearchCollector, SearchFruit, SortPosition, SortSource};
+use super::collector::{
+    Disjunctive, IdCollector, SearchCollector, SearchFruit, SortPosition, SortSource,
+};
 use super::cursor::{Cursor, Views};
 use super::filter::{SearchRequest, Sort};
 use super::highlight::{snippet, terms_for_role};
@@ -203,6 +205,7 @@ impl SearchService {
             after: None,
             facets: dimensions,
             exact_range: range.exact(),
+            disjunctive: Vec::new(),
         };
         Ok(searcher.search(query, &collector)?)
     }
@@ -233,7 +236,31 @@ impl SearchService {
             .into_iter()
             .filter(|d| !d.is_filtered(request))
             .collect();
-        let query = build::build(fields, bot, DocKind::Conversation, request, range, None);
+        // Filters the collector can test from columns leave the query and are counted
+        // disjunctively in the main pass; the others (flow) get a pass each. Not when
+        // sorting by relevance: filter clauses add to the score.
+        let (in_pass, disjunctive): (Vec<Dimension>, Vec<Disjunctive>) = if sort == Sort::Relevance
+        {
+            (Vec::new(), Vec::new())
+        } else {
+            Dimension::ALL
+                .into_iter()
+                .filter(|d| d.is_filtered(request))
+                .filter_map(|d| {
+                    let (filter, values) = d.column_filter(request)?;
+                    Some((
+                        d,
+                        Disjunctive {
+                            facet: d.field(),
+                            filter,
+                            values,
+                        },
+                    ))
+                })
+                .unzip()
+        };
+        let query =
+            build::build_without(fields, bot, DocKind::Conversation, request, range, &in_pass);
         let collector = SearchCollector {
             sort: match sort {
                 Sort::LastMessageAt => SortSource::Field("last_ts"),
@@ -245,16 +272,17 @@ impl SearchService {
             after,
             facets: unfiltered.iter().map(|d| (d.name(), d.field())).collect(),
             exact_range: range.exact(),
+            disjunctive,
         };
         let fruit = searcher.search(&query, &collector)?;
 
         let mut facets: BTreeMap<&'static str, BTreeMap<String, u64>> = BTreeMap::new();
-        for (dimension, counts) in unfiltered.iter().zip(fruit.facets) {
+        for (dimension, counts) in unfiltered.iter().chain(&in_pass).zip(fruit.facets) {
             facets.insert(dimension.name(), counts.into_iter().collect());
         }
         for dimension in Dimension::ALL
             .into_iter()
-            .filter(|d| d.is_filtered(request))
+            .filter(|d| d.is_filtered(request) && !in_pass.contains(d))
         {
             let query = build::build(
                 fields,
@@ -335,6 +363,7 @@ impl SearchService {
             after,
             facets: Vec::new(),
             exact_range: None,
+            disjunctive: Vec::new(),
         };
         let fruit = searcher.search(&query, &collector)?;
         let (top, next_cursor) = page(fruit.top, limit, |after| Cursor {
