@@ -56,6 +56,8 @@ pub enum ArchiveError {
     Store(#[from] StoreError),
     #[error("{0}")]
     Object(String),
+    #[error("cancelled")]
+    Cancelled,
 }
 
 /// What an archive pass did (or, dry, would do).
@@ -222,14 +224,15 @@ impl Archiver {
     pub fn dry_run(&self) -> Result<ArchiveSummary, ArchiveError> {
         let now = self.clock.now();
         let mut summary = ArchiveSummary::default();
-        for conversation in self.due(now)? {
-            let entry = summary.bots.entry(conversation.bot_id).or_default();
+        let due = self.due(now)?;
+        for conversation in &due {
+            let entry = summary.bots.entry(conversation.bot_id.clone()).or_default();
             entry.0 += 1;
             entry.1 += conversation.messages;
             summary.conversations += 1;
             summary.messages += conversation.messages;
         }
-        summary.runs = batches(&summary, self.config.batch_messages);
+        summary.runs = in_batches(due, self.config.batch_messages).len() as u64;
         summary.resumed = self.store.read(records::unfinished_runs)?.len() as u64;
         Ok(summary)
     }
@@ -254,22 +257,10 @@ impl Archiver {
         progress
             .total
             .store(due.iter().map(|c| c.messages).sum(), Ordering::Relaxed);
-        let mut batch: Vec<DueConversation> = Vec::new();
-        let mut batch_messages = 0u64;
-        let mut pending = due.into_iter().peekable();
-        while pending.peek().is_some() || !batch.is_empty() {
-            if let Some(conversation) = pending
-                .next_if(|_| batch_messages < self.config.batch_messages as u64 || batch.is_empty())
-            {
-                batch_messages += conversation.messages;
-                batch.push(conversation);
-                continue;
-            }
+        for planned in in_batches(due, self.config.batch_messages) {
             if progress.is_cancelled() {
-                return Err(ArchiveError::Object("cancelled".into()));
+                return Err(ArchiveError::Cancelled);
             }
-            let planned = std::mem::take(&mut batch);
-            batch_messages = 0;
             if let Some(run) = self.plan(&planned, now)? {
                 summary.runs += 1;
                 summary.conversations += run.conversations;
@@ -729,9 +720,24 @@ impl Archiver {
     }
 }
 
-/// How many runs a dry summary's messages take.
-fn batches(summary: &ArchiveSummary, batch_messages: usize) -> u64 {
-    summary.messages.div_ceil(batch_messages.max(1) as u64)
+/// Consecutive batches of conversations, each closed once it holds at least
+/// `batch_messages` messages (a conversation is never split).
+fn in_batches(due: Vec<DueConversation>, batch_messages: usize) -> Vec<Vec<DueConversation>> {
+    let mut batches = vec![Vec::new()];
+    let mut messages = 0u64;
+    for conversation in due {
+        if messages >= batch_messages as u64 {
+            batches.push(Vec::new());
+            messages = 0;
+        }
+        messages += conversation.messages;
+        batches
+            .last_mut()
+            .expect("one batch at least")
+            .push(conversation);
+    }
+    batches.retain(|batch| !batch.is_empty());
+    batches
 }
 
 /// Splits a run's rows into partitions and encodes each on rayon.
@@ -836,6 +842,33 @@ mod tests {
         assert_eq!(run_of_key(&key), Some(42));
         assert_eq!(run_of_key("messages/bot_id=a/date=b/other.parquet"), None);
         assert_eq!(run_of_key(&manifest_key(7)), Some(7));
+    }
+
+    #[test]
+    fn batches_close_at_the_message_budget_without_splitting_conversations() {
+        let due = |sizes: &[u64]| -> Vec<DueConversation> {
+            sizes
+                .iter()
+                .enumerate()
+                .map(|(i, &messages)| DueConversation {
+                    id: i as u64,
+                    bot_id: "b".into(),
+                    messages,
+                })
+                .collect()
+        };
+        let sizes = |batches: Vec<Vec<DueConversation>>| -> Vec<Vec<u64>> {
+            batches
+                .into_iter()
+                .map(|b| b.into_iter().map(|c| c.messages).collect())
+                .collect()
+        };
+        assert_eq!(
+            sizes(in_batches(due(&[3, 4, 5, 1, 9]), 7)),
+            vec![vec![3, 4], vec![5, 1, 9]]
+        );
+        assert_eq!(sizes(in_batches(due(&[20]), 7)), vec![vec![20]]);
+        assert!(in_batches(Vec::new(), 7).is_empty());
     }
 
     #[test]

@@ -44,10 +44,7 @@ pub async fn archive(
         .map_err(|err| invalid("query string", err.to_string()))?;
     if query.dry_run == Some(true) {
         let archiver = app.archiver.clone();
-        let summary = tokio::task::spawn_blocking(move || archiver.dry_run())
-            .await
-            .map_err(|err| AppError::Store(crate::store::StoreError::Unavailable(err.to_string())))?
-            .map_err(archive_error)?;
+        let summary = blocking(move || archiver.dry_run()).await?;
         return Ok((
             StatusCode::OK,
             Json(json!({"dry_run": true, "plan": summary})),
@@ -57,23 +54,21 @@ pub async fn archive(
     Ok((StatusCode::ACCEPTED, Json(job_json(&job))))
 }
 
-fn archive_error(err: crate::archive::ArchiveError) -> AppError {
-    match err {
-        crate::archive::ArchiveError::Store(err) => AppError::Store(err),
-        crate::archive::ArchiveError::Object(reason) => {
-            AppError::Store(crate::store::StoreError::Unavailable(reason))
-        }
-    }
+/// Runs archive work that reads the store on tokio's blocking pool.
+async fn blocking<T: Send + 'static>(
+    work: impl FnOnce() -> Result<T, crate::archive::ArchiveError> + Send + 'static,
+) -> Result<T, AppError> {
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(|err| AppError::Store(crate::store::StoreError::Unavailable(err.to_string())))?
+        .map_err(AppError::from)
 }
 
 /// `GET /v1/admin/archive/partitions`: the archive's message partitions.
 pub async fn archive_partitions(State(app): State<App>) -> Result<Json<Value>, AppError> {
     let archiver = app.archiver.clone();
     let url = archiver.url().to_string();
-    let partitions = tokio::task::spawn_blocking(move || archiver.partitions(None))
-        .await
-        .map_err(|err| AppError::Store(crate::store::StoreError::Unavailable(err.to_string())))?
-        .map_err(archive_error)?;
+    let partitions = blocking(move || archiver.partitions(None)).await?;
     Ok(Json(json!({"url": url, "partitions": partitions})))
 }
 

@@ -61,6 +61,16 @@ impl From<ReviewError> for AppError {
     }
 }
 
+impl From<crate::archive::ArchiveError> for AppError {
+    fn from(err: crate::archive::ArchiveError) -> AppError {
+        match err {
+            crate::archive::ArchiveError::Store(err) => AppError::Store(err),
+            // The object store failed or the work was stopped: try again later.
+            other => AppError::Store(StoreError::Unavailable(other.to_string())),
+        }
+    }
+}
+
 impl AppError {
     fn status_and_code(&self) -> (StatusCode, &'static str) {
         match self {
