@@ -137,9 +137,13 @@ struct Writers {
 }
 
 impl Writers {
+    /// Back to the last commit, without the files the failed attempt left
+    /// (the retry would want the same names).
     fn rollback(&mut self) {
         let _ = self.conversations.rollback();
         let _ = self.messages.rollback();
+        let _ = self.conversations.garbage_collect_files().wait();
+        let _ = self.messages.garbage_collect_files().wait();
     }
 
     fn wait_merging_threads(self) -> Result<(), IndexError> {
@@ -162,7 +166,7 @@ fn open_writer(index: &SearchIndex, config: &IndexConfig) -> Result<Writers, Ind
     let conversation_threads = (threads - message_threads).max(1);
     let budget =
         |share: usize, threads: usize| (config.writer_memory / 4 * share).max(15_000_000 * threads);
-    Ok(Writers {
+    let writers = Writers {
         conversations: index
             .conversations
             .index
@@ -171,7 +175,13 @@ fn open_writer(index: &SearchIndex, config: &IndexConfig) -> Result<Writers, Ind
             .messages
             .index
             .writer_with_num_threads(message_threads, budget(3, message_threads))?,
-    })
+    };
+    // A process killed mid-commit leaves files its meta never referenced (a
+    // `.del` file, say); the next commit would want the same name and fail
+    // with FileAlreadyExists forever. Remove them before writing anything.
+    writers.conversations.garbage_collect_files().wait()?;
+    writers.messages.garbage_collect_files().wait()?;
+    Ok(writers)
 }
 
 fn run(
