@@ -87,11 +87,13 @@ CREATE TABLE messages (
     confidence       double precision,
     unidentified     boolean NOT NULL,
     flow_completed   boolean NOT NULL,
-    metadata         jsonb
+    metadata         jsonb,
+    -- Stored, so a lossy bitmap's recheck doesn't parse the text again.
+    text_tsv         tsvector GENERATED ALWAYS AS (to_tsvector('simple', text)) STORED
 );
 CREATE UNIQUE INDEX messages_id ON messages (bot_id, msg_id);
 CREATE INDEX messages_conversation ON messages (conversation_id, ts);
-CREATE INDEX messages_text ON messages USING gin (to_tsvector('simple', text));
+CREATE INDEX messages_text ON messages USING gin (text_tsv);
 ";
 
 const MESSAGE_COLUMNS: &str = "seq, conversation_id, bot_id, msg_id, role, text, ts, flow, step, node_id, node_type, node_name, intent, confidence, unidentified, flow_completed, metadata";
@@ -155,7 +157,7 @@ pub fn sql(p: &Params) -> (String, Vec<Arg>) {
         where_.push_str(&format!(
             "
       AND c.id IN (SELECT m.conversation_id FROM messages m
-                   WHERE to_tsvector('simple', m.text) @@ phraseto_tsquery('simple', ${}))",
+                   WHERE m.text_tsv @@ phraseto_tsquery('simple', ${}))",
             args.len()
         ));
     }
