@@ -196,6 +196,7 @@ fn duckdb(archive: &Path, out: &Path) -> anyhow::Result<Option<(f64, u64)>> {
 import duckdb, sys, time
 archive, out = sys.argv[1], sys.argv[2]
 con = duckdb.connect()
+con.execute("SET enable_progress_bar = false")
 con.execute(f"CREATE TABLE m AS SELECT * FROM read_parquet('{archive}/messages/*/*/*.parquet', hive_partitioning = true)")
 started = time.perf_counter()
 con.execute(f"COPY m TO '{out}' (FORMAT parquet, COMPRESSION zstd, PARTITION_BY (bot_id, date))")
@@ -215,7 +216,14 @@ print(time.perf_counter() - started)
         ));
         return Ok(None);
     }
-    let seconds: f64 = String::from_utf8_lossy(&output.stdout).trim().parse()?;
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let seconds: f64 = stdout
+        .lines()
+        .last()
+        .unwrap_or_default()
+        .trim()
+        .parse()
+        .with_context(|| format!("DuckDB printed {stdout:?}"))?;
     Ok(Some((seconds, parquet_bytes(out))))
 }
 
