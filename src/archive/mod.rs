@@ -247,7 +247,7 @@ impl Archiver {
                 state = run.state.as_str(),
                 "resuming archive run"
             );
-            self.finish_or_roll_back(run)?;
+            self.finish_or_roll_back(run, RunState::Deleted)?;
             summary.resumed += 1;
         }
         summary.restores_expired = self.expire_restores()?;
@@ -257,19 +257,39 @@ impl Archiver {
         progress
             .total
             .store(due.iter().map(|c| c.messages).sum(), Ordering::Relaxed);
+        // The last run written and manifested, whose rows are still to be deleted.
+        let mut manifested: Option<u64> = None;
         for planned in in_batches(due, self.config.batch_messages) {
             if progress.is_cancelled() {
                 return Err(ArchiveError::Cancelled);
             }
-            if let Some(run) = self.plan(&planned, now)? {
-                summary.runs += 1;
-                summary.conversations += run.conversations;
-                summary.messages += run.messages;
-                self.finish_or_roll_back(run)?;
+            let Some(run) = self.plan(&planned, now)? else {
+                continue;
+            };
+            summary.runs += 1;
+            summary.conversations += run.conversations;
+            summary.messages += run.messages;
+            // Pipelined: the store's writer deletes the previous run while this
+            // one is read, encoded and uploaded. Each run's steps stay in order.
+            let deleting = manifested
+                .take()
+                .map(|id| self.queue_delete(id))
+                .transpose()?;
+            let id = run.id;
+            let written = self.finish_or_roll_back(run, RunState::Manifested);
+            if let Some(deleting) = deleting {
+                deleting.wait()?;
+                self.failpoints.hit("archive.after_delete");
             }
+            written?;
+            manifested = Some(id);
             progress
                 .processed
                 .store(summary.messages, Ordering::Relaxed);
+        }
+        if let Some(id) = manifested {
+            self.queue_delete(id)?.wait()?;
+            self.failpoints.hit("archive.after_delete");
         }
         self.close_deleted()?;
         summary.orphans_removed = self.clean_orphans()?;
@@ -325,9 +345,9 @@ impl Archiver {
 
     /// Finishes a run; when that fails before the manifest, rolls it back so
     /// its conversations are released (a crash, instead, leaves it to resume).
-    fn finish_or_roll_back(&self, run: RunRecord) -> Result<(), ArchiveError> {
+    fn finish_or_roll_back(&self, run: RunRecord, until: RunState) -> Result<(), ArchiveError> {
         let id = run.id;
-        let Err(err) = self.finish(run) else {
+        let Err(err) = self.finish(run, until) else {
             return Ok(());
         };
         let state = self.store.read(move |conn| records::run(conn, id))?.state;
@@ -352,11 +372,31 @@ impl Archiver {
         Err(err)
     }
 
-    /// Carries a run from its recorded state to `Deleted` (`close_deleted` takes it to `Done`).
-    fn finish(&self, mut run: RunRecord) -> Result<(), ArchiveError> {
+    /// Queues the deletion of a manifested run's rows on the store's writer.
+    fn queue_delete(&self, id: u64) -> Result<crate::store::Pending<u64>, ArchiveError> {
+        let now = self.clock.now();
+        Ok(self
+            .store
+            .write_queued(move |ctx| ctx.delete_archived_run(id, now))?)
+    }
+
+    /// Carries a run from its recorded state to `until` (at most `Deleted`;
+    /// `close_deleted` takes it to `Done`).
+    fn finish(&self, mut run: RunRecord, until: RunState) -> Result<(), ArchiveError> {
         // Milliseconds per step, logged when the run is done.
         let mut took: Vec<(&str, u128)> = Vec::new();
         loop {
+            if run.state >= until {
+                tracing::info!(
+                    run = run.id,
+                    state = run.state.as_str(),
+                    conversations = run.conversations,
+                    messages = run.messages,
+                    ms_per_step = ?took,
+                    "archive run advanced"
+                );
+                return Ok(());
+            }
             let now = self.clock.now();
             let id = run.id;
             let step_started = std::time::Instant::now();
@@ -389,17 +429,8 @@ impl Archiver {
                     self.failpoints.hit("archive.after_delete");
                     RunState::Deleted
                 }
-                RunState::Deleted | RunState::Done | RunState::RolledBack => {
-                    // The index commit is awaited once per pass (`close_deleted`).
-                    tracing::info!(
-                        run = id,
-                        conversations = run.conversations,
-                        messages = run.messages,
-                        ms_per_step = ?took,
-                        "archive run deleted from the store"
-                    );
-                    return Ok(());
-                }
+                // The index commit is awaited once per pass (`close_deleted`).
+                RunState::Deleted | RunState::Done | RunState::RolledBack => return Ok(()),
             };
             took.push((step, step_started.elapsed().as_millis()));
             run.state = next;

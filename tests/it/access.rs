@@ -519,6 +519,9 @@ impl Matrix {
             ("POST", "/v1/admin/keys") => {
                 Some(json!({"name": "matrix", "role": "viewer", "bots": ["a"]}))
             }
+            ("POST", "/v1/admin/restore") => Some(
+                json!({"bot_id": "a", "from": "2020-01-01T00:00:00Z", "to": "2020-01-02T00:00:00Z"}),
+            ),
             ("POST", p) if p.ends_with("/share") => Some(json!({"ttl": "1d"})),
             ("PUT", p) if p.ends_with("/flag") => Some(json!({"note": "matrix"})),
             _ => None,
