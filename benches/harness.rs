@@ -300,6 +300,7 @@ fn run(args: &Args) -> anyhow::Result<()> {
     ));
 
     let mut outcomes = Vec::new();
+    let mut run_errors: Vec<String> = Vec::new();
     let mut discarded = 0;
     let mut attempt = 0;
     while outcomes.len() < args.runs && attempt < args.runs * 3 {
@@ -317,7 +318,16 @@ fn run(args: &Args) -> anyhow::Result<()> {
                 busy * 100.0
             ));
         }
-        let outcome = one_run(args, peers, &machine, &data)?;
+        let outcome = match one_run(args, peers, &machine, &data) {
+            Ok(outcome) => outcome,
+            // Keep what the runs before it measured: report them, then fail.
+            Err(err) if !outcomes.is_empty() => {
+                log(format!("run {number} failed: {err:#}"));
+                run_errors.push(format!("run {number} failed: {err:#}"));
+                break;
+            }
+            Err(err) => return Err(err),
+        };
         let (ingest_others, query_others) = outcome.others;
         if ingest_others.max(query_others) * 100.0 > args.max_others {
             log(format!(
@@ -414,7 +424,11 @@ fn run(args: &Args) -> anyhow::Result<()> {
         }
     }
 
-    let failures: Vec<String> = outcomes.iter().flat_map(|o| o.failures.clone()).collect();
+    let failures: Vec<String> = outcomes
+        .iter()
+        .flat_map(|o| o.failures.clone())
+        .chain(run_errors)
+        .collect();
     let results = json!({
         "date": date,
         "machine": machine.to_json(),

@@ -250,7 +250,13 @@ pub fn run_peer(
         rusqlite::version(),
         specs.len()
     ));
-    let status = Command::new(std::env::current_exe()?)
+    // /proc/self/exe still runs this binary if a build replaced the file meanwhile.
+    let exe = if Path::new("/proc/self/exe").exists() {
+        PathBuf::from("/proc/self/exe")
+    } else {
+        std::env::current_exe()?
+    };
+    let status = Command::new(exe)
         .arg("--sqlite-peer")
         .arg(&job_path)
         .status()
