@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use tantivy::{IndexWriter, TantivyDocument, Term};
 
 /// Conversations read and committed per step while catching up.
-const PAGE: usize = 10_000;
+const PAGE: usize = 2_500;
 
 /// Conversations the indexer remembers (~40 bytes each) before starting over.
 const KNOWN_MAX: usize = 1 << 20;

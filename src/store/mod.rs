@@ -196,7 +196,9 @@ impl Store {
                     &self.inner.path,
                     OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
                 )?;
-                conn.execute_batch("PRAGMA cache_size = -32768; PRAGMA mmap_size = 268435456;")?;
+                // No mmap: every reader mapping the file counted its pages in the RSS
+                // again (W6); the OS page cache keeps them once, outside it.
+                conn.execute_batch("PRAGMA cache_size = -2048; PRAGMA mmap_size = 0;")?;
                 read::stable_plans(&conn)?;
                 conn
             }
