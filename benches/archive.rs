@@ -17,14 +17,17 @@
 //! cargo bench --bench archive -- --smoke             # tiny, a few seconds
 //! ```
 
+#[path = "common/mod.rs"]
+mod common;
+
 use anyhow::{Context, ensure};
 use clap::Parser;
+use common::median;
 use convlog::app::App;
 use convlog::config::{Config, Sources};
-use convlog::generate::{GenConfig, generate};
-use convlog::ingest::validate::validate_messages;
+use convlog::generate::GenConfig;
 use convlog::jobs::Progress;
-use serde_json::{Value, json};
+use serde_json::json;
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
 use std::time::{Duration, Instant};
@@ -76,12 +79,6 @@ fn log(message: impl AsRef<str>) {
     eprintln!("[archive] {}", message.as_ref());
 }
 
-fn median(values: &[f64]) -> f64 {
-    let mut sorted = values.to_vec();
-    sorted.sort_by(f64::total_cmp);
-    sorted[sorted.len() / 2]
-}
-
 fn config(dir: &Path) -> anyhow::Result<Config> {
     Ok(Config::load(&Sources {
         data_dir: Some(dir.display().to_string()),
@@ -100,34 +97,7 @@ fn load(dir: &Path, messages: usize, seed: u64) -> anyhow::Result<u64> {
     let end = chrono::Utc::now() - chrono::Duration::days(365 + 180);
     let mut generator = GenConfig::new(seed, messages / 11 + 10, end);
     generator.bots = vec!["w4-a".into(), "w4-b".into()];
-    let mut batch: Vec<Value> = Vec::with_capacity(10_000);
-    let (mut loaded, mut count) = (0u64, 0usize);
-    let mut failure: Option<anyhow::Error> = None;
-    let mut flush = |batch: &mut Vec<Value>| -> anyhow::Result<()> {
-        let items = std::mem::take(batch);
-        let valid = validate_messages(&items, &app.config.ingest, &app.keyer)
-            .map_err(|err| anyhow::anyhow!("generated data is invalid: {err:?}"))?;
-        loaded += app.ingest_blocking(valid)?.accepted as u64;
-        Ok(())
-    };
-    generate(&generator, |message| {
-        if count >= messages || failure.is_some() {
-            return;
-        }
-        count += 1;
-        batch.push(serde_json::to_value(&message).expect("messages serialise"));
-        if batch.len() == 10_000
-            && let Err(err) = flush(&mut batch)
-        {
-            failure = Some(err);
-        }
-    });
-    if let Some(err) = failure {
-        return Err(err);
-    }
-    if !batch.is_empty() {
-        flush(&mut batch)?;
-    }
+    let loaded = common::load(&app, &generator, messages)?;
     // Let the indexer and the tagger finish, so the pass measures only itself.
     let started = Instant::now();
     while app.index.state().position() < app.store.head() {

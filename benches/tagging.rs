@@ -25,12 +25,15 @@
 //! (1 vs 2 threads, convlog vs DuckDB, measured in the same run) before the
 //! absolute figures.
 
+#[path = "common/mod.rs"]
+mod common;
+
 use anyhow::{Context, bail, ensure};
 use clap::Parser;
+use common::median;
 use convlog::app::App;
 use convlog::config::{Config, Sources};
-use convlog::generate::{GenConfig, generate};
-use convlog::ingest::validate::validate_messages;
+use convlog::generate::GenConfig;
 use convlog::jobs::JobState;
 use convlog::model::Micros;
 use convlog::store::tagging::{TagCandidate, all_candidates, meta};
@@ -88,17 +91,6 @@ fn main() -> ExitCode {
 
 fn log(message: impl AsRef<str>) {
     eprintln!("[tagging] {}", message.as_ref());
-}
-
-fn median(values: &[f64]) -> f64 {
-    let mut sorted = values.to_vec();
-    sorted.sort_by(f64::total_cmp);
-    let mid = sorted.len() / 2;
-    if sorted.len() % 2 == 1 {
-        sorted[mid]
-    } else {
-        (sorted[mid - 1] + sorted[mid]) / 2.0
-    }
 }
 
 fn thousands(value: f64) -> String {
@@ -217,36 +209,7 @@ fn load(dir: &Path, args: &Args, messages: usize, end: Micros) -> anyhow::Result
     let mut generator = GenConfig::new(args.seed, messages / 11 + 10, end);
     generator.bots = vec!["w3".into()];
     let started = Instant::now();
-    let mut batch: Vec<Value> = Vec::with_capacity(10_000);
-    let mut loaded = 0u64;
-    let mut failure: Option<anyhow::Error> = None;
-    let mut flush = |batch: &mut Vec<Value>| -> anyhow::Result<()> {
-        let items = std::mem::take(batch);
-        let valid = validate_messages(&items, &app.config.ingest, &app.keyer)
-            .map_err(|err| anyhow::anyhow!("generated data is invalid: {err:?}"))?;
-        let outcome = app.ingest_blocking(valid)?;
-        loaded += outcome.accepted as u64;
-        Ok(())
-    };
-    let mut count = 0usize;
-    generate(&generator, |message| {
-        if count >= messages || failure.is_some() {
-            return;
-        }
-        count += 1;
-        batch.push(serde_json::to_value(&message).expect("messages serialise"));
-        if batch.len() == 10_000
-            && let Err(err) = flush(&mut batch)
-        {
-            failure = Some(err);
-        }
-    });
-    if let Some(err) = failure {
-        return Err(err);
-    }
-    if !batch.is_empty() {
-        flush(&mut batch)?;
-    }
+    let loaded = common::load(&app, &generator, messages)?;
     let seconds = started.elapsed().as_secs_f64();
     log(format!(
         "loaded {loaded} messages in {seconds:.1}s; waiting for the index and the tagger"

@@ -25,7 +25,7 @@ fn clock_after_end(seconds: i64) -> String {
 const DAY: i64 = 86_400;
 
 /// Starts `path` as a job (202) and waits for it to succeed; returns the finished job.
-fn run_job(server: &Server, path: &str, body: &[u8]) -> Value {
+pub fn run_job(server: &Server, path: &str, body: &[u8]) -> Value {
     let reply = server.post(path, "application/json", body);
     assert_eq!(reply.status, 202, "POST {path}: {}", reply.body);
     let id = reply.json()["id"].as_str().expect("job id").to_string();
@@ -132,7 +132,7 @@ fn parquet_files(dir: &Path) -> Vec<PathBuf> {
 }
 
 /// (bot, message id) of every message in the hot store.
-fn hot_messages(data_dir: &Path) -> BTreeSet<(String, String)> {
+pub fn hot_messages(data_dir: &Path) -> BTreeSet<(String, String)> {
     let conn = rusqlite::Connection::open_with_flags(
         data_dir.join("convlog.db"),
         rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,

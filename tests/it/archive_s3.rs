@@ -4,11 +4,11 @@
 //! `CONVLOG_REQUIRE_GARAGE=1`, as `.ci/run` sets). Multipart uploads, restore
 //! round trips and ageing out again without duplicates.
 
+use crate::archive::{hot_messages, run_job};
 use crate::common::{
     ALL_FROM, ALL_TO, Rng, Server, agent, encode, end, generated, message, remove_at_exit,
 };
 use convlog::generate::GenMessage;
-use serde_json::Value;
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -217,23 +217,6 @@ root_domain = ".s3.garage.localhost"
     })
 }
 
-fn run_job(server: &Server, path: &str, body: &[u8]) -> Value {
-    let reply = server.post(path, "application/json", body);
-    assert_eq!(reply.status, 202, "POST {path}: {}", reply.body);
-    let id = reply.json()["id"].as_str().expect("job id").to_string();
-    let started = Instant::now();
-    loop {
-        let job = server.get_ok(&format!("/v1/admin/jobs/{id}"));
-        match job["state"].as_str() {
-            Some("succeeded") => return job,
-            Some("failed") => panic!("job {path} failed: {job}\n{}", server.log_tail()),
-            _ => {}
-        }
-        assert!(started.elapsed() < Duration::from_secs(120), "{job}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
 /// Messages whose texts don't compress, so one partition passes the multipart threshold.
 fn bulky_messages(count: usize) -> Vec<GenMessage> {
     let mut rng = Rng::new(99);
@@ -257,17 +240,7 @@ fn bulky_messages(count: usize) -> Vec<GenMessage> {
 }
 
 fn hot_ids(server: &Server) -> BTreeSet<(String, String)> {
-    let conn = rusqlite::Connection::open_with_flags(
-        server.data_dir().join("convlog.db"),
-        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
-    )
-    .unwrap();
-    let mut statement = conn.prepare("SELECT bot_id, msg_id FROM messages").unwrap();
-    statement
-        .query_map([], |row| Ok((row.get(0)?, row.get(1)?)))
-        .unwrap()
-        .map(Result::unwrap)
-        .collect()
+    hot_messages(server.data_dir())
 }
 
 /// (key, sha256, rows) of the manifest.
