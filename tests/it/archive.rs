@@ -642,46 +642,61 @@ fn restore_input_errors_name_the_field_and_change_nothing() {
     );
 }
 
+/// The steps of a run, each with a failpoint right after it.
+pub const STEPS: [&str; 6] = [
+    "archive.after_plan",
+    "archive.after_write",
+    "archive.after_verify",
+    "archive.after_manifest",
+    "archive.after_delete",
+    "archive.after_index",
+];
+
 /// Every step of a run, and a crash right after it: the restarted service
 /// finishes the run, and each message ends in exactly one place.
 #[test]
 fn a_crash_after_any_archive_step_loses_and_duplicates_nothing() {
-    const STEPS: [&str; 6] = [
-        "archive.after_plan",
-        "archive.after_write",
-        "archive.after_verify",
-        "archive.after_manifest",
-        "archive.after_delete",
-        "archive.after_index",
-    ];
     let runs_per_step: usize = std::env::var("CONVLOG_CRASH_RUNS")
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(20);
-    let now = clock_after_end(170 * DAY);
+    let local = |_: &Path| (Vec::new(), PathBuf::from("archive"));
     // One thread per step: the runs mostly wait on servers starting and stopping.
     std::thread::scope(|scope| {
         for (s, step) in STEPS.iter().enumerate() {
-            let now = &now;
-            scope.spawn(move || crash_runs(s, step, runs_per_step, now));
+            scope.spawn(move || crash_runs(1000 + 100 * s as u64, step, runs_per_step, &local));
         }
     });
 }
 
-fn crash_runs(s: usize, step: &str, runs_per_step: usize, now: &str) {
+/// Where a crash run's archive goes: extra server arguments, and the directory
+/// holding the objects as files (relative paths are under the data directory).
+pub type ArchiveAt<'a> = &'a (dyn Fn(&Path) -> (Vec<String>, PathBuf) + Sync);
+
+/// `runs` crashes at `step` (at different runs of a pass), each on fresh data
+/// from seeds `seed..`, checked for exactly-once after the restarted service's pass.
+pub fn crash_runs(seed: u64, step: &str, runs: usize, archive_at: ArchiveAt<'_>) {
+    let now = clock_after_end(170 * DAY);
     {
-        for run in 0..runs_per_step {
-            let seed = 1000 + (s * 100 + run) as u64;
+        for run in 0..runs {
+            let seed = seed + run as u64;
             let root = tempfile::tempdir().unwrap();
             let _cleanup = remove_at_exit(root.path());
             let messages = generated(seed, 40, &["a", "b"], 20);
+            let (extra, archive_dir) = archive_at(root.path());
             // Small runs, and the crash at a different run of the pass each time.
             let failpoint = format!("{step}@{}", 1 + run % 3);
+            let mut args = vec![
+                "--set".to_string(),
+                "retention.batch_messages=25".to_string(),
+            ];
+            args.extend(extra);
+            let args: Vec<&str> = args.iter().map(String::as_str).collect();
             let mut server = Server::start_with_env(
                 root.path(),
-                &["--set", "retention.batch_messages=25"],
+                &args,
                 &[
-                    ("CONVLOG_CLOCK_AT", now),
+                    ("CONVLOG_CLOCK_AT", &now),
                     ("CONVLOG_FAILPOINTS", &failpoint),
                 ],
                 "error",
@@ -707,7 +722,7 @@ fn crash_runs(s: usize, step: &str, runs_per_step: usize, now: &str) {
             server.restart();
             archive(&server);
             let data_dir = server.data_dir().to_path_buf();
-            let archive_dir = data_dir.join("archive");
+            let archive_dir = data_dir.join(archive_dir);
             let archived = assert_exactly_once(&messages, &data_dir, &archive_dir);
             assert!(archived > 0, "{failpoint}: something was due");
             // One object per manifest entry: a redone batch wrote its key once.

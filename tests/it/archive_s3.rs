@@ -496,3 +496,24 @@ fn wrong_s3_credentials_fail_the_job_and_change_nothing() {
     );
     assert!(manifest(&server).is_empty());
 }
+
+/// The crash test of `archive.rs` with the archive on S3 (s3s-fs, whose objects
+/// are files, so the check reads them): fewer runs per step than on the local
+/// filesystem, each server under its own prefix of one bucket.
+#[test]
+fn a_crash_after_any_archive_step_on_s3_loses_and_duplicates_nothing() {
+    let root = tempfile::tempdir().unwrap();
+    let _cleanup = remove_at_exit(root.path());
+    let s3 = start_s3s(root.path());
+    let files = s3.files.clone().expect("s3s-fs keeps objects as files");
+    let at = |run_root: &Path| {
+        let prefix = format!("crash/{}", run_root.file_name().unwrap().to_string_lossy());
+        (s3.args(&prefix), files.join(&prefix))
+    };
+    std::thread::scope(|scope| {
+        for (s, step) in crate::archive::STEPS.iter().enumerate() {
+            let at = &at;
+            scope.spawn(move || crate::archive::crash_runs(5000 + 100 * s as u64, step, 4, at));
+        }
+    });
+}
