@@ -8,8 +8,9 @@ an in-memory table (not timed), then:
 - W3: runs convlog's 8 built-in tagging rules as one SQL statement (the same SQL
   as benches/tagging_duckdb.py), --runs times at --threads, and counts
   conversations per tag;
-- W4: writes every message to one Parquet file with zstd, as convlog's archive
-  does: COPY ... TO 'x.parquet' (FORMAT parquet, COMPRESSION zstd), --runs times.
+- W4: writes every message to Parquet with zstd in the layout of convlog's
+  messages table: COPY ... TO 'dir' (FORMAT parquet, COMPRESSION zstd,
+  PARTITION_BY (bot_id, date)), --runs times.
 
 Prints one JSON object on stdout:
   {"duckdb": version, "rows": n, "load_seconds": s, "threads": t,
@@ -21,6 +22,7 @@ Exit code 3 (and a message on stderr) when duckdb is not importable.
 import argparse
 import json
 import os
+import shutil
 import resource
 import sys
 import time
@@ -73,16 +75,21 @@ def main() -> None:
 
     archive = []
     for _ in range(args.runs):
-        if os.path.exists(args.parquet):
-            os.remove(args.parquet)
+        shutil.rmtree(args.parquet, ignore_errors=True)
         started = time.perf_counter()
-        con.execute(f"""COPY (SELECT bot_id, conversation_id, msg_id AS message_id, user_key, channel,
-                                     role, text, ts, flow, step, node_id, node_type, node_name, intent,
-                                     confidence, unidentified, flow_completed, metadata
-                              FROM messages ORDER BY bot_id, ts, seq)
-                        TO '{args.parquet}' (FORMAT parquet, COMPRESSION zstd)""")
+        # The layout of convlog's messages table: Hive partitions by bot and UTC
+        # day, rows by conversation then time, timestamps as TIMESTAMP.
+        con.execute(f"""COPY (SELECT bot_id, CAST(make_timestamp(ts) AS DATE) AS date,
+                                     conversation_id, msg_id AS message_id, user_key, channel,
+                                     role, text, make_timestamp(ts) AS ts, flow, step, node_id,
+                                     node_type, node_name, intent, confidence, unidentified,
+                                     flow_completed, metadata
+                              FROM messages ORDER BY bot_id, conversation_id, ts, seq)
+                        TO '{args.parquet}' (FORMAT parquet, COMPRESSION zstd,
+                                             PARTITION_BY (bot_id, date))""")
         archive.append(time.perf_counter() - started)
-    archive_bytes = os.path.getsize(args.parquet)
+    archive_bytes = sum(os.path.getsize(os.path.join(root, name))
+                        for root, _, names in os.walk(args.parquet) for name in names)
 
     json.dump({
         "duckdb": duckdb.__version__, "rows": rows, "load_seconds": load_seconds,

@@ -397,7 +397,12 @@ pub fn archive(
         Ok(Some((job, wall))) => {
             let rows = job["processed"].as_u64().unwrap_or(0);
             let seconds = seconds_between(&job).unwrap_or(wall.as_secs_f64());
-            Some((rows, seconds, server::disk_usage(&data_dir.join("archive"))))
+            Some((
+                rows,
+                seconds,
+                // The messages table, which DuckDB writes in the same layout.
+                server::disk_usage(&data_dir.join("archive").join("messages")),
+            ))
         }
         Ok(None) => {
             outcome
@@ -433,7 +438,12 @@ pub fn archive(
         vec![rate],
         Shape::Count,
     );
-    let mut bytes = Row::info("W4", "Parquet size", vec![size], Shape::MiB);
+    let mut bytes = Row::info(
+        "W4",
+        "messages Parquet size, same partitions (DuckDB: fewer columns; bar: benches/archive.rs)",
+        vec![size],
+        Shape::MiB,
+    );
     if rate.is_finite() {
         speed = speed.bar(
             "≥ 500,000",
@@ -450,21 +460,13 @@ pub fn archive(
         speed = speed
             .peer(2, vec![duck.rows as f64 / duck.archive_s])
             .ratio(0, true, None);
-        let limit = duck.archive_bytes as f64 / 1048576.0 * 1.1;
+        // Not the size bar: DuckDB's copy here lacks columns convlog's rows
+        // carry (position, pseudonym, session, tags, labels, flag, archived_at).
+        // `cargo bench --bench archive` compares the same rows and columns.
         bytes = bytes.peer(2, vec![duck.archive_bytes as f64 / 1048576.0]);
-        if size.is_finite() {
-            bytes = bytes.bar(
-                "≤ DuckDB's + 10%",
-                Check {
-                    index: 0,
-                    at_most: true,
-                    limit,
-                },
-            );
-        }
         bytes = bytes.ratio(0, false, None);
         outcome.notes.push(format!(
-            "DuckDB W4: COPY (every message, convlog's archive columns, ordered by time) TO '….parquet' (FORMAT parquet, COMPRESSION zstd) from the in-memory table, {} threads",
+            "DuckDB W4: COPY (every message, convlog's archive columns, by conversation and time) TO '…' (FORMAT parquet, COMPRESSION zstd, PARTITION_BY (bot_id, date)) from the in-memory table, {} threads",
             duck.threads
         ));
     }

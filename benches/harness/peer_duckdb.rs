@@ -50,7 +50,7 @@ pub fn check() -> anyhow::Result<()> {
 pub fn run(dir: &Path, db: &Path, now: i64, runs: usize, threads: usize) -> anyhow::Result<Duck> {
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("benches/harness_duckdb.py");
     let csv = dir.join("duckdb-messages.csv");
-    let parquet = dir.join("duckdb-archive.parquet");
+    let parquet = dir.join("duckdb-archive");
     let rows = peers::write_messages_csv(db, &csv)?;
     let output = Command::new("python3")
         .arg(&script)
@@ -64,7 +64,7 @@ pub fn run(dir: &Path, db: &Path, now: i64, runs: usize, threads: usize) -> anyh
         .output()
         .context("running python3")?;
     let _ = std::fs::remove_file(&csv);
-    let _ = std::fs::remove_file(&parquet);
+    let _ = std::fs::remove_dir_all(&parquet);
     ensure!(
         output.status.success(),
         "{} failed ({}): {}",
