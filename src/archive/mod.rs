@@ -730,6 +730,8 @@ impl Archiver {
                     .fetch_add(restored + already, Ordering::Relaxed);
             }
         }
+        // Done means searchable: wait for the index to commit what came back.
+        self.wait_for_index(self.store.head())?;
         Ok(summary)
     }
 

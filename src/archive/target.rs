@@ -26,6 +26,13 @@ pub enum Written {
     AlreadyThere,
 }
 
+/// An object found where one is to be written.
+enum Existing {
+    Absent,
+    Same,
+    Different,
+}
+
 /// The archive's object store.
 #[derive(Clone)]
 pub struct Target {
@@ -108,10 +115,11 @@ impl Target {
     /// comparison is what correctness rests on (some servers ignore it).
     pub async fn write(&self, key: &str, bytes: Bytes, sha256: &str) -> Result<Written, String> {
         let path = Path::from(key);
-        if self.matches(&path, sha256).await? {
-            return Ok(Written::AlreadyThere);
-        }
-        let exists = self.head(&path).await?.is_some();
+        let exists = match self.existing(&path, sha256).await? {
+            Existing::Same => return Ok(Written::AlreadyThere),
+            Existing::Different => true,
+            Existing::Absent => false,
+        };
         if bytes.len() > self.multipart_threshold {
             let upload = self
                 .store
@@ -141,12 +149,11 @@ impl Target {
                 Ok(_) => {}
                 // Someone wrote it between our check and the put: it must be identical.
                 Err(object_store::Error::AlreadyExists { .. }) => {
-                    return if self.matches(&path, sha256).await? {
-                        Ok(Written::AlreadyThere)
-                    } else {
-                        Err(format!(
+                    return match self.existing(&path, sha256).await? {
+                        Existing::Same => Ok(Written::AlreadyThere),
+                        _ => Err(format!(
                             "{key} appeared with other content while writing it"
-                        ))
+                        )),
                     };
                 }
                 Err(err) => return Err(format!("uploading {key}: {err}")),
@@ -155,23 +162,18 @@ impl Target {
         Ok(Written::Uploaded)
     }
 
-    async fn head(&self, path: &Path) -> Result<Option<ObjectMeta>, String> {
+    /// What is at `path` compared with an object of checksum `sha256`.
+    async fn existing(&self, path: &Path, sha256: &str) -> Result<Existing, String> {
         match self.store.head(path).await {
-            Ok(meta) => Ok(Some(meta)),
-            Err(object_store::Error::NotFound { .. }) => Ok(None),
-            Err(err) => Err(format!("checking {path}: {err}")),
+            Ok(_) => {}
+            Err(object_store::Error::NotFound { .. }) => return Ok(Existing::Absent),
+            Err(err) => return Err(format!("checking {path}: {err}")),
         }
-    }
-
-    /// Whether an object with this checksum is at `path`.
-    async fn matches(&self, path: &Path, sha256: &str) -> Result<bool, String> {
-        if self.head(path).await?.is_none() {
-            return Ok(false);
-        }
-        match self.get(path.as_ref()).await {
-            Ok(bytes) => Ok(sha256_hex(&bytes) == sha256),
-            Err(_) => Ok(false),
-        }
+        Ok(match self.get(path.as_ref()).await {
+            Ok(bytes) if sha256_hex(&bytes) == sha256 => Existing::Same,
+            // Unreadable (e.g. removed meanwhile) or other bytes: written again.
+            _ => Existing::Different,
+        })
     }
 
     /// The whole object.

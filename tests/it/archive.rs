@@ -835,3 +835,69 @@ fn the_schedule_archives_by_itself() {
     assert_eq!(rows.len(), 1);
     assert_eq!(rows[0].message_id, "old");
 }
+
+#[test]
+fn messages_never_join_a_held_conversation() {
+    let root = tempfile::tempdir().unwrap();
+    let _cleanup = remove_at_exit(root.path());
+    let server = Server::start_with_env(
+        root.path(),
+        &[],
+        &[("CONVLOG_CLOCK_AT", "2026-11-20T12:00:00Z")],
+        "warn",
+    );
+    let mut explicit = message("e1", "h", "u-1", "explicit session", "2026-01-01T00:00:00Z");
+    explicit.session_id = Some("sess-1".into());
+    server.ingest(&[
+        explicit.clone(),
+        message("t1", "h", "u-2", "timed session", "2026-01-01T00:00:00Z"),
+    ]);
+    server.wait_settled();
+    archive(&server);
+    assert!(hot_messages(server.data_dir()).is_empty());
+    let body = r#"{"bot_id":"h","from":"2025-12-31T00:00:00Z","to":"2026-01-02T00:00:00Z"}"#;
+    let job = run_job(&server, "/v1/admin/restore", body.as_bytes());
+    assert_eq!(job["processed"], 2, "{job}");
+    let restored = hot_messages(server.data_dir());
+
+    // The restored conversation's explicit session can't take new messages: 409, nothing stored.
+    let mut late = explicit.clone();
+    late.id = "e2".into();
+    late.timestamp = "2026-01-01T00:01:00Z".into();
+    let batch = serde_json::to_vec(&[late]).unwrap();
+    let reply = server.post("/v1/messages", "application/json", &batch);
+    assert_eq!(reply.status, 409, "{}", reply.body);
+    assert!(reply.body.contains("sess-1"), "{}", reply.body);
+    assert_eq!(hot_messages(server.data_dir()), restored);
+
+    // A message that would join the restored timed session by timeout starts its own.
+    server.ingest(&[message(
+        "t2",
+        "h",
+        "u-2",
+        "a minute later",
+        "2026-01-01T00:01:00Z",
+    )]);
+    let conn = rusqlite::Connection::open_with_flags(
+        server.data_dir().join("convlog.db"),
+        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
+    )
+    .unwrap();
+    let conversation_of = |id: &str| -> i64 {
+        conn.query_row(
+            "SELECT conversation_id FROM messages WHERE msg_id = ?1",
+            [id],
+            |row| row.get(0),
+        )
+        .unwrap()
+    };
+    assert_ne!(conversation_of("t1"), conversation_of("t2"));
+    let count: i64 = conn
+        .query_row(
+            "SELECT message_count FROM conversations WHERE id = ?1",
+            [conversation_of("t1")],
+            |row| row.get(0),
+        )
+        .unwrap();
+    assert_eq!(count, 1, "the restored conversation is unchanged");
+}
