@@ -4,15 +4,12 @@
 //!
 //! Helpers here are shared with the other `review_*` files.
 
-use crate::common::{ALL_FROM, ALL_TO, Server, agent, binary, generated};
+use crate::common::{ALL_FROM, ALL_TO, Server, agent, generated};
 use chrono::Utc;
 use convlog::generate::GenMessage;
 use serde_json::{Value, json};
 use std::collections::{BTreeMap, BTreeSet};
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
-use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 // ---------------------------------------------------------------------------------------------
@@ -294,111 +291,6 @@ pub fn msg(id: &str, bot: &str, user: &str, role: &str, text: &str, ts: &str) ->
         unidentified: None,
         flow_completed: None,
         metadata: None,
-    }
-}
-
-/// A `convlog serve` started with extra environment (e.g. `CONVLOG_CLOCK_OFFSET`), guarded
-/// like the common harness: a watchdog kills it if the test binary dies.
-pub struct EnvServer {
-    child: Option<Child>,
-    watchdog: Option<(Child, ChildStdin)>,
-    _stdout: Option<BufReader<ChildStdout>>,
-    pub base: String,
-    log: PathBuf,
-}
-
-impl EnvServer {
-    /// Starts on `data_dir`, appending stderr to `log`, with `env` set.
-    pub fn start(data_dir: &Path, log: &Path, env: &[(&str, &str)]) -> EnvServer {
-        let log_file = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(log)
-            .expect("open log");
-        let mut command = Command::new(binary());
-        command
-            .arg("serve")
-            .args(["--listen", "127.0.0.1:0", "--data-dir"])
-            .arg(data_dir)
-            .args(["--set", "index.refresh_interval=100ms"])
-            .env("CONVLOG_LOG", "warn")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::from(log_file));
-        for (k, v) in env {
-            command.env(k, v);
-        }
-        let mut child = command.spawn().expect("spawn convlog serve");
-        let mut watchdog = Command::new("sh")
-            .args(["-c", "read _unused; kill -9 \"$1\" 2>/dev/null", "watchdog"])
-            .arg(child.id().to_string())
-            .stdin(Stdio::piped())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("spawn watchdog");
-        let watchdog_stdin = watchdog.stdin.take().expect("watchdog stdin");
-        let stdout = BufReader::new(child.stdout.take().expect("stdout"));
-        let mut server = EnvServer {
-            child: Some(child),
-            watchdog: Some((watchdog, watchdog_stdin)),
-            _stdout: None,
-            base: String::new(),
-            log: log.to_path_buf(),
-        };
-        let (sender, receiver) = mpsc::channel();
-        std::thread::spawn(move || {
-            let mut stdout = stdout;
-            let mut line = String::new();
-            let read = stdout.read_line(&mut line);
-            let _ = sender.send((read.map(|_| line), stdout));
-        });
-        let (line, stdout) = match receiver.recv_timeout(Duration::from_secs(90)) {
-            Ok((Ok(line), stdout)) => (line, stdout),
-            _ => server.fail("the server printed no address"),
-        };
-        server._stdout = Some(stdout);
-        let Some(address) = line.trim().strip_prefix("convlog listening on ") else {
-            server.fail(&format!("unexpected first line {line:?}"));
-        };
-        server.base = address.to_string();
-        let client = Client::new(&server.base);
-        let started = Instant::now();
-        loop {
-            if matches!(client.try_req("GET", "/readyz", None), Ok(a) if a.status == 200) {
-                break;
-            }
-            if started.elapsed() > Duration::from_secs(90) {
-                server.fail("/readyz did not turn 200");
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        server
-    }
-
-    fn fail(&self, what: &str) -> ! {
-        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
-        panic!("{what}\n--- server log ---\n{text}");
-    }
-
-    /// SIGKILL.
-    pub fn kill9(&mut self) {
-        if let Some((mut watchdog, stdin)) = self.watchdog.take() {
-            let _ = watchdog.kill();
-            let _ = watchdog.wait();
-            drop(stdin);
-        }
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-        self._stdout = None;
-    }
-}
-
-impl Drop for EnvServer {
-    fn drop(&mut self) {
-        self.kill9();
     }
 }
 
@@ -1126,13 +1018,11 @@ fn review_share_links_open_one_conversation_until_revoked_or_expired() {
     assert_no_token_leak(&data_dir, &log, &[&short, &default, &long]);
 
     // Expiry with the injected clock.
-    let check = |offset: &str, expected: &[(&str, u16)]| {
-        let env_server = EnvServer::start(
-            &data_dir,
-            &log,
-            &[("CONVLOG_CLOCK_OFFSET", offset), ("CONVLOG_LOG", "debug")],
-        );
-        let c = Client::new(&env_server.base);
+    server.set_env("CONVLOG_LOG", Some("debug"));
+    let mut check = |offset: &str, expected: &[(&str, u16)]| {
+        server.set_env("CONVLOG_CLOCK_OFFSET", Some(offset));
+        server.restart();
+        let c = Client::new(server.base());
         for (token, status) in expected {
             let answer = c.req("GET", &format!("/v1/shared/{token}"), None);
             assert_eq!(
@@ -1154,6 +1044,7 @@ fn review_share_links_open_one_conversation_until_revoked_or_expired() {
             c.req("GET", &format!("/v1/shared/{default}"), None).status,
             404
         );
+        server.kill9();
     };
     check("+1h", &[(&short, 200), (&long, 200)]);
     check("+3h", &[(&short, 404), (&long, 200)]);
