@@ -16,9 +16,8 @@ use crate::common::{Reply, Rng, Server, agent, encode, micros, rfc3339};
 use proptest::prelude::*;
 use serde_json::{Value, json};
 use std::collections::{BTreeMap, BTreeSet};
-use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Child, ChildStdin, Command, Stdio};
+
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
@@ -1212,87 +1211,33 @@ fn concurrent_requests_for_a_full_run_get_one_job() {
 // no_bot_reply and the clock.
 // ---------------------------------------------------------------------------
 
-/// A `convlog serve` with `CONVLOG_CLOCK_OFFSET` set (the shared harness sets no
-/// environment), killed on drop; a watchdog kills it should the test process die.
-struct ClockServer {
-    child: Child,
-    watchdog: (Child, ChildStdin),
-    base: String,
-}
+/// The common [`Server`] with `CONVLOG_CLOCK_OFFSET` set, answering `(status, JSON)`.
+struct ClockServer(Server);
 
 impl ClockServer {
     fn start(root: &Path, offset: Option<&str>, args: &[&str]) -> ClockServer {
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(root.join("server.log"))
-            .unwrap();
-        let mut command = Command::new(crate::common::binary());
-        command
-            .arg("serve")
-            .args(["--listen", "127.0.0.1:0", "--data-dir"])
-            .arg(root.join("data"))
-            .args(["--set", "index.refresh_interval=100ms"])
-            .args(args)
-            .env("CONVLOG_LOG", "warn")
-            .env_remove("CONVLOG_CLOCK_OFFSET")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::from(log));
-        if let Some(offset) = offset {
-            command.env("CONVLOG_CLOCK_OFFSET", offset);
-        }
-        let mut child = command.spawn().expect("spawn convlog serve");
-        let mut watchdog = Command::new("sh")
-            .args(["-c", "read _unused; kill -9 \"$1\" 2>/dev/null", "watchdog"])
-            .arg(child.id().to_string())
-            .stdin(Stdio::piped())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("spawn watchdog");
-        let pipe = watchdog.stdin.take().unwrap();
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .expect("read the server's first line");
-        let base = line
-            .trim()
-            .strip_prefix("convlog listening on ")
-            .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
-            .to_string();
-        let server = ClockServer {
-            child,
-            watchdog: (watchdog, pipe),
-            base,
-        };
-        let started = Instant::now();
-        while server.get("/readyz").0 != 200 {
-            assert!(started.elapsed() < Duration::from_secs(90), "not ready");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        server
+        let env: Vec<(&str, &str)> = offset
+            .map(|offset| ("CONVLOG_CLOCK_OFFSET", offset))
+            .into_iter()
+            .collect();
+        ClockServer(Server::start_with_env(root, args, &env, "warn"))
     }
 
     fn get(&self, path: &str) -> (u16, Value) {
-        let mut response = agent()
-            .get(format!("{}{path}", self.base))
-            .call()
-            .unwrap_or_else(|err| panic!("GET {path}: {err}"));
-        let status = response.status().as_u16();
-        let body = response.body_mut().read_to_string().unwrap();
-        (status, serde_json::from_str(&body).unwrap_or(Value::Null))
+        let reply = self.0.get(path);
+        (
+            reply.status,
+            serde_json::from_str(&reply.body).unwrap_or(Value::Null),
+        )
     }
 
     fn post(&self, path: &str, body: &Value) -> (u16, Value) {
-        let mut response = agent()
-            .post(format!("{}{path}", self.base))
-            .content_type("application/json")
-            .send(serde_json::to_vec(body).unwrap().as_slice())
-            .unwrap_or_else(|err| panic!("POST {path}: {err}"));
-        let status = response.status().as_u16();
-        let body = response.body_mut().read_to_string().unwrap();
-        (status, serde_json::from_str(&body).unwrap_or(Value::Null))
+        let body = serde_json::to_vec(body).unwrap();
+        let reply = self.0.post(path, "application/json", &body);
+        (
+            reply.status,
+            serde_json::from_str(&reply.body).unwrap_or(Value::Null),
+        )
     }
 
     /// The tags of the conversation holding message `message_id`, once it is searchable.
@@ -1338,28 +1283,8 @@ impl ClockServer {
     }
 
     fn terminate(mut self) {
-        let status = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status()
-            .unwrap();
-        assert!(status.success());
-        let started = Instant::now();
-        while self.child.try_wait().unwrap().is_none() {
-            assert!(
-                started.elapsed() < Duration::from_secs(60),
-                "no exit after SIGTERM"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-}
-
-impl Drop for ClockServer {
-    fn drop(&mut self) {
-        let _ = self.watchdog.0.kill();
-        let _ = self.watchdog.0.wait();
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        let status = self.0.terminate();
+        assert!(status.success(), "exit after SIGTERM: {status}");
     }
 }
 
