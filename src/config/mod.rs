@@ -54,6 +54,16 @@ pub struct ServerConfig {
     pub data_dir: PathBuf,
     pub max_body: usize,
     pub request_timeout: Duration,
+    /// Time to receive a complete request head.
+    pub header_timeout: Duration,
+    /// A kept-alive connection with nothing in flight is closed after this.
+    pub idle_timeout: Duration,
+    /// Open connections at most.
+    pub max_connections: usize,
+    /// Time to receive a request's whole body once its head is in.
+    pub body_timeout: Duration,
+    /// Bytes of bodies one key may hold in memory at once.
+    pub body_budget_per_key: usize,
 }
 
 /// `[auth]`.
@@ -71,6 +81,14 @@ pub struct IngestConfig {
     pub max_metadata: usize,
     pub max_batch_messages: usize,
     pub capture_all_traces: bool,
+}
+
+impl IngestConfig {
+    /// The largest raw JSON text one item may have: its text and metadata at
+    /// their limits, every byte escaped (`\u00XX`), plus the other fields.
+    pub fn max_item_bytes(&self) -> usize {
+        6 * (self.max_text + self.max_metadata) + 64 * 1024
+    }
 }
 
 /// `[sessions]`: the timeout after which a user's next message starts a new session.
@@ -112,6 +130,8 @@ pub struct SearchConfig {
 pub struct ReviewConfig {
     pub share_ttl: Duration,
     pub share_max_ttl: Duration,
+    /// Labels one conversation may carry.
+    pub max_labels: usize,
 }
 
 /// `[retention]`.
@@ -320,6 +340,19 @@ fn validate(table: toml::Table) -> Result<Config, ConfigError> {
     if max_body < 1024 {
         return Err(invalid("server.max_body", "must be at least 1KiB"));
     }
+    let body_budget_per_key = size(
+        "server.body_budget_per_key",
+        &raw.server.body_budget_per_key,
+    )?;
+    if body_budget_per_key < max_body {
+        return Err(invalid(
+            "server.body_budget_per_key",
+            "must be at least server.max_body (one full body)",
+        ));
+    }
+    if raw.server.max_connections == 0 {
+        return Err(invalid("server.max_connections", "must be at least 1"));
+    }
     let server = ServerConfig {
         listen,
         data_dir: PathBuf::from(&raw.server.data_dir),
@@ -328,6 +361,20 @@ fn validate(table: toml::Table) -> Result<Config, ConfigError> {
             "server.request_timeout",
             duration("server.request_timeout", &raw.server.request_timeout)?,
         )?,
+        header_timeout: positive(
+            "server.header_timeout",
+            duration("server.header_timeout", &raw.server.header_timeout)?,
+        )?,
+        idle_timeout: positive(
+            "server.idle_timeout",
+            duration("server.idle_timeout", &raw.server.idle_timeout)?,
+        )?,
+        max_connections: raw.server.max_connections,
+        body_timeout: positive(
+            "server.body_timeout",
+            duration("server.body_timeout", &raw.server.body_timeout)?,
+        )?,
+        body_budget_per_key: body_budget_per_key as usize,
     };
 
     if !(raw.auth.rate_limit >= 0.0 && raw.auth.rate_limit.is_finite()) {
@@ -405,7 +452,11 @@ fn validate(table: toml::Table) -> Result<Config, ConfigError> {
             "review.share_max_ttl",
             duration("review.share_max_ttl", &raw.review.share_max_ttl)?,
         )?,
+        max_labels: raw.review.max_labels,
     };
+    if review.max_labels == 0 {
+        return Err(invalid("review.max_labels", "must be at least 1"));
+    }
     if review.share_ttl > review.share_max_ttl {
         return Err(invalid(
             "review.share_ttl",

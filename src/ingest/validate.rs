@@ -70,33 +70,116 @@ impl BodyFormat {
 }
 
 /// Splits a body into its items, refusing anything that is not well-formed.
-pub fn parse_items(body: &[u8], format: BodyFormat) -> Result<Vec<Value>, ValidationError> {
+///
+/// Items are taken one at a time: the batch limit (`max_batch_messages`) and
+/// the size limit of one item bite before an item is parsed, so a body of
+/// millions of tiny values (`[0,0,0,…]`) costs no more memory than its bytes.
+pub fn parse_items(
+    body: &[u8],
+    format: BodyFormat,
+    limits: &IngestConfig,
+) -> Result<Vec<Value>, ValidationError> {
     let text = std::str::from_utf8(body).map_err(|err| {
         ValidationError::Malformed(format!(
             "body is not valid UTF-8 (at byte {})",
             err.valid_up_to()
         ))
     })?;
-    match format {
-        BodyFormat::JsonArray => match serde_json::from_str::<Value>(text) {
-            Ok(Value::Array(items)) => Ok(items),
-            Ok(_) => Err(ValidationError::Malformed(
-                "body must be a JSON array of messages (or NDJSON with Content-Type: application/x-ndjson)"
-                    .into(),
-            )),
-            Err(err) => Err(ValidationError::Malformed(format!("invalid JSON: {err}"))),
-        },
-        BodyFormat::Ndjson => text
-            .lines()
-            .enumerate()
-            .filter(|(_, line)| !line.trim().is_empty())
-            .map(|(number, line)| {
-                serde_json::from_str::<Value>(line).map_err(|err| {
-                    ValidationError::Malformed(format!("invalid JSON on line {}: {err}", number + 1))
-                })
-            })
-            .collect(),
+    let raw = match format {
+        BodyFormat::JsonArray => raw_array_items(text, limits.max_batch_messages)?,
+        BodyFormat::Ndjson => raw_lines(text, limits.max_batch_messages)?,
+    };
+    let max_item = limits.max_item_bytes();
+    let mut oversized = raw
+        .iter()
+        .enumerate()
+        .filter(|(_, (_, item))| item.len() > max_item)
+        .map(|(index, (_, item))| ItemError {
+            index: Some(index),
+            field: "item".into(),
+            reason: format!("is {} bytes; an item is at most {max_item}", item.len()),
+        })
+        .take(MAX_DETAILS)
+        .peekable();
+    if oversized.peek().is_some() {
+        return Err(ValidationError::Invalid(oversized.collect()));
     }
+    raw.into_iter()
+        .map(|(line, item)| {
+            serde_json::from_str::<Value>(item).map_err(|err| match line {
+                Some(line) => {
+                    ValidationError::Malformed(format!("invalid JSON on line {line}: {err}"))
+                }
+                None => ValidationError::Malformed(format!("invalid JSON: {err}")),
+            })
+        })
+        .collect()
+}
+
+/// The raw text of each element of a JSON array body, without parsing the
+/// elements; at most `max` of them (the rest are only counted).
+fn raw_array_items(text: &str, max: usize) -> Result<Vec<(Option<usize>, &str)>, ValidationError> {
+    use serde::de::{Deserializer, IgnoredAny, SeqAccess, Visitor};
+    use serde_json::value::RawValue;
+
+    struct Items {
+        max: usize,
+    }
+    impl<'de> Visitor<'de> for Items {
+        type Value = (Vec<&'de RawValue>, usize);
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str("a JSON array of messages")
+        }
+        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+            let mut items = Vec::new();
+            while items.len() < self.max {
+                match seq.next_element::<&'de RawValue>()? {
+                    Some(item) => items.push(item),
+                    None => {
+                        let count = items.len();
+                        return Ok((items, count));
+                    }
+                }
+            }
+            let mut count = items.len();
+            while seq.next_element::<IgnoredAny>()?.is_some() {
+                count += 1;
+            }
+            Ok((items, count))
+        }
+    }
+    let mut deserializer = serde_json::Deserializer::from_str(text);
+    let parsed = deserializer
+        .deserialize_seq(Items { max })
+        .and_then(|items| deserializer.end().map(|()| items));
+    match parsed {
+        Ok((items, count)) => {
+            check_batch_size(count, max)?;
+            Ok(items.into_iter().map(|item| (None, item.get())).collect())
+        }
+        Err(err) if err.is_data() => Err(ValidationError::Malformed(
+            "body must be a JSON array of messages (or NDJSON with Content-Type: application/x-ndjson)"
+                .into(),
+        )),
+        Err(err) => Err(ValidationError::Malformed(format!("invalid JSON: {err}"))),
+    }
+}
+
+/// The non-blank lines of an NDJSON body with their 1-based line numbers.
+fn raw_lines(text: &str, max: usize) -> Result<Vec<(Option<usize>, &str)>, ValidationError> {
+    let lines = text
+        .lines()
+        .enumerate()
+        .filter(|(_, line)| !line.trim().is_empty());
+    let items: Vec<_> = lines
+        .clone()
+        .take(max)
+        .map(|(number, line)| (Some(number + 1), line))
+        .collect();
+    if items.len() == max {
+        check_batch_size(lines.count(), max)?;
+    }
+    Ok(items)
 }
 
 const MESSAGE_FIELDS: &[&str] = &[
@@ -141,7 +224,7 @@ pub fn validate_messages(
     limits: &IngestConfig,
     keyer: &UserKeyer,
 ) -> Result<Vec<NewMessage>, ValidationError> {
-    check_batch_size(items.len(), limits)?;
+    check_batch_size(items.len(), limits.max_batch_messages)?;
     collect(items, |index, map| {
         validate_message(index, map, limits, keyer)
     })
@@ -153,21 +236,18 @@ pub fn validate_traces(
     limits: &IngestConfig,
     keyer: &UserKeyer,
 ) -> Result<Vec<NewTrace>, ValidationError> {
-    check_batch_size(items.len(), limits)?;
+    check_batch_size(items.len(), limits.max_batch_messages)?;
     collect(items, |index, map| {
         validate_trace(index, map, limits, keyer)
     })
 }
 
-fn check_batch_size(len: usize, limits: &IngestConfig) -> Result<(), ValidationError> {
-    if len > limits.max_batch_messages {
+fn check_batch_size(len: usize, max: usize) -> Result<(), ValidationError> {
+    if len > max {
         return Err(ValidationError::Invalid(vec![ItemError {
             index: None,
             field: "body".into(),
-            reason: format!(
-                "batch has {len} items; at most {} are accepted",
-                limits.max_batch_messages
-            ),
+            reason: format!("batch has {len} items; at most {max} are accepted"),
         }]));
     }
     Ok(())
@@ -495,9 +575,13 @@ mod tests {
     use crate::config::Config;
     use serde_json::json;
 
+    fn limits() -> IngestConfig {
+        Config::defaults().ingest
+    }
+
     fn validate(items: Value) -> Result<Vec<NewMessage>, ValidationError> {
         let body = serde_json::to_vec(&items).unwrap();
-        let items = parse_items(&body, BodyFormat::JsonArray)?;
+        let items = parse_items(&body, BodyFormat::JsonArray, &limits())?;
         validate_messages(
             &items,
             &Config::defaults().ingest,
@@ -555,11 +639,11 @@ mod tests {
 
     #[test]
     fn malformed_json_and_invalid_utf8_are_400() {
-        let items = parse_items(b"[{\"id\":", BodyFormat::JsonArray);
+        let items = parse_items(b"[{\"id\":", BodyFormat::JsonArray, &limits());
         assert!(matches!(items, Err(ValidationError::Malformed(_))));
-        let items = parse_items(b"[\"\xff\"]", BodyFormat::JsonArray);
+        let items = parse_items(b"[\"\xff\"]", BodyFormat::JsonArray, &limits());
         assert!(matches!(items, Err(ValidationError::Malformed(_))));
-        let items = parse_items(b"{}\n{oops}\n", BodyFormat::Ndjson);
+        let items = parse_items(b"{}\n{oops}\n", BodyFormat::Ndjson, &limits());
         match items {
             Err(ValidationError::Malformed(reason)) => {
                 assert!(reason.contains("line 2"), "{reason}")
@@ -570,7 +654,43 @@ mod tests {
 
     #[test]
     fn ndjson_skips_blank_lines() {
-        let items = parse_items(b"{\"a\":1}\n\n{\"b\":2}\n", BodyFormat::Ndjson).unwrap();
+        let items =
+            parse_items(b"{\"a\":1}\n\n{\"b\":2}\n", BodyFormat::Ndjson, &limits()).unwrap();
         assert_eq!(items.len(), 2);
+    }
+
+    #[test]
+    fn a_batch_over_the_item_limit_is_refused_before_its_items_are_parsed() {
+        let mut limits = limits();
+        limits.max_batch_messages = 3;
+        let body = format!("[{}0]", "0,".repeat(99_999));
+        let details = details_of(parse_items(body.as_bytes(), BodyFormat::JsonArray, &limits));
+        assert_eq!(details[0].index, None);
+        assert!(details[0].reason.contains("100000 items"), "{details:?}");
+        let body = "0\n".repeat(10);
+        let details = details_of(parse_items(body.as_bytes(), BodyFormat::Ndjson, &limits));
+        assert!(details[0].reason.contains("10 items"), "{details:?}");
+        assert_eq!(
+            parse_items(b"[0,0,0]", BodyFormat::JsonArray, &limits)
+                .unwrap()
+                .len(),
+            3
+        );
+    }
+
+    #[test]
+    fn an_item_over_the_size_limit_is_refused_by_index() {
+        let limits = limits();
+        let big = format!("[{{}}, [{}0]]", "0,".repeat(limits.max_item_bytes() / 2));
+        let details = details_of(parse_items(big.as_bytes(), BodyFormat::JsonArray, &limits));
+        assert_eq!(details[0].index, Some(1));
+        assert_eq!(details[0].field, "item");
+    }
+
+    fn details_of(result: Result<Vec<Value>, ValidationError>) -> Vec<ItemError> {
+        match result {
+            Err(ValidationError::Invalid(details)) => details,
+            other => panic!("expected 422 details, got {other:?}"),
+        }
     }
 }
