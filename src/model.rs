@@ -44,7 +44,44 @@ pub fn normalize_label(name: &str) -> Result<String, &'static str> {
     if name.chars().any(char::is_control) {
         return Err("labels can't contain control characters");
     }
+    if name.chars().any(is_bidi_control) {
+        return Err(
+            "labels can't contain bidirectional controls (U+202A–U+202E, U+2066–U+2069, …)",
+        );
+    }
+    if name.chars().all(|c| c.is_whitespace() || is_invisible(c)) {
+        return Err("labels need a visible character");
+    }
     Ok(name.to_string())
+}
+
+/// Characters that reorder the text around them (Trojan Source, CVE-2021-42574).
+fn is_bidi_control(c: char) -> bool {
+    matches!(c, '\u{061C}' | '\u{200E}' | '\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}')
+}
+
+/// Characters that take no visible space: format characters, joiners,
+/// variation selectors, fillers and blanks.
+fn is_invisible(c: char) -> bool {
+    matches!(
+        c,
+        '\u{00AD}'
+            | '\u{034F}'
+            | '\u{115F}'
+            | '\u{1160}'
+            | '\u{17B4}'
+            | '\u{17B5}'
+            | '\u{180B}'..='\u{180F}'
+            | '\u{200B}'..='\u{200D}'
+            | '\u{2060}'..='\u{2064}'
+            | '\u{206A}'..='\u{206F}'
+            | '\u{2800}'
+            | '\u{3164}'
+            | '\u{FE00}'..='\u{FE0F}'
+            | '\u{FEFF}'
+            | '\u{FFA0}'
+            | '\u{E0000}'..='\u{E007F}'
+    )
 }
 
 /// The service's clock: real time, shifted by a fixed offset in tests and
@@ -202,5 +239,16 @@ mod tests {
         assert!(normalize_label("   ").is_err());
         assert!(normalize_label(&"é".repeat(65)).is_err());
         assert!(normalize_label("a\nb").is_err());
+    }
+
+    #[test]
+    fn labels_refuse_invisible_only_text_and_bidi_controls() {
+        assert!(normalize_label("\u{200B}").is_err());
+        assert!(normalize_label("\u{200B}\u{FEFF} \u{2060}").is_err());
+        assert!(normalize_label("refund\u{202E}dnufer").is_err());
+        assert!(normalize_label("\u{2066}x").is_err());
+        // Joiners inside visible text are fine (emoji sequences, Indic scripts).
+        assert!(normalize_label("👩\u{200D}💻 dev").is_ok());
+        assert!(normalize_label("返金").is_ok());
     }
 }

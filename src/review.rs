@@ -6,7 +6,7 @@ use crate::config::ReviewConfig;
 use crate::model::{Clock, Micros, normalize_label};
 use crate::query::trace::{TraceGroup, group_traces};
 use crate::query::{QueryError, SearchRequest, SearchService};
-use crate::store::review::{BulkChange, share};
+use crate::store::review::{BulkChange, Reveal, share};
 use crate::store::{ConversationRecord, MessageRecord, Store, StoreError, read};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -38,11 +38,13 @@ pub struct NewShare {
     pub expires_at: Micros,
 }
 
-/// A conversation opened through a share link: no history, nothing else.
+/// A conversation opened through a share link: no history, and of the
+/// reviewers' work only what the link reveals.
 #[derive(Debug, Clone)]
 pub struct SharedConversation {
     pub record: ConversationRecord,
     pub messages: Vec<MessageRecord>,
+    pub reveal: Reveal,
 }
 
 /// What a bulk action did (or would do, on a dry run).
@@ -102,9 +104,9 @@ impl ReviewService {
         label: &str,
     ) -> Result<ConversationRecord, ReviewError> {
         let label = normalize_label(label).map_err(|reason| invalid("label", reason))?;
-        let (owner, now) = (bot.to_string(), self.clock.now());
+        let (owner, now, max) = (bot.to_string(), self.clock.now(), self.config.max_labels);
         self.store
-            .write(move |ctx| ctx.add_label(&owner, id, &label, now))
+            .write(move |ctx| ctx.add_label(&owner, id, &label, now, max))
             .await?;
         self.conversation(bot, id).await
     }
@@ -199,13 +201,21 @@ impl ReviewService {
         Ok((record, groups))
     }
 
-    /// Creates a share link for one conversation.
+    /// Creates a share link for one conversation, showing the transcript and
+    /// what `include` names of the review (see [`Reveal::NAMES`]).
     pub async fn create_share(
         &self,
         bot: &str,
         id: u64,
         ttl: Option<&str>,
+        include: &[String],
     ) -> Result<NewShare, ReviewError> {
+        let reveal = Reveal::parse(include.iter().map(String::as_str)).map_err(|name| {
+            invalid(
+                "include",
+                format!("{name:?} is not one of {}", Reveal::NAMES.join(", ")),
+            )
+        })?;
         let ttl = match ttl {
             None => self.config.share_ttl,
             Some(text) => {
@@ -228,7 +238,7 @@ impl ReviewService {
         let expires_at = now + micros(ttl);
         let (owner, hash) = (bot.to_string(), token_hash(&token));
         self.store
-            .write(move |ctx| ctx.create_share(&owner, id, &hash, now, expires_at))
+            .write(move |ctx| ctx.create_share(&owner, id, &hash, now, expires_at, reveal))
             .await?;
         Ok(NewShare { token, expires_at })
     }
@@ -246,7 +256,11 @@ impl ReviewService {
                 }
                 let record = read::conversation(conn, &share.bot_id, share.conversation_id)?;
                 let messages = read::messages(conn, share.conversation_id)?;
-                Ok(SharedConversation { record, messages })
+                Ok(SharedConversation {
+                    record,
+                    messages,
+                    reveal: share.reveal,
+                })
             })
             .await?)
     }
@@ -293,10 +307,10 @@ impl ReviewService {
                 dry_run,
             });
         }
-        let owner = bot.to_string();
+        let (owner, max) = (bot.to_string(), self.config.max_labels);
         let changed = self
             .store
-            .write(move |ctx| ctx.bulk(&owner, &ids, &change, now))
+            .write(move |ctx| ctx.bulk(&owner, &ids, &change, now, max))
             .await?;
         Ok(BulkOutcome {
             matched,

@@ -2,7 +2,7 @@
 
 use super::error::AppError;
 use super::search::{bot_id, request};
-use super::views::{ConversationView, MessageView, TagDetailView};
+use super::views::{ConversationView, MessageView};
 use crate::app::App;
 use crate::model::{ConversationId, format_timestamp};
 use crate::query::Target;
@@ -163,9 +163,12 @@ pub async fn trace(
 #[serde(deny_unknown_fields)]
 struct ShareBody {
     ttl: Option<String>,
+    /// What of the review the link shows besides the transcript.
+    #[serde(default)]
+    include: Vec<String>,
 }
 
-/// `POST …/share`, optionally with `{"ttl": "7d"}`.
+/// `POST …/share`, optionally with `{"ttl": "7d", "include": ["labels", …]}`.
 pub async fn share(
     State(app): State<App>,
     Path((bot, id)): Path<(String, String)>,
@@ -175,42 +178,28 @@ pub async fn share(
     let body: ShareBody = optional_body(&body)?;
     let share = app
         .review
-        .create_share(&bot, id, body.ttl.as_deref())
+        .create_share(&bot, id, body.ttl.as_deref(), &body.include)
         .await?;
     Ok((
         [(header::CACHE_CONTROL, "no-store")],
         Json(json!({
-            "url": format!("/v1/shared/{}", share.token),
+            "url": format!("/shared/{}", share.token),
+            "api_url": format!("/v1/shared/{}", share.token),
             "token": share.token,
             "expires_at": format_timestamp(share.expires_at),
         })),
     ))
 }
 
-/// `GET /v1/shared/{token}`: one conversation, read-only.
+/// `GET /v1/shared/{token}`: one conversation, read-only: the transcript, the
+/// pseudonym, channel, times and tags, and of the review only what the link
+/// was created to reveal.
 pub async fn shared(
     State(app): State<App>,
     Path(token): Path<String>,
 ) -> Result<impl IntoResponse, AppError> {
     let shared = app.review.open_share(&token).await?;
-    let mut body =
-        serde_json::to_value(ConversationView::new(&shared.record)).expect("view serialises");
-    body["messages"] = json!(
-        shared
-            .messages
-            .iter()
-            .map(|m| MessageView::new(m, None))
-            .collect::<Vec<_>>()
-    );
-    body["tag_details"] = json!(
-        shared
-            .record
-            .tags
-            .iter()
-            .map(TagDetailView::new)
-            .collect::<Vec<_>>()
-    );
-    Ok(private(Json(body)))
+    Ok(private(Json(super::views::shared_view(&shared))))
 }
 
 /// Headers that keep a shared conversation out of caches and referrers.

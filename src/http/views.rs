@@ -133,3 +133,54 @@ impl<'a> TagDetailView<'a> {
         }
     }
 }
+
+/// A conversation as a share link shows it (see [`crate::review::SharedConversation`]).
+pub fn shared_view(shared: &crate::review::SharedConversation) -> serde_json::Value {
+    use serde_json::json;
+    let reveal = shared.reveal;
+    let record = &shared.record;
+    let messages: Vec<serde_json::Value> = shared
+        .messages
+        .iter()
+        .map(|m| {
+            let mut view = MessageView::new(m, None);
+            if !reveal.metadata {
+                view.metadata = None;
+            }
+            serde_json::to_value(view).expect("view serialises")
+        })
+        .collect();
+    let tag_details: Vec<serde_json::Value> = record
+        .tags
+        .iter()
+        .map(|tag| match reveal.tag_details {
+            true => serde_json::to_value(TagDetailView::new(tag)).expect("view serialises"),
+            false => json!({"tag": tag.tag, "reason": tag.reason}),
+        })
+        .collect();
+    let view = ConversationView::new(record);
+    let mut body = json!({
+        "id": view.id,
+        "bot_id": view.bot_id,
+        "user": view.user,
+        "channel": view.channel,
+        "started_at": view.started_at,
+        "last_message_at": view.last_message_at,
+        "message_count": view.message_count,
+        "tags": view.tags,
+        "flows": view.flows,
+        "dropoff": view.dropoff,
+        "messages": messages,
+        "tag_details": tag_details,
+        "revealed": reveal.names(),
+    });
+    if reveal.labels {
+        body["labels"] = json!(view.labels);
+    }
+    if reveal.flag {
+        body["flagged"] = json!(view.flagged);
+        body["flagged_at"] = json!(view.flagged_at);
+        body["flag_note"] = json!(view.flag_note);
+    }
+    body
+}

@@ -43,6 +43,9 @@ pub enum StoreError {
     /// The change is refused in the current state (e.g. a conversation held by the archive).
     #[error("{0}")]
     Conflict(String),
+    /// The change would pass a limit (`name` is the request field at fault).
+    #[error("invalid parameter `{name}`: {reason}")]
+    Limit { name: &'static str, reason: String },
     #[error("io: {0}")]
     Io(#[from] std::io::Error),
 }
@@ -78,6 +81,23 @@ pub fn admin_connection(path: &Path) -> Result<Connection, StoreError> {
     read::stable_plans(&conn)?;
     conn.execute_batch(schema::SCHEMA)?;
     Ok(conn)
+}
+
+/// Adds the columns of [`schema::ADDED_COLUMNS`] that an older store lacks.
+fn add_missing_columns(conn: &Connection) -> Result<(), StoreError> {
+    for (table, column, declaration) in schema::ADDED_COLUMNS {
+        let present = conn
+            .prepare(&format!(
+                "SELECT 1 FROM pragma_table_info('{table}') WHERE name = ?1"
+            ))?
+            .exists([column])?;
+        if !present {
+            conn.execute_batch(&format!(
+                "ALTER TABLE {table} ADD COLUMN {column} {declaration}"
+            ))?;
+        }
+    }
+    Ok(())
 }
 
 /// A queued write (see [`Store::write_queued`]).
@@ -127,6 +147,7 @@ impl Store {
             )));
         }
         conn.execute_batch(schema::SCHEMA)?;
+        add_missing_columns(&conn)?;
         conn.execute_batch(&format!("PRAGMA user_version = {}", schema::STORE_VERSION))?;
         let head: u64 = conn.query_row(
             "SELECT MAX(COALESCE((SELECT MAX(change_seq) FROM conversations), 0),

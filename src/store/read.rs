@@ -78,6 +78,14 @@ pub struct NodeRecord {
     pub node_type: Option<String>,
 }
 
+/// A bot with data in the hot store.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BotSummary {
+    pub id: String,
+    pub conversations: u64,
+    pub last_message_at: Micros,
+}
+
 /// A stored trace event.
 #[derive(Debug, Clone, PartialEq)]
 pub struct TraceRecord {
@@ -307,6 +315,22 @@ pub fn history(
         .into_iter()
         .map(|record| with_labels_and_tags(conn, record))
         .collect()
+}
+
+/// Every bot with conversations in the hot store, by id (an index-only scan).
+pub fn bots(conn: &Connection) -> Result<Vec<BotSummary>, StoreError> {
+    let mut statement = conn.prepare_cached(
+        "SELECT bot_id, COUNT(*), MAX(last_message_at) FROM conversations
+         GROUP BY bot_id ORDER BY bot_id",
+    )?;
+    let rows = statement.query_map([], |row| {
+        Ok(BotSummary {
+            id: row.get(0)?,
+            conversations: row.get::<_, i64>(1)? as u64,
+            last_message_at: row.get(2)?,
+        })
+    })?;
+    Ok(rows.collect::<Result<_, _>>()?)
 }
 
 /// Every node seen in `bot_id`'s messages.

@@ -29,6 +29,54 @@ pub struct ShareRecord {
     pub conversation_id: u64,
     pub expires_at: Micros,
     pub revoked_at: Option<Micros>,
+    pub reveal: Reveal,
+}
+
+/// What of the reviewers' work a share link shows beside the transcript; by
+/// default nothing (the creator opts in per link).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Reveal {
+    /// The conversation's labels.
+    pub labels: bool,
+    /// Whether it is flagged, when, and the flag note.
+    pub flag: bool,
+    /// Each tag's rule, rule version and triggering messages.
+    pub tag_details: bool,
+    /// Each message's `metadata`.
+    pub metadata: bool,
+}
+
+impl Reveal {
+    /// The names a share request may list, in stored order.
+    pub const NAMES: [&str; 4] = ["labels", "flag", "tag_details", "metadata"];
+
+    fn field(&mut self, name: &str) -> Option<&mut bool> {
+        match name {
+            "labels" => Some(&mut self.labels),
+            "flag" => Some(&mut self.flag),
+            "tag_details" => Some(&mut self.tag_details),
+            "metadata" => Some(&mut self.metadata),
+            _ => None,
+        }
+    }
+
+    /// Parses a list of names; `Err` names the first unknown one.
+    pub fn parse<'a>(names: impl IntoIterator<Item = &'a str>) -> Result<Reveal, String> {
+        let mut reveal = Reveal::default();
+        for name in names {
+            *reveal.field(name).ok_or_else(|| name.to_string())? = true;
+        }
+        Ok(reveal)
+    }
+
+    /// The names set, in [`Reveal::NAMES`] order.
+    pub fn names(self) -> Vec<&'static str> {
+        let mut copy = self;
+        Reveal::NAMES
+            .into_iter()
+            .filter(|name| *copy.field(name).expect("a known name"))
+            .collect()
+    }
 }
 
 /// Why a change to a conversation held by the archive is refused.
@@ -83,7 +131,25 @@ impl WriteCtx<'_> {
         id: u64,
         name: &str,
         now: Micros,
+        max_labels: usize,
     ) -> Result<bool, StoreError> {
+        let (count, present): (i64, bool) = self
+            .conn
+            .prepare_cached(
+                "SELECT COUNT(*), COALESCE(MAX(name_key = ?2), 0) FROM labels WHERE conversation_id = ?1",
+            )?
+            .query_row(params![id as i64, label_key(name)], |row| {
+                Ok((row.get(0)?, row.get(1)?))
+            })?;
+        if !present && count as usize >= max_labels {
+            return Err(StoreError::Limit {
+                name: "label",
+                reason: format!(
+                    "conversation {} has {count} labels already; at most {max_labels} are kept (review.max_labels)",
+                    crate::model::ConversationId(id)
+                ),
+            });
+        }
         let (key, spelling) = self.canonical_label(bot_id, name)?;
         let added = self
             .conn
@@ -132,9 +198,10 @@ impl WriteCtx<'_> {
         id: u64,
         name: &str,
         now: Micros,
+        max_labels: usize,
     ) -> Result<(), StoreError> {
         self.check_changeable(bot_id, id)?;
-        if self.add_label_unchecked(bot_id, id, name, now)? {
+        if self.add_label_unchecked(bot_id, id, name, now, max_labels)? {
             self.touch_conversation(id)?;
         }
         Ok(())
@@ -183,6 +250,7 @@ impl WriteCtx<'_> {
         ids: &[u64],
         change: &BulkChange,
         now: Micros,
+        max_labels: usize,
     ) -> Result<u64, StoreError> {
         let mut changed = 0;
         for &id in ids {
@@ -191,7 +259,7 @@ impl WriteCtx<'_> {
             }
             let mut touched = false;
             for label in &change.add_labels {
-                touched |= self.add_label_unchecked(bot_id, id, label, now)?;
+                touched |= self.add_label_unchecked(bot_id, id, label, now, max_labels)?;
             }
             for label in &change.remove_labels {
                 touched |= self.remove_label_unchecked(id, label)?;
@@ -217,13 +285,14 @@ impl WriteCtx<'_> {
         token_hash: &str,
         now: Micros,
         expires_at: Micros,
+        reveal: Reveal,
     ) -> Result<(), StoreError> {
         self.check_owner(bot_id, id)?;
         self.conn
             .prepare_cached(
-                "INSERT INTO shares (token_hash, bot_id, conversation_id, created_at, expires_at) VALUES (?1, ?2, ?3, ?4, ?5)",
+                "INSERT INTO shares (token_hash, bot_id, conversation_id, created_at, expires_at, reveal) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
             )?
-            .execute(params![token_hash, bot_id, id as i64, now, expires_at])?;
+            .execute(params![token_hash, bot_id, id as i64, now, expires_at, reveal.names().join(",")])?;
         Ok(())
     }
 
@@ -251,14 +320,20 @@ impl WriteCtx<'_> {
 pub fn share(conn: &Connection, token_hash: &str) -> Result<Option<ShareRecord>, StoreError> {
     Ok(conn
         .prepare_cached(
-            "SELECT bot_id, conversation_id, expires_at, revoked_at FROM shares WHERE token_hash = ?1",
+            "SELECT bot_id, conversation_id, expires_at, revoked_at, reveal FROM shares WHERE token_hash = ?1",
         )?
         .query_row(params![token_hash], |row| {
+            let reveal: String = row.get(4)?;
             Ok(ShareRecord {
                 bot_id: row.get(0)?,
                 conversation_id: row.get::<_, i64>(1)? as u64,
                 expires_at: row.get(2)?,
                 revoked_at: row.get(3)?,
+                // Names this binary doesn't know (written by a newer one) reveal nothing.
+                reveal: Reveal::parse(reveal.split(',').filter(|name| {
+                    Reveal::NAMES.contains(name)
+                }))
+                .unwrap_or_default(),
             })
         })
         .optional()?)

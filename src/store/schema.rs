@@ -3,6 +3,12 @@
 /// Bumped when the tables change; stored in `PRAGMA user_version`.
 pub const STORE_VERSION: i64 = 1;
 
+/// Columns added after a table was first released: (table, column, declaration).
+/// `CREATE TABLE IF NOT EXISTS` leaves an older table as it was, so these are
+/// added to it at open.
+pub const ADDED_COLUMNS: &[(&str, &str, &str)] =
+    &[("shares", "reveal", "TEXT NOT NULL DEFAULT ''")];
+
 /// Creates every table and index (idempotent).
 pub const SCHEMA: &str = r#"
 CREATE TABLE IF NOT EXISTS conversations (
@@ -80,7 +86,8 @@ CREATE TABLE IF NOT EXISTS shares (
     conversation_id  INTEGER NOT NULL,
     created_at       INTEGER NOT NULL,
     expires_at       INTEGER NOT NULL,
-    revoked_at       INTEGER
+    revoked_at       INTEGER,
+    reveal           TEXT NOT NULL DEFAULT ''   -- what besides the transcript it shows (store::review::Reveal)
 );
 
 CREATE TABLE IF NOT EXISTS tags (
