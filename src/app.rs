@@ -34,12 +34,14 @@ pub struct Inner {
     pub jobs: Jobs,
     pub archiver: Archiver,
     pub rate_limiter: crate::auth::RateLimiter,
-    /// KiB of request bodies that may be in memory at once (four full bodies).
-    pub body_budget: Arc<tokio::sync::Semaphore>,
-    /// The budget's size in KiB.
-    pub body_budget_kib: u32,
+    /// How often refused requests are written to the audit log.
+    pub refusal_audit: crate::auth::RateLimiter,
+    /// Request bodies in memory, per key.
+    pub body_budgets: crate::auth::BodyBudgets,
     pub clock: Clock,
-    pub metrics: Metrics,
+    pub metrics: Arc<Metrics>,
+    /// Whether active API keys existed at the last request (0 unknown, 1 no, 2 yes).
+    key_state: std::sync::atomic::AtomicU8,
     /// Held for the life of the process: one process per data directory.
     _lock: File,
 }
@@ -52,10 +54,20 @@ impl std::ops::Deref for App {
 }
 
 /// Takes the data directory's lock, failing when another process holds it.
+/// The directory and everything in it are made private to this user first.
 pub fn lock_data_dir(config: &Config) -> anyhow::Result<File> {
     let dir = &config.server.data_dir;
+    let umask = private_umask();
     std::fs::create_dir_all(dir)
         .with_context(|| format!("creating data directory {}", dir.display()))?;
+    make_private(dir, umask)
+        .with_context(|| format!("restricting the permissions of {}", dir.display()))?;
+    if let Some(archive) = config.archive_url().strip_prefix("file://")
+        && std::path::Path::new(archive).exists()
+    {
+        make_private(std::path::Path::new(archive), umask)
+            .with_context(|| format!("restricting the permissions of {archive}"))?;
+    }
     let lock = File::create(dir.join("LOCK")).context("creating the lock file")?;
     match lock.try_lock() {
         Ok(()) => Ok(lock),
@@ -65,6 +77,50 @@ pub fn lock_data_dir(config: &Config) -> anyhow::Result<File> {
         ),
         Err(std::fs::TryLockError::Error(err)) => Err(err).context("locking the data directory"),
     }
+}
+
+/// Adds "no access for group and others" to the process umask, so every file
+/// the store, the index and a local archive create is 0600 (directories 0700)
+/// or stricter; returns the umask now in force.
+fn private_umask() -> u32 {
+    #[cfg(unix)]
+    // SAFETY: umask only swaps the process's file mode mask.
+    unsafe {
+        let old = libc::umask(0o077);
+        libc::umask(old | 0o077);
+        (old | 0o077) as u32
+    }
+    #[cfg(not(unix))]
+    0o077
+}
+
+/// Takes group and other permissions (and what `umask` masks) off `root` and
+/// everything under it: files made before this version, or by another tool.
+fn make_private(root: &std::path::Path, umask: u32) -> std::io::Result<()> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mut stack = vec![root.to_path_buf()];
+        while let Some(path) = stack.pop() {
+            let meta = std::fs::symlink_metadata(&path)?;
+            if meta.file_type().is_symlink() {
+                continue;
+            }
+            let mode = meta.permissions().mode() & 0o7777;
+            let private = mode & 0o700 & !umask;
+            if mode != private {
+                std::fs::set_permissions(&path, std::fs::Permissions::from_mode(private))?;
+            }
+            if meta.is_dir() {
+                for entry in std::fs::read_dir(&path)? {
+                    stack.push(entry?.path());
+                }
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = (root, umask);
+    Ok(())
 }
 
 impl App {
@@ -116,9 +172,7 @@ impl App {
         .context("opening the archive")?;
         let rate_limiter =
             crate::auth::RateLimiter::new(config.auth.rate_limit, config.auth.rate_burst);
-        let body_budget_kib = (config.server.max_body as u64 * 4)
-            .div_ceil(1024)
-            .min(u32::MAX as u64) as u32;
+        let body_budgets = crate::auth::BodyBudgets::new(config.server.body_budget_per_key);
         Ok(App {
             inner: Arc::new(Inner {
                 config,
@@ -131,13 +185,34 @@ impl App {
                 jobs,
                 archiver,
                 rate_limiter,
-                body_budget: Arc::new(tokio::sync::Semaphore::new(body_budget_kib as usize)),
-                body_budget_kib,
+                // One refused request a second in the audit log, in bursts of 20.
+                refusal_audit: crate::auth::RateLimiter::new(1.0, 20.0),
+                body_budgets,
                 clock,
-                metrics: Metrics::default(),
+                metrics: Arc::new(Metrics::default()),
+                key_state: std::sync::atomic::AtomicU8::new(0),
                 _lock: lock,
             }),
         })
+    }
+
+    /// Records whether active API keys exist, and says so in the log when
+    /// revoking the last one put the server back in open mode.
+    pub fn note_key_state(&self, any_key: bool) {
+        use std::sync::atomic::Ordering;
+        let state = if any_key { 2 } else { 1 };
+        if self.key_state.swap(state, Ordering::Relaxed) == 2 && !any_key {
+            if self.config.server.listen.ip().is_loopback() {
+                tracing::warn!(
+                    "no active API keys remain: the server is in open mode again and answers                      every request from this machine without a key"
+                );
+            } else {
+                tracing::warn!(
+                    listen = %self.config.server.listen,
+                    "no active API keys remain: every request is refused until a key is created"
+                );
+            }
+        }
     }
 
     /// Stores validated messages; returns once they are durable.
@@ -263,10 +338,21 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     // Tests and scripts read this line to find a port chosen with :0.
     println!("convlog listening on http://{address}");
     tracing::info!(%address, "listening");
-    axum::serve(listener, crate::http::router(app.clone()))
-        .with_graceful_shutdown(shutdown_signal())
-        .await
-        .context("serving HTTP")?;
+    let server = &app.config.server;
+    let limits = crate::http::ConnectionLimits {
+        max_connections: server.max_connections,
+        header_timeout: server.header_timeout,
+        idle_timeout: server.idle_timeout,
+    };
+    crate::http::serve(
+        listener,
+        crate::http::router(app.clone()),
+        limits,
+        app.metrics.clone(),
+        shutdown_signal(),
+        server.request_timeout,
+    )
+    .await;
     tracing::info!("shutting down: finishing writes and the last index commit");
     tokio::task::spawn_blocking(move || app.shutdown()).await?;
     Ok(())

@@ -7,7 +7,7 @@ use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 /// What a key may do.
@@ -218,6 +218,46 @@ impl RateLimiter {
     }
 }
 
+/// Request bodies in memory, bounded per API key: one key's uploads (slow or
+/// stalled ones included) wait on its own budget and never on another key's.
+/// Open mode (no key) counts as one key.
+pub struct BodyBudgets {
+    kib_per_key: u32,
+    budgets: Mutex<HashMap<String, Arc<tokio::sync::Semaphore>>>,
+}
+
+impl BodyBudgets {
+    /// Budgets of `bytes_per_key` each.
+    pub fn new(bytes_per_key: usize) -> BodyBudgets {
+        BodyBudgets {
+            kib_per_key: (bytes_per_key as u64).div_ceil(1024).min(u32::MAX as u64) as u32,
+            budgets: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Takes `bytes` from `key`'s budget, waiting until `deadline` at most;
+    /// `None` when the key's earlier uploads still hold it then.
+    pub async fn acquire(
+        &self,
+        key: Option<&str>,
+        bytes: u64,
+        deadline: tokio::time::Instant,
+    ) -> Option<tokio::sync::OwnedSemaphorePermit> {
+        let budget = self
+            .budgets
+            .lock()
+            .expect("body budgets lock")
+            .entry(key.unwrap_or("").to_string())
+            .or_insert_with(|| Arc::new(tokio::sync::Semaphore::new(self.kib_per_key as usize)))
+            .clone();
+        let kib = (bytes.div_ceil(1024).max(1)).min(self.kib_per_key as u64) as u32;
+        tokio::time::timeout_at(deadline, budget.acquire_many_owned(kib))
+            .await
+            .ok()
+            .and_then(Result::ok)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -258,5 +298,17 @@ mod tests {
         assert!(limiter.take("k").is_ok());
         assert!(limiter.take("k").is_err());
         assert!(limiter.take("other").is_ok());
+    }
+
+    #[tokio::test]
+    async fn one_keys_body_budget_never_blocks_another() {
+        let budgets = BodyBudgets::new(8 << 20);
+        let soon = || tokio::time::Instant::now() + std::time::Duration::from_millis(50);
+        let held = budgets.acquire(Some("a"), 8 << 20, soon()).await;
+        assert!(held.is_some());
+        assert!(budgets.acquire(Some("a"), 1, soon()).await.is_none());
+        assert!(budgets.acquire(Some("b"), 8 << 20, soon()).await.is_some());
+        drop(held);
+        assert!(budgets.acquire(Some("a"), 1, soon()).await.is_some());
     }
 }

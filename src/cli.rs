@@ -552,7 +552,7 @@ fn ingest_direct(config: Config, args: &IngestArgs) -> anyhow::Result<(u64, u64)
         };
     for (number, batch) in batches(&args.file, args.batch)?.enumerate() {
         let body = batch?.join("\n");
-        let items = parse_items(body.as_bytes(), BodyFormat::Ndjson);
+        let items = parse_items(body.as_bytes(), BodyFormat::Ndjson, &app.config.ingest);
         let messages =
             items.and_then(|items| validate_messages(&items, &app.config.ingest, &app.keyer));
         let messages = match messages {

@@ -65,6 +65,52 @@ pub struct Metrics {
     pub query_conversations: Histogram,
     pub query_messages: Histogram,
     pub query_other: Histogram,
+    /// Connections open now (set by the accept loop).
+    pub open_connections: AtomicU64,
+    pub connections_refused: AtomicU64,
+    pub connections_evicted: AtomicU64,
+    pub connections_idle_closed: AtomicU64,
+    /// Requests whose body did not arrive within server.body_timeout.
+    pub body_timeouts: AtomicU64,
+    /// Requests refused by the guard, by [`Refusal`] (its discriminant).
+    pub refusals: [AtomicU64; Refusal::ALL.len()],
+}
+
+/// Why the guard refused a request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    /// No API key where one is needed (401).
+    MissingKey,
+    /// An unknown, malformed or revoked key (401).
+    BadKey,
+    /// A key whose role or bots don't cover the route (403/404).
+    NotAllowed,
+    /// Open mode: a `Host` that isn't loopback (403).
+    ForeignHost,
+    /// Open mode: a cross-site `Origin` (403).
+    ForeignOrigin,
+}
+
+impl Refusal {
+    /// Every reason, in discriminant order.
+    pub const ALL: [Refusal; 5] = [
+        Refusal::MissingKey,
+        Refusal::BadKey,
+        Refusal::NotAllowed,
+        Refusal::ForeignHost,
+        Refusal::ForeignOrigin,
+    ];
+
+    /// The metric label.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Refusal::MissingKey => "missing_key",
+            Refusal::BadKey => "bad_key",
+            Refusal::NotAllowed => "not_allowed",
+            Refusal::ForeignHost => "foreign_host",
+            Refusal::ForeignOrigin => "foreign_origin",
+        }
+    }
 }
 
 /// Values read from elsewhere at scrape time.
@@ -90,6 +136,11 @@ fn gauge(out: &mut String, name: &str, help: &str, value: u64) {
 }
 
 impl Metrics {
+    /// Counts one refused request.
+    pub fn refused(&self, reason: Refusal) {
+        self.refusals[reason as usize].fetch_add(1, Ordering::Relaxed);
+    }
+
     /// The Prometheus text exposition.
     pub fn render(&self, gauges: &Gauges) -> String {
         let mut out = String::new();
@@ -173,6 +224,48 @@ impl Metrics {
             "1 when the index has caught up and is healthy.",
             gauges.ready as u64,
         );
+        gauge(
+            &mut out,
+            "convlog_open_connections",
+            "HTTP connections open now.",
+            load(&self.open_connections),
+        );
+        counter(
+            &mut out,
+            "convlog_connections_refused_total",
+            "Connections answered 503 at server.max_connections with none idle.",
+            load(&self.connections_refused),
+        );
+        counter(
+            &mut out,
+            "convlog_connections_evicted_total",
+            "Idle connections closed to make room at server.max_connections.",
+            load(&self.connections_evicted),
+        );
+        counter(
+            &mut out,
+            "convlog_connections_idle_closed_total",
+            "Connections closed after server.idle_timeout without a request.",
+            load(&self.connections_idle_closed),
+        );
+        counter(
+            &mut out,
+            "convlog_body_timeouts_total",
+            "Requests answered 408 because their body did not arrive within server.body_timeout.",
+            load(&self.body_timeouts),
+        );
+        let _ = writeln!(
+            out,
+            "# HELP convlog_auth_refusals_total Requests refused by access control, by reason.\n# TYPE convlog_auth_refusals_total counter"
+        );
+        for reason in Refusal::ALL {
+            let _ = writeln!(
+                out,
+                "convlog_auth_refusals_total{{reason=\"{}\"}} {}",
+                reason.as_str(),
+                load(&self.refusals[reason as usize])
+            );
+        }
         out
     }
 }

@@ -29,6 +29,11 @@ pub struct RawServer {
     pub data_dir: String,
     pub max_body: String,
     pub request_timeout: String,
+    pub header_timeout: String,
+    pub idle_timeout: String,
+    pub max_connections: usize,
+    pub body_timeout: String,
+    pub body_budget_per_key: String,
 }
 
 /// `[ingest]`.
@@ -103,6 +108,7 @@ pub struct RawS3 {
 pub struct RawReview {
     pub share_ttl: String,
     pub share_max_ttl: String,
+    pub max_labels: usize,
 }
 
 /// `[auth]`.

@@ -218,12 +218,22 @@ pub async fn revoke_key(
     app.store
         .write(move |ctx| keys::revoke_key(ctx.conn, &key_id, now))
         .await?;
-    let record = app
+    let (record, any_key) = app
         .store
-        .read_async(move |conn| keys::key(conn, &id))
-        .await?
-        .ok_or(AppError::NotFound("key"))?;
-    Ok(Json(key_json(&record)))
+        .read_async(move |conn| Ok((keys::key(conn, &id)?, keys::any_active_key(conn)?)))
+        .await?;
+    let record = record.ok_or(AppError::NotFound("key"))?;
+    app.note_key_state(any_key);
+    let mut body = key_json(&record);
+    // Revoking the last key must not reopen the server silently.
+    body["open_mode"] = json!(!any_key);
+    if !any_key {
+        body["warning"] = json!(
+            "no active API keys remain: on loopback the server now answers every local request \
+             without a key; elsewhere it refuses every request until a key is created"
+        );
+    }
+    Ok(Json(body))
 }
 
 #[derive(Debug, Default, serde::Deserialize)]

@@ -5,7 +5,7 @@ use crate::query::QueryError;
 use crate::review::ReviewError;
 use crate::store::StoreError;
 use axum::Json;
-use axum::http::StatusCode;
+use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 
@@ -36,6 +36,19 @@ pub enum AppError {
     RateLimited { retry_after: u64 },
     #[error("request timed out")]
     Timeout,
+    #[error("{0}")]
+    Refused(&'static str),
+    #[error("body of type {given:?} is not accepted here; send Content-Type: {accepted}")]
+    UnsupportedMediaType {
+        given: String,
+        accepted: &'static str,
+    },
+    #[error("the request body did not arrive within {} s", limit.as_secs_f64())]
+    BodyTimeout { limit: std::time::Duration },
+    #[error("{0}")]
+    Busy(&'static str),
+    #[error("method {method} is not allowed here; allowed: {allow}")]
+    MethodNotAllowed { method: String, allow: String },
 }
 
 #[derive(Serialize)]
@@ -72,6 +85,11 @@ impl From<crate::archive::ArchiveError> for AppError {
 }
 
 impl AppError {
+    /// The HTTP status this error answers with.
+    pub fn status(&self) -> StatusCode {
+        self.status_and_code().0
+    }
+
     fn status_and_code(&self) -> (StatusCode, &'static str) {
         match self {
             AppError::Validation(ValidationError::Malformed(_)) => {
@@ -91,6 +109,9 @@ impl AppError {
             }
             AppError::Store(StoreError::NotFound) => (StatusCode::NOT_FOUND, "not_found"),
             AppError::Store(StoreError::Conflict(_)) => (StatusCode::CONFLICT, "conflict"),
+            AppError::Store(StoreError::Limit { .. }) => {
+                (StatusCode::BAD_REQUEST, "invalid_parameter")
+            }
             AppError::Query(QueryError::Store(err)) | AppError::Store(err)
                 if err.is_unavailable() =>
             {
@@ -104,6 +125,15 @@ impl AppError {
             AppError::Unauthorized(_) => (StatusCode::UNAUTHORIZED, "unauthorized"),
             AppError::Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden"),
             AppError::RateLimited { .. } => (StatusCode::TOO_MANY_REQUESTS, "rate_limited"),
+            AppError::Refused(_) => (StatusCode::FORBIDDEN, "forbidden"),
+            AppError::UnsupportedMediaType { .. } => {
+                (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type")
+            }
+            AppError::BodyTimeout { .. } => (StatusCode::REQUEST_TIMEOUT, "request_timeout"),
+            AppError::Busy(_) => (StatusCode::SERVICE_UNAVAILABLE, "busy"),
+            AppError::MethodNotAllowed { .. } => {
+                (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed")
+            }
             AppError::Query(_) | AppError::Store(_) => {
                 (StatusCode::INTERNAL_SERVER_ERROR, "internal")
             }
@@ -133,12 +163,26 @@ impl IntoResponse for AppError {
             },
         };
         let mut response = (status, Json(body)).into_response();
-        if let AppError::RateLimited { retry_after } = self
-            && let Ok(value) = axum::http::HeaderValue::from_str(&retry_after.to_string())
-        {
-            response
-                .headers_mut()
-                .insert(axum::http::header::RETRY_AFTER, value);
+        let headers = response.headers_mut();
+        match &self {
+            AppError::RateLimited { retry_after } => {
+                if let Ok(value) = HeaderValue::from_str(&retry_after.to_string()) {
+                    headers.insert(header::RETRY_AFTER, value);
+                }
+            }
+            AppError::Busy(_) => {
+                headers.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+            }
+            AppError::MethodNotAllowed { allow, .. } => {
+                if let Ok(value) = HeaderValue::from_str(allow) {
+                    headers.insert(header::ALLOW, value);
+                }
+            }
+            // The rest of an unread body would be taken for the next request.
+            AppError::BodyTimeout { .. } | AppError::PayloadTooLarge { .. } => {
+                headers.insert(header::CONNECTION, HeaderValue::from_static("close"));
+            }
+            _ => {}
         }
         response
     }

@@ -39,8 +39,9 @@ fn format(headers: &HeaderMap) -> BodyFormat {
 }
 
 /// Parses JSON off the async workers: a full body takes milliseconds.
-async fn parse_body(body: Bytes, format: BodyFormat) -> Result<Vec<Value>, AppError> {
-    tokio::task::spawn_blocking(move || parse_items(&body, format))
+async fn parse_body(app: &App, body: Bytes, format: BodyFormat) -> Result<Vec<Value>, AppError> {
+    let limits = app.config.ingest.clone();
+    tokio::task::spawn_blocking(move || parse_items(&body, format, &limits))
         .await
         .map_err(|err| AppError::InvalidParameter {
             name: "body".into(),
@@ -77,7 +78,7 @@ pub async fn messages(
 ) -> Result<Json<Value>, AppError> {
     let started = Instant::now();
     let body = body_or_413(&app, body)?;
-    let items = parse_body(body, format(&headers)).await;
+    let items = parse_body(&app, body, format(&headers)).await;
     let messages = items.and_then(|items| {
         let messages = validate_messages(&items, &app.config.ingest, &app.keyer)?;
         check_scope(&caller, messages.iter().map(|m| m.bot_id.as_str()))?;
@@ -111,7 +112,7 @@ pub async fn traces(
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<Value>, AppError> {
     let body = body_or_413(&app, body)?;
-    let items = parse_body(body, format(&headers)).await?;
+    let items = parse_body(&app, body, format(&headers)).await?;
     let traces = validate_traces(&items, &app.config.ingest, &app.keyer)?;
     check_scope(&caller, traces.iter().map(|t| t.bot_id.as_str()))?;
     let (stored, dropped) = app.store_traces(traces).await?;

@@ -9,6 +9,7 @@ mod ops;
 mod review;
 pub mod routes;
 mod search;
+mod server;
 mod ui;
 pub mod views;
 
@@ -19,6 +20,7 @@ use axum::http::{StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use error::AppError;
+pub use server::{ConnectionLimits, serve};
 use std::time::Instant;
 
 /// The service's router, built from the route table ([`routes::routes`]).
@@ -32,6 +34,7 @@ pub fn router(app: App) -> Router {
     router
         .route_layer(middleware::from_fn_with_state(app.clone(), guard::guard))
         .fallback(ops::not_found)
+        // The guard has read the body within server.max_body already.
         .layer(DefaultBodyLimit::max(max_body))
         .layer(middleware::from_fn_with_state(
             app.clone(),
@@ -40,7 +43,9 @@ pub fn router(app: App) -> Router {
         .with_state(app)
 }
 
-/// Bounds every request by the configured timeout and logs it (path only: queries may hold user text).
+/// Bounds every request by the configured timeout, gives the router's own
+/// plain-text rejections (405, 413) the contract's error body, and logs the
+/// request (path only: queries may hold user text).
 async fn deadline_and_log(State(app): State<App>, request: Request, next: Next) -> Response {
     let started = Instant::now();
     let method = request.method().clone();
@@ -52,40 +57,20 @@ async fn deadline_and_log(State(app): State<App>, request: Request, next: Next) 
         .get(header::CONTENT_LENGTH)
         .and_then(|value| value.to_str().ok())
         .and_then(|value| value.parse::<u64>().ok());
-    let response = if declared.is_some_and(|length| length > max_body as u64) {
-        // Closing tells hyper not to read (and buffer) the rest of the upload.
-        let mut response = AppError::PayloadTooLarge { limit: max_body }.into_response();
-        response.headers_mut().insert(
-            header::CONNECTION,
-            header::HeaderValue::from_static("close"),
-        );
-        response
+    let mut response = if declared.is_some_and(|length| length > max_body as u64) {
+        AppError::PayloadTooLarge { limit: max_body }.into_response()
     } else {
-        // Bodies in memory at once are bounded: a request holds its declared length
-        // (or the whole limit when chunked) from a shared budget while it runs.
-        let has_body = declared.is_some_and(|length| length > 0)
-            || request.headers().contains_key(header::TRANSFER_ENCODING);
-        let cost_kib = declared.unwrap_or(max_body as u64).div_ceil(1024).max(1) as u32;
-        let _budget = match has_body {
-            true => Some(
-                app.body_budget
-                    .clone()
-                    .acquire_many_owned(cost_kib.min(app.body_budget_kib))
-                    .await,
-            ),
-            false => None,
-        };
         match tokio::time::timeout(app.config.server.request_timeout, next.run(request)).await {
-            // Body-limit rejections of extractors are plain text: answer with the contract's error.
-            Ok(response)
-                if response.status() == StatusCode::PAYLOAD_TOO_LARGE && !is_json(&response) =>
-            {
-                AppError::PayloadTooLarge { limit: max_body }.into_response()
-            }
+            Ok(response) if !is_json(&response) => contract_error(response, &method, max_body),
             Ok(response) => response,
             Err(_) => AppError::Timeout.into_response(),
         }
     };
+    // No answer is ever to be sniffed into another type (a JSON error as HTML).
+    response.headers_mut().insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        header::HeaderValue::from_static("nosniff"),
+    );
     tracing::debug!(
         %method,
         path = %redact(&path),
@@ -94,6 +79,29 @@ async fn deadline_and_log(State(app): State<App>, request: Request, next: Next) 
         "request"
     );
     response
+}
+
+/// The contract's error body for the router's own plain-text rejections.
+fn contract_error(response: Response, method: &axum::http::Method, max_body: usize) -> Response {
+    match response.status() {
+        StatusCode::METHOD_NOT_ALLOWED => {
+            let allow = response
+                .headers()
+                .get(header::ALLOW)
+                .and_then(|value| value.to_str().ok())
+                .unwrap_or("")
+                .to_string();
+            AppError::MethodNotAllowed {
+                method: method.to_string(),
+                allow,
+            }
+            .into_response()
+        }
+        StatusCode::PAYLOAD_TOO_LARGE => {
+            AppError::PayloadTooLarge { limit: max_body }.into_response()
+        }
+        _ => response,
+    }
 }
 
 fn is_json(response: &Response) -> bool {

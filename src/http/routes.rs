@@ -14,7 +14,62 @@ pub struct Route {
     pub method: Method,
     pub path: &'static str,
     pub policy: Policy,
+    /// Body types accepted (415 otherwise).
+    pub accepts: Accepts,
     pub handler: MethodRouter<App>,
+}
+
+/// The media types a route's request body may have. A request without a body
+/// passes; a body of any other type gets 415, so a browser can't send one
+/// cross-site without a CORS preflight (which the server never grants).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Accepts {
+    /// `application/json`.
+    Json,
+    /// `application/json` or NDJSON (`application/x-ndjson`, `application/jsonl`).
+    JsonOrNdjson,
+}
+
+impl Accepts {
+    /// Whether a body of `content_type` is accepted.
+    pub fn allows(self, content_type: Option<&str>) -> bool {
+        let Some(essence) = content_type
+            .and_then(|value| value.split(';').next())
+            .map(|value| value.trim().to_ascii_lowercase())
+        else {
+            return false;
+        };
+        match self {
+            Accepts::Json => essence == "application/json",
+            Accepts::JsonOrNdjson => matches!(
+                essence.as_str(),
+                "application/json" | "application/x-ndjson" | "application/jsonl"
+            ),
+        }
+    }
+
+    /// The accepted types in words, for the 415 message.
+    pub fn describe(self) -> &'static str {
+        match self {
+            Accepts::Json => "application/json",
+            Accepts::JsonOrNdjson => "application/json or application/x-ndjson",
+        }
+    }
+}
+
+impl Route {
+    /// Also accepts NDJSON bodies.
+    fn ndjson(mut self) -> Route {
+        self.accepts = Accepts::JsonOrNdjson;
+        self
+    }
+}
+
+/// What the guard needs to know of a route.
+#[derive(Debug, Clone, Copy)]
+pub struct RouteSpec {
+    pub policy: Policy,
+    pub accepts: Accepts,
 }
 
 fn route<H, T>(method: Method, path: &'static str, policy: Policy, handler: H) -> Route
@@ -27,6 +82,7 @@ where
         method,
         path,
         policy,
+        accepts: Accepts::Json,
         handler: on(filter, handler),
     }
 }
@@ -36,8 +92,9 @@ pub fn routes() -> Vec<Route> {
     use Method as M;
     use Policy::*;
     vec![
-        route(M::POST, "/v1/messages", Ingest, ingest::messages),
-        route(M::POST, "/v1/traces", Ingest, ingest::traces),
+        route(M::POST, "/v1/messages", Ingest, ingest::messages).ndjson(),
+        route(M::POST, "/v1/traces", Ingest, ingest::traces).ndjson(),
+        route(M::GET, "/v1/bots", Read, search::bots),
         route(
             M::GET,
             "/v1/bots/{bot}/conversations",
@@ -147,17 +204,40 @@ pub fn routes() -> Vec<Route> {
     ]
 }
 
-/// The policy of `method` on the matched `path`.
-pub fn policy(method: &Method, path: &str) -> Option<Policy> {
-    static POLICIES: std::sync::LazyLock<Vec<(Method, &'static str, Policy)>> =
-        std::sync::LazyLock::new(|| {
-            routes()
-                .into_iter()
-                .map(|r| (r.method, r.path, r.policy))
-                .collect()
-        });
-    POLICIES
+/// Every route's method, path and spec, built once.
+static SPECS: std::sync::LazyLock<Vec<(Method, &'static str, RouteSpec)>> =
+    std::sync::LazyLock::new(|| {
+        routes()
+            .into_iter()
+            .map(|r| {
+                let spec = RouteSpec {
+                    policy: r.policy,
+                    accepts: r.accepts,
+                };
+                (r.method, r.path, spec)
+            })
+            .collect()
+    });
+
+/// The methods `path` has, for `Allow` (HEAD wherever GET is).
+pub fn allowed_methods(path: &str) -> String {
+    let mut methods: Vec<String> = Vec::new();
+    for (method, _, _) in SPECS.iter().filter(|(_, p, _)| *p == path) {
+        methods.push(method.to_string());
+        if method == Method::GET {
+            methods.push(Method::HEAD.to_string());
+        }
+    }
+    methods.sort();
+    methods.dedup();
+    methods.join(", ")
+}
+
+/// The policy and body types of `method` on the matched `path`; `None` when
+/// the path has no such method.
+pub fn spec(method: &Method, path: &str) -> Option<RouteSpec> {
+    SPECS
         .iter()
         .find(|(m, p, _)| m == method && *p == path)
-        .map(|(_, _, policy)| *policy)
+        .map(|(_, _, spec)| *spec)
 }

@@ -1,12 +1,13 @@
 //! Search and read endpoints under `/v1/bots/{bot}`.
 
 use super::error::AppError;
+use super::guard::Caller;
 use super::views::{ConversationView, MessageView, TagDetailView};
 use crate::app::App;
-use crate::model::{ConversationId, is_identifier};
+use crate::model::{ConversationId, format_timestamp, is_identifier};
 use crate::query::{SearchRequest, Target};
 use axum::Json;
-use axum::extract::{Path, RawQuery, State};
+use axum::extract::{Extension, Path, RawQuery, State};
 use serde_json::{Value, json};
 use std::time::Instant;
 
@@ -27,6 +28,27 @@ pub(super) fn request(query: Option<String>, target: Target) -> Result<SearchReq
         reason: err.to_string(),
     })?;
     Ok(SearchRequest::from_pairs(&pairs, target)?)
+}
+
+/// `GET /v1/bots`: the bots the caller's key may see, with their conversations
+/// in the hot store and their last activity.
+pub async fn bots(
+    State(app): State<App>,
+    Extension(caller): Extension<Caller>,
+) -> Result<Json<Value>, AppError> {
+    let bots = app.store.read_async(crate::store::read::bots).await?;
+    let bots: Vec<Value> = bots
+        .into_iter()
+        .filter(|bot| caller.scope.includes(&bot.id))
+        .map(|bot| {
+            json!({
+                "id": bot.id,
+                "conversations": bot.conversations,
+                "last_message_at": format_timestamp(bot.last_message_at),
+            })
+        })
+        .collect();
+    Ok(Json(json!({ "bots": bots })))
 }
 
 /// `GET /v1/bots/{bot}/conversations`.
