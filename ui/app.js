@@ -456,24 +456,40 @@ function mountMessage(text) {
   closeDrawer();
 }
 
-function renderHome() {
-  const last = localStorage.getItem("convlog.bot");
-  if (last && BOT_RE.test(last)) {
-    go(`/bots/${enc(last)}`, { replace: true });
-    return;
-  }
+/** The home page: every bot the caller's key may see, with its conversations and last activity. */
+async function renderHome() {
   state.page = "home";
   closeDrawer();
-  const input = h("input", { name: "bot", id: "home-bot", placeholder: "e.g. demo", required: true, pattern: "[A-Za-z0-9._\\-]{1,64}", spellcheck: "false", autocomplete: "off" });
-  fill($("#view"), 
-    h("div", { class: "center-msg" },
+  document.title = "convlog";
+  const view = $("#view");
+  fill(view, h("div", { class: "center-msg" }, h("h1", null, "Conversation logs"), h("p", { class: "muted" }, "Loading the bots…")));
+  let d;
+  try {
+    d = await api("GET", "/v1/bots");
+  } catch (e) {
+    fill(view, h("div", { class: "center-msg" }, h("h1", null, "Conversation logs"), h("p", { class: "error", role: "alert" }, e.message)));
+    return;
+  }
+  if (state.page !== "home") return;
+  const last = localStorage.getItem("convlog.bot");
+  const input = h("input", { name: "bot", id: "home-bot", placeholder: "bot id", required: true, pattern: "[A-Za-z0-9._\\-]{1,64}", spellcheck: "false", autocomplete: "off" });
+  const rows = d.bots.map((b) =>
+    h("tr", { "data-bot": b.id, class: b.id === last ? "last" : "" },
+      h("td", null, h("a", { href: `/bots/${enc(b.id)}`, "data-nav": "", class: "mono" }, b.id), b.id === last ? h("span", { class: "muted" }, " · last opened") : null),
+      h("td", { class: "num", "data-count": String(b.conversations) }, fmtN(b.conversations)),
+      h("td", null, timeEl(b.last_message_at))));
+  fill(view,
+    h("div", { class: "home", id: "home" },
       h("h1", null, "Conversation logs"),
-      h("p", null, "Which bot do you want to look at?"),
+      rows.length
+        ? h("table", { class: "bots", id: "bots" },
+            h("thead", null, h("tr", null, h("th", null, "Bot"), h("th", { class: "num" }, "Conversations"), h("th", null, "Last message"))),
+            h("tbody", null, rows))
+        : h("p", { class: "muted", id: "no-bots" }, "No bot has sent messages yet. Post some to /v1/messages, or run convlog ingest."),
       h("form", { class: "row", onsubmit: (e) => { e.preventDefault(); if (BOT_RE.test(input.value)) go(`/bots/${enc(input.value)}`); } },
-        h("label", { for: "home-bot", class: "sr" }, "Bot id"), input, h("button", { class: "primary", type: "submit" }, "Open")),
+        h("label", { for: "home-bot" }, "Open a bot by id"), input, h("button", { class: "primary", type: "submit" }, "Open")),
     ),
   );
-  input.focus();
 }
 
 // ---------------------------------------------------------------- time ranges
@@ -1487,7 +1503,7 @@ async function shareLink() {
   const box = $("#share-box");
   try {
     const r = await review("share", "POST", `/v1/bots/${enc(C.bot)}/conversations/${enc(C.id)}/share`);
-    const link = location.origin + "/shared/" + r.token;
+    const link = location.origin + r.url;
     const copied = await copyText(link);
     const input = h("input", { id: "share-link", readonly: true, value: link, "aria-label": "Share link", onfocus: (e) => e.target.select() });
     fill(box, 

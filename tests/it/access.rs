@@ -708,11 +708,19 @@ fn every_route_every_role_every_bot_matches_the_policy_table() {
             }
         }
     }
+    // Refused access is audited as a refusal (rate-limited, issue #13); reads,
+    // ingest and the router's own 4xx are not.
     for request_id in &not_audited {
-        if by_request.contains_key(request_id) {
-            audit_problems.push(format!(
-                "{request_id} was refused, a read or ingest, yet audited"
-            ));
+        if let Some(entry) = by_request.get(request_id) {
+            let refusal = entry["action"]
+                .as_str()
+                .is_some_and(|action| action.starts_with("refused "))
+                && entry["status"].as_u64().is_some_and(|status| status >= 400);
+            if !refusal {
+                audit_problems.push(format!(
+                    "{request_id} was a read, an ingest or refused, yet audited as {entry}"
+                ));
+            }
         }
     }
     for line in &audit_problems {

@@ -6,7 +6,7 @@ use crate::access::{
     two_bot_messages,
 };
 use crate::common::{encode, files_under, read_bytes, run_cli};
-use serde_json::json;
+use serde_json::{Value, json};
 use std::path::Path;
 use std::process::Command;
 
@@ -281,7 +281,7 @@ fn editing_one_audit_row_makes_audit_verify_name_it() {
         assert_eq!(reply.status, 200, "{path}: {}", reply.body);
         assert_eq!(reply.header("x-request-id"), Some(request_id.as_str()));
     }
-    // A refused change is not audited; a read is not audited.
+    // A read is not audited; a refused change is, as a refusal (issue #13).
     assert_eq!(
         api.send(
             "PUT",
@@ -296,16 +296,23 @@ fn editing_one_audit_row_makes_audit_verify_name_it() {
     api.get("/v1/bots/a/tags", Some(&editor));
     let entries = api.get_ok("/v1/admin/audit", Some(&admin))["entries"].clone();
     let entries = entries.as_array().expect("entries");
-    assert!(
-        entries.iter().all(|e| e["request_id"] != "refused-1"),
-        "a refused request was audited"
+    let refused: Vec<&Value> = entries
+        .iter()
+        .filter(|e| e["request_id"] == "refused-1")
+        .collect();
+    assert_eq!(refused.len(), 1, "{entries:?}");
+    assert_eq!(
+        refused[0]["action"],
+        "refused PUT /v1/bots/{bot}/conversations/{id}/flag"
     );
+    assert_eq!(refused[0]["status"], 404);
     let by_editor = api.get_ok(
         &format!("/v1/admin/audit?key_id={}", key_id(&editor)),
         Some(&admin),
     )["entries"]
         .clone();
-    assert_eq!(by_editor.as_array().map(Vec::len), Some(5), "{by_editor}");
+    // Five changes and the one refusal.
+    assert_eq!(by_editor.as_array().map(Vec::len), Some(6), "{by_editor}");
     let flags = api.get_ok(
         &format!(
             "/v1/admin/audit?bot_id=a&action={}",

@@ -329,6 +329,28 @@ impl Server {
             .unwrap_or_else(|err| self.fail(&format!("POST {path}: {err}")))
     }
 
+    /// `PUT path` with a body.
+    pub fn put(&self, path: &str, content_type: &str, body: &[u8]) -> Reply {
+        let mut response = self
+            .agent
+            .put(self.url(path))
+            .content_type(content_type)
+            .send(body)
+            .unwrap_or_else(|err| self.fail(&format!("PUT {path}: {err}")));
+        let status = response.status().as_u16();
+        let body = response.body_mut().read_to_string().expect("read body");
+        Reply { status, body }
+    }
+
+    /// The status of `GET path`, or `None` when no answer came (refused, reset).
+    pub fn try_get_status(&self, path: &str) -> Option<u16> {
+        self.agent
+            .get(self.url(path))
+            .call()
+            .ok()
+            .map(|response| response.status().as_u16())
+    }
+
     /// Ingests messages as one JSON array, asserting 200; returns (accepted, duplicates).
     pub fn ingest(&self, messages: &[GenMessage]) -> (u64, u64) {
         let body = serde_json::to_vec(messages).expect("serialise messages");

@@ -14,6 +14,7 @@ mod archive_s3;
 mod common;
 mod crash;
 mod errors;
+mod hardening;
 mod ingest;
 mod isolation;
 mod ops;

@@ -820,7 +820,8 @@ fn review_share_links_open_one_conversation_until_revoked_or_expired() {
         );
         let v = answer.json();
         let token = v["token"].as_str().expect("token").to_string();
-        assert_eq!(v["url"], json!(format!("/v1/shared/{token}")), "{v}");
+        assert_eq!(v["url"], json!(format!("/shared/{token}")), "{v}");
+        assert_eq!(v["api_url"], json!(format!("/v1/shared/{token}")), "{v}");
         let expires = v["expires_at"].as_str().expect("expires_at").to_string();
         (token, expires)
     };
@@ -905,11 +906,16 @@ fn review_share_links_open_one_conversation_until_revoked_or_expired() {
         "started_at",
         "last_message_at",
         "message_count",
-        "labels",
-        "flagged",
         "tags",
     ] {
         assert_eq!(shared[key], private[key], "field {key}");
+    }
+    // The review stays private unless the link was made to show it (issue #13).
+    for key in ["labels", "flagged", "flag_note", "debug"] {
+        assert!(
+            shared.get(key).is_none(),
+            "{key} in a shared view: {shared}"
+        );
     }
     for leak in ["reply to b", "of c", "earlier"] {
         assert!(

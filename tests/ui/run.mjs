@@ -194,7 +194,16 @@ await step("list: default (last 24 h) loads conversations", async () => {
   eq(await page.$eval("#range-select", (e) => e.value), "24h", "range preset");
   const remembered = await page.evaluate(() => localStorage.getItem("convlog.bot"));
   eq(remembered, BOT, "remembered bot");
+});
+
+await step("home: lists the bots the key may see, with their conversation counts", async () => {
+  const api = await get(`/v1/bots`);
+  assert(api.bots.some((b) => b.id === BOT), `GET /v1/bots lacks ${BOT}`);
   await page.goto(BASE + "/");
+  await page.waitForSelector("#bots");
+  const shown = await page.$$eval("#bots tbody tr", (rows) => rows.map((r) => [r.dataset.bot, Number(r.querySelector("[data-count]").dataset.count)]));
+  eq(shown, api.bots.map((b) => [b.id, b.conversations]), "bots and counts");
+  await page.click(`#bots tr[data-bot="${BOT}"] a`);
   await page.waitForURL((u) => u.pathname === `/bots/${BOT}`);
 });
 
