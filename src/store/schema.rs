@@ -117,7 +117,11 @@ CREATE TABLE IF NOT EXISTS jobs (
     created_at       INTEGER NOT NULL,
     started_at       INTEGER,
     finished_at      INTEGER,
-    error            TEXT
+    error            TEXT,
+    -- JSON summary of a finished job (NULL: none). Added after version 1 shipped:
+    -- `Jobs::open` (src/jobs.rs) adds it to older data directories; being nullable
+    -- and unnamed by older binaries, it needs no STORE_VERSION bump.
+    result           TEXT
 );
 CREATE INDEX IF NOT EXISTS jobs_created ON jobs(created_at);
 
