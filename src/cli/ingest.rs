@@ -670,8 +670,9 @@ pub fn ingest(args: IngestArgs) -> anyhow::Result<()> {
     if args.batch == 0 {
         anyhow::bail!("--batch must be at least 1");
     }
-    let target = resolve(&args.client, Missing::Create, NEEDS_INGEST)?;
+    // The input first: a missing file is reported before anything is looked for or created.
     let (mut source, bar, by_place) = open(&args.file)?;
+    let target = resolve(&args.client, Missing::Create, NEEDS_INGEST)?;
     let format = source.format();
     let started = Instant::now();
     let mut tally = Tally::default();

@@ -45,7 +45,8 @@ pub fn progress_bar(message: &'static str, measure: Measure) -> indicatif::Progr
     );
     bar.set_message(message);
     bar.enable_steady_tick(Duration::from_millis(200));
-    bar
+    // Dropped on an error path too: gone before the error is printed.
+    bar.with_finish(indicatif::ProgressFinish::AndClear)
 }
 
 /// Runs `work` on its own thread beside a progress bar fed from its
