@@ -150,6 +150,8 @@ pub struct Refusal {
     pub message: String,
     /// `error.details` of a 422: problems by item index of the request body.
     pub details: Vec<Detail>,
+    /// `Retry-After` of a 429, in seconds.
+    pub retry_after: Option<u64>,
 }
 
 /// One entry of `error.details`.
@@ -203,12 +205,14 @@ impl Server {
 
     /// `GET path`: the JSON answer, or an error saying why not.
     pub fn get(&self, path: &str) -> anyhow::Result<Value> {
-        let mut request = self.agent.get(&format!("{}{path}", self.base));
-        if let Some(key) = &self.key {
-            request = request.header("Authorization", &format!("Bearer {key}"));
-        }
-        self.answer(request.call())?
-            .map_err(|refusal| self.refused(&format!("GET {path}"), &refusal))
+        self.patiently(|| {
+            let mut request = self.agent.get(&format!("{}{path}", self.base));
+            if let Some(key) = &self.key {
+                request = request.header("Authorization", &format!("Bearer {key}"));
+            }
+            self.answer(request.call())
+        })?
+        .map_err(|refusal| self.refused(&format!("GET {path}"), &refusal))
     }
 
     /// `POST path` with a JSON body (or none): the JSON answer, or an error saying why not.
@@ -225,14 +229,35 @@ impl Server {
         content_type: &str,
         body: &[u8],
     ) -> anyhow::Result<Result<Value, Refusal>> {
-        let mut request = self
-            .agent
-            .post(&format!("{}{path}", self.base))
-            .content_type(content_type);
-        if let Some(key) = &self.key {
-            request = request.header("Authorization", &format!("Bearer {key}"));
+        self.patiently(|| {
+            let mut request = self
+                .agent
+                .post(&format!("{}{path}", self.base))
+                .content_type(content_type);
+            if let Some(key) = &self.key {
+                request = request.header("Authorization", &format!("Bearer {key}"));
+            }
+            self.answer(request.send(body))
+        })
+    }
+
+    /// Sends again after the wait a `429` asks for (a few times), so a rate
+    /// limit slows a long load down instead of stopping it halfway.
+    fn patiently(
+        &self,
+        send: impl Fn() -> anyhow::Result<Result<Value, Refusal>>,
+    ) -> anyhow::Result<Result<Value, Refusal>> {
+        const ATTEMPTS: u32 = 6;
+        for _ in 1..ATTEMPTS {
+            match send()? {
+                Err(refusal) if refusal.status == 429 => {
+                    let wait = refusal.retry_after.unwrap_or(1).clamp(1, 30);
+                    std::thread::sleep(Duration::from_secs(wait));
+                }
+                answer => return Ok(answer),
+            }
         }
-        self.answer(request.send(body))
+        send()
     }
 
     /// Follows a job the server started until it ends, on a progress bar; the finished job.
@@ -267,6 +292,11 @@ impl Server {
     ) -> anyhow::Result<Result<Value, Refusal>> {
         let mut response = response.map_err(|err| self.unreachable(&err))?;
         let status = response.status().as_u16();
+        let retry_after = response
+            .headers()
+            .get("retry-after")
+            .and_then(|value| value.to_str().ok())
+            .and_then(|value| value.trim().parse().ok());
         let text = response
             .body_mut()
             .read_to_string()
@@ -289,6 +319,7 @@ impl Server {
                 .map(str::to_string)
                 .unwrap_or_else(|| text.chars().take(200).collect()),
             details: serde_json::from_value(error["details"].clone()).unwrap_or_default(),
+            retry_after,
         };
         match (status, &self.key) {
             (401, Some(_)) => bail!(

@@ -66,6 +66,8 @@ pub fn with_progress<T: Send + 'static>(
     let result = worker
         .join()
         .map_err(|_| anyhow::anyhow!("the work panicked"))?;
+    bar.set_length(progress.total.load(Relaxed));
+    bar.set_position(progress.processed.load(Relaxed));
     Ok((result, progress.processed.load(Relaxed)))
 }
 

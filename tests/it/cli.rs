@@ -498,3 +498,25 @@ fn a_json_array_file_is_ingested_and_its_problems_are_named_by_item() {
         "{stderr}"
     );
 }
+
+#[test]
+fn a_rate_limited_load_waits_and_goes_on_instead_of_stopping_halfway() {
+    let root = tempfile::tempdir().unwrap();
+    let server = Server::start(
+        root.path(),
+        &["--set", "auth.rate_limit=2", "--set", "auth.rate_burst=1"],
+    );
+    let data_dir = server.data_dir().to_str().unwrap().to_string();
+    let key = cli_create_key(&data_dir, "ingest", "*", "slow-runtime");
+    let messages: Vec<GenMessage> = three_thousand().into_iter().take(5).collect();
+    let file = write(root.path(), "five.ndjson", &ndjson(&messages));
+    // Five requests against one a half-second with no burst: some get 429 and are sent again.
+    let (status, stdout, stderr) = keyed(
+        server.base(),
+        &key,
+        KeyBy::Env,
+        &["ingest", &file, "--batch", "1", "--json"],
+    );
+    let summary = json_out(status, &stdout, &stderr, "rate-limited ingest");
+    assert_eq!(summary["accepted"], 5, "{summary}");
+}
