@@ -410,12 +410,19 @@ pub fn stored_summary(format: Format, tally: &Tally, failure: &Failure) -> Strin
             format.unit(),
             failure.from
         ),
-        (false, _) => format!(
-            "{stored}; {}s from {} on may be partly stored: re-running the same command is \
-             safe, stored messages are skipped as duplicates",
-            format.unit(),
-            failure.from
-        ),
+        (false, known) => {
+            let before = if known.is_some() {
+                format!("{stored}; ")
+            } else {
+                String::new()
+            };
+            format!(
+                "{before}{}s from {} on may be partly stored: re-running the same command is \
+                 safe, stored messages are skipped as duplicates",
+                format.unit(),
+                failure.from
+            )
+        }
     }
 }
 
@@ -904,6 +911,11 @@ mod tests {
             "nothing was stored"
         );
         failure.certain = false;
+        assert_eq!(
+            stored_summary(Format::Ndjson, &Tally::default(), &failure),
+            "lines from 2001 on may be partly stored: re-running the same command is safe, \
+             stored messages are skipped as duplicates"
+        );
         assert!(
             stored_summary(Format::JsonArray, &tally, &failure)
                 .starts_with("items 1–2000 were stored (1998 accepted, 2 duplicates); items from 2001 on may be partly stored")
