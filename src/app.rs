@@ -250,35 +250,49 @@ impl App {
         })
     }
 
-    /// Starts a full tagging run as a job (or returns the one running).
+    /// Starts a full tagging run as a job (or returns the one running); its
+    /// result counts the conversations re-tagged.
     pub async fn start_full_tagging(&self) -> Result<JobRecord, StoreError> {
         let tagger = self.tagger.clone();
         self.jobs
-            .start("tagging", move |progress| tagger.full_run(progress))
+            .start("tagging", move |progress| {
+                tagger.full_run(progress.clone())?;
+                Ok(Some(serde_json::json!({
+                    "conversations": progress.processed.load(std::sync::atomic::Ordering::Relaxed)
+                })))
+            })
             .await
     }
 
-    /// Starts a reindex as a job (or returns the one running).
+    /// Starts a reindex as a job (or returns the one running); its result
+    /// counts the conversations written into the new index.
     pub async fn start_reindex(&self) -> Result<JobRecord, StoreError> {
         let index = self.index.clone();
         self.jobs
-            .start("reindex", move |progress| index.reindex(&progress))
+            .start("reindex", move |progress| {
+                index.reindex(&progress)?;
+                Ok(Some(serde_json::json!({
+                    "conversations": progress.processed.load(std::sync::atomic::Ordering::Relaxed)
+                })))
+            })
             .await
     }
 
-    /// Starts an archive pass as a job (or returns the one running).
+    /// Starts an archive pass as a job (or returns the one running); its result
+    /// is the pass's [`ArchiveSummary`](crate::archive::ArchiveSummary).
     pub async fn start_archive(&self) -> Result<JobRecord, StoreError> {
         let archiver = self.archiver.clone();
         self.jobs
             .start("archive", move |progress| {
                 let summary = archiver.run(&progress).map_err(|err| err.to_string())?;
                 tracing::info!(?summary, "archive pass finished");
-                Ok(())
+                Ok(serde_json::to_value(summary).ok())
             })
             .await
     }
 
-    /// Starts a restore of `bot_id`'s conversations active in `[from, to)` as a job.
+    /// Starts a restore of `bot_id`'s conversations active in `[from, to)` as a
+    /// job; its result is the [`RestoreSummary`](crate::archive::RestoreSummary).
     pub async fn start_restore(
         &self,
         bot_id: String,
@@ -292,7 +306,7 @@ impl App {
                     .restore(&bot_id, from, to, &progress)
                     .map_err(|err: ArchiveError| err.to_string())?;
                 tracing::info!(?summary, "restore finished");
-                Ok(())
+                Ok(serde_json::to_value(summary).ok())
             })
             .await
     }

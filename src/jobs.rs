@@ -54,7 +54,12 @@ pub struct JobRecord {
     pub started_at: Option<Micros>,
     pub finished_at: Option<Micros>,
     pub error: Option<String>,
+    /// What a finished job did (counts), when its kind reports it.
+    pub result: Option<serde_json::Value>,
 }
+
+/// What a job's work returns: an optional summary of what it did, or why it failed.
+pub type JobOutcome = Result<Option<serde_json::Value>, String>;
 
 impl JobRecord {
     /// The JSON shape of the API.
@@ -70,6 +75,7 @@ impl JobRecord {
             "started_at": self.started_at.map(format_timestamp),
             "finished_at": self.finished_at.map(format_timestamp),
             "error": self.error,
+            "result": self.result,
         })
     }
 }
@@ -103,7 +109,7 @@ pub struct Jobs {
 }
 
 const COLUMNS: &str =
-    "id, kind, state, processed, total, created_at, started_at, finished_at, error";
+    "id, kind, state, processed, total, created_at, started_at, finished_at, error, result";
 
 fn record_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<JobRecord> {
     Ok(JobRecord {
@@ -116,6 +122,10 @@ fn record_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<JobRecord> {
         started_at: row.get(6)?,
         finished_at: row.get(7)?,
         error: row.get(8)?,
+        // A summary that doesn't parse is dropped rather than failing the job listing.
+        result: row
+            .get::<_, Option<String>>(9)?
+            .and_then(|text| serde_json::from_str(&text).ok()),
     })
 }
 
@@ -144,7 +154,7 @@ impl Jobs {
     pub async fn start(
         &self,
         kind: &str,
-        work: impl FnOnce(Arc<Progress>) -> Result<(), String> + Send + 'static,
+        work: impl FnOnce(Arc<Progress>) -> JobOutcome + Send + 'static,
     ) -> Result<JobRecord, StoreError> {
         let _starting = self.starting.lock().await;
         let existing = {
@@ -198,18 +208,23 @@ impl Jobs {
         self.get(&id).await
     }
 
-    fn finish(&self, id: &str, progress: &Progress, result: Result<(), String>) {
-        let (state, error) = match result {
-            Ok(()) => (JobState::Succeeded, None),
-            Err(error) => (JobState::Failed, Some(error)),
+    fn finish(&self, id: &str, progress: &Progress, outcome: JobOutcome) {
+        let (state, error, result) = match outcome {
+            Ok(summary) => (
+                JobState::Succeeded,
+                None,
+                summary.map(|value| value.to_string()),
+            ),
+            Err(error) => (JobState::Failed, Some(error), None),
         };
         let (id_owned, now) = (id.to_string(), self.clock.now());
         let processed = progress.processed.load(Ordering::Relaxed) as i64;
         let total = progress.total.load(Ordering::Relaxed) as i64;
         let written = self.store.write_blocking(move |ctx| {
             ctx.conn.execute(
-                "UPDATE jobs SET state = ?2, processed = ?3, total = ?4, finished_at = ?5, error = ?6 WHERE id = ?1",
-                params![id_owned, state.as_str(), processed, total, now, error],
+                "UPDATE jobs SET state = ?2, processed = ?3, total = ?4, finished_at = ?5, error = ?6,
+                        result = ?7 WHERE id = ?1",
+                params![id_owned, state.as_str(), processed, total, now, error, result],
             )?;
             Ok(())
         });
@@ -276,5 +291,55 @@ impl Jobs {
             .into_iter()
             .map(|r| self.with_live_progress(r))
             .collect())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The jobs table as data directories made before `result` existed have it.
+    const OLD_JOBS_TABLE: &str = "CREATE TABLE jobs (
+        id TEXT PRIMARY KEY, kind TEXT NOT NULL, state TEXT NOT NULL,
+        processed INTEGER NOT NULL DEFAULT 0, total INTEGER NOT NULL DEFAULT 0,
+        created_at INTEGER NOT NULL, started_at INTEGER, finished_at INTEGER, error TEXT)";
+
+    #[test]
+    fn an_older_jobs_table_gains_the_result_column_and_keeps_its_rows() {
+        let conn = rusqlite::Connection::open_in_memory().unwrap();
+        conn.execute_batch(OLD_JOBS_TABLE).unwrap();
+        conn.execute(
+            "INSERT INTO jobs (id, kind, state, created_at) VALUES ('j_1', 'reindex', 'succeeded', 5)",
+            [],
+        )
+        .unwrap();
+        crate::store::add_missing_columns(&conn).unwrap();
+        // A second open must not fail on the column it added the first time.
+        crate::store::add_missing_columns(&conn).unwrap();
+        let record = conn
+            .query_row(&format!("SELECT {COLUMNS} FROM jobs"), [], record_from_row)
+            .unwrap();
+        assert_eq!((record.id.as_str(), record.result), ("j_1", None));
+    }
+
+    #[test]
+    fn a_stored_result_comes_back_in_the_job_json() {
+        let conn = rusqlite::Connection::open_in_memory().unwrap();
+        conn.execute_batch(OLD_JOBS_TABLE).unwrap();
+        crate::store::add_missing_columns(&conn).unwrap();
+        conn.execute(
+            "INSERT INTO jobs (id, kind, state, created_at, result)
+             VALUES ('j_2', 'archive', 'succeeded', 5, '{\"conversations\":3}')",
+            [],
+        )
+        .unwrap();
+        let record = conn
+            .query_row(&format!("SELECT {COLUMNS} FROM jobs"), [], record_from_row)
+            .unwrap();
+        let json = record.to_json();
+        assert_eq!(json["result"]["conversations"], 3, "{json}");
+        let mut unfinished = record;
+        unfinished.result = None;
+        assert!(unfinished.to_json()["result"].is_null());
     }
 }

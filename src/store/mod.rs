@@ -83,15 +83,16 @@ pub fn admin_connection(path: &Path) -> Result<Connection, StoreError> {
     Ok(conn)
 }
 
-/// Adds the columns of [`schema::ADDED_COLUMNS`] that an older store lacks.
-fn add_missing_columns(conn: &Connection) -> Result<(), StoreError> {
+/// Adds the columns of [`schema::ADDED_COLUMNS`] that an older store's tables
+/// lack (idempotent). Being nullable or defaulted, and unnamed by older
+/// binaries, they need no `STORE_VERSION` bump.
+pub(crate) fn add_missing_columns(conn: &Connection) -> Result<(), StoreError> {
     for (table, column, declaration) in schema::ADDED_COLUMNS {
-        let present = conn
-            .prepare(&format!(
-                "SELECT 1 FROM pragma_table_info('{table}') WHERE name = ?1"
-            ))?
-            .exists([column])?;
-        if !present {
+        let columns: Vec<String> = conn
+            .prepare(&format!("SELECT name FROM pragma_table_info('{table}')"))?
+            .query_map([], |row| row.get(0))?
+            .collect::<Result<_, _>>()?;
+        if !columns.is_empty() && !columns.iter().any(|name| name == column) {
             conn.execute_batch(&format!(
                 "ALTER TABLE {table} ADD COLUMN {column} {declaration}"
             ))?;

@@ -6,8 +6,10 @@ pub const STORE_VERSION: i64 = 1;
 /// Columns added after a table was first released: (table, column, declaration).
 /// `CREATE TABLE IF NOT EXISTS` leaves an older table as it was, so these are
 /// added to it at open.
-pub const ADDED_COLUMNS: &[(&str, &str, &str)] =
-    &[("shares", "reveal", "TEXT NOT NULL DEFAULT ''")];
+pub const ADDED_COLUMNS: &[(&str, &str, &str)] = &[
+    ("shares", "reveal", "TEXT NOT NULL DEFAULT ''"),
+    ("jobs", "result", "TEXT"),
+];
 
 /// Creates every table and index (idempotent).
 pub const SCHEMA: &str = r#"
@@ -124,7 +126,8 @@ CREATE TABLE IF NOT EXISTS jobs (
     created_at       INTEGER NOT NULL,
     started_at       INTEGER,
     finished_at      INTEGER,
-    error            TEXT
+    error            TEXT,
+    result           TEXT               -- JSON summary of a finished job (NULL: none)
 );
 CREATE INDEX IF NOT EXISTS jobs_created ON jobs(created_at);
 

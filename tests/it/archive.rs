@@ -586,8 +586,10 @@ fn keep_flagged_holds_flagged_conversations_hot() {
     assert_eq!(put.status().as_u16(), 200);
     server.wait_settled();
     // The command line, through the running server: the dry run names what is due.
-    let (status, stdout, stderr) =
-        crate::common::run_cli(&["archive", "--dry-run", "--server", server.base()], None);
+    let (status, stdout, stderr) = crate::common::run_cli(
+        &["archive", "--dry-run", "--json", "--server", server.base()],
+        None,
+    );
     assert!(status.success(), "{stderr}");
     let plan: Value = serde_json::from_slice(&stdout).expect("the plan as JSON");
     assert_eq!(plan["messages"], 1, "{plan}");

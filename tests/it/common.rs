@@ -646,9 +646,26 @@ pub fn read_bytes(path: &Path) -> Vec<u8> {
 
 /// Runs `convlog ARGS` to completion (killed after a minute); returns (status, stdout, stderr).
 pub fn run_cli(args: &[&str], stdin_bytes: Option<&[u8]>) -> (ExitStatus, Vec<u8>, String) {
-    let mut child = Command::new(binary())
+    run_cli_with(args, stdin_bytes, &[], None)
+}
+
+/// Like [`run_cli`] with extra environment variables and, when given, another working
+/// directory. `CONVLOG_API_KEY` is set only when `env` names it.
+pub fn run_cli_with(
+    args: &[&str],
+    stdin_bytes: Option<&[u8]>,
+    env: &[(&str, &str)],
+    dir: Option<&Path>,
+) -> (ExitStatus, Vec<u8>, String) {
+    let mut command = Command::new(binary());
+    if let Some(dir) = dir {
+        command.current_dir(dir);
+    }
+    let mut child = command
         .args(args)
+        .env_remove("CONVLOG_API_KEY")
         .env("CONVLOG_LOG", "warn")
+        .envs(env.iter().copied())
         .stdin(if stdin_bytes.is_some() {
             Stdio::piped()
         } else {

@@ -834,34 +834,51 @@ fn revoking_the_last_key_says_the_server_is_open_again() {
     let server = Server::start_with_log_level(dir.path(), &[], "info");
     let data_dir = server.data_dir().display().to_string();
     let admin = cli_create_key(&data_dir, "admin", "*", "ops");
-    let id = crate::access::key_id(&admin);
+    let viewer = cli_create_key(&data_dir, "viewer", "*", "reader");
     let auth = format!("Bearer {admin}");
-    assert_eq!(
-        raw(
-            &server,
-            "GET",
-            "/v1/admin/keys",
-            &[("Authorization", &auth)],
-            b""
-        )
-        .status,
-        200
+    let revoke = |key: &str| {
+        let path = format!("/v1/admin/keys/{}", crate::access::key_id(key));
+        raw(&server, "DELETE", &path, &[("Authorization", &auth)], b"")
+    };
+    // Through the API: one key of two goes, nothing to warn about.
+    let first = revoke(&viewer);
+    assert_eq!(first.status, 200, "{}", first.body);
+    assert_eq!(first.json()["open_mode"], false);
+    assert!(first.json().get("warning").is_none());
+    // Through the command line: the last one goes, and it says so.
+    let (status, _, stderr) = run_cli(
+        &[
+            "keys",
+            "revoke",
+            &crate::access::key_id(&admin),
+            "--data-dir",
+            &data_dir,
+        ],
+        None,
     );
-    let revoked = raw(
+    assert!(status.success(), "{stderr}");
+    assert!(stderr.contains("open mode"), "{stderr}");
+    // The server notices at the next request, and says so in its log.
+    assert_eq!(server.get("/healthz").status, 200);
+    let log = std::fs::read_to_string(server.log_path()).unwrap();
+    assert!(log.contains("open mode again"), "{log}");
+
+    // And through the API, on a fresh key.
+    let again = cli_create_key(&data_dir, "admin", "*", "ops again");
+    let path = format!("/v1/admin/keys/{}", crate::access::key_id(&again));
+    let last = raw(
         &server,
         "DELETE",
-        &format!("/v1/admin/keys/{id}"),
-        &[("Authorization", &auth)],
+        &path,
+        &[("Authorization", &format!("Bearer {again}"))],
         b"",
     );
-    assert_eq!(revoked.status, 200, "{}", revoked.body);
-    assert_eq!(revoked.json()["open_mode"], true);
+    assert_eq!(last.status, 200, "{}", last.body);
+    assert_eq!(last.json()["open_mode"], true);
     assert!(
-        revoked.json()["warning"]
+        last.json()["warning"]
             .as_str()
             .unwrap()
             .contains("no active API keys")
     );
-    let log = std::fs::read_to_string(server.log_path()).unwrap();
-    assert!(log.contains("open mode"), "{log}");
 }

@@ -11,6 +11,7 @@ mod access_secrets;
 mod anonymity;
 mod archive;
 mod archive_s3;
+mod cli;
 mod common;
 mod crash;
 mod errors;
