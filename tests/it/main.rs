@@ -21,6 +21,7 @@ mod isolation;
 mod ops;
 mod oracle;
 mod paging;
+mod readme;
 mod reindex;
 mod review;
 mod review_concurrency;
