@@ -47,7 +47,11 @@ fn tour_steps(readme: &str) -> Vec<Step> {
         if pending.is_empty() && line.trim_start().starts_with('#') {
             if after_command {
                 let text = line.trim_start().trim_start_matches('#').trim();
-                steps.last_mut().expect("a command").expected.push(text.to_string());
+                steps
+                    .last_mut()
+                    .expect("a command")
+                    .expected
+                    .push(text.to_string());
             }
             continue;
         }
@@ -66,7 +70,10 @@ fn tour_steps(readme: &str) -> Vec<Step> {
             after_command = true;
         }
     }
-    assert!(pending.is_empty(), "unfinished command in the tour: {pending}");
+    assert!(
+        pending.is_empty(),
+        "unfinished command in the tour: {pending}"
+    );
     steps
 }
 
@@ -77,8 +84,7 @@ fn wildcard(pattern: &str, text: &str) -> bool {
         return pattern == text;
     }
     let (first, last) = (parts[0], parts[parts.len() - 1]);
-    if !text.starts_with(first) || text.len() < first.len() + last.len() || !text.ends_with(last)
-    {
+    if !text.starts_with(first) || text.len() < first.len() + last.len() || !text.ends_with(last) {
         return false;
     }
     let mut rest = &text[first.len()..text.len() - last.len()];
@@ -141,9 +147,11 @@ fn check(step: &Step, status: i32, output: &str) -> Result<(), String> {
 
 /// Writes change what the next command sees: give the index its second.
 fn writes(command: &str) -> bool {
-    ["ingest", " -d ", "-X ", "archive", "restore", "reindex", "retag"]
-        .iter()
-        .any(|word| command.contains(word))
+    [
+        "ingest", " -d ", "-X ", "archive", "restore", "reindex", "retag",
+    ]
+    .iter()
+    .any(|word| command.contains(word))
 }
 
 fn missing_prerequisite() -> Option<String> {
