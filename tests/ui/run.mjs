@@ -203,6 +203,7 @@ await step("home: lists the bots the key may see, with their conversation counts
   await page.waitForSelector("#bots");
   const shown = await page.$$eval("#bots tbody tr", (rows) => rows.map((r) => [r.dataset.bot, Number(r.querySelector("[data-count]").dataset.count)]));
   eq(shown, api.bots.map((b) => [b.id, b.conversations]), "bots and counts");
+  await shot("home");
   await page.click(`#bots tr[data-bot="${BOT}"] a`);
   await page.waitForURL((u) => u.pathname === `/bots/${BOT}`);
 });
