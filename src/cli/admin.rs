@@ -35,57 +35,62 @@ fn with_job(mut document: Value, job: Option<&Value>) -> Value {
 
 /// `convlog reindex`.
 pub fn reindex(args: ClientArgs) -> anyhow::Result<()> {
-    let started = Instant::now();
-    let bar = progress_bar("reindexing", Measure::Items);
-    let (conversations, job) = match resolve(&args, Missing::Refuse, NEEDS_ADMIN)? {
-        Target::Server(server) => {
-            let job = server.post("/v1/admin/reindex", None)?;
-            let job = server.follow(job, &bar)?;
-            (job_count(&job, "conversations"), Some(job))
-        }
-        Target::Direct(mut config) => {
+    conversation_job(
+        args,
+        "reindexing",
+        "/v1/admin/reindex",
+        "reindexed",
+        |mut config| {
             // This is the remedy `on_schema_change = "refuse"` names: open whatever is there.
             config.index.on_schema_change = crate::index::SchemaChange::Rebuild;
-            let app = App::open(*config)?;
+            let app = App::open(config)?;
             let index = app.index.clone();
-            let (result, processed) =
-                with_progress(&bar, move |progress| index.reindex(&progress))?;
-            app.shutdown();
-            result.map_err(anyhow::Error::msg)?;
-            (processed, None)
-        }
-    };
-    bar.finish_and_clear();
-    let seconds = started.elapsed().as_secs_f64();
-    outcome(
-        args.json,
-        &with_job(
-            json!({"conversations": conversations, "seconds": seconds}),
-            job.as_ref(),
-        ),
-        &format!(
-            "reindexed {} in {seconds:.1}s",
-            count(conversations, "conversation")
-        ),
+            Ok((app, Box::new(move |progress| index.reindex(&progress))))
+        },
     )
 }
 
 /// `convlog retag`.
 pub fn retag(args: ClientArgs) -> anyhow::Result<()> {
+    conversation_job(
+        args,
+        "re-tagging",
+        "/v1/admin/tagging",
+        "re-tagged",
+        |config| {
+            let app = App::open(config)?;
+            let tagger = app.tagger.clone();
+            // Shutting down afterwards indexes the tags written.
+            Ok((app, Box::new(move |progress| tagger.full_run(progress))))
+        },
+    )
+}
+
+/// The work of a job over every hot conversation, on this process.
+type DirectWork =
+    Box<dyn FnOnce(std::sync::Arc<crate::jobs::Progress>) -> Result<(), String> + Send>;
+
+/// A job over every hot conversation (reindex, retag): started through the
+/// server's `path` and followed, or `open`ed and run on the data directory;
+/// reported as "`done` N conversations".
+fn conversation_job(
+    args: ClientArgs,
+    label: &'static str,
+    path: &str,
+    done: &str,
+    open: impl FnOnce(crate::config::Config) -> anyhow::Result<(App, DirectWork)>,
+) -> anyhow::Result<()> {
     let started = Instant::now();
-    let bar = progress_bar("re-tagging", Measure::Items);
+    let bar = progress_bar(label, Measure::Items);
     let (conversations, job) = match resolve(&args, Missing::Refuse, NEEDS_ADMIN)? {
         Target::Server(server) => {
-            let job = server.post("/v1/admin/tagging", None)?;
+            let job = server.post(path, None)?;
             let job = server.follow(job, &bar)?;
             (job_count(&job, "conversations"), Some(job))
         }
         Target::Direct(config) => {
-            let app = App::open(*config)?;
-            let tagger = app.tagger.clone();
-            let (result, processed) =
-                with_progress(&bar, move |progress| tagger.full_run(progress))?;
-            // Shutting down indexes the tags written, so searches see them at the next start.
+            let (app, work) = open(*config)?;
+            let (result, processed) = with_progress(&bar, work)?;
             app.shutdown();
             result.map_err(anyhow::Error::msg)?;
             (processed, None)
@@ -100,7 +105,7 @@ pub fn retag(args: ClientArgs) -> anyhow::Result<()> {
             job.as_ref(),
         ),
         &format!(
-            "re-tagged {} in {seconds:.1}s",
+            "{done} {} in {seconds:.1}s",
             count(conversations, "conversation")
         ),
     )

@@ -713,6 +713,15 @@ fn refused_access_is_counted_and_audited_without_flooding_the_log() {
             "{scheme}"
         );
     }
+    // With keys too, a body must be JSON: 415 for text/plain even with a valid key.
+    let plain = raw(
+        &server,
+        "POST",
+        "/v1/messages",
+        &[("Authorization", &format!("Bearer {admin}")), ("Content-Type", "text/plain")],
+        &one_message("k1", "demo"),
+    );
+    assert_eq!(plain.status, 415, "{}", plain.body);
     assert_eq!(call(Some(&bogus), "/v1/bots/demo/conversations"), 401);
     assert_eq!(call(None, "/v1/bots/demo/conversations"), 401);
     assert_eq!(call(Some(&viewer), "/v1/admin/jobs"), 403);
