@@ -371,7 +371,7 @@ fn run(args: &Args) -> anyhow::Result<()> {
         .filter(|v| !v.is_empty())
         .unwrap_or_else(|| "none".into());
     let header = format!(
-        "convlog benchmark — {date}\nmachine: {} ({} cores, {:.0} GiB), kernel {}\n{}; convlog {} ({}); peers: {versions}\ndata: {} messages, {} conversations (convlog::generate, seed {})\nmode: {}{}",
+        "convlog benchmark — {date}\nmachine: {} ({} cores, {:.0} GiB), kernel {}\n{}; convlog {} ({}); peers: {versions}\ndata: {} messages, {} conversations (convlog_gen, seed {})\nmode: {}{}",
         machine.cpu,
         machine.cores,
         machine.memory_gib,

@@ -17,7 +17,7 @@
 
 use anyhow::{Context, bail, ensure};
 use clap::Parser;
-use convlog::generate::{GenConfig, generate};
+use convlog_gen::{GenConfig, generate};
 use serde_json::Value;
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, BufWriter, Write};

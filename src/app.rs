@@ -7,12 +7,12 @@ use crate::index::{IndexSchema, LiveIndex};
 use crate::ingest::pseudonym::UserKeyer;
 use crate::jobs::{JobRecord, Jobs};
 use crate::metrics::{Gauges, Metrics};
-use crate::model::{Clock, NewMessage, NewTrace};
 use crate::query::SearchService;
 use crate::review::ReviewService;
 use crate::store::{IngestOutcome, Store, StoreError};
 use crate::tag::Tagger;
 use anyhow::Context;
+use convlog_core::{Clock, NewMessage, NewTrace};
 use std::fs::File;
 use std::sync::Arc;
 
@@ -296,8 +296,8 @@ impl App {
     pub async fn start_restore(
         &self,
         bot_id: String,
-        from: crate::model::Micros,
-        to: crate::model::Micros,
+        from: convlog_core::Micros,
+        to: convlog_core::Micros,
     ) -> Result<JobRecord, StoreError> {
         let archiver = self.archiver.clone();
         self.jobs

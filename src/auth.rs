@@ -95,7 +95,7 @@ impl Scope {
         if bots.is_empty() {
             return Err("name at least one bot, or *".into());
         }
-        if let Some(bad) = bots.iter().find(|bot| !crate::model::is_identifier(bot)) {
+        if let Some(bad) = bots.iter().find(|bot| !convlog_core::is_identifier(bot)) {
             return Err(format!("{bad:?} is not a bot id"));
         }
         Ok(Scope::Bots(bots))

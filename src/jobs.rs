@@ -5,8 +5,8 @@
 //! back (202, same id) instead of starting another. Jobs interrupted by a
 //! restart are marked failed with that reason when the service starts.
 
-use crate::model::{Clock, Micros};
 use crate::store::{Store, StoreError};
+use convlog_core::{Clock, Micros};
 use rusqlite::{OptionalExtension, params};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -64,7 +64,7 @@ pub type JobOutcome = Result<Option<serde_json::Value>, String>;
 impl JobRecord {
     /// The JSON shape of the API.
     pub fn to_json(&self) -> serde_json::Value {
-        use crate::model::format_timestamp;
+        use convlog_core::format_timestamp;
         serde_json::json!({
             "id": self.id,
             "kind": self.kind,

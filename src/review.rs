@@ -3,13 +3,13 @@
 //! index follows within the refresh interval.
 
 use crate::config::ReviewConfig;
-use crate::model::{Clock, Micros, normalize_label};
 use crate::query::trace::{TraceGroup, group_traces};
 use crate::query::{QueryError, SearchRequest, SearchService};
 use crate::store::review::{BulkChange, Reveal, share};
 use crate::store::{ConversationRecord, MessageRecord, Store, StoreError, read};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use convlog_core::{Clock, Micros, normalize_label};
 use sha2::{Digest, Sha256};
 use std::time::Duration;
 

@@ -2,8 +2,8 @@
 //! `archive`): loading generated data through the library, and medians.
 
 use convlog::app::App;
-use convlog::generate::{GenConfig, generate};
 use convlog::ingest::validate::validate_messages;
+use convlog_gen::{GenConfig, generate};
 use serde_json::Value;
 
 /// Generates with `generator` and ingests the first `messages` messages in

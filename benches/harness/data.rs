@@ -1,10 +1,10 @@
-//! The data set: generated up front with `convlog::generate`, serialised into
+//! The data set: generated up front with `convlog_gen`, serialised into
 //! request bodies, and analysed for the query workloads (vocabulary by frequency,
 //! phrases, time range, channels, and a marker word per batch for "time to searchable").
 
 use anyhow::{Context, bail};
 use chrono::{DateTime, Utc};
-use convlog::generate::{GenConfig, GenMessage, generate};
+use convlog_gen::{GenConfig, GenMessage, generate};
 use std::borrow::Cow;
 use std::collections::{HashMap, HashSet};
 
@@ -177,7 +177,7 @@ impl Builder {
     }
 }
 
-/// Generates the data set with `convlog::generate` and serialises it into request bodies.
+/// Generates the data set with `convlog_gen` and serialises it into request bodies.
 pub fn build(spec: &Spec) -> anyhow::Result<Dataset> {
     let mut builder = Builder {
         limit: spec.messages,

@@ -6,7 +6,6 @@
 //! is redone after a crash produces objects with the same checksum.
 
 use crate::ingest::pseudonym::pseudonym;
-use crate::model::{ConversationId, Micros, UserKey};
 use crate::store::{ConversationRecord, MessageRecord, TagRecord};
 use arrow_array::builder::{
     BooleanBuilder, Float64Builder, Int32Builder, Int64Builder, ListBuilder, StringBuilder,
@@ -16,6 +15,7 @@ use arrow_array::cast::AsArray;
 use arrow_array::types::{Float64Type, Int32Type, Int64Type, TimestampMicrosecondType};
 use arrow_array::{Array, ArrayRef, RecordBatch};
 use arrow_schema::{DataType, Field, Schema, SchemaRef, TimeUnit};
+use convlog_core::{ConversationId, Micros, UserKey};
 use parquet::arrow::ArrowWriter;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use parquet::arrow::arrow_writer::ArrowWriterOptions;

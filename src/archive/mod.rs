@@ -29,12 +29,12 @@ pub mod target;
 use crate::config::RetentionConfig;
 use crate::index::LiveIndex;
 use crate::jobs::Progress;
-use crate::model::{Clock, Micros};
 use crate::store::archive::{
     self as records, DueConversation, ObjectRecord, PartitionRecord, RunRecord, RunState,
 };
 use crate::store::{ConversationRecord, MessageRecord, Store, StoreError};
 use bytes::Bytes;
+use convlog_core::{Clock, Micros};
 use rayon::prelude::*;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
@@ -538,7 +538,7 @@ impl Archiver {
         let manifest = serde_json::json!({
             "schema_version": format::SCHEMA_VERSION,
             "run": run.id,
-            "archived_at": crate::model::format_timestamp(run.planned_at),
+            "archived_at": convlog_core::format_timestamp(run.planned_at),
             "conversations": run.conversations,
             "messages": run.messages,
             "objects": objects.iter().map(|o| serde_json::json!({
@@ -663,7 +663,7 @@ impl Archiver {
         );
         let hold_until = self.clock.now() + self.config.restore_hold.as_micros() as Micros;
         let mut summary = RestoreSummary {
-            hold_until: crate::model::format_timestamp(hold_until),
+            hold_until: convlog_core::format_timestamp(hold_until),
             ..RestoreSummary::default()
         };
         for (run_id, conversations) in by_run {

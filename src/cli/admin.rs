@@ -233,9 +233,9 @@ fn archive_sentence(summary: &Value) -> String {
 
 /// `convlog restore`.
 pub fn restore(args: RestoreArgs) -> anyhow::Result<()> {
-    let from = crate::model::parse_timestamp(&args.from)
+    let from = convlog_core::parse_timestamp(&args.from)
         .with_context(|| format!("--from {:?} is not an RFC 3339 timestamp", args.from))?;
-    let to = crate::model::parse_timestamp(&args.to)
+    let to = convlog_core::parse_timestamp(&args.to)
         .with_context(|| format!("--to {:?} is not an RFC 3339 timestamp", args.to))?;
     if from >= to {
         bail!("--to must be after --from");
@@ -305,7 +305,7 @@ pub fn jobs(args: ClientArgs) -> anyhow::Result<()> {
         Target::Direct(config) => {
             let _lock = app::lock_data_dir(&config)?;
             let store = crate::store::Store::open(&config.server.data_dir.join("convlog.db"))?;
-            let jobs = crate::jobs::Jobs::open(store.clone(), crate::model::Clock::default())?;
+            let jobs = crate::jobs::Jobs::open(store.clone(), convlog_core::Clock::default())?;
             let list = tokio::runtime::Builder::new_current_thread()
                 .build()?
                 .block_on(jobs.list(100));

@@ -14,7 +14,7 @@ fn store_connection(config: &ConfigArgs) -> anyhow::Result<rusqlite::Connection>
 fn audit_cli(conn: &rusqlite::Connection, action: &str, target: &str) -> anyhow::Result<()> {
     conn.execute_batch("BEGIN IMMEDIATE")?;
     let entry = crate::store::keys::NewAuditEntry {
-        at: crate::model::now_micros(),
+        at: convlog_core::now_micros(),
         key_id: None,
         action: action.to_string(),
         target: target.to_string(),
@@ -55,7 +55,7 @@ pub(super) fn keys(command: KeysCommand) -> anyhow::Result<()> {
                     role,
                     scope,
                     secret_hash: new.secret_hash,
-                    created_at: crate::model::now_micros(),
+                    created_at: convlog_core::now_micros(),
                     revoked_at: None,
                 },
             )?;
@@ -80,7 +80,7 @@ pub(super) fn keys(command: KeysCommand) -> anyhow::Result<()> {
                     key.role.as_str(),
                     key.scope.to_text(),
                     key.revoked_at
-                        .map(crate::model::format_timestamp)
+                        .map(convlog_core::format_timestamp)
                         .unwrap_or_default(),
                     key.name
                 );
@@ -88,7 +88,7 @@ pub(super) fn keys(command: KeysCommand) -> anyhow::Result<()> {
         }
         KeysCommand::Revoke { id, config } => {
             let conn = store_connection(&config)?;
-            keys::revoke_key(&conn, &id, crate::model::now_micros())
+            keys::revoke_key(&conn, &id, convlog_core::now_micros())
                 .map_err(|_| anyhow::anyhow!("no key {id:?}"))?;
             audit_cli(&conn, "cli keys revoke", &id)?;
             eprintln!("revoked key {id}");

@@ -262,12 +262,12 @@ fn generate(args: GenerateArgs) -> anyhow::Result<()> {
             .with_timezone(&chrono::Utc),
         None => chrono::Utc::now(),
     };
-    let mut config = crate::generate::GenConfig::new(args.seed, args.conversations, end);
+    let mut config = convlog_gen::GenConfig::new(args.seed, args.conversations, end);
     config.bots = args.bots;
     config.span_days = args.days;
     let stdout = std::io::stdout().lock();
     let mut out = std::io::BufWriter::with_capacity(1 << 20, stdout);
-    crate::generate::write_ndjson(&config, &mut out)?;
+    convlog_gen::write_ndjson(&config, &mut out)?;
     out.flush()?;
     Ok(())
 }

@@ -6,9 +6,8 @@
 //! and does no IO, so it is testable and its errors name the offending key.
 
 mod raw;
-mod units;
 
-pub use units::{parse_duration, parse_size};
+pub use convlog_core::{parse_duration, parse_size};
 
 use raw::RawConfig;
 use std::collections::BTreeMap;
@@ -490,7 +489,7 @@ fn validate(table: toml::Table) -> Result<Config, ConfigError> {
             .iter()
             .map(|(bot, period)| {
                 let key = format!("retention.bots.{bot}");
-                if !crate::model::is_identifier(bot) {
+                if !convlog_core::is_identifier(bot) {
                     return Err(invalid(&key, "not a valid bot id"));
                 }
                 Ok((bot.clone(), positive(&key, duration(&key, period)?)?))

@@ -4,12 +4,12 @@ use super::error::AppError;
 use crate::app::App;
 use crate::auth::{KeyRecord, Role, Scope, new_key};
 use crate::jobs::JobRecord;
-use crate::model::parse_timestamp;
 use crate::store::keys::{self, AuditFilter};
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::{Path, RawQuery, State};
 use axum::http::StatusCode;
+use convlog_core::parse_timestamp;
 use serde_json::{Value, json};
 
 fn job_json(job: &JobRecord) -> Value {
@@ -92,7 +92,7 @@ pub async fn restore(
             format!("expected {{\"bot_id\", \"from\", \"to\"}}: {err}"),
         )
     })?;
-    if !crate::model::is_identifier(&body.bot_id) {
+    if !convlog_core::is_identifier(&body.bot_id) {
         return Err(invalid("bot_id", "must match [A-Za-z0-9._-]{1,64}"));
     }
     let from =
@@ -146,8 +146,8 @@ fn key_json(key: &KeyRecord) -> Value {
         "name": key.name,
         "role": key.role,
         "bots": key.scope.to_text(),
-        "created_at": crate::model::format_timestamp(key.created_at),
-        "revoked_at": key.revoked_at.map(crate::model::format_timestamp),
+        "created_at": convlog_core::format_timestamp(key.created_at),
+        "revoked_at": key.revoked_at.map(convlog_core::format_timestamp),
     })
 }
 
@@ -278,7 +278,7 @@ pub async fn audit(
         .iter()
         .map(|e| {
             json!({
-                "id": e.id, "at": crate::model::format_timestamp(e.at), "key_id": e.key_id,
+                "id": e.id, "at": convlog_core::format_timestamp(e.at), "key_id": e.key_id,
                 "action": e.action, "target": e.target, "bot_id": e.bot_id,
                 "request_id": e.request_id, "status": e.status, "hash": e.hash,
             })

@@ -4,10 +4,10 @@ use super::error::AppError;
 use super::guard::Caller;
 use super::views::{ConversationView, MessageView, TagDetailView};
 use crate::app::App;
-use crate::model::{ConversationId, format_timestamp, is_identifier};
 use crate::query::{SearchRequest, Target};
 use axum::Json;
 use axum::extract::{Extension, Path, RawQuery, State};
+use convlog_core::{ConversationId, format_timestamp, is_identifier};
 use serde_json::{Value, json};
 use std::time::Instant;
 

@@ -1,8 +1,8 @@
 //! The JSON shapes of the contract, built from store records.
 
 use crate::ingest::pseudonym::pseudonym;
-use crate::model::{ConversationId, format_timestamp};
 use crate::store::{ConversationRecord, MessageRecord, TagRecord};
+use convlog_core::{ConversationId, format_timestamp};
 use serde::Serialize;
 use serde_json::value::RawValue;
 

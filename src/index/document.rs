@@ -1,9 +1,9 @@
 //! Turns a stored conversation and its messages into index documents.
 
 use super::schema::{ANY_DROPOFF, Fields, flow_step};
-use crate::model::Role;
 use crate::store::ConversationRecord;
 use crate::store::read::IndexMessage;
+use convlog_core::Role;
 use std::collections::BTreeSet;
 use std::hash::{Hash, Hasher};
 use tantivy::TantivyDocument;

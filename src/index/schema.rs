@@ -198,8 +198,8 @@ impl Fields {
     }
 
     /// The conversation text field of a role.
-    pub fn text_of(&self, role: crate::model::Role) -> Field {
-        use crate::model::Role;
+    pub fn text_of(&self, role: convlog_core::Role) -> Field {
+        use convlog_core::Role;
         match role {
             Role::User => self.text_user,
             Role::Bot => self.text_bot,

@@ -4,7 +4,7 @@
 //! same user gets the same key (and name) across restarts, while nobody without
 //! the key can test a guessed user id against the store.
 
-use crate::model::UserKey;
+use convlog_core::UserKey;
 use hmac::{KeyInit, Mac};
 use std::path::Path;
 

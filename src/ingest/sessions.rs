@@ -6,7 +6,7 @@
 //! sessions already stored: a late message can extend a session, start one in a
 //! gap, or bridge two sessions, which then merge.
 
-use crate::model::Micros;
+use convlog_core::Micros;
 
 /// A stored session of the same user and channel near the new messages.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -6,7 +6,7 @@
 
 use crate::config::IngestConfig;
 use crate::ingest::pseudonym::UserKeyer;
-use crate::model::{NewMessage, NewTrace, Role, is_identifier, parse_timestamp};
+use convlog_core::{NewMessage, NewTrace, Role, is_identifier, parse_timestamp};
 use serde::Serialize;
 use serde_json::{Map, Value};
 

@@ -4,7 +4,7 @@ use super::filter::SearchRequest;
 use super::parse::QueryAst;
 use crate::index::Fields;
 use crate::index::schema::{ANY_DROPOFF, flow_step};
-use crate::model::Micros;
+use convlog_core::Micros;
 use std::ops::Bound;
 use tantivy::Term;
 use tantivy::query::{

@@ -2,7 +2,7 @@
 
 use super::QueryError;
 use super::parse::{QueryAst, QueryLimits, Role, parse};
-use crate::model::{Micros, normalize_label, parse_timestamp};
+use convlog_core::{Micros, normalize_label, parse_timestamp};
 
 /// How results are ordered.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]

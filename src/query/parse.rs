@@ -9,41 +9,7 @@ use std::fmt;
 /// Max token length in bytes; longer tokens are dropped by the index and by `tokenize`.
 pub const MAX_TOKEN_LEN: usize = 64;
 
-/// Who sent a message; used by role qualifiers.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Role {
-    /// The human talking to the bot.
-    User,
-    /// The chatbot.
-    Bot,
-    /// A human agent who took over the conversation.
-    Agent,
-    /// System or tooling messages.
-    System,
-}
-
-impl Role {
-    /// The lowercase name used in storage and in query qualifiers.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Role::User => "user",
-            Role::Bot => "bot",
-            Role::Agent => "agent",
-            Role::System => "system",
-        }
-    }
-
-    /// Parses an exact lowercase role name.
-    pub fn parse(s: &str) -> Option<Role> {
-        match s {
-            "user" => Some(Role::User),
-            "bot" => Some(Role::Bot),
-            "agent" => Some(Role::Agent),
-            "system" => Some(Role::System),
-            _ => None,
-        }
-    }
-}
+pub use convlog_core::Role;
 
 /// A parsed query.
 #[derive(Debug, Clone, PartialEq)]

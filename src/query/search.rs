@@ -12,10 +12,10 @@ use super::highlight::{snippet, terms_for_role};
 use super::parse::{QueryAst, Role};
 use crate::config::SearchConfig;
 use crate::index::{Fields, LiveIndex};
-use crate::model::Micros;
 use crate::store::{
     ConversationRecord, MessageRecord, NodeRecord, Store, StoreError, read, review,
 };
+use convlog_core::Micros;
 use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;

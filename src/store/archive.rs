@@ -6,7 +6,7 @@
 
 use super::read::{CONVERSATION_COLUMNS, MESSAGE_COLUMNS, conversation_from_row, message_from_row};
 use super::{ConversationRecord, MessageRecord, StoreError, TagRecord, WriteCtx};
-use crate::model::Micros;
+use convlog_core::Micros;
 use rusqlite::{Connection, OptionalExtension, params};
 use std::collections::HashMap;
 

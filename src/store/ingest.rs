@@ -3,7 +3,7 @@
 use super::{StoreError, WriteCtx};
 use crate::config::SessionConfig;
 use crate::ingest::sessions::{StoredSession, group_sessions};
-use crate::model::{Micros, NewMessage, NewTrace, UserKey};
+use convlog_core::{Micros, NewMessage, NewTrace, UserKey};
 use rusqlite::{OptionalExtension, params};
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 

@@ -6,7 +6,7 @@
 
 use super::StoreError;
 use crate::auth::{KeyRecord, Role, Scope};
-use crate::model::Micros;
+use convlog_core::Micros;
 use rusqlite::{Connection, OptionalExtension, params};
 use sha2::{Digest, Sha256};
 

@@ -1,7 +1,7 @@
 //! Reads: what the index, the query layer and the HTTP handlers ask of the store.
 
 use super::StoreError;
-use crate::model::{Micros, UserKey};
+use convlog_core::{Micros, UserKey};
 use rusqlite::config::DbConfig;
 use rusqlite::{Connection, OptionalExtension, Row, params};
 

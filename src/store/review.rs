@@ -5,7 +5,7 @@
 //! the two is repaired by the indexer catching up at restart.
 
 use super::{StoreError, WriteCtx};
-use crate::model::Micros;
+use convlog_core::Micros;
 use rusqlite::{Connection, OptionalExtension, params};
 
 /// The comparison key of a label: case-insensitive, also beyond ASCII.
@@ -146,7 +146,7 @@ impl WriteCtx<'_> {
                 name: "label",
                 reason: format!(
                     "conversation {} has {count} labels already; at most {max_labels} are kept (review.max_labels)",
-                    crate::model::ConversationId(id)
+                    convlog_core::ConversationId(id)
                 ),
             });
         }

@@ -2,7 +2,7 @@
 
 use super::read::{MessageRecord, TagRecord, messages, tags};
 use super::{StoreError, WriteCtx};
-use crate::model::Micros;
+use convlog_core::Micros;
 use rusqlite::{Connection, OptionalExtension, params};
 
 /// A conversation to evaluate.

@@ -6,12 +6,12 @@ use super::config::{RuleKind, TaggingConfig};
 use super::rules::{ConversationFacts, evaluate};
 use crate::config::SessionConfig;
 use crate::jobs::Progress;
-use crate::model::{Clock, Micros};
 use crate::store::tagging::{
     TagCandidate, TagOutcome, all_candidates, changed_candidates, conversation_count,
     due_candidates, meta,
 };
 use crate::store::{Store, StoreError, TagRecord};
+use convlog_core::{Clock, Micros};
 use rayon::prelude::*;
 use std::sync::atomic::Ordering;
 use std::sync::mpsc::{self, RecvTimeoutError};

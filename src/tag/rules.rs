@@ -30,8 +30,8 @@
 //! - An empty conversation earns no tag.
 
 use super::config::{Metric, Op, Rule, RuleKind};
-use crate::model::Micros;
 use crate::store::MessageRecord;
+use convlog_core::Micros;
 
 /// A tag a rule gives a conversation, with its explanation.
 #[derive(Debug, Clone, PartialEq)]

@@ -5,8 +5,8 @@
 
 use crate::common::{self, ALL_FROM, ALL_TO, message, run_cli};
 use convlog::auth::{Policy, Role};
-use convlog::generate::GenMessage;
 use convlog::http::routes::routes;
+use convlog_gen::GenMessage;
 use serde_json::{Value, json};
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{BufRead, BufReader};

@@ -3,7 +3,7 @@
 
 use crate::common::{ALL_FROM, ALL_TO, Server, encode, files_under, generated, read_bytes};
 use crate::oracle::words;
-use convlog::generate::GenMessage;
+use convlog_gen::GenMessage;
 use serde_json::json;
 use std::collections::{BTreeSet, HashSet};
 use std::path::Path;

@@ -10,7 +10,7 @@ use crate::common::{
 use arrow_array::Array;
 use arrow_array::cast::AsArray;
 use arrow_array::types::TimestampMicrosecondType;
-use convlog::generate::GenMessage;
+use convlog_gen::GenMessage;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet, HashSet};

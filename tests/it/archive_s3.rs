@@ -8,7 +8,7 @@ use crate::archive::{hot_messages, run_job};
 use crate::common::{
     ALL_FROM, ALL_TO, Rng, Server, agent, encode, end, generated, message, remove_at_exit,
 };
-use convlog::generate::GenMessage;
+use convlog_gen::GenMessage;
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};

@@ -5,7 +5,7 @@
 
 use crate::access::cli_create_key;
 use crate::common::{Server, generated, message, run_cli, run_cli_with};
-use convlog::generate::GenMessage;
+use convlog_gen::GenMessage;
 use serde_json::Value;
 use std::path::Path;
 use std::process::ExitStatus;

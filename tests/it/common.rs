@@ -2,7 +2,7 @@
 //! client, generated data and a seeded PRNG.
 
 use chrono::{DateTime, TimeZone, Utc};
-use convlog::generate::{GenConfig, GenMessage, generate};
+use convlog_gen::{GenConfig, GenMessage, generate};
 use serde_json::Value;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::path::{Path, PathBuf};

@@ -3,7 +3,7 @@
 
 use crate::common::{ALL_FROM, ALL_TO, Server, encode, generated};
 use crate::oracle::World;
-use convlog::generate::GenMessage;
+use convlog_gen::GenMessage;
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};

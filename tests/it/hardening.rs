@@ -718,7 +718,10 @@ fn refused_access_is_counted_and_audited_without_flooding_the_log() {
         &server,
         "POST",
         "/v1/messages",
-        &[("Authorization", &format!("Bearer {admin}")), ("Content-Type", "text/plain")],
+        &[
+            ("Authorization", &format!("Bearer {admin}")),
+            ("Content-Type", "text/plain"),
+        ],
         &one_message("k1", "demo"),
     );
     assert_eq!(plain.status, 415, "{}", plain.body);

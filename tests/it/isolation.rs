@@ -2,7 +2,7 @@
 
 use crate::common::{ALL_FROM, ALL_TO, Server, generated, message};
 use crate::oracle::World;
-use convlog::generate::GenMessage;
+use convlog_gen::GenMessage;
 use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet};
 

@@ -3,7 +3,7 @@
 //! crate's sessioniser, tokenizer or query parser.
 
 use crate::common::{Rng, micros};
-use convlog::generate::GenMessage;
+use convlog_gen::GenMessage;
 use serde_json::{Map, Value, json};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 

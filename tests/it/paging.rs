@@ -1,7 +1,7 @@
 //! Acceptance 2: a cursor visits every match exactly once while messages keep arriving.
 
 use crate::common::{ALL_FROM, ALL_TO, Server, encode, message, rfc3339};
-use convlog::generate::GenMessage;
+use convlog_gen::GenMessage;
 use serde_json::Value;
 use std::collections::{BTreeSet, HashMap};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};

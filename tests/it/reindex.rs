@@ -20,7 +20,7 @@ use crate::common::{
     ALL_FROM, ALL_TO, Rng, Server, agent, binary, encode, end, generated, micros, rfc3339, run_cli,
 };
 use crate::oracle::{World, words};
-use convlog::generate::GenMessage;
+use convlog_gen::GenMessage;
 use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::io::{BufRead, BufReader, Read};
@@ -263,7 +263,7 @@ fn generated_later(
     bots: &[&str],
     shift_days: i64,
 ) -> Vec<GenMessage> {
-    let mut config = convlog::generate::GenConfig::new(
+    let mut config = convlog_gen::GenConfig::new(
         seed,
         conversations,
         end() + chrono::Duration::days(shift_days),
@@ -271,7 +271,7 @@ fn generated_later(
     config.bots = bots.iter().map(|b| b.to_string()).collect();
     config.span_days = 30;
     let mut messages = Vec::new();
-    convlog::generate::generate(&config, |m| messages.push(m));
+    convlog_gen::generate(&config, |m| messages.push(m));
     messages
 }
 

@@ -6,7 +6,7 @@
 
 use crate::common::{ALL_FROM, ALL_TO, Server, agent, generated};
 use chrono::Utc;
-use convlog::generate::GenMessage;
+use convlog_gen::GenMessage;
 use serde_json::{Value, json};
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};

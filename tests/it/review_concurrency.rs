@@ -11,7 +11,7 @@
 
 use crate::common::{Rng, Server, end, generated};
 use crate::review::{Client, all_time, encode, facet, labels_list, micros, rfc3339};
-use convlog::generate::{GenConfig, GenMessage, generate};
+use convlog_gen::{GenConfig, GenMessage, generate};
 use serde_json::{Value, json};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Mutex;

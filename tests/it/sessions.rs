@@ -2,7 +2,7 @@
 //! timeout): the exact timeout, late messages that bridge sessions, explicit ids.
 
 use crate::common::{ALL_FROM, ALL_TO, Server, message};
-use convlog::generate::GenMessage;
+use convlog_gen::GenMessage;
 use serde_json::Value;
 
 fn at(id: &str, channel: &str, timestamp: &str) -> GenMessage {

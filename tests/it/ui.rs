@@ -9,7 +9,7 @@
 
 use crate::common::{Server, agent, encode, micros, rfc3339};
 use chrono::Utc;
-use convlog::generate::{GenConfig, GenMessage, generate};
+use convlog_gen::{GenConfig, GenMessage, generate};
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
 use std::io::Read;

@@ -1,8 +1,51 @@
-//! Domain types shared by every stage of the pipeline.
+//! convlog's core: the domain types every stage of the pipeline shares —
+//! timestamps, identifiers, labels, the clock, message roles, validated
+//! messages — and the units of `config.toml` (durations, sizes).
+//!
+//! It imports no other convlog crate, and nothing here does I/O beyond reading
+//! the clock's environment variables: everything above builds on it.
 
-pub use crate::query::parse::Role;
+mod units;
+
+pub use units::{parse_duration, parse_size};
 
 use chrono::{DateTime, SecondsFormat, Utc};
+
+/// Who sent a message; used by role qualifiers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Role {
+    /// The human talking to the bot.
+    User,
+    /// The chatbot.
+    Bot,
+    /// A human agent who took over the conversation.
+    Agent,
+    /// System or tooling messages.
+    System,
+}
+
+impl Role {
+    /// The lowercase name used in storage and in query qualifiers.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::User => "user",
+            Role::Bot => "bot",
+            Role::Agent => "agent",
+            Role::System => "system",
+        }
+    }
+
+    /// Parses an exact lowercase role name.
+    pub fn parse(s: &str) -> Option<Role> {
+        match s {
+            "user" => Some(Role::User),
+            "bot" => Some(Role::Bot),
+            "agent" => Some(Role::Agent),
+            "system" => Some(Role::System),
+            _ => None,
+        }
+    }
+}
 
 /// Microseconds since the Unix epoch, UTC: how every timestamp is stored and indexed.
 pub type Micros = i64;
@@ -120,7 +163,7 @@ impl Clock {
                     Some(rest) => (-1, rest),
                     None => (1, text.strip_prefix('+').unwrap_or(&text)),
                 };
-                let offset = crate::config::parse_duration(rest)
+                let offset = parse_duration(rest)
                     .map_err(|reason| format!("CONVLOG_CLOCK_OFFSET: {reason}"))?;
                 Ok(Clock::with_offset(sign * offset.as_micros() as Micros))
             }
