@@ -1,10 +1,10 @@
 //! Turns a validated request into one tantivy query, always scoped to one bot.
 
 use super::filter::SearchRequest;
-use super::parse::QueryAst;
 use crate::index::Fields;
 use crate::index::schema::{ANY_DROPOFF, flow_step};
 use convlog_core::Micros;
+use convlog_querylang::QueryAst;
 use std::ops::Bound;
 use tantivy::Term;
 use tantivy::query::{

@@ -1,8 +1,8 @@
 //! Search parameters: parsed from the query string and validated into a typed request.
 
 use super::QueryError;
-use super::parse::{QueryAst, QueryLimits, Role, parse};
 use convlog_core::{Micros, normalize_label, parse_timestamp};
+use convlog_querylang::{QueryAst, QueryLimits, Role, parse};
 
 /// How results are ordered.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]

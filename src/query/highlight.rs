@@ -5,7 +5,7 @@
 
 use std::collections::HashSet;
 
-use super::parse::{QueryAst, Role, tokenize};
+use convlog_querylang::{QueryAst, Role, tokenize};
 
 const ELLIPSIS: &str = "…";
 
@@ -132,8 +132,8 @@ fn escape_into(s: &str, out: &mut String) {
 
 #[cfg(test)]
 mod tests {
-    use super::super::parse::{QueryLimits, parse};
     use super::*;
+    use convlog_querylang::{QueryLimits, parse};
     use proptest::prelude::*;
 
     fn set(words: &[&str]) -> HashSet<String> {

@@ -5,7 +5,6 @@ pub mod collector;
 pub mod cursor;
 pub mod filter;
 pub mod highlight;
-pub mod parse;
 mod search;
 pub mod trace;
 

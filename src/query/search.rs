@@ -9,13 +9,13 @@ use super::collector::{
 use super::cursor::{Cursor, Views};
 use super::filter::{SearchRequest, Sort};
 use super::highlight::{snippet, terms_for_role};
-use super::parse::{QueryAst, Role};
 use crate::config::SearchConfig;
 use crate::index::{Fields, LiveIndex};
 use crate::store::{
     ConversationRecord, MessageRecord, NodeRecord, Store, StoreError, read, review,
 };
 use convlog_core::Micros;
+use convlog_querylang::{QueryAst, Role};
 use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -606,7 +606,7 @@ fn page(
 }
 
 fn tokens_of(text: &str) -> Vec<String> {
-    super::parse::tokenize(text)
+    convlog_querylang::tokenize(text)
         .into_iter()
         .map(|(_, _, token)| token)
         .collect()

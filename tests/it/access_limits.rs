@@ -4,8 +4,8 @@
 
 use crate::access::{AuthServer, cli_create_key, two_bot_messages};
 use crate::common::{ALL_FROM, ALL_TO, Rng, encode};
-use convlog::query::parse::{QueryLimits, parse};
 use convlog::query::{SearchRequest, Target};
+use convlog_querylang::{QueryLimits, parse};
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::sync::Arc;

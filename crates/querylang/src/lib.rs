@@ -1,4 +1,8 @@
-//! The `q` query language of conversation search.
+//! The `q` query language of conversation search: the grammar, the parser
+//! and the tokenizer the index shares with it.
+//!
+//! It imports only `convlog-core` (for message roles): no index, store or
+//! HTTP, so the language can be tested, fuzzed and reused on its own.
 //!
 //! Parsing is a single left-to-right pass with one token of lookahead; the
 //! only recursion is through parentheses, which `QueryLimits::max_depth`
