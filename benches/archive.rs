@@ -24,8 +24,8 @@ use anyhow::{Context, ensure};
 use clap::Parser;
 use common::median;
 use convlog::app::App;
-use convlog::config::{Config, Sources};
-use convlog::jobs::Progress;
+use convlog_engine::config::{Config, Sources};
+use convlog_engine::jobs::Progress;
 use convlog_gen::GenConfig;
 use serde_json::json;
 use std::path::{Path, PathBuf};
@@ -62,7 +62,7 @@ fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("CONVLOG_LOG")
-                .unwrap_or_else(|_| "convlog::archive=info".into()),
+                .unwrap_or_else(|_| "convlog_engine::archive=info".into()),
         )
         .with_writer(std::io::stderr)
         .init();

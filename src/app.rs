@@ -1,18 +1,18 @@
 //! Start-up wiring: the data directory, store, index, indexer and search, held
 //! together as the state every handler gets.
 
-use crate::archive::{ArchiveError, Archiver};
-use crate::config::Config;
-use crate::index::{IndexSchema, LiveIndex};
-use crate::ingest::pseudonym::UserKeyer;
-use crate::jobs::{JobRecord, Jobs};
 use crate::metrics::{Gauges, Metrics};
-use crate::query::SearchService;
-use crate::review::ReviewService;
-use crate::store::{IngestOutcome, Store, StoreError};
-use crate::tag::Tagger;
 use anyhow::Context;
 use convlog_core::{Clock, NewMessage, NewTrace};
+use convlog_engine::archive::{ArchiveError, Archiver};
+use convlog_engine::config::Config;
+use convlog_engine::index::{IndexSchema, LiveIndex};
+use convlog_engine::ingest::pseudonym::UserKeyer;
+use convlog_engine::jobs::{JobRecord, Jobs};
+use convlog_engine::query::SearchService;
+use convlog_engine::review::ReviewService;
+use convlog_engine::store::{IngestOutcome, Store, StoreError};
+use convlog_engine::tag::Tagger;
 use std::fs::File;
 use std::sync::Arc;
 
@@ -33,11 +33,11 @@ pub struct Inner {
     pub tagger: Arc<Tagger>,
     pub jobs: Jobs,
     pub archiver: Archiver,
-    pub rate_limiter: crate::auth::RateLimiter,
+    pub rate_limiter: convlog_engine::auth::RateLimiter,
     /// How often refused requests are written to the audit log.
-    pub refusal_audit: crate::auth::RateLimiter,
+    pub refusal_audit: convlog_engine::auth::RateLimiter,
     /// Request bodies in memory, per key.
-    pub body_budgets: crate::auth::BodyBudgets,
+    pub body_budgets: convlog_engine::auth::BodyBudgets,
     pub clock: Clock,
     pub metrics: Arc<Metrics>,
     /// Whether active API keys existed at the last request (0 unknown, 1 no, 2 yes).
@@ -171,8 +171,9 @@ impl App {
         )
         .context("opening the archive")?;
         let rate_limiter =
-            crate::auth::RateLimiter::new(config.auth.rate_limit, config.auth.rate_burst);
-        let body_budgets = crate::auth::BodyBudgets::new(config.server.body_budget_per_key);
+            convlog_engine::auth::RateLimiter::new(config.auth.rate_limit, config.auth.rate_burst);
+        let body_budgets =
+            convlog_engine::auth::BodyBudgets::new(config.server.body_budget_per_key);
         Ok(App {
             inner: Arc::new(Inner {
                 config,
@@ -186,7 +187,7 @@ impl App {
                 archiver,
                 rate_limiter,
                 // One refused request a second in the audit log, in bursts of 20.
-                refusal_audit: crate::auth::RateLimiter::new(1.0, 20.0),
+                refusal_audit: convlog_engine::auth::RateLimiter::new(1.0, 20.0),
                 body_budgets,
                 clock,
                 metrics: Arc::new(Metrics::default()),
@@ -279,7 +280,7 @@ impl App {
     }
 
     /// Starts an archive pass as a job (or returns the one running); its result
-    /// is the pass's [`ArchiveSummary`](crate::archive::ArchiveSummary).
+    /// is the pass's [`ArchiveSummary`](convlog_engine::archive::ArchiveSummary).
     pub async fn start_archive(&self) -> Result<JobRecord, StoreError> {
         let archiver = self.archiver.clone();
         self.jobs
@@ -292,7 +293,7 @@ impl App {
     }
 
     /// Starts a restore of `bot_id`'s conversations active in `[from, to)` as a
-    /// job; its result is the [`RestoreSummary`](crate::archive::RestoreSummary).
+    /// job; its result is the [`RestoreSummary`](convlog_engine::archive::RestoreSummary).
     pub async fn start_restore(
         &self,
         bot_id: String,
@@ -328,7 +329,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     let app = tokio::task::spawn_blocking(move || App::open(config)).await??;
     let has_keys = app
         .store
-        .read_async(crate::store::keys::any_active_key)
+        .read_async(convlog_engine::store::keys::any_active_key)
         .await?;
     let address = listener.local_addr()?;
     if !has_keys && !address.ip().is_loopback() {

@@ -1,6 +1,7 @@
-//! convlog keeps the conversation logs of chatbots.
-//!
-//! The pipeline, one module per stage:
+//! convlog keeps the conversation logs of chatbots: this crate is the server —
+//! HTTP ([`http`]), start-up wiring ([`app`]), the command line ([`cli`]) and
+//! the metrics it exports — over the engine (`convlog-engine`), which does the
+//! work:
 //!
 //! ```text
 //! HTTP ─► ingest (validate, pseudonymise, sessions) ─► store (SQLite, source of truth)
@@ -12,19 +13,9 @@
 //! tag (rayon job over the change stream)   archive (past retention ─► Parquet in object storage)
 //! ```
 //!
-//! [`app::serve`] wires them together; [`config`] turns `config.toml` into typed settings.
+//! [`app::serve`] wires them together.
 
 pub mod app;
-pub mod archive;
-pub mod auth;
 pub mod cli;
-pub mod config;
 pub mod http;
-pub mod index;
-pub mod ingest;
-pub mod jobs;
 pub mod metrics;
-pub mod query;
-pub mod review;
-pub mod store;
-pub mod tag;

@@ -2,7 +2,7 @@
 //! `archive`): loading generated data through the library, and medians.
 
 use convlog::app::App;
-use convlog::ingest::validate::validate_messages;
+use convlog_engine::ingest::validate::validate_messages;
 use convlog_gen::{GenConfig, generate};
 use serde_json::Value;
 

@@ -42,7 +42,7 @@ pub fn reindex(args: ClientArgs) -> anyhow::Result<()> {
         "reindexed",
         |mut config| {
             // This is the remedy `on_schema_change = "refuse"` names: open whatever is there.
-            config.index.on_schema_change = crate::index::SchemaChange::Rebuild;
+            config.index.on_schema_change = convlog_engine::index::SchemaChange::Rebuild;
             let app = App::open(config)?;
             let index = app.index.clone();
             Ok((app, Box::new(move |progress| index.reindex(&progress))))
@@ -68,7 +68,7 @@ pub fn retag(args: ClientArgs) -> anyhow::Result<()> {
 
 /// The work of a job over every hot conversation, on this process.
 type DirectWork =
-    Box<dyn FnOnce(std::sync::Arc<crate::jobs::Progress>) -> Result<(), String> + Send>;
+    Box<dyn FnOnce(std::sync::Arc<convlog_engine::jobs::Progress>) -> Result<(), String> + Send>;
 
 /// A job over every hot conversation (reindex, retag): started through the
 /// server's `path` and followed, or `open`ed and run on the data directory;
@@ -78,7 +78,7 @@ fn conversation_job(
     label: &'static str,
     path: &str,
     done: &str,
-    open: impl FnOnce(crate::config::Config) -> anyhow::Result<(App, DirectWork)>,
+    open: impl FnOnce(convlog_engine::config::Config) -> anyhow::Result<(App, DirectWork)>,
 ) -> anyhow::Result<()> {
     let started = Instant::now();
     let bar = progress_bar(label, Measure::Items);
@@ -304,13 +304,20 @@ pub fn jobs(args: ClientArgs) -> anyhow::Result<()> {
         Target::Server(server) => server.get("/v1/admin/jobs")?["jobs"].clone(),
         Target::Direct(config) => {
             let _lock = app::lock_data_dir(&config)?;
-            let store = crate::store::Store::open(&config.server.data_dir.join("convlog.db"))?;
-            let jobs = crate::jobs::Jobs::open(store.clone(), convlog_core::Clock::default())?;
+            let store =
+                convlog_engine::store::Store::open(&config.server.data_dir.join("convlog.db"))?;
+            let jobs =
+                convlog_engine::jobs::Jobs::open(store.clone(), convlog_core::Clock::default())?;
             let list = tokio::runtime::Builder::new_current_thread()
                 .build()?
                 .block_on(jobs.list(100));
             store.shutdown();
-            Value::Array(list?.iter().map(crate::jobs::JobRecord::to_json).collect())
+            Value::Array(
+                list?
+                    .iter()
+                    .map(convlog_engine::jobs::JobRecord::to_json)
+                    .collect(),
+            )
         }
     };
     if args.json {

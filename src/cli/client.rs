@@ -6,8 +6,8 @@
 //! typo'd port can't silently start a fresh `./data` with a new user-key secret.
 
 use super::ClientArgs;
-use crate::config::Config;
 use anyhow::{anyhow, bail};
+use convlog_engine::config::Config;
 use serde_json::Value;
 use std::path::Path;
 use std::time::Duration;
@@ -403,8 +403,9 @@ mod tests {
 
     #[test]
     fn an_unspecified_listen_address_is_reached_on_loopback() {
-        let mut config = crate::config::Config::load(&crate::config::Sources::default())
-            .expect("embedded defaults");
+        let mut config =
+            convlog_engine::config::Config::load(&convlog_engine::config::Sources::default())
+                .expect("embedded defaults");
         config.server.listen = "0.0.0.0:7711".parse().unwrap();
         assert_eq!(configured_url(&config), "http://127.0.0.1:7711");
     }

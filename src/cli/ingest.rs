@@ -10,8 +10,8 @@ use super::IngestArgs;
 use super::client::{Missing, Server, Target, resolve};
 use super::output::{Measure, count, print_json, progress_bar};
 use crate::app::App;
-use crate::ingest::validate::{ValidationError, validate_messages};
 use anyhow::Context;
+use convlog_engine::ingest::validate::{ValidationError, validate_messages};
 use serde::de::{Deserializer as _, SeqAccess, Visitor};
 use serde_json::value::RawValue;
 use serde_json::{Value, json};
@@ -502,8 +502,11 @@ struct DirectSink<'a> {
     app: &'a App,
     format: Format,
     /// Queued writes with the span each covers.
-    pending:
-        std::collections::VecDeque<(crate::store::Pending<crate::store::IngestOutcome>, u64, u64)>,
+    pending: std::collections::VecDeque<(
+        convlog_engine::store::Pending<convlog_engine::store::IngestOutcome>,
+        u64,
+        u64,
+    )>,
 }
 
 /// Batches queued to the writer at once.

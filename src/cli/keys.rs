@@ -5,7 +5,7 @@ use anyhow::bail;
 
 fn store_connection(config: &ConfigArgs) -> anyhow::Result<rusqlite::Connection> {
     let config = config.load()?;
-    Ok(crate::store::admin_connection(
+    Ok(convlog_engine::store::admin_connection(
         &config.server.data_dir.join("convlog.db"),
     )?)
 }
@@ -13,7 +13,7 @@ fn store_connection(config: &ConfigArgs) -> anyhow::Result<rusqlite::Connection>
 /// Records a key change made from the command line in the audit chain.
 fn audit_cli(conn: &rusqlite::Connection, action: &str, target: &str) -> anyhow::Result<()> {
     conn.execute_batch("BEGIN IMMEDIATE")?;
-    let entry = crate::store::keys::NewAuditEntry {
+    let entry = convlog_engine::store::keys::NewAuditEntry {
         at: convlog_core::now_micros(),
         key_id: None,
         action: action.to_string(),
@@ -22,7 +22,7 @@ fn audit_cli(conn: &rusqlite::Connection, action: &str, target: &str) -> anyhow:
         request_id: "cli".into(),
         status: 200,
     };
-    match crate::store::keys::append_audit(conn, &entry) {
+    match convlog_engine::store::keys::append_audit(conn, &entry) {
         Ok(()) => Ok(conn.execute_batch("COMMIT")?),
         Err(err) => {
             let _ = conn.execute_batch("ROLLBACK");
@@ -32,8 +32,8 @@ fn audit_cli(conn: &rusqlite::Connection, action: &str, target: &str) -> anyhow:
 }
 
 pub(super) fn keys(command: KeysCommand) -> anyhow::Result<()> {
-    use crate::auth::{KeyRecord, Role, Scope, new_key};
-    use crate::store::keys;
+    use convlog_engine::auth::{KeyRecord, Role, Scope, new_key};
+    use convlog_engine::store::keys;
     match command {
         KeysCommand::Create {
             role,
@@ -106,7 +106,7 @@ pub(super) fn keys(command: KeysCommand) -> anyhow::Result<()> {
 
 pub(super) fn audit_verify(config: ConfigArgs) -> anyhow::Result<()> {
     let conn = store_connection(&config)?;
-    match crate::store::keys::verify_audit(&conn)? {
+    match convlog_engine::store::keys::verify_audit(&conn)? {
         Ok(count) => {
             println!("audit log intact: {count} entries");
             Ok(())

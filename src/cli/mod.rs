@@ -14,9 +14,9 @@ mod keys;
 mod output;
 
 use crate::app;
-use crate::config::{Config, Sources};
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
+use convlog_engine::config::{Config, Sources};
 use std::io::Write;
 use std::path::PathBuf;
 

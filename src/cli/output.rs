@@ -4,7 +4,7 @@
 //! stdout carries only the answer (a table, or with `--json` one JSON
 //! document); progress, notes and outcomes of actions go to stderr.
 
-use crate::jobs::Progress;
+use convlog_engine::jobs::Progress;
 use serde_json::Value;
 use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;

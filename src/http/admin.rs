@@ -2,14 +2,14 @@
 
 use super::error::AppError;
 use crate::app::App;
-use crate::auth::{KeyRecord, Role, Scope, new_key};
-use crate::jobs::JobRecord;
-use crate::store::keys::{self, AuditFilter};
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::{Path, RawQuery, State};
 use axum::http::StatusCode;
 use convlog_core::parse_timestamp;
+use convlog_engine::auth::{KeyRecord, Role, Scope, new_key};
+use convlog_engine::jobs::JobRecord;
+use convlog_engine::store::keys::{self, AuditFilter};
 use serde_json::{Value, json};
 
 fn job_json(job: &JobRecord) -> Value {
@@ -56,11 +56,15 @@ pub async fn archive(
 
 /// Runs archive work that reads the store on tokio's blocking pool.
 async fn blocking<T: Send + 'static>(
-    work: impl FnOnce() -> Result<T, crate::archive::ArchiveError> + Send + 'static,
+    work: impl FnOnce() -> Result<T, convlog_engine::archive::ArchiveError> + Send + 'static,
 ) -> Result<T, AppError> {
     tokio::task::spawn_blocking(work)
         .await
-        .map_err(|err| AppError::Store(crate::store::StoreError::Unavailable(err.to_string())))?
+        .map_err(|err| {
+            AppError::Store(convlog_engine::store::StoreError::Unavailable(
+                err.to_string(),
+            ))
+        })?
         .map_err(AppError::from)
 }
 

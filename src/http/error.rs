@@ -1,12 +1,12 @@
 //! The one place where errors become HTTP responses with a stable `code`.
 
-use crate::ingest::validate::{ItemError, ValidationError};
-use crate::query::QueryError;
-use crate::review::ReviewError;
-use crate::store::StoreError;
 use axum::Json;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use convlog_engine::ingest::validate::{ItemError, ValidationError};
+use convlog_engine::query::QueryError;
+use convlog_engine::review::ReviewError;
+use convlog_engine::store::StoreError;
 use serde::Serialize;
 
 /// Every error a handler can return.
@@ -74,10 +74,10 @@ impl From<ReviewError> for AppError {
     }
 }
 
-impl From<crate::archive::ArchiveError> for AppError {
-    fn from(err: crate::archive::ArchiveError) -> AppError {
+impl From<convlog_engine::archive::ArchiveError> for AppError {
+    fn from(err: convlog_engine::archive::ArchiveError) -> AppError {
         match err {
-            crate::archive::ArchiveError::Store(err) => AppError::Store(err),
+            convlog_engine::archive::ArchiveError::Store(err) => AppError::Store(err),
             // The object store failed or the work was stopped: try again later.
             other => AppError::Store(StoreError::Unavailable(other.to_string())),
         }

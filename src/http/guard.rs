@@ -6,14 +6,14 @@
 use super::error::AppError;
 use super::routes::{self, Accepts};
 use crate::app::App;
-use crate::auth::{Policy, Scope, constant_time_eq, hash_secret, parse_key};
 use crate::metrics::Refusal;
-use crate::store::keys::{self, NewAuditEntry};
 use axum::body::Body;
 use axum::extract::{ConnectInfo, MatchedPath, RawPathParams, Request, State};
 use axum::http::{HeaderMap, HeaderValue, Method, Uri, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
+use convlog_engine::auth::{Policy, Scope, constant_time_eq, hash_secret, parse_key};
+use convlog_engine::store::keys::{self, NewAuditEntry};
 use http_body_util::BodyExt;
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;

@@ -3,14 +3,14 @@
 use super::error::AppError;
 use super::guard::Caller;
 use crate::app::App;
-use crate::ingest::validate::{
-    BodyFormat, ItemError, ValidationError, parse_items, validate_messages, validate_traces,
-};
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{Extension, State};
 use axum::http::{HeaderMap, StatusCode, header};
+use convlog_engine::ingest::validate::{
+    BodyFormat, ItemError, ValidationError, parse_items, validate_messages, validate_traces,
+};
 use serde_json::{Value, json};
 use std::sync::atomic::Ordering;
 use std::time::Instant;

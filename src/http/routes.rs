@@ -5,9 +5,9 @@
 
 use super::{admin, ingest, ops, review, search, ui};
 use crate::app::App;
-use crate::auth::Policy;
 use axum::http::Method;
 use axum::routing::{MethodFilter, MethodRouter, on};
+use convlog_engine::auth::Policy;
 
 /// One method on one path.
 pub struct Route {

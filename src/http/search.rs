@@ -4,10 +4,10 @@ use super::error::AppError;
 use super::guard::Caller;
 use super::views::{ConversationView, MessageView, TagDetailView};
 use crate::app::App;
-use crate::query::{SearchRequest, Target};
 use axum::Json;
 use axum::extract::{Extension, Path, RawQuery, State};
 use convlog_core::{ConversationId, format_timestamp, is_identifier};
+use convlog_engine::query::{SearchRequest, Target};
 use serde_json::{Value, json};
 use std::time::Instant;
 
@@ -36,7 +36,10 @@ pub async fn bots(
     State(app): State<App>,
     Extension(caller): Extension<Caller>,
 ) -> Result<Json<Value>, AppError> {
-    let bots = app.store.read_async(crate::store::read::bots).await?;
+    let bots = app
+        .store
+        .read_async(convlog_engine::store::read::bots)
+        .await?;
     let bots: Vec<Value> = bots
         .into_iter()
         .filter(|bot| caller.scope.includes(&bot.id))

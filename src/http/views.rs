@@ -1,8 +1,8 @@
 //! The JSON shapes of the contract, built from store records.
 
-use crate::ingest::pseudonym::pseudonym;
-use crate::store::{ConversationRecord, MessageRecord, TagRecord};
 use convlog_core::{ConversationId, format_timestamp};
+use convlog_engine::ingest::pseudonym::pseudonym;
+use convlog_engine::store::{ConversationRecord, MessageRecord, TagRecord};
 use serde::Serialize;
 use serde_json::value::RawValue;
 
@@ -134,8 +134,8 @@ impl<'a> TagDetailView<'a> {
     }
 }
 
-/// A conversation as a share link shows it (see [`crate::review::SharedConversation`]).
-pub fn shared_view(shared: &crate::review::SharedConversation) -> serde_json::Value {
+/// A conversation as a share link shows it (see [`convlog_engine::review::SharedConversation`]).
+pub fn shared_view(shared: &convlog_engine::review::SharedConversation) -> serde_json::Value {
     use serde_json::json;
     let reveal = shared.reveal;
     let record = &shared.record;

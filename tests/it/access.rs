@@ -4,8 +4,8 @@
 //! known and a client that sends `Authorization: Bearer <key>`.
 
 use crate::common::{self, ALL_FROM, ALL_TO, message, run_cli};
-use convlog::auth::{Policy, Role};
 use convlog::http::routes::routes;
+use convlog_engine::auth::{Policy, Role};
 use convlog_gen::GenMessage;
 use serde_json::{Value, json};
 use std::collections::{BTreeMap, BTreeSet};
@@ -322,7 +322,7 @@ pub fn cli_create_key(data_dir: &str, role: &str, bots: &str, name: &str) -> Str
     assert!(status.success(), "keys create: {stderr}");
     let key = String::from_utf8(stdout).expect("utf-8").trim().to_string();
     assert!(
-        convlog::auth::parse_key(&key).is_some(),
+        convlog_engine::auth::parse_key(&key).is_some(),
         "keys create printed {key:?}"
     );
     key
@@ -330,12 +330,18 @@ pub fn cli_create_key(data_dir: &str, role: &str, bots: &str, name: &str) -> Str
 
 /// The id part of `clk_<id>_<secret>`.
 pub fn key_id(key: &str) -> String {
-    convlog::auth::parse_key(key).expect("a key").0.to_string()
+    convlog_engine::auth::parse_key(key)
+        .expect("a key")
+        .0
+        .to_string()
 }
 
 /// The secret part of `clk_<id>_<secret>`.
 pub fn key_secret(key: &str) -> String {
-    convlog::auth::parse_key(key).expect("a key").1.to_string()
+    convlog_engine::auth::parse_key(key)
+        .expect("a key")
+        .1
+        .to_string()
 }
 
 /// `POST /v1/admin/keys` with `admin`: the new key.

@@ -4,7 +4,7 @@
 
 use crate::access::{AuthServer, cli_create_key, two_bot_messages};
 use crate::common::{ALL_FROM, ALL_TO, Rng, encode};
-use convlog::query::{SearchRequest, Target};
+use convlog_engine::query::{SearchRequest, Target};
 use convlog_querylang::{QueryLimits, parse};
 use std::io::{Read, Write};
 use std::net::TcpStream;

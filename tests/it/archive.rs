@@ -745,7 +745,7 @@ pub fn crash_runs(seed: u64, step: &str, runs: usize, archive_at: ArchiveAt<'_>)
                 .map(|f| {
                     let key = f.strip_prefix(&archive_dir).unwrap().display().to_string();
                     let bytes = std::fs::read(&f).unwrap();
-                    (key, convlog::archive::target::sha256_hex(&bytes))
+                    (key, convlog_engine::archive::target::sha256_hex(&bytes))
                 })
                 .collect();
             assert_eq!(files, manifest, "{failpoint}: files and manifest differ");

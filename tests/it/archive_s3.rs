@@ -335,7 +335,7 @@ fn round_trip(s3: &S3) {
                         .to_string();
                     (
                         key,
-                        convlog::archive::target::sha256_hex(&std::fs::read(&f).unwrap()),
+                        convlog_engine::archive::target::sha256_hex(&std::fs::read(&f).unwrap()),
                     )
                 })
                 .collect();

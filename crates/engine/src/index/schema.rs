@@ -8,7 +8,7 @@ use tantivy::schema::{
 use tantivy::tokenizer::{LowerCaser, RemoveLongFilter, SimpleTokenizer, TextAnalyzer};
 
 /// The declaration, embedded so the binary and its schema can't drift apart.
-pub const SCHEMA_TOML: &str = include_str!("../../index-schema/schema.toml");
+pub const SCHEMA_TOML: &str = include_str!("../../../../index-schema/schema.toml");
 
 /// A problem with the schema declaration.
 #[derive(Debug, thiserror::Error)]

@@ -9,91 +9,6 @@
 use serde::Deserialize;
 use std::collections::BTreeSet;
 
-/// The `[tagging]` section as it appears in the project's `config.toml`, with every default.
-pub const DEFAULT_TOML: &str = r#"[tagging]
-# Threads of the tagging job's pool; 0 means one per core.
-threads = 0
-# Conversations the job reads, evaluates and writes back per batch.
-batch_size = 512
-
-# Built-in rules. Each gives the tag of its name to the conversations that match
-# and records which messages triggered it. Any rule can be switched off
-# (enabled = false) or tuned. Stored tags remember the version of the rule that
-# made them: raise `version` when you change a rule's parameters and every
-# conversation is tagged again by the new rule.
-
-# A message has `unidentified: true`: the bot answered with a fallback.
-[tagging.rules.unidentified_response]
-enabled = true
-version = 1
-
-# At least `n` unidentified messages with no identified bot message between them
-# (user, agent and system messages don't break the run).
-[tagging.rules.repeated_unidentified]
-enabled = true
-version = 1
-n = 2
-
-# The conversation's last message with a flow doesn't complete that flow: the user
-# left the journey there (the conversation's `dropoff`).
-[tagging.rules.dropoff]
-enabled = true
-version = 1
-
-# A human agent took part: a message has role `agent`.
-[tagging.rules.agent_handoff]
-enabled = true
-version = 1
-
-# A user message's intent confidence is below `threshold` (0 to 1).
-[tagging.rules.low_confidence]
-enabled = true
-version = 1
-threshold = 0.5
-
-# The user sent the same text at least `n` times (ignoring case and spacing).
-[tagging.rules.user_repeated]
-enabled = true
-version = 1
-n = 2
-
-# The last message is from the user and the session has ended: it is older than
-# the channel's session timeout (see [sessions]).
-[tagging.rules.no_bot_reply]
-enabled = true
-version = 1
-
-# More than `max_messages` messages.
-[tagging.rules.long_conversation]
-enabled = true
-version = 1
-max_messages = 50
-
-# Custom rules: each [[tagging.custom]] gives the tag `name` (letters, digits,
-# `.`, `_`, `-`; not the name of a built-in). Like built-ins they have `version`
-# and `enabled`. Uncomment and adapt:
-#
-# A keywords rule matches words and phrases case-insensitively on whole words.
-# [[tagging.custom]]
-# name = "refund_request"
-# version = 1
-# kind = "keywords"
-# role = "user"          # user, bot, agent or system; leave out for any role
-# words = ["refund", "money back", "chargeback"]
-# min_matches = 1        # how many messages must match
-#
-# A threshold rule compares a metric of the conversation with a value.
-# Metrics: message_count, user_messages, bot_messages, unidentified_count,
-# duration_minutes, min_confidence (over user messages), max_gap_minutes.
-# [[tagging.custom]]
-# name = "long_session"
-# version = 1
-# kind = "threshold"
-# metric = "duration_minutes"
-# op = ">"               # >, >=, <, <=, ==
-# value = 30
-"#;
-
 /// Names of the built-in rules (and their tags), in the order they are configured.
 pub const BUILTIN_RULES: [&str; 8] = [
     "unidentified_response",
@@ -760,6 +675,24 @@ mod tests {
         parse(text).validate()
     }
 
+    /// The `[tagging]` section of the project's `config.toml` as written, so the
+    /// tests below fail when the documented defaults and the rules disagree.
+    fn project_tagging() -> String {
+        let text = crate::config::DEFAULT_CONFIG;
+        let start = text
+            .find("\n[tagging]\n")
+            .expect("config.toml has [tagging]")
+            + 1;
+        let other_section = |line: &str| {
+            line.starts_with('[') && !line.starts_with("[tagging") && !line.starts_with("[[tagging")
+        };
+        text[start..]
+            .lines()
+            .take_while(|line| !other_section(line))
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+
     fn default_rules() -> Vec<Rule> {
         let rule = |name: &str, kind| Rule {
             name: name.to_string(),
@@ -785,18 +718,18 @@ mod tests {
     }
 
     #[test]
-    fn default_toml_gives_the_eight_builtins_with_their_defaults() {
-        let config = validate(DEFAULT_TOML).unwrap();
+    fn config_toml_gives_the_eight_builtins_with_their_defaults() {
+        let config = validate(&project_tagging()).unwrap();
         assert_eq!(config.threads, 0);
         assert_eq!(config.batch_size, 512);
         assert_eq!(config.rules, default_rules());
     }
 
     #[test]
-    fn default_toml_spells_out_every_key_the_defaults_have() {
+    fn config_toml_spells_out_every_key_the_defaults_have() {
         // The serde defaults would hide a key left out of the documented file, so
         // look at the TOML itself.
-        let table: toml::Table = DEFAULT_TOML.parse().unwrap();
+        let table: toml::Table = project_tagging().parse().unwrap();
         let tagging = table["tagging"].as_table().unwrap();
         assert_eq!(tagging["threads"].as_integer(), Some(0));
         assert_eq!(tagging["batch_size"].as_integer(), Some(512));
@@ -828,7 +761,7 @@ mod tests {
     }
 
     #[test]
-    fn commented_out_examples_in_default_toml_are_valid_rules() {
+    fn commented_out_examples_in_config_toml_are_valid_rules() {
         // Uncomment the lines that are TOML (a table header or `key = value`),
         // leaving the prose around them a comment.
         let is_toml = |line: &str| {
@@ -837,7 +770,7 @@ mod tests {
                     !key.is_empty() && key.bytes().all(|b| b.is_ascii_lowercase() || b == b'_')
                 })
         };
-        let uncommented: String = DEFAULT_TOML
+        let uncommented: String = project_tagging()
             .lines()
             .map(|line| match line.strip_prefix("# ") {
                 Some(rest) if is_toml(rest) => rest,

@@ -16,7 +16,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 /// The defaults, embedded so that the binary runs with no file at all.
-pub const DEFAULT_CONFIG: &str = include_str!("../../config.toml");
+pub const DEFAULT_CONFIG: &str = include_str!("../../../../config.toml");
 
 /// A configuration that can't be used, with the key at fault.
 #[derive(Debug, thiserror::Error)]
