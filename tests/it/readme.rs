@@ -8,8 +8,9 @@
 //! output (objects by their keys shown, `…` in a string for any text), a text
 //! line must equal one output line, `…` standing for any text and runs of
 //! spaces for any spacing. Every command must succeed, and a JSON answer must
-//! not be an error. After a command that writes, the runner waits a second,
-//! as the README promises searchable within one.
+//! not be an error. After a command that writes, the runner waits until the
+//! index has caught up (`convlog_index_lag 0` on `/metrics`; a second once
+//! keys make `/metrics` private), as a reader following along would.
 
 use crate::common::binary;
 use serde_json::Value;
@@ -145,7 +146,19 @@ fn check(step: &Step, status: i32, output: &str) -> Result<(), String> {
     Ok(())
 }
 
-/// Writes change what the next command sees: give the index its second.
+/// The start of the tour's script: `settle` waits until everything written is
+/// searchable (at most 30 s), or a second when `/metrics` needs a key.
+const SETTLE: &str = r#"set -o pipefail
+settle() {
+  for _ in $(seq 300); do
+    metrics=$(curl -sf localhost:7700/metrics) || { sleep 1; return; }
+    grep -qx 'convlog_index_lag 0' <<<"$metrics" && return
+    sleep 0.1
+  done
+}
+"#;
+
+/// Writes change what the next command sees: let the index catch up.
 fn writes(command: &str) -> bool {
     [
         "ingest", " -d ", "-X ", "archive", "restore", "reindex", "retag",
@@ -233,14 +246,14 @@ fn readme_tour_runs_as_written_on_a_fresh_directory() {
 
     let steps = tour_steps(include_str!("../../README.md"));
     // One bash session, so variables (`now`, `id`, `key`) carry from step to step.
-    let mut script = String::from("set -o pipefail\n");
+    let mut script = String::from(SETTLE);
     for (n, step) in steps.iter().enumerate() {
         let command = step.command.replace("cargo run --release --", bin);
         script.push_str(&format!(
             "{{\n{command}}} > .tour/out.{n} 2>&1; echo $? > .tour/rc.{n}\n"
         ));
         if writes(&step.command) {
-            script.push_str("sleep 1\n");
+            script.push_str("settle\n");
         }
     }
     std::fs::create_dir(dir.path().join(".tour")).unwrap();
