@@ -10,11 +10,19 @@ fn store_connection(config: &ConfigArgs) -> anyhow::Result<rusqlite::Connection>
     )?)
 }
 
+/// Now, by the service's clock (`CONVLOG_CLOCK_AT` / `CONVLOG_CLOCK_OFFSET`
+/// move it in tests and drills, for the CLI as for the server).
+fn now() -> anyhow::Result<convlog_core::Micros> {
+    Ok(convlog_core::Clock::from_env()
+        .map_err(anyhow::Error::msg)?
+        .now())
+}
+
 /// Records a key change made from the command line in the audit chain.
 fn audit_cli(conn: &rusqlite::Connection, action: &str, target: &str) -> anyhow::Result<()> {
     conn.execute_batch("BEGIN IMMEDIATE")?;
     let entry = convlog_engine::store::keys::NewAuditEntry {
-        at: convlog_core::now_micros(),
+        at: now()?,
         key_id: None,
         action: action.to_string(),
         target: target.to_string(),
@@ -32,7 +40,7 @@ fn audit_cli(conn: &rusqlite::Connection, action: &str, target: &str) -> anyhow:
 }
 
 pub(super) fn keys(command: KeysCommand) -> anyhow::Result<()> {
-    use convlog_engine::auth::{KeyRecord, Role, Scope, new_key};
+    use convlog_engine::auth::{KeyRequest, OPEN_MODE_WARNING};
     use convlog_engine::store::keys;
     match command {
         KeysCommand::Create {
@@ -41,31 +49,17 @@ pub(super) fn keys(command: KeysCommand) -> anyhow::Result<()> {
             name,
             config,
         } => {
-            let role = Role::parse(&role)
-                .ok_or_else(|| anyhow::anyhow!("--role must be viewer, editor, ingest or admin"))?;
-            let scope =
-                Scope::parse(&bots).map_err(|reason| anyhow::anyhow!("--bots: {reason}"))?;
+            let request = KeyRequest::new(&role, &bots, name)
+                .map_err(|(field, reason)| anyhow::anyhow!("--{field}: {reason}"))?;
             let conn = store_connection(&config)?;
-            let new = new_key();
-            keys::insert_key(
-                &conn,
-                &KeyRecord {
-                    id: new.id.clone(),
-                    name,
-                    role,
-                    scope,
-                    secret_hash: new.secret_hash,
-                    created_at: convlog_core::now_micros(),
-                    revoked_at: None,
-                },
-            )?;
-            audit_cli(&conn, "cli keys create", &new.id)?;
+            let issued = keys::issue_key(&conn, request, now()?)?;
+            audit_cli(&conn, "cli keys create", &issued.record.id)?;
             eprintln!(
                 "created key {} ({}); it is shown only now:",
-                new.id,
-                role.as_str()
+                issued.record.id,
+                issued.record.role.as_str()
             );
-            println!("{}", new.key);
+            println!("{}", issued.key);
         }
         KeysCommand::List { config } => {
             let conn = store_connection(&config)?;
@@ -88,16 +82,14 @@ pub(super) fn keys(command: KeysCommand) -> anyhow::Result<()> {
         }
         KeysCommand::Revoke { id, config } => {
             let conn = store_connection(&config)?;
-            keys::revoke_key(&conn, &id, convlog_core::now_micros())
-                .map_err(|_| anyhow::anyhow!("no key {id:?}"))?;
+            let revoked = keys::revoke(&conn, &id, now()?).map_err(|err| match err {
+                convlog_engine::store::StoreError::NotFound => anyhow::anyhow!("no key {id:?}"),
+                other => other.into(),
+            })?;
             audit_cli(&conn, "cli keys revoke", &id)?;
             eprintln!("revoked key {id}");
-            if !keys::any_active_key(&conn)? {
-                eprintln!(
-                    "warning: no active API keys remain. The server is in open mode again: on a \
-                     loopback address it answers every local request without a key; elsewhere it \
-                     refuses every request. Create a key with `convlog keys create` to close it."
-                );
+            if !revoked.keys_remain {
+                eprintln!("warning: {OPEN_MODE_WARNING}");
             }
         }
     }

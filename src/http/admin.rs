@@ -7,8 +7,9 @@ use axum::body::Bytes;
 use axum::extract::{Path, RawQuery, State};
 use axum::http::StatusCode;
 use convlog_core::parse_timestamp;
-use convlog_engine::auth::{KeyRecord, Role, Scope, new_key};
+use convlog_engine::auth::{KeyRecord, KeyRequest, OPEN_MODE_WARNING};
 use convlog_engine::jobs::JobRecord;
+use convlog_engine::store::StoreError;
 use convlog_engine::store::keys::{self, AuditFilter};
 use serde_json::{Value, json};
 
@@ -60,11 +61,7 @@ async fn blocking<T: Send + 'static>(
 ) -> Result<T, AppError> {
     tokio::task::spawn_blocking(work)
         .await
-        .map_err(|err| {
-            AppError::Store(convlog_engine::store::StoreError::Unavailable(
-                err.to_string(),
-            ))
-        })?
+        .map_err(|err| AppError::Store(StoreError::Unavailable(err.to_string())))?
         .map_err(AppError::from)
 }
 
@@ -169,9 +166,7 @@ pub async fn create_key(
 ) -> Result<(StatusCode, Json<Value>), AppError> {
     let body: NewKeyBody =
         serde_json::from_slice(&body).map_err(|err| invalid("body", err.to_string()))?;
-    let role = Role::parse(&body.role)
-        .ok_or_else(|| invalid("role", "viewer, editor, ingest or admin"))?;
-    let scope_text = match &body.bots {
+    let bots = match &body.bots {
         Value::String(text) => text.clone(),
         Value::Array(list) => list
             .iter()
@@ -181,26 +176,15 @@ pub async fn create_key(
             .join(","),
         _ => return Err(invalid("bots", "a list of bot ids or \"*\"")),
     };
-    let scope = Scope::parse(&scope_text).map_err(|reason| invalid("bots", reason))?;
-    if body.name.len() > 200 {
-        return Err(invalid("name", "at most 200 bytes"));
-    }
-    let new = new_key();
-    let record = KeyRecord {
-        id: new.id.clone(),
-        name: body.name,
-        role,
-        scope,
-        secret_hash: new.secret_hash,
-        created_at: app.clock.now(),
-        revoked_at: None,
-    };
-    let stored = record.clone();
-    app.store
-        .write(move |ctx| keys::insert_key(ctx.conn, &stored))
+    let request = KeyRequest::new(&body.role, &bots, body.name)
+        .map_err(|(name, reason)| invalid(name, reason))?;
+    let now = app.clock.now();
+    let issued = app
+        .store
+        .write(move |ctx| keys::issue_key(ctx.conn, request, now))
         .await?;
-    let mut answer = key_json(&record);
-    answer["key"] = json!(new.key);
+    let mut answer = key_json(&issued.record);
+    answer["key"] = json!(issued.key);
     Ok((StatusCode::CREATED, Json(answer)))
 }
 
@@ -218,24 +202,20 @@ pub async fn revoke_key(
     Path(id): Path<String>,
 ) -> Result<Json<Value>, AppError> {
     let now = app.clock.now();
-    let key_id = id.clone();
-    app.store
-        .write(move |ctx| keys::revoke_key(ctx.conn, &key_id, now))
-        .await?;
-    let (record, any_key) = app
+    let revoked = app
         .store
-        .read_async(move |conn| Ok((keys::key(conn, &id)?, keys::any_active_key(conn)?)))
-        .await?;
-    let record = record.ok_or(AppError::NotFound("key"))?;
-    app.note_key_state(any_key);
-    let mut body = key_json(&record);
+        .write(move |ctx| keys::revoke(ctx.conn, &id, now))
+        .await
+        .map_err(|err| match err {
+            StoreError::NotFound => AppError::NotFound("key"),
+            other => other.into(),
+        })?;
+    app.note_key_state(revoked.keys_remain);
+    let mut body = key_json(&revoked.record);
     // Revoking the last key must not reopen the server silently.
-    body["open_mode"] = json!(!any_key);
-    if !any_key {
-        body["warning"] = json!(
-            "no active API keys remain: on loopback the server now answers every local request \
-             without a key; elsewhere it refuses every request until a key is created"
-        );
+    body["open_mode"] = json!(!revoked.keys_remain);
+    if !revoked.keys_remain {
+        body["warning"] = json!(OPEN_MODE_WARNING);
     }
     Ok(Json(body))
 }

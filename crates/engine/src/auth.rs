@@ -118,6 +118,35 @@ impl Scope {
     }
 }
 
+/// What revoking the last key means, said by the server's log, the API and the CLI.
+pub const OPEN_MODE_WARNING: &str = "no active API keys remain, so the server is in open mode \
+     again: on a loopback address it answers every local request without a key; elsewhere it \
+     refuses every request until a key is created (`convlog keys create`)";
+
+/// A request for a new key, validated: the same rules through the API and the CLI.
+#[derive(Debug, Clone, PartialEq)]
+pub struct KeyRequest {
+    pub role: Role,
+    pub scope: Scope,
+    pub name: String,
+}
+
+impl KeyRequest {
+    /// Validates a role name, a scope (`*` or comma-separated bots) and a
+    /// name; `Err((field, reason))` names what is wrong.
+    pub fn new(role: &str, bots: &str, name: String) -> Result<KeyRequest, (&'static str, String)> {
+        let role = Role::parse(role).ok_or((
+            "role",
+            "must be viewer, editor, ingest or admin".to_string(),
+        ))?;
+        let scope = Scope::parse(bots).map_err(|reason| ("bots", reason))?;
+        if name.len() > 200 {
+            return Err(("name", "at most 200 bytes".into()));
+        }
+        Ok(KeyRequest { role, scope, name })
+    }
+}
+
 /// A key as stored (without its secret).
 #[derive(Debug, Clone, PartialEq)]
 pub struct KeyRecord {
@@ -281,6 +310,26 @@ mod tests {
         assert!(!Role::Editor.allows(Policy::Ingest));
         assert!(Role::Admin.allows(Policy::Admin));
         assert!(!Role::Editor.allows(Policy::Admin));
+    }
+
+    #[test]
+    fn key_requests_name_the_field_at_fault() {
+        let ok = KeyRequest::new("editor", "acme, beta", "ops".into()).unwrap();
+        assert_eq!((ok.role, ok.scope.includes("beta")), (Role::Editor, true));
+        assert_eq!(
+            KeyRequest::new("root", "*", String::new()).unwrap_err().0,
+            "role"
+        );
+        assert_eq!(
+            KeyRequest::new("admin", "", String::new()).unwrap_err().0,
+            "bots"
+        );
+        assert_eq!(
+            KeyRequest::new("admin", "*", "x".repeat(201))
+                .unwrap_err()
+                .0,
+            "name"
+        );
     }
 
     #[test]

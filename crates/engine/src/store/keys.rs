@@ -47,6 +47,53 @@ pub fn revoke_key(conn: &Connection, id: &str, now: Micros) -> Result<(), StoreE
     Ok(())
 }
 
+/// A key issued: its stored record and the full key, to be shown once.
+#[derive(Debug, Clone)]
+pub struct IssuedKey {
+    pub record: KeyRecord,
+    pub key: String,
+}
+
+/// Makes a key for `request` and stores it (only the secret's hash).
+pub fn issue_key(
+    conn: &Connection,
+    request: crate::auth::KeyRequest,
+    now: Micros,
+) -> Result<IssuedKey, StoreError> {
+    let new = crate::auth::new_key();
+    let record = KeyRecord {
+        id: new.id,
+        name: request.name,
+        role: request.role,
+        scope: request.scope,
+        secret_hash: new.secret_hash,
+        created_at: now,
+        revoked_at: None,
+    };
+    insert_key(conn, &record)?;
+    Ok(IssuedKey {
+        record,
+        key: new.key,
+    })
+}
+
+/// A revoked key, and whether active keys remain (without, the server is open again).
+#[derive(Debug, Clone)]
+pub struct Revoked {
+    pub record: KeyRecord,
+    pub keys_remain: bool,
+}
+
+/// Revokes key `id` (idempotent); `NotFound` when there is no such key.
+pub fn revoke(conn: &Connection, id: &str, now: Micros) -> Result<Revoked, StoreError> {
+    revoke_key(conn, id, now)?;
+    let record = key(conn, id)?.ok_or(StoreError::NotFound)?;
+    Ok(Revoked {
+        record,
+        keys_remain: any_active_key(conn)?,
+    })
+}
+
 /// One key by id.
 pub fn key(conn: &Connection, id: &str) -> Result<Option<KeyRecord>, StoreError> {
     Ok(conn
