@@ -520,3 +520,55 @@ fn a_rate_limited_load_waits_and_goes_on_instead_of_stopping_halfway() {
     let summary = json_out(status, &stdout, &stderr, "rate-limited ingest");
     assert_eq!(summary["accepted"], 5, "{summary}");
 }
+
+/// Runs `convlog ARGS` on a pseudo-terminal (`script`), as a person at a shell
+/// would; returns everything the terminal showed.
+fn on_a_terminal(args: &[&str]) -> Option<String> {
+    let command = std::iter::once(crate::common::binary())
+        .chain(args.iter().copied())
+        .map(|arg| format!("'{}'", arg.replace('\'', r"'\''")))
+        .collect::<Vec<_>>()
+        .join(" ");
+    let output = std::process::Command::new("script")
+        .args(["-qec", &command, "/dev/null"])
+        .env("CONVLOG_LOG", "warn")
+        .stdin(std::process::Stdio::null())
+        .output()
+        .ok()?;
+    assert!(output.status.success(), "{command}: {:?}", output);
+    Some(String::from_utf8_lossy(&output.stdout).into_owned())
+}
+
+#[test]
+fn long_work_shows_a_progress_bar_on_a_terminal_and_none_in_a_pipe() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), &[]);
+    let file = write(
+        dir.path(),
+        "many.ndjson",
+        &ndjson(&generated(5, 3000, &["demo"], 2)),
+    );
+    let url = server.base().to_string();
+    let Some(shown) = on_a_terminal(&["ingest", "--server", &url, &file]) else {
+        eprintln!("skipping: `script` (util-linux) is not available to make a terminal");
+        return;
+    };
+    // indicatif redraws the bar in place: its message, its bar and bytes of the file.
+    assert!(shown.contains("ingesting ["), "{shown}");
+    assert!(shown.contains("MiB/"), "{shown}");
+    assert!(shown.contains("messages stored"), "{shown}");
+    server.wait_settled();
+    for (command, label) in [("reindex", "reindexing ["), ("retag", "re-tagging [")] {
+        let shown = on_a_terminal(&[command, "--server", &url]).expect("script ran before");
+        assert!(shown.contains(label), "{command}: {shown}");
+        assert!(
+            shown.contains("/3000"),
+            "{command}: the bar counts conversations: {shown}"
+        );
+    }
+    // In a pipe (scripts, CI logs) there is no bar, only the outcome.
+    let (status, _, stderr) = run_cli(&["reindex", "--server", &url], None);
+    assert!(status.success(), "{stderr}");
+    assert!(!stderr.contains('['), "{stderr}");
+    assert!(stderr.contains("reindexed 3000 conversations"), "{stderr}");
+}
