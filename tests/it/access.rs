@@ -11,8 +11,7 @@ use serde_json::{Value, json};
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
-use std::sync::mpsc;
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 const PATIENCE: Duration = Duration::from_secs(90);
@@ -124,98 +123,37 @@ impl Api {
     }
 }
 
-/// A `convlog serve` process whose pid the tests can read (for `/proc/PID/status`).
+/// The common [`Server`](common::Server) with a client that sends API keys.
 pub struct AuthServer {
-    child: Option<Child>,
-    watchdog: Option<(Child, ChildStdin)>,
-    _stdout: Option<BufReader<ChildStdout>>,
+    server: common::Server,
     pub api: Api,
     pub data_dir: PathBuf,
     pub log: PathBuf,
-    args: Vec<String>,
-    log_level: String,
 }
 
 impl AuthServer {
     /// Starts `convlog serve` on 127.0.0.1:0 with data in `<root>/data`, log in `<root>/server.log`.
     pub fn start(root: &Path, extra: &[&str], log_level: &str) -> AuthServer {
-        let mut server = AuthServer {
-            child: None,
-            watchdog: None,
-            _stdout: None,
+        let server = common::Server::start_with_log_level(root, extra, log_level);
+        AuthServer {
             api: Api {
                 agent: common::agent(),
-                base: String::new(),
+                base: server.base().to_string(),
             },
-            data_dir: root.join("data"),
-            log: root.join("server.log"),
-            args: extra.iter().map(|s| s.to_string()).collect(),
-            log_level: log_level.to_string(),
-        };
-        server.launch();
-        server
-    }
-
-    fn launch(&mut self) {
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&self.log)
-            .expect("open log");
-        let mut child = Command::new(common::binary())
-            .arg("serve")
-            .args(["--listen", "127.0.0.1:0", "--data-dir"])
-            .arg(&self.data_dir)
-            .args(["--set", "index.refresh_interval=100ms"])
-            .args(&self.args)
-            .env("CONVLOG_LOG", &self.log_level)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::from(log))
-            .spawn()
-            .expect("spawn convlog serve");
-        self.watchdog = Some(watchdog(child.id()));
-        let stdout = BufReader::new(child.stdout.take().expect("stdout"));
-        self.child = Some(child);
-        let (sender, receiver) = mpsc::channel();
-        std::thread::spawn(move || {
-            let mut stdout = stdout;
-            let mut line = String::new();
-            let read = stdout.read_line(&mut line);
-            let _ = sender.send((read.map(|_| line), stdout));
-        });
-        let (line, stdout) = match receiver.recv_timeout(PATIENCE) {
-            Ok((Ok(line), stdout)) => (line, stdout),
-            _ => self.fail("the server printed no address"),
-        };
-        self._stdout = Some(stdout);
-        let Some(address) = line.trim().strip_prefix("convlog listening on ") else {
-            self.fail(&format!("unexpected first line {line:?}"))
-        };
-        self.api.base = address.to_string();
-        let started = Instant::now();
-        while self.api.get("/readyz", None).status != 200 {
-            if started.elapsed() > PATIENCE {
-                self.fail("/readyz did not turn 200");
-            }
-            std::thread::sleep(Duration::from_millis(20));
+            data_dir: server.data_dir().to_path_buf(),
+            log: server.log_path().to_path_buf(),
+            server,
         }
-    }
-
-    fn fail(&self, what: &str) -> ! {
-        panic!("{what}\n--- server log ---\n{}", self.log_tail());
     }
 
     /// The last lines of the server log.
     pub fn log_tail(&self) -> String {
-        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
-        let lines: Vec<&str> = text.lines().collect();
-        lines[lines.len().saturating_sub(40)..].join("\n")
+        self.server.log_tail()
     }
 
-    /// The server's pid.
+    /// The server's pid (for `/proc/PID/status`).
     pub fn pid(&self) -> u32 {
-        self.child.as_ref().expect("running").id()
+        self.server.pid()
     }
 
     /// `--data-dir DIR` as CLI arguments.
@@ -232,9 +170,11 @@ impl AuthServer {
             if common::metric_value(&reply.body, "convlog_index_lag") == Some(0.0) {
                 return;
             }
-            if started.elapsed() > PATIENCE {
-                self.fail("the index did not catch up");
-            }
+            assert!(
+                started.elapsed() < PATIENCE,
+                "the index did not catch up\n{}",
+                self.log_tail()
+            );
             std::thread::sleep(Duration::from_millis(20));
         }
     }
@@ -247,59 +187,8 @@ impl AuthServer {
 
     /// SIGTERM and wait (a clean shutdown: the WAL is checkpointed, logs flushed).
     pub fn terminate(&mut self) {
-        let Some(mut child) = self.child.take() else {
-            return;
-        };
-        let _ = Command::new("kill")
-            .args(["-TERM", &child.id().to_string()])
-            .status();
-        let started = Instant::now();
-        while child.try_wait().expect("wait").is_none() {
-            if started.elapsed() > PATIENCE {
-                let _ = child.kill();
-                let _ = child.wait();
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        self.stop_watchdog();
-        self._stdout = None;
+        self.server.terminate();
     }
-
-    fn stop_watchdog(&mut self) {
-        if let Some((mut watchdog, stdin)) = self.watchdog.take() {
-            let _ = watchdog.kill();
-            let _ = watchdog.wait();
-            drop(stdin);
-        }
-    }
-}
-
-impl Drop for AuthServer {
-    fn drop(&mut self) {
-        if std::thread::panicking() && self.child.is_some() {
-            eprintln!("--- server log ---\n{}", self.log_tail());
-        }
-        self.stop_watchdog();
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-}
-
-/// Kills `pid` if this test process dies without dropping the server.
-fn watchdog(pid: u32) -> (Child, ChildStdin) {
-    let mut watchdog = Command::new("sh")
-        .args(["-c", "read _unused; kill -9 \"$1\" 2>/dev/null", "watchdog"])
-        .arg(pid.to_string())
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn watchdog");
-    let stdin = watchdog.stdin.take().expect("watchdog stdin");
-    (watchdog, stdin)
 }
 
 /// `convlog keys create`: the printed key.

@@ -192,6 +192,11 @@ impl Server {
         lines[lines.len().saturating_sub(60)..].join("\n")
     }
 
+    /// The server's pid.
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("server running").id()
+    }
+
     /// The log file (stderr of every start).
     pub fn log_path(&self) -> &Path {
         &self.log
