@@ -83,6 +83,14 @@ impl Server {
         Server::start_with_env(root, extra_args, &[], level)
     }
 
+    /// Like [`Server::start`], returning as soon as the server listens, before
+    /// `/readyz` is green (for tests that watch it turn).
+    pub fn start_unready(root: &Path, extra_args: &[&str]) -> Server {
+        let mut server = Server::new(root, extra_args, &[], "warn");
+        server.spawn();
+        server
+    }
+
     /// Like [`Server::start`] with extra environment variables (`CONVLOG_CLOCK_AT`, …).
     pub fn start_with_env(
         root: &Path,
@@ -90,7 +98,13 @@ impl Server {
         env: &[(&str, &str)],
         level: &str,
     ) -> Server {
-        let mut server = Server {
+        let mut server = Server::new(root, extra_args, env, level);
+        server.launch();
+        server
+    }
+
+    fn new(root: &Path, extra_args: &[&str], env: &[(&str, &str)], level: &str) -> Server {
+        Server {
             child: None,
             watchdog: None,
             _stdout: None,
@@ -104,12 +118,17 @@ impl Server {
                 .collect(),
             log_level: level.to_string(),
             agent: agent(),
-        };
-        server.launch();
-        server
+        }
     }
 
+    /// Starts the process and waits until it is ready.
     fn launch(&mut self) {
+        self.spawn();
+        self.wait_ready();
+    }
+
+    /// Starts the process and reads the address it listens on.
+    fn spawn(&mut self) {
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -153,7 +172,6 @@ impl Server {
             self.fail(&format!("unexpected first line {line:?}"));
         };
         self.base = address.to_string();
-        self.wait_ready();
     }
 
     /// Polls `/readyz` until it is 200.

@@ -23,11 +23,11 @@ use crate::oracle::{World, words};
 use convlog_gen::GenMessage;
 use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::io::{BufRead, BufReader, Read};
+use std::io::Read;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::process::{Command, ExitStatus, Stdio};
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Mutex, mpsc};
 use std::time::{Duration, Instant};
 
 /// How long a reindex (or a start-up) may take before the test calls it a hang.
@@ -321,90 +321,6 @@ fn built_schema_versions(data_dir: &Path) -> Vec<u64> {
             payload["schema_version"].as_u64().expect("schema_version")
         })
         .collect()
-}
-
-/// A `convlog serve` started by hand, to watch `/readyz` from its very first answer.
-struct RawServer {
-    child: Option<Child>,
-    base: String,
-}
-
-impl RawServer {
-    fn launch(data_dir: &Path, extra: &[&str], log: &Path) -> RawServer {
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(log)
-            .expect("open log");
-        let mut child = Command::new(binary())
-            .arg("serve")
-            .args(["--listen", "127.0.0.1:0", "--data-dir"])
-            .arg(data_dir)
-            .args(["--set", "index.refresh_interval=100ms"])
-            .args(extra)
-            .env("CONVLOG_LOG", "warn")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::from(log))
-            .spawn()
-            .expect("spawn convlog serve");
-        let stdout = child.stdout.take().expect("stdout");
-        let (sender, receiver) = mpsc::channel();
-        std::thread::spawn(move || {
-            let mut stdout = BufReader::new(stdout);
-            let mut line = String::new();
-            let _ = stdout.read_line(&mut line);
-            let _ = sender.send(line);
-            // Keep draining so the server never blocks on a full pipe.
-            let _ = std::io::copy(&mut stdout, &mut std::io::sink());
-        });
-        let mut server = RawServer {
-            child: Some(child),
-            base: String::new(),
-        };
-        let line = receiver
-            .recv_timeout(PATIENCE)
-            .expect("the server printed no address");
-        server.base = line
-            .trim()
-            .strip_prefix("convlog listening on ")
-            .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
-            .to_string();
-        server
-    }
-
-    fn http(&self) -> Http {
-        Http {
-            agent: agent(),
-            base: self.base.clone(),
-        }
-    }
-
-    fn terminate(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = Command::new("kill")
-                .args(["-TERM", &child.id().to_string()])
-                .status();
-            let started = Instant::now();
-            while child.try_wait().expect("wait").is_none() {
-                if started.elapsed() > Duration::from_secs(60) {
-                    let _ = child.kill();
-                    break;
-                }
-                std::thread::sleep(Duration::from_millis(20));
-            }
-            let _ = child.wait();
-        }
-    }
-}
-
-impl Drop for RawServer {
-    fn drop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
 }
 
 /// Runs `convlog ARGS` that is expected to exit by itself within `limit`; (status, stderr).
@@ -887,7 +803,6 @@ fn an_index_of_another_schema_version_is_rebuilt_or_refused_as_configured() {
     let bot = "rxschema";
     let root = tempfile::tempdir().unwrap();
     let (data_dir, queries, expected) = index_from_an_older_schema(root.path(), bot);
-    let log = root.path().join("raw.log");
 
     // index.on_schema_change = "refuse": the service exits non-zero, naming `convlog reindex`.
     let (status, stderr) = run_expecting_exit(
@@ -918,8 +833,8 @@ fn an_index_of_another_schema_version_is_rebuilt_or_refused_as_configured() {
     );
 
     // Default ("rebuild"): /readyz is red until the index is rebuilt, then every answer is back.
-    let mut server = RawServer::launch(&data_dir, &[], &log);
-    let http = server.http();
+    let mut server = Server::start_unready(root.path(), &[]);
+    let http = Http::of(&server);
     let started = Instant::now();
     let mut red = Vec::new();
     loop {
@@ -964,8 +879,8 @@ fn an_index_of_another_schema_version_is_rebuilt_or_refused_as_configured() {
     assert_one_generation(&data_dir, "after the rebuild");
 
     // With the index rebuilt, "refuse" starts normally.
-    let server = RawServer::launch(&data_dir, &["--set", "index.on_schema_change=refuse"], &log);
-    let http = server.http();
+    let server = Server::start_unready(root.path(), &["--set", "index.on_schema_change=refuse"]);
+    let http = Http::of(&server);
     let started = Instant::now();
     while http.call("GET", "/readyz").expect("/readyz").0 != 200 {
         assert!(started.elapsed() < PATIENCE, "/readyz stayed red");
@@ -1022,12 +937,8 @@ fn the_remedy_a_schema_refusal_names_works_with_the_same_configuration() {
         "`convlog reindex --direct --config {{file with on_schema_change = \"refuse\"}}` \
          should rebuild the index the refusal complains about; it exited {status}: {stderr}"
     );
-    let server = RawServer::launch(
-        &data_dir,
-        &["--config", config],
-        &root.path().join("raw.log"),
-    );
-    let http = server.http();
+    let server = Server::start_unready(root.path(), &["--config", config]);
+    let http = Http::of(&server);
     let started = Instant::now();
     while http.call("GET", "/readyz").expect("/readyz").0 != 200 {
         assert!(started.elapsed() < PATIENCE, "/readyz stayed red");
