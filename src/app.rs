@@ -102,7 +102,12 @@ fn make_private(root: &std::path::Path, umask: u32) -> std::io::Result<()> {
         use std::os::unix::fs::PermissionsExt;
         let mut stack = vec![root.to_path_buf()];
         while let Some(path) = stack.pop() {
-            let meta = std::fs::symlink_metadata(&path)?;
+            // The root may be a link (a data directory on a mounted volume);
+            // links inside it are not followed.
+            let meta = match path == root {
+                true => std::fs::metadata(&path)?,
+                false => std::fs::symlink_metadata(&path)?,
+            };
             if meta.file_type().is_symlink() {
                 continue;
             }

@@ -4,16 +4,16 @@
 use convlog::app::App;
 use convlog_engine::ingest::validate::validate_messages;
 use convlog_gen::{GenConfig, generate};
-use serde_json::Value;
 
 /// Generates with `generator` and ingests the first `messages` messages in
 /// batches of 10,000 (validated as the HTTP path would); returns how many were stored.
 pub fn load(app: &App, generator: &GenConfig, messages: usize) -> anyhow::Result<u64> {
-    let mut batch: Vec<Value> = Vec::with_capacity(10_000);
+    let mut batch: Vec<String> = Vec::with_capacity(10_000);
     let (mut loaded, mut count) = (0u64, 0usize);
     let mut failure: Option<anyhow::Error> = None;
-    let mut flush = |batch: &mut Vec<Value>| -> anyhow::Result<()> {
+    let mut flush = |batch: &mut Vec<String>| -> anyhow::Result<()> {
         let items = std::mem::take(batch);
+        let items: Vec<&str> = items.iter().map(String::as_str).collect();
         let valid = validate_messages(&items, &app.config.ingest, &app.keyer)
             .map_err(|err| anyhow::anyhow!("generated data is invalid: {err:?}"))?;
         loaded += app.ingest_blocking(valid)?.accepted as u64;
@@ -24,7 +24,7 @@ pub fn load(app: &App, generator: &GenConfig, messages: usize) -> anyhow::Result
             return;
         }
         count += 1;
-        batch.push(serde_json::to_value(&message).expect("messages serialise"));
+        batch.push(serde_json::to_string(&message).expect("messages serialise"));
         if batch.len() == 10_000
             && let Err(err) = flush(&mut batch)
         {

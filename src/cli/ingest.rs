@@ -13,8 +13,8 @@ use crate::app::App;
 use anyhow::Context;
 use convlog_engine::ingest::validate::{ValidationError, validate_messages};
 use serde::de::{Deserializer as _, SeqAccess, Visitor};
+use serde_json::json;
 use serde_json::value::RawValue;
-use serde_json::{Value, json};
 use std::io::{BufRead, BufReader, Read};
 use std::sync::mpsc;
 use std::time::Instant;
@@ -555,12 +555,8 @@ impl Sink for DirectSink<'_> {
             from: batch.first,
             certain: true,
         };
-        let values: Vec<Value> = batch
-            .items
-            .iter()
-            .map(|item| serde_json::from_str(item.json.get()).unwrap_or(Value::Null))
-            .collect();
-        let messages = match validate_messages(&values, &self.app.config.ingest, &self.app.keyer) {
+        let items: Vec<&str> = batch.items.iter().map(|item| item.json.get()).collect();
+        let messages = match validate_messages(&items, &self.app.config.ingest, &self.app.keyer) {
             Ok(messages) => messages,
             Err(ValidationError::Invalid(details)) => {
                 let problems =

@@ -371,10 +371,16 @@ async fn read_body(
         .get(header::CONTENT_LENGTH)
         .and_then(|value| value.to_str().ok())
         .and_then(|value| value.parse::<u64>().ok());
-    let has_body = declared.is_some_and(|length| length > 0)
-        || request.headers().contains_key(header::TRANSFER_ENCODING);
-    if !has_body {
+    // Whatever the framing (Content-Length, chunked), an empty body is none.
+    if http_body::Body::is_end_stream(request.body()) {
         return Ok((request, None));
+    }
+    if accepts == Accepts::Nothing {
+        // Refused unread: a body on GET must not hold budget or a slot.
+        return Err(AppError::InvalidParameter {
+            name: "body".into(),
+            reason: "this route takes no body".into(),
+        });
     }
     let content_type = request
         .headers()

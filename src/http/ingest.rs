@@ -8,6 +8,8 @@ use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{Extension, State};
 use axum::http::{HeaderMap, StatusCode, header};
+use convlog_engine::config::IngestConfig;
+use convlog_engine::ingest::pseudonym::UserKeyer;
 use convlog_engine::ingest::validate::{
     BodyFormat, ItemError, ValidationError, parse_items, validate_messages, validate_traces,
 };
@@ -38,16 +40,28 @@ fn format(headers: &HeaderMap) -> BodyFormat {
     )
 }
 
-/// Parses JSON off the async workers: a full body takes milliseconds.
-async fn parse_body(app: &App, body: Bytes, format: BodyFormat) -> Result<Vec<Value>, AppError> {
-    let limits = app.config.ingest.clone();
-    tokio::task::spawn_blocking(move || parse_items(&body, format, &limits))
-        .await
-        .map_err(|err| AppError::InvalidParameter {
-            name: "body".into(),
-            reason: err.to_string(),
-        })?
-        .map_err(AppError::from)
+/// A validation of raw JSON items: messages or trace events.
+type Validate<T> = fn(&[&str], &IngestConfig, &UserKeyer) -> Result<Vec<T>, ValidationError>;
+
+/// Splits, parses and validates a body off the async workers (a full body
+/// takes milliseconds): `validate` gets the items' raw JSON texts.
+async fn validate_body<T: Send + 'static>(
+    app: &App,
+    body: Bytes,
+    format: BodyFormat,
+    validate: Validate<T>,
+) -> Result<Vec<T>, AppError> {
+    let (limits, keyer) = (app.config.ingest.clone(), app.keyer.clone());
+    tokio::task::spawn_blocking(move || {
+        let items = parse_items(&body, format, &limits)?;
+        validate(&items, &limits, &keyer)
+    })
+    .await
+    .map_err(|err| AppError::InvalidParameter {
+        name: "body".into(),
+        reason: err.to_string(),
+    })?
+    .map_err(AppError::from)
 }
 
 /// Refuses items for bots outside the caller's key (nothing of the batch is stored).
@@ -78,12 +92,12 @@ pub async fn messages(
 ) -> Result<Json<Value>, AppError> {
     let started = Instant::now();
     let body = body_or_413(&app, body)?;
-    let items = parse_body(&app, body, format(&headers)).await;
-    let messages = items.and_then(|items| {
-        let messages = validate_messages(&items, &app.config.ingest, &app.keyer)?;
-        check_scope(&caller, messages.iter().map(|m| m.bot_id.as_str()))?;
-        Ok(messages)
-    });
+    let messages = validate_body(&app, body, format(&headers), validate_messages)
+        .await
+        .and_then(|messages| {
+            check_scope(&caller, messages.iter().map(|m| m.bot_id.as_str()))?;
+            Ok(messages)
+        });
     let messages = match messages {
         Ok(messages) => messages,
         Err(err) => {
@@ -112,8 +126,7 @@ pub async fn traces(
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<Value>, AppError> {
     let body = body_or_413(&app, body)?;
-    let items = parse_body(&app, body, format(&headers)).await?;
-    let traces = validate_traces(&items, &app.config.ingest, &app.keyer)?;
+    let traces = validate_body(&app, body, format(&headers), validate_traces).await?;
     check_scope(&caller, traces.iter().map(|t| t.bot_id.as_str()))?;
     let (stored, dropped) = app.store_traces(traces).await?;
     app.metrics

@@ -24,6 +24,8 @@ pub struct Route {
 /// cross-site without a CORS preflight (which the server never grants).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Accepts {
+    /// No body at all (GET, HEAD, DELETE): one is refused before it is read.
+    Nothing,
     /// `application/json`.
     Json,
     /// `application/json` or NDJSON (`application/x-ndjson`, `application/jsonl`).
@@ -40,6 +42,7 @@ impl Accepts {
             return false;
         };
         match self {
+            Accepts::Nothing => false,
             Accepts::Json => essence == "application/json",
             Accepts::JsonOrNdjson => matches!(
                 essence.as_str(),
@@ -51,6 +54,7 @@ impl Accepts {
     /// The accepted types in words, for the 415 message.
     pub fn describe(self) -> &'static str {
         match self {
+            Accepts::Nothing => "no body",
             Accepts::Json => "application/json",
             Accepts::JsonOrNdjson => "application/json or application/x-ndjson",
         }
@@ -78,11 +82,15 @@ where
     T: 'static,
 {
     let filter = MethodFilter::try_from(method.clone()).expect("a standard method");
+    let accepts = match method {
+        Method::GET | Method::HEAD | Method::DELETE => Accepts::Nothing,
+        _ => Accepts::Json,
+    };
     Route {
         method,
         path,
         policy,
-        accepts: Accepts::Json,
+        accepts,
         handler: on(filter, handler),
     }
 }

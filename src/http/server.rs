@@ -15,8 +15,8 @@ use axum::body::{Body, HttpBody};
 use axum::extract::ConnectInfo;
 use axum::http::Request;
 use hyper::body::Incoming;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use hyper_util::server::conn::auto;
+use hyper::server::conn::http1;
+use hyper_util::rt::{TokioIo, TokioTimer};
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::pin::{Pin, pin};
@@ -91,8 +91,8 @@ impl Tracker {
     }
 }
 
-/// Marks a request in flight until dropped (with the response body, so a slow
-/// download is not mistaken for an idle connection).
+/// Marks a request in flight until dropped (with the response body; the
+/// socket's writes count as activity after that, see [`TrackedIo`]).
 struct InFlight {
     conn: Arc<Conn>,
     tracker: Arc<Tracker>,
@@ -114,7 +114,7 @@ impl Drop for InFlight {
     }
 }
 
-/// A response body that holds its request's [`InFlight`] until it is sent.
+/// A response body that holds its request's [`InFlight`] until hyper has taken all of it.
 struct TrackedBody {
     inner: Body,
     _in_flight: InFlight,
@@ -137,6 +137,75 @@ impl HttpBody for TrackedBody {
 
     fn size_hint(&self) -> http_body::SizeHint {
         self.inner.size_hint()
+    }
+}
+
+/// The connection's socket, noting when bytes last went out: hyper lets go of
+/// a response body once its last bytes are queued, so a slow download is
+/// still sending after its request left "in flight". A connection counts as
+/// idle from its last request or its last write, whichever is later; one whose
+/// client stopped reading (writes stuck) goes idle too.
+struct TrackedIo {
+    inner: TcpStream,
+    conn: Arc<Conn>,
+    tracker: Arc<Tracker>,
+}
+
+impl TrackedIo {
+    fn wrote(&self, written: &std::io::Result<usize>) {
+        if matches!(written, Ok(n) if *n > 0) {
+            self.conn
+                .idle_since_ms
+                .store(self.tracker.now_ms(), Ordering::Relaxed);
+        }
+    }
+}
+
+impl tokio::io::AsyncRead for TrackedIo {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_read(cx, buf)
+    }
+}
+
+impl tokio::io::AsyncWrite for TrackedIo {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        let written = Pin::new(&mut self.inner).poll_write(cx, buf);
+        if let Poll::Ready(result) = &written {
+            self.wrote(result);
+        }
+        written
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        let written = Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
+        if let Poll::Ready(result) = &written {
+            self.wrote(result);
+        }
+        written
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
     }
 }
 
@@ -194,6 +263,8 @@ pub async fn serve(
         ));
     }
     drop(listener);
+    // Only the connections' receivers may keep the drain below waiting.
+    drop(stop_rx);
     let _ = stop_tx.send(true);
     // Each connection holds a receiver until it ends.
     let _ = tokio::time::timeout(drain, stop_tx.closed()).await;
@@ -243,12 +314,18 @@ async fn serve_connection(
             }
         })
     };
-    let mut builder = auto::Builder::new(TokioExecutor::new());
+    // HTTP/1 only: no client of ours speaks cleartext HTTP/2, and its streams
+    // could keep a connection busy (so never evicted) behind a zero window.
+    let mut builder = http1::Builder::new();
     builder
-        .http1()
         .timer(TokioTimer::new())
         .header_read_timeout(limits.header_timeout);
-    let connection = builder.serve_connection(TokioIo::new(stream), service);
+    let io = TrackedIo {
+        inner: stream,
+        conn: conn.clone(),
+        tracker: tracker.clone(),
+    };
+    let connection = builder.serve_connection(TokioIo::new(io), service);
     let mut connection = pin!(connection);
     let mut stopping = false;
     loop {

@@ -247,57 +247,91 @@ fn unsupported_methods_get_405_with_allow_and_no_error_log() {
 
 #[test]
 fn a_connection_that_stalls_its_headers_or_idles_is_closed() {
-    let dir = tempfile::tempdir().unwrap();
-    let server = Server::start(
-        dir.path(),
-        &[
-            "--set",
-            "server.header_timeout=1s",
-            "--set",
-            "server.idle_timeout=1s",
-        ],
-    );
-    let closed_within = |stream: &mut TcpStream| -> Option<Duration> {
-        let started = Instant::now();
-        stream
-            .set_read_timeout(Some(Duration::from_secs(20)))
-            .unwrap();
-        let mut buffer = [0u8; 4096];
-        loop {
-            match stream.read(&mut buffer) {
-                Ok(0) => return Some(started.elapsed()),
-                Ok(_) => continue,
-                Err(err) if err.kind() == std::io::ErrorKind::ConnectionReset => {
-                    return Some(started.elapsed());
+    // Each timer alone closes all three kinds of socket: the header timer
+    // (hyper's, also between requests) and the idle timer (no request in flight).
+    for (header, idle) in [("1s", "60s"), ("60s", "1s")] {
+        let dir = tempfile::tempdir().unwrap();
+        let server = Server::start(
+            dir.path(),
+            &[
+                "--set",
+                &format!("server.header_timeout={header}"),
+                "--set",
+                &format!("server.idle_timeout={idle}"),
+            ],
+        );
+        let closed = |stream: &mut TcpStream| -> bool {
+            stream
+                .set_read_timeout(Some(Duration::from_secs(30)))
+                .unwrap();
+            let mut buffer = [0u8; 4096];
+            loop {
+                match stream.read(&mut buffer) {
+                    Ok(0) => return true,
+                    Ok(_) => continue,
+                    Err(err) => return err.kind() == std::io::ErrorKind::ConnectionReset,
                 }
-                Err(_) => return None,
             }
-        }
-    };
-    // Headers begun and never finished (slowloris).
-    let mut stalled = TcpStream::connect(address(&server)).unwrap();
-    stalled
-        .write_all(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: 1")
+        };
+        let what = format!("header_timeout {header}, idle_timeout {idle}");
+        // Headers begun and never finished (slowloris).
+        let mut stalled = TcpStream::connect(address(&server)).unwrap();
+        stalled
+            .write_all(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: 1")
+            .unwrap();
+        assert!(
+            closed(&mut stalled),
+            "{what}: a stalled header was kept open"
+        );
+        // Connected, never a byte.
+        let mut silent = TcpStream::connect(address(&server)).unwrap();
+        assert!(
+            closed(&mut silent),
+            "{what}: a silent connection was kept open"
+        );
+        // One request answered, then idle on keep-alive.
+        let mut idle = TcpStream::connect(address(&server)).unwrap();
+        idle.write_all(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+            .unwrap();
+        assert!(
+            closed(&mut idle),
+            "{what}: an idle keep-alive connection was kept open"
+        );
+        assert_eq!(server.get("/healthz").status, 200);
+    }
+}
+
+#[test]
+fn a_body_where_a_route_takes_none_is_refused_unread_and_http2_is_not_spoken() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), &["--set", "server.body_timeout=60s"]);
+    // 100 bytes announced, one sent: refused at once, not held for the body deadline.
+    let mut stream = TcpStream::connect(address(&server)).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(30)))
         .unwrap();
-    assert!(
-        closed_within(&mut stalled).is_some(),
-        "a stalled header was kept open"
-    );
-    // Connected, never a byte.
-    let mut silent = TcpStream::connect(address(&server)).unwrap();
-    assert!(
-        closed_within(&mut silent).is_some(),
-        "a silent connection was kept open"
-    );
-    // One request answered, then idle on keep-alive.
-    let mut idle = TcpStream::connect(address(&server)).unwrap();
-    idle.write_all(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+    stream
+        .write_all(
+            b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{",
+        )
         .unwrap();
+    let mut bytes = vec![0u8; 4096];
+    let n = stream
+        .read(&mut bytes)
+        .expect("an answer before the body deadline");
+    let reply = parse_response(&bytes[..n]);
+    assert_eq!(reply.status, 400, "{}", reply.body);
+    assert!(reply.body.contains("takes no body"), "{}", reply.body);
+    // Cleartext HTTP/2 (prior knowledge) is not served.
+    let mut h2 = TcpStream::connect(address(&server)).unwrap();
+    h2.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    h2.write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n").unwrap();
+    let mut answer = Vec::new();
+    let _ = h2.read_to_end(&mut answer);
     assert!(
-        closed_within(&mut idle).is_some(),
-        "an idle keep-alive connection was kept open"
+        answer.is_empty() || answer.starts_with(b"HTTP/1.1 "),
+        "an HTTP/2 answer: {answer:?}"
     );
-    assert_eq!(server.get("/healthz").status, 200);
 }
 
 #[test]

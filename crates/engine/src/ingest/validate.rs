@@ -69,16 +69,19 @@ impl BodyFormat {
     }
 }
 
-/// Splits a body into its items, refusing anything that is not well-formed.
+/// Splits a body into the raw JSON text of its items, refusing anything that
+/// is not well-formed.
 ///
-/// Items are taken one at a time: the batch limit (`max_batch_messages`) and
-/// the size limit of one item bite before an item is parsed, so a body of
-/// millions of tiny values (`[0,0,0,…]`) costs no more memory than its bytes.
-pub fn parse_items(
-    body: &[u8],
+/// Items are taken one at a time and not parsed here: the batch limit
+/// (`max_batch_messages`) and the size limit of one item bite first, and
+/// [`validate_messages`] parses and converts one item at a time, so a body of
+/// millions of tiny values (`[0,0,0,…]`, or an object holding them) costs no
+/// more memory than its bytes and one item.
+pub fn parse_items<'a>(
+    body: &'a [u8],
     format: BodyFormat,
     limits: &IngestConfig,
-) -> Result<Vec<Value>, ValidationError> {
+) -> Result<Vec<&'a str>, ValidationError> {
     let text = std::str::from_utf8(body).map_err(|err| {
         ValidationError::Malformed(format!(
             "body is not valid UTF-8 (at byte {})",
@@ -104,16 +107,15 @@ pub fn parse_items(
     if oversized.peek().is_some() {
         return Err(ValidationError::Invalid(oversized.collect()));
     }
-    raw.into_iter()
-        .map(|(line, item)| {
-            serde_json::from_str::<Value>(item).map_err(|err| match line {
-                Some(line) => {
-                    ValidationError::Malformed(format!("invalid JSON on line {line}: {err}"))
-                }
-                None => ValidationError::Malformed(format!("invalid JSON: {err}")),
-            })
-        })
-        .collect()
+    // NDJSON lines are only split so far: check their syntax, keeping nothing.
+    for (line, item) in &raw {
+        if let Some(line) = line {
+            serde_json::from_str::<serde::de::IgnoredAny>(item).map_err(|err| {
+                ValidationError::Malformed(format!("invalid JSON on line {line}: {err}"))
+            })?;
+        }
+    }
+    Ok(raw.into_iter().map(|(_, item)| item).collect())
 }
 
 /// The raw text of each element of a JSON array body, without parsing the
@@ -220,7 +222,7 @@ const MAX_SHORT: usize = 256;
 
 /// Validates every item of a batch of messages; all or nothing.
 pub fn validate_messages(
-    items: &[Value],
+    items: &[&str],
     limits: &IngestConfig,
     keyer: &UserKeyer,
 ) -> Result<Vec<NewMessage>, ValidationError> {
@@ -232,7 +234,7 @@ pub fn validate_messages(
 
 /// Validates every item of a batch of trace events; all or nothing.
 pub fn validate_traces(
-    items: &[Value],
+    items: &[&str],
     limits: &IngestConfig,
     keyer: &UserKeyer,
 ) -> Result<Vec<NewTrace>, ValidationError> {
@@ -253,20 +255,35 @@ fn check_batch_size(len: usize, max: usize) -> Result<(), ValidationError> {
     Ok(())
 }
 
+/// Parses and validates each item in turn (only one item's JSON values are in
+/// memory at a time); all or nothing.
 fn collect<T>(
-    items: &[Value],
+    items: &[&str],
     mut validate: impl FnMut(usize, &Map<String, Value>) -> Result<T, Vec<ItemError>>,
 ) -> Result<Vec<T>, ValidationError> {
     let mut valid = Vec::with_capacity(items.len());
     let mut errors = Vec::new();
     for (index, item) in items.iter().enumerate() {
-        let result = match item {
-            Value::Object(map) => validate(index, map),
-            _ => Err(vec![ItemError {
+        let not_an_object = || {
+            Err(vec![ItemError {
                 index: Some(index),
                 field: String::new(),
                 reason: "item is not a JSON object".into(),
-            }]),
+            }])
+        };
+        // Anything but an object is refused before its values are built.
+        let result = if !item.trim_start().starts_with('{') {
+            not_an_object()
+        } else {
+            match serde_json::from_str::<Value>(item) {
+                Ok(Value::Object(map)) => validate(index, &map),
+                Ok(_) => not_an_object(),
+                Err(err) => Err(vec![ItemError {
+                    index: Some(index),
+                    field: String::new(),
+                    reason: format!("invalid JSON: {err}"),
+                }]),
+            }
         };
         match result {
             Ok(message) => valid.push(message),
@@ -687,10 +704,30 @@ mod tests {
         assert_eq!(details[0].field, "item");
     }
 
-    fn details_of(result: Result<Vec<Value>, ValidationError>) -> Vec<ItemError> {
+    fn details_of<T: std::fmt::Debug>(result: Result<Vec<T>, ValidationError>) -> Vec<ItemError> {
         match result {
             Err(ValidationError::Invalid(details)) => details,
             other => panic!("expected 422 details, got {other:?}"),
         }
+    }
+
+    #[test]
+    fn items_of_many_values_are_refused_one_at_a_time() {
+        let limits = limits();
+        let keyer = UserKeyer::from_secret([0; 32]);
+        // Arrays where messages belong, and a message whose metadata is huge:
+        // each is refused by index; none of them is a message.
+        let values = "0,".repeat(20_000);
+        let body = format!(r#"[[{values}0], {{"metadata": [{values}0]}}, [{values}0]]"#);
+        let items = parse_items(body.as_bytes(), BodyFormat::JsonArray, &limits).unwrap();
+        let details = details_of(validate_messages(&items, &limits, &keyer));
+        assert_eq!(details[0].index, Some(0));
+        assert_eq!(details[0].reason, "item is not a JSON object");
+        assert!(
+            details
+                .iter()
+                .any(|d| d.index == Some(1) && d.field == "metadata")
+        );
+        assert!(details.iter().any(|d| d.index == Some(2)));
     }
 }
