@@ -67,8 +67,12 @@ fn raw(server: &Server, method: &str, path: &str, headers: &[(&str, &str)], body
 }
 
 fn parse_response(bytes: &[u8]) -> Raw {
-    let text = String::from_utf8_lossy(bytes);
-    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let mut text: &str = &String::from_utf8_lossy(bytes);
+    // Interim answers (`100 Continue`) come before the final one.
+    while text.starts_with("HTTP/1.1 1") {
+        text = text.split_once("\r\n\r\n").map_or("", |(_, rest)| rest);
+    }
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((text, ""));
     let mut lines = head.lines();
     let status = lines
         .next()
@@ -365,17 +369,8 @@ fn at_the_connection_cap_idle_connections_make_room_and_busy_ones_get_503() {
     // Requests in flight (uploads waiting for their body) are never evicted:
     // past the cap, a new connection is told to come back.
     let busy: Vec<TcpStream> = (0..20)
-        .map(|_| {
-            let mut stream = TcpStream::connect(address(&server)).unwrap();
-            stream
-                .write_all(
-                    b"POST /v1/messages HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n[",
-                )
-                .unwrap();
-            stream
-        })
+        .map(|_| stalled_upload(&address(&server), None, 100, true))
         .collect();
-    std::thread::sleep(Duration::from_millis(500));
     let refused = raw(&server, "GET", "/healthz", &[], b"");
     assert_eq!(refused.status, 503, "{}", refused.body);
     assert_eq!(refused.header("retry-after"), Some("1"));
@@ -390,18 +385,34 @@ fn at_the_connection_cap_idle_connections_make_room_and_busy_ones_get_503() {
     }
 }
 
-/// Opens an upload of `length` bytes as `key`, sends its first byte, and leaves it hanging.
-fn stalled_upload(address: &str, key: &str, length: usize) -> TcpStream {
+/// Opens an upload of `length` bytes (as `key`, if any) with `Expect:
+/// 100-continue`. With `wait`, returns once the server asked for the body —
+/// the request is in flight and its body budget taken — then sends one byte
+/// and leaves it hanging.
+fn stalled_upload(address: &str, key: Option<&str>, length: usize, wait: bool) -> TcpStream {
     let mut stream = TcpStream::connect(address).unwrap();
+    let auth = key.map_or(String::new(), |key| {
+        format!("Authorization: Bearer {key}\r\n")
+    });
     stream
         .write_all(
             format!(
-                "POST /v1/messages HTTP/1.1\r\nHost: {address}\r\nAuthorization: Bearer {key}\r\n\
-                 Content-Type: application/json\r\nContent-Length: {length}\r\n\r\n["
+                "POST /v1/messages HTTP/1.1\r\nHost: {address}\r\n{auth}\
+                 Content-Type: application/json\r\nContent-Length: {length}\r\n\
+                 Expect: 100-continue\r\n\r\n"
             )
             .as_bytes(),
         )
         .unwrap();
+    if wait {
+        stream
+            .set_read_timeout(Some(Duration::from_secs(60)))
+            .unwrap();
+        let mut head = [0u8; 25];
+        stream.read_exact(&mut head).expect("100 Continue");
+        assert!(head.starts_with(b"HTTP/1.1 100 Continue"), "{head:?}");
+    }
+    stream.write_all(b"[").unwrap();
     stream
 }
 
@@ -421,10 +432,11 @@ fn stalled_uploads_of_one_key_do_not_hold_up_another_keys_ingest() {
     let slow = cli_create_key(&data_dir, "ingest", "*", "slow tenant");
     let other = cli_create_key(&data_dir, "ingest", "*", "other tenant");
     let address = address(&server);
+    // Four fill the key's 32 MiB budget (the server asked each for its body),
+    // two more wait for it.
     let uploads: Vec<TcpStream> = (0..6)
-        .map(|_| stalled_upload(&address, &slow, 8 << 20))
+        .map(|n| stalled_upload(&address, Some(&slow), 8 << 20, n < 4))
         .collect();
-    std::thread::sleep(Duration::from_millis(300));
 
     let started = Instant::now();
     let reply = raw(
