@@ -208,16 +208,11 @@ impl App {
         use std::sync::atomic::Ordering;
         let state = if any_key { 2 } else { 1 };
         if self.key_state.swap(state, Ordering::Relaxed) == 2 && !any_key {
-            if self.config.server.listen.ip().is_loopback() {
-                tracing::warn!(
-                    "no active API keys remain: the server is in open mode again and answers                      every request from this machine without a key"
-                );
-            } else {
-                tracing::warn!(
-                    listen = %self.config.server.listen,
-                    "no active API keys remain: every request is refused until a key is created"
-                );
-            }
+            tracing::warn!(
+                listen = %self.config.server.listen,
+                "{}",
+                convlog_engine::auth::OPEN_MODE_WARNING
+            );
         }
     }
 
