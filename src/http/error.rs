@@ -3,6 +3,7 @@
 use axum::Json;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use convlog_engine::archive::ArchiveError;
 use convlog_engine::ingest::validate::{ItemError, ValidationError};
 use convlog_engine::query::QueryError;
 use convlog_engine::review::ReviewError;
@@ -20,6 +21,8 @@ pub enum AppError {
     Store(#[from] StoreError),
     #[error(transparent)]
     Review(ReviewError),
+    #[error(transparent)]
+    Archive(ArchiveError),
     #[error("body is larger than the limit of {limit} bytes")]
     PayloadTooLarge { limit: usize },
     #[error("invalid parameter `{name}`: {reason}")]
@@ -74,15 +77,17 @@ impl From<ReviewError> for AppError {
     }
 }
 
-impl From<convlog_engine::archive::ArchiveError> for AppError {
-    fn from(err: convlog_engine::archive::ArchiveError) -> AppError {
+impl From<ArchiveError> for AppError {
+    fn from(err: ArchiveError) -> AppError {
         match err {
-            convlog_engine::archive::ArchiveError::Store(err) => AppError::Store(err),
-            // The object store failed or the work was stopped: try again later.
-            other => AppError::Store(StoreError::Unavailable(other.to_string())),
+            ArchiveError::Store(err) => AppError::Store(err),
+            other => AppError::Archive(other),
         }
     }
 }
+
+/// Seconds a client waits before retrying when the archive's object store is unavailable.
+const ARCHIVE_RETRY_AFTER: &str = "5";
 
 impl AppError {
     /// The HTTP status this error answers with.
@@ -134,6 +139,22 @@ impl AppError {
             AppError::MethodNotAllowed { .. } => {
                 (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed")
             }
+            AppError::Archive(err) => match err {
+                // The object is there but damaged: retrying won't help.
+                ArchiveError::Corrupt { .. } => {
+                    (StatusCode::INTERNAL_SERVER_ERROR, "archive_corrupt")
+                }
+                ArchiveError::NotFound { .. } => (StatusCode::NOT_FOUND, "not_found"),
+                ArchiveError::Unavailable(_) | ArchiveError::Cancelled => {
+                    (StatusCode::SERVICE_UNAVAILABLE, "unavailable")
+                }
+                ArchiveError::Misconfigured(_) => {
+                    (StatusCode::INTERNAL_SERVER_ERROR, "archive_misconfigured")
+                }
+                ArchiveError::Store(_) | ArchiveError::Encode(_) => {
+                    (StatusCode::INTERNAL_SERVER_ERROR, "internal")
+                }
+            },
             AppError::Query(_) | AppError::Store(_) => {
                 (StatusCode::INTERNAL_SERVER_ERROR, "internal")
             }
@@ -147,7 +168,12 @@ impl IntoResponse for AppError {
         let message = if status == StatusCode::INTERNAL_SERVER_ERROR {
             // Internal details go to the log, not to clients.
             tracing::error!(error = %self, "request failed");
-            "internal error; see the server log".to_string()
+            match code {
+                "archive_corrupt" => "an archive object is corrupt; see the server log",
+                "archive_misconfigured" => "the archive is misconfigured; see the server log",
+                _ => "internal error; see the server log",
+            }
+            .to_string()
         } else {
             self.to_string()
         };
@@ -173,6 +199,12 @@ impl IntoResponse for AppError {
             AppError::Busy(_) => {
                 headers.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
             }
+            AppError::Archive(ArchiveError::Unavailable(_)) => {
+                headers.insert(
+                    header::RETRY_AFTER,
+                    HeaderValue::from_static(ARCHIVE_RETRY_AFTER),
+                );
+            }
             AppError::MethodNotAllowed { allow, .. } => {
                 if let Ok(value) = HeaderValue::from_str(allow) {
                     headers.insert(header::ALLOW, value);
@@ -185,5 +217,39 @@ impl IntoResponse for AppError {
             _ => {}
         }
         response
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn answer(err: ArchiveError) -> (u16, &'static str, Option<String>) {
+        let err = AppError::from(err);
+        let (status, code) = err.status_and_code();
+        let response = err.into_response();
+        let retry_after = response
+            .headers()
+            .get(header::RETRY_AFTER)
+            .map(|v| v.to_str().unwrap().to_string());
+        (status.as_u16(), code, retry_after)
+    }
+
+    #[test]
+    fn archive_errors_answer_by_what_the_client_can_do() {
+        let corrupt = ArchiveError::corrupt("messages/x.parquet", "checksum differs");
+        assert_eq!(answer(corrupt), (500, "archive_corrupt", None));
+        assert_eq!(
+            answer(ArchiveError::Unavailable("S3 timed out".into())),
+            (503, "unavailable", Some(ARCHIVE_RETRY_AFTER.to_string()))
+        );
+        let missing = ArchiveError::NotFound { key: "k".into() };
+        assert_eq!(answer(missing), (404, "not_found", None));
+        assert_eq!(
+            answer(ArchiveError::Misconfigured("no bucket".into())),
+            (500, "archive_misconfigured", None)
+        );
+        let store = ArchiveError::Store(StoreError::Unavailable("disk full".into()));
+        assert_eq!(answer(store), (503, "unavailable", None));
     }
 }

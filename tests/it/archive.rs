@@ -26,16 +26,23 @@ const DAY: i64 = 86_400;
 
 /// Starts `path` as a job (202) and waits for it to succeed; returns the finished job.
 pub fn run_job(server: &Server, path: &str, body: &[u8]) -> Value {
+    let job = finish_job(server, path, body);
+    if job["state"] == "failed" {
+        panic!("job {path} failed: {job}\n{}", server.log_tail());
+    }
+    job
+}
+
+/// Starts `path` as a job (202) and waits for it to end, succeeded or failed.
+fn finish_job(server: &Server, path: &str, body: &[u8]) -> Value {
     let reply = server.post(path, "application/json", body);
     assert_eq!(reply.status, 202, "POST {path}: {}", reply.body);
     let id = reply.json()["id"].as_str().expect("job id").to_string();
     let started = Instant::now();
     loop {
         let job = server.get_ok(&format!("/v1/admin/jobs/{id}"));
-        match job["state"].as_str() {
-            Some("succeeded") => return job,
-            Some("failed") => panic!("job {path} failed: {job}\n{}", server.log_tail()),
-            _ => {}
+        if matches!(job["state"].as_str(), Some("succeeded" | "failed")) {
+            return job;
         }
         assert!(
             started.elapsed() < Duration::from_secs(120),
@@ -902,4 +909,46 @@ fn messages_never_join_a_held_conversation() {
         )
         .unwrap();
     assert_eq!(count, 1, "the restored conversation is unchanged");
+}
+
+#[test]
+fn a_corrupt_archive_object_fails_the_restore_as_corrupt_and_restores_nothing() {
+    let root = tempfile::tempdir().unwrap();
+    let _cleanup = remove_at_exit(root.path());
+    let server = Server::start_with_env(
+        root.path(),
+        &[],
+        &[("CONVLOG_CLOCK_AT", "2026-11-20T12:00:00Z")],
+        "warn",
+    );
+    server.ingest(&[
+        message("c1", "k", "u-1", "first", "2026-01-01T00:00:00Z"),
+        message("c2", "k", "u-1", "second", "2026-01-01T00:01:00Z"),
+    ]);
+    server.wait_settled();
+    archive(&server);
+    assert!(hot_messages(server.data_dir()).is_empty());
+    // The conversations object is intact, the messages object is not: the
+    // restore reads the first, then finds the second damaged.
+    let damaged = parquet_files(&server.data_dir().join("archive/messages"));
+    assert_eq!(damaged.len(), 1, "{damaged:?}");
+    std::fs::write(
+        &damaged[0],
+        b"PAR1 these are not the bytes that were written",
+    )
+    .unwrap();
+
+    let body = r#"{"bot_id":"k","from":"2025-12-31T00:00:00Z","to":"2026-01-02T00:00:00Z"}"#;
+    let job = finish_job(&server, "/v1/admin/restore", body.as_bytes());
+    assert_eq!(job["state"], "failed", "{job}");
+    let error = job["error"].as_str().unwrap();
+    assert!(
+        error.starts_with("corrupt archive object messages/bot_id=k/date=2026-01-01/"),
+        "{error}"
+    );
+    assert!(error.contains("checksum"), "{error}");
+    assert!(
+        hot_messages(server.data_dir()).is_empty(),
+        "nothing comes back from a damaged run"
+    );
 }

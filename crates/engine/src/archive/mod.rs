@@ -23,8 +23,11 @@
 //! every unfinished run from it. Before the manifest a run can also be rolled
 //! back. Objects the manifest doesn't know are removed after a grace period.
 
+mod error;
 pub mod format;
 pub mod target;
+
+pub use error::ArchiveError;
 
 use crate::config::RetentionConfig;
 use crate::index::LiveIndex;
@@ -32,7 +35,7 @@ use crate::jobs::Progress;
 use crate::store::archive::{
     self as records, DueConversation, ObjectRecord, PartitionRecord, RunRecord, RunState,
 };
-use crate::store::{ConversationRecord, MessageRecord, Store, StoreError};
+use crate::store::{ConversationRecord, MessageRecord, Store};
 use bytes::Bytes;
 use convlog_core::{Clock, Micros};
 use rayon::prelude::*;
@@ -48,17 +51,6 @@ const UPLOADS: usize = 4;
 const INDEX_WAIT: Duration = Duration::from_secs(120);
 /// Conversations restored per store transaction.
 const RESTORE_BATCH: usize = 500;
-
-/// What can go wrong in the archive.
-#[derive(Debug, thiserror::Error)]
-pub enum ArchiveError {
-    #[error(transparent)]
-    Store(#[from] StoreError),
-    #[error("{0}")]
-    Object(String),
-    #[error("cancelled")]
-    Cancelled,
-}
 
 /// What an archive pass did (or, dry, would do).
 #[derive(Debug, Default, Clone, serde::Serialize)]
@@ -176,8 +168,7 @@ impl Archiver {
         clock: Clock,
         runtime: tokio::runtime::Handle,
     ) -> Result<Archiver, ArchiveError> {
-        let target = Target::open(archive_url, &config.s3, config.multipart_threshold)
-            .map_err(ArchiveError::Object)?;
+        let target = Target::open(archive_url, &config.s3, config.multipart_threshold)?;
         Ok(Archiver {
             store,
             index,
@@ -363,7 +354,7 @@ impl Archiver {
                     target.delete(&object.key).await?;
                 }
                 target.delete(&manifest_key(id)).await?;
-                Ok::<_, String>(())
+                Ok::<_, ArchiveError>(())
             });
             let (now, reason) = (self.clock.now(), err.to_string());
             self.store
@@ -466,7 +457,7 @@ impl Archiver {
             }))
             .buffer_unordered(UPLOADS);
             while let Some(result) = uploads.next().await {
-                result.map_err(ArchiveError::Object)?;
+                result?;
             }
             Ok::<_, ArchiveError>(())
         })?;
@@ -504,23 +495,21 @@ impl Archiver {
         let target = self.target.clone();
         self.runtime.block_on(async move {
             for object in objects {
-                let bytes = target
-                    .get(&object.key)
-                    .await
-                    .map_err(ArchiveError::Object)?;
+                let bytes = target.get(&object.key).await?;
                 let sha256 = sha256_hex(&bytes);
                 if sha256 != object.sha256 {
-                    return Err(ArchiveError::Object(format!(
-                        "{}: checksum {sha256} read back, {} written",
-                        object.key, object.sha256
-                    )));
+                    return Err(ArchiveError::corrupt(
+                        &object.key,
+                        format!("checksum {sha256} read back, {} written", object.sha256),
+                    ));
                 }
-                let rows = format::footer_rows(&bytes).map_err(ArchiveError::Object)?;
+                let rows = format::footer_rows(&bytes)
+                    .map_err(|err| ArchiveError::corrupt(&object.key, err))?;
                 if rows != object.rows {
-                    return Err(ArchiveError::Object(format!(
-                        "{}: footer says {rows} rows, {} written",
-                        object.key, object.rows
-                    )));
+                    return Err(ArchiveError::corrupt(
+                        &object.key,
+                        format!("footer says {rows} rows, {} written", object.rows),
+                    ));
                 }
             }
             Ok(())
@@ -550,8 +539,7 @@ impl Archiver {
         let sha256 = sha256_hex(&bytes);
         let target = self.target.clone();
         self.runtime
-            .block_on(async move { target.write(&manifest_key(run_id), bytes, &sha256).await })
-            .map_err(ArchiveError::Object)?;
+            .block_on(async move { target.write(&manifest_key(run_id), bytes, &sha256).await })?;
         Ok(())
     }
 
@@ -559,7 +547,7 @@ impl Archiver {
         let started = std::time::Instant::now();
         while self.index.state().position() < change {
             if started.elapsed() > INDEX_WAIT {
-                return Err(ArchiveError::Object(format!(
+                return Err(ArchiveError::Unavailable(format!(
                     "the index has not committed change {change} within {INDEX_WAIT:?}; \
                      the run finishes on the next pass"
                 )));
@@ -608,14 +596,14 @@ impl Archiver {
         self.runtime.block_on(async move {
             let mut removed = 0;
             for table in ["messages", "conversations", "_manifest"] {
-                for meta in target.list(table).await.map_err(ArchiveError::Object)? {
+                for meta in target.list(table).await? {
                     let key = meta.location.to_string();
                     let claimed = run_of_key(&key).is_some_and(|run| unfinished.contains(&run));
                     if known.contains(&key) || claimed || meta.last_modified + grace > now {
                         continue;
                     }
                     tracing::warn!(%key, "removing an archive object the manifest doesn't know");
-                    target.delete(&key).await.map_err(ArchiveError::Object)?;
+                    target.delete(&key).await?;
                     removed += 1;
                 }
             }
@@ -650,7 +638,7 @@ impl Archiver {
         let mut by_run: BTreeMap<u64, Vec<ConversationRecord>> = BTreeMap::new();
         for object in &conversation_objects {
             for record in format::decode_conversations(self.fetch(object)?, bot_id)
-                .map_err(ArchiveError::Object)?
+                .map_err(|err| ArchiveError::corrupt(&object.key, err))?
             {
                 if record.last_message_at >= from && record.started_at < to {
                     by_run.entry(object.run_id).or_default().push(record);
@@ -691,7 +679,7 @@ impl Archiver {
             for object in &objects {
                 for message in
                     format::decode_messages(self.fetch(object)?, &|id| wanted.contains(&id))
-                        .map_err(ArchiveError::Object)?
+                        .map_err(|err| ArchiveError::corrupt(&object.key, err))?
                 {
                     messages
                         .entry(message.conversation_id)
@@ -741,13 +729,12 @@ impl Archiver {
         let key = object.key.clone();
         let bytes = self
             .runtime
-            .block_on(async move { target.get(&key).await })
-            .map_err(ArchiveError::Object)?;
+            .block_on(async move { target.get(&key).await })?;
         if sha256_hex(&bytes) != object.sha256 {
-            return Err(ArchiveError::Object(format!(
-                "{}: the object differs from the manifest's checksum",
-                object.key
-            )));
+            return Err(ArchiveError::corrupt(
+                &object.key,
+                "the object differs from the manifest's checksum",
+            ));
         }
         Ok(bytes)
     }
@@ -840,7 +827,8 @@ fn encode_run(
                     )
                 }
             };
-            let bytes = format::encode(&batch, table, run_id).map_err(ArchiveError::Object)?;
+            let bytes = format::encode(&batch, table, run_id)
+                .map_err(|err| ArchiveError::Encode(format!("{table} of run {run_id}: {err}")))?;
             let key = object_key(table, bot, &date, run_id);
             Ok(Encoded {
                 record: ObjectRecord {

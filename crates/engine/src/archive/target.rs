@@ -1,6 +1,7 @@
 //! Where archive objects go: `object_store` over the local filesystem (`file://`)
 //! or S3 and S3-compatible servers (`s3://bucket/prefix`).
 
+use super::ArchiveError;
 use crate::config::S3Config;
 use bytes::Bytes;
 use futures::TryStreamExt;
@@ -51,18 +52,23 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
 
 impl Target {
     /// Opens the store an archive URL names.
-    pub fn open(url: &str, s3: &S3Config, multipart_threshold: usize) -> Result<Target, String> {
+    pub fn open(
+        url: &str,
+        s3: &S3Config,
+        multipart_threshold: usize,
+    ) -> Result<Target, ArchiveError> {
+        let misconfigured = ArchiveError::Misconfigured;
         let store: Arc<dyn ObjectStore> = if let Some(path) = url.strip_prefix("file://") {
-            std::fs::create_dir_all(path)
-                .map_err(|err| format!("creating the archive directory {path}: {err}"))?;
-            Arc::new(
-                LocalFileSystem::new_with_prefix(path)
-                    .map_err(|err| format!("opening the archive directory {path}: {err}"))?,
-            )
+            std::fs::create_dir_all(path).map_err(|err| {
+                misconfigured(format!("creating the archive directory {path}: {err}"))
+            })?;
+            Arc::new(LocalFileSystem::new_with_prefix(path).map_err(|err| {
+                misconfigured(format!("opening the archive directory {path}: {err}"))
+            })?)
         } else if let Some(rest) = url.strip_prefix("s3://") {
             let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
             if bucket.is_empty() {
-                return Err(format!("{url}: no bucket"));
+                return Err(misconfigured(format!("{url}: no bucket")));
             }
             let mut builder = AmazonS3Builder::from_env()
                 .with_bucket_name(bucket)
@@ -84,7 +90,7 @@ impl Target {
             }
             let store = builder
                 .build()
-                .map_err(|err| format!("configuring S3 for {url}: {err}"))?;
+                .map_err(|err| misconfigured(format!("configuring S3 for {url}: {err}")))?;
             let prefix = prefix.trim_matches('/');
             if prefix.is_empty() {
                 Arc::new(store)
@@ -92,7 +98,7 @@ impl Target {
                 Arc::new(PrefixStore::new(store, prefix))
             }
         } else {
-            return Err(format!("{url}: expected file://… or s3://…"));
+            return Err(misconfigured(format!("{url}: expected file://… or s3://…")));
         };
         Ok(Target {
             store,
@@ -113,7 +119,12 @@ impl Target {
     /// this run's own interrupted attempt: it is replaced. `PutMode::Create`
     /// guards the small uploads where the server honours it; the read-back
     /// comparison is what correctness rests on (some servers ignore it).
-    pub async fn write(&self, key: &str, bytes: Bytes, sha256: &str) -> Result<Written, String> {
+    pub async fn write(
+        &self,
+        key: &str,
+        bytes: Bytes,
+        sha256: &str,
+    ) -> Result<Written, ArchiveError> {
         let path = Path::from(key);
         let exists = match self.existing(&path, sha256).await? {
             Existing::Same => return Ok(Written::AlreadyThere),
@@ -121,17 +132,15 @@ impl Target {
             Existing::Absent => false,
         };
         if bytes.len() > self.multipart_threshold {
-            let upload = self
-                .store
-                .put_multipart(&path)
-                .await
-                .map_err(|err| format!("starting the upload of {key}: {err}"))?;
+            let upload = self.store.put_multipart(&path).await.map_err(|err| {
+                ArchiveError::object_store(key, &format!("starting the upload of {key}"), err)
+            })?;
             let mut writer = WriteMultipart::new_with_chunk_size(upload, PART_SIZE);
             writer.put(bytes);
             writer
                 .finish()
                 .await
-                .map_err(|err| format!("uploading {key}: {err}"))?;
+                .map_err(|err| ArchiveError::object_store(key, &format!("uploading {key}"), err))?;
         } else {
             let options = PutOptions {
                 mode: if exists {
@@ -151,23 +160,36 @@ impl Target {
                 Err(object_store::Error::AlreadyExists { .. }) => {
                     return match self.existing(&path, sha256).await? {
                         Existing::Same => Ok(Written::AlreadyThere),
-                        _ => Err(format!(
+                        // Another writer at work: this attempt fails, a later one compares again.
+                        _ => Err(ArchiveError::Unavailable(format!(
                             "{key} appeared with other content while writing it"
-                        )),
+                        ))),
                     };
                 }
-                Err(err) => return Err(format!("uploading {key}: {err}")),
+                Err(err) => {
+                    return Err(ArchiveError::object_store(
+                        key,
+                        &format!("uploading {key}"),
+                        err,
+                    ));
+                }
             }
         }
         Ok(Written::Uploaded)
     }
 
     /// What is at `path` compared with an object of checksum `sha256`.
-    async fn existing(&self, path: &Path, sha256: &str) -> Result<Existing, String> {
+    async fn existing(&self, path: &Path, sha256: &str) -> Result<Existing, ArchiveError> {
         match self.store.head(path).await {
             Ok(_) => {}
             Err(object_store::Error::NotFound { .. }) => return Ok(Existing::Absent),
-            Err(err) => return Err(format!("checking {path}: {err}")),
+            Err(err) => {
+                return Err(ArchiveError::object_store(
+                    path.as_ref(),
+                    &format!("checking {path}"),
+                    err,
+                ));
+            }
         }
         Ok(match self.get(path.as_ref()).await {
             Ok(bytes) if sha256_hex(&bytes) == sha256 => Existing::Same,
@@ -177,33 +199,31 @@ impl Target {
     }
 
     /// The whole object.
-    pub async fn get(&self, key: &str) -> Result<Bytes, String> {
+    pub async fn get(&self, key: &str) -> Result<Bytes, ArchiveError> {
         let path = Path::from(key);
-        let result = self
-            .store
-            .get(&path)
-            .await
-            .map_err(|err| format!("reading {key}: {err}"))?;
-        result
-            .bytes()
-            .await
-            .map_err(|err| format!("reading {key}: {err}"))
+        let failed = |err| ArchiveError::object_store(key, &format!("reading {key}"), err);
+        let result = self.store.get(&path).await.map_err(failed)?;
+        result.bytes().await.map_err(failed)
     }
 
     /// Removes an object (absent is fine).
-    pub async fn delete(&self, key: &str) -> Result<(), String> {
+    pub async fn delete(&self, key: &str) -> Result<(), ArchiveError> {
         match self.store.delete(&Path::from(key)).await {
             Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
-            Err(err) => Err(format!("deleting {key}: {err}")),
+            Err(err) => Err(ArchiveError::object_store(
+                key,
+                &format!("deleting {key}"),
+                err,
+            )),
         }
     }
 
     /// Every object under `prefix`.
-    pub async fn list(&self, prefix: &str) -> Result<Vec<ObjectMeta>, String> {
+    pub async fn list(&self, prefix: &str) -> Result<Vec<ObjectMeta>, ArchiveError> {
         self.store
             .list(Some(&Path::from(prefix)))
             .try_collect()
             .await
-            .map_err(|err| format!("listing {prefix}: {err}"))
+            .map_err(|err| ArchiveError::object_store(prefix, &format!("listing {prefix}"), err))
     }
 }
