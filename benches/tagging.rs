@@ -9,7 +9,7 @@
 //!   setting: SQLite reads, the rules on the rayon pool, SQLite writes. Twice per
 //!   setting: with unchanged rules (stored tags mostly equal, little is written)
 //!   and with new rule versions (every tag rewritten, as after a config change);
-//! - **engine only**: `convlog_engine::tag::rules::evaluate` over the same conversations
+//! - **engine only**: `convlog_engine::tag::evaluate` over the same conversations
 //!   held in memory, on 1 and 2 rayon threads (plus the time to read them);
 //! - **DuckDB**: the same 8 built-in rules in SQL (`benches/tagging_duckdb.py`)
 //!   over the same messages exported from the store, 1 and 2 threads, checking
@@ -36,8 +36,9 @@ use convlog_core::Micros;
 use convlog_engine::config::{Config, Sources};
 use convlog_engine::jobs::JobState;
 use convlog_engine::store::tagging::{TagCandidate, all_candidates, meta};
-use convlog_engine::tag::config::BUILTIN_RULES;
-use convlog_engine::tag::rules::{ConversationFacts, evaluate};
+use convlog_engine::tag::builtin::NAMES as BUILTIN_RULES;
+use convlog_engine::tag::evaluate;
+use convlog_engine::tag::rules::ConversationFacts;
 use convlog_gen::GenConfig;
 use rayon::prelude::*;
 use serde_json::Value;

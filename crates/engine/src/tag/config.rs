@@ -1,25 +1,19 @@
 //! The `[tagging]` section of `config.toml`: the raw TOML shapes and their
-//! validation into the [`Rule`]s that [`super::rules::evaluate`] runs.
+//! validation into the [`Rule`]s that [`super::evaluate`] runs.
 //!
 //! Raw and validated are two types so that everything the engine sees has been
 //! checked once, at start-up, and every error names the rule at fault. Disabled
 //! rules are validated too: switching one on later must not be what breaks a
 //! deployment.
+//!
+//! The built-in rules' tables, keys, defaults and checks all come from the
+//! registry ([`super::builtin::BUILTINS`]); nothing here names a built-in rule.
 
+use super::builtin::{self, BUILTINS, Builtin, Params, Value};
+use super::rules::{Metric, Op, tokenize};
 use serde::Deserialize;
+use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, Visitor};
 use std::collections::BTreeSet;
-
-/// Names of the built-in rules (and their tags), in the order they are configured.
-pub const BUILTIN_RULES: [&str; 8] = [
-    "unidentified_response",
-    "repeated_unidentified",
-    "dropoff",
-    "agent_handoff",
-    "low_confidence",
-    "user_repeated",
-    "no_bot_reply",
-    "long_conversation",
-];
 
 /// The roles a keywords rule may be limited to.
 const ROLES: [&str; 4] = ["user", "bot", "agent", "system"];
@@ -51,110 +45,109 @@ impl Default for RawTagging {
     }
 }
 
-/// `[tagging.rules]`: one table per built-in rule, each optional.
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct RawBuiltins {
-    /// `[tagging.rules.unidentified_response]`.
-    pub unidentified_response: RawToggle,
-    /// `[tagging.rules.repeated_unidentified]`.
-    pub repeated_unidentified: RawCountRule,
-    /// `[tagging.rules.dropoff]`.
-    pub dropoff: RawToggle,
-    /// `[tagging.rules.agent_handoff]`.
-    pub agent_handoff: RawToggle,
-    /// `[tagging.rules.low_confidence]`.
-    pub low_confidence: RawLowConfidence,
-    /// `[tagging.rules.user_repeated]`.
-    pub user_repeated: RawCountRule,
-    /// `[tagging.rules.no_bot_reply]`.
-    pub no_bot_reply: RawToggle,
-    /// `[tagging.rules.long_conversation]`.
-    pub long_conversation: RawLongConversation,
-}
+/// `[tagging.rules]`: one table per built-in rule, each optional, in the
+/// registry's order; what a table leaves out is the registry's default.
+///
+/// A table for a rule the registry doesn't have, or a key its rule doesn't
+/// take, is a TOML error naming what is expected.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RawBuiltins(pub Vec<RawBuiltin>);
 
-/// A built-in rule without parameters.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct RawToggle {
-    /// Whether the rule runs.
+/// `[tagging.rules.<name>]` as written, defaults filled in.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RawBuiltin {
+    /// The rule.
+    pub rule: &'static Builtin,
+    /// Whether the rule runs (default true).
     pub enabled: bool,
-    /// Version stored with its tags; raising it re-tags every conversation.
+    /// Version stored with its tags (default 1); raising it re-tags every conversation.
     pub version: u32,
+    /// Its parameters, unchecked.
+    pub params: Params,
 }
 
-impl Default for RawToggle {
-    fn default() -> RawToggle {
-        RawToggle {
+impl RawBuiltin {
+    /// The rule as it is when its table is absent.
+    fn defaults(rule: &'static Builtin) -> RawBuiltin {
+        RawBuiltin {
+            rule,
             enabled: true,
             version: 1,
+            params: Params::defaults(rule),
         }
     }
 }
 
-/// A built-in rule that needs something to happen at least `n` times.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct RawCountRule {
-    /// Whether the rule runs.
-    pub enabled: bool,
-    /// Version stored with its tags.
-    pub version: u32,
-    /// How many times, at least (default 2).
-    pub n: usize,
-}
-
-impl Default for RawCountRule {
-    fn default() -> RawCountRule {
-        RawCountRule {
-            enabled: true,
-            version: 1,
-            n: 2,
-        }
+impl Default for RawBuiltins {
+    fn default() -> RawBuiltins {
+        RawBuiltins(BUILTINS.iter().map(RawBuiltin::defaults).collect())
     }
 }
 
-/// `[tagging.rules.low_confidence]`.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct RawLowConfidence {
-    /// Whether the rule runs.
-    pub enabled: bool,
-    /// Version stored with its tags.
-    pub version: u32,
-    /// A user message's confidence below this (0..=1) fires the rule (default 0.5).
-    pub threshold: f64,
-}
+impl<'de> Deserialize<'de> for RawBuiltins {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<RawBuiltins, D::Error> {
+        struct Tables;
 
-impl Default for RawLowConfidence {
-    fn default() -> RawLowConfidence {
-        RawLowConfidence {
-            enabled: true,
-            version: 1,
-            threshold: 0.5,
+        impl<'de> Visitor<'de> for Tables {
+            type Value = RawBuiltins;
+
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a table per built-in rule")
+            }
+
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<RawBuiltins, A::Error> {
+                let mut builtins = RawBuiltins::default();
+                while let Some(name) = map.next_key::<String>()? {
+                    let Some(raw) = builtins.0.iter_mut().find(|raw| raw.rule.name == name) else {
+                        return Err(de::Error::unknown_field(&name, &builtin::NAMES));
+                    };
+                    map.next_value_seed(Table(raw))?;
+                }
+                Ok(builtins)
+            }
         }
+
+        deserializer.deserialize_map(Tables)
     }
 }
 
-/// `[tagging.rules.long_conversation]`.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct RawLongConversation {
-    /// Whether the rule runs.
-    pub enabled: bool,
-    /// Version stored with its tags.
-    pub version: u32,
-    /// More messages than this fires the rule (default 50).
-    pub max_messages: usize,
+/// Reads one rule's table over its defaults.
+struct Table<'a>(&'a mut RawBuiltin);
+
+impl<'de> DeserializeSeed<'de> for Table<'_> {
+    type Value = ();
+
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<(), D::Error> {
+        deserializer.deserialize_map(self)
+    }
 }
 
-impl Default for RawLongConversation {
-    fn default() -> RawLongConversation {
-        RawLongConversation {
-            enabled: true,
-            version: 1,
-            max_messages: 50,
+impl<'de> Visitor<'de> for Table<'_> {
+    type Value = ();
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "the table of rule {}", self.0.rule.name)
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        let raw = self.0;
+        while let Some(key) = map.next_key::<String>()? {
+            match key.as_str() {
+                "enabled" => raw.enabled = map.next_value()?,
+                "version" => raw.version = map.next_value()?,
+                name => {
+                    let Some(param) = raw.rule.param(name) else {
+                        return Err(de::Error::unknown_field(name, raw.rule.keys()));
+                    };
+                    let value = match param.default {
+                        Value::Count(_) => Value::Count(map.next_value()?),
+                        Value::Fraction(_) => Value::Fraction(map.next_value()?),
+                    };
+                    raw.params.set(name, value);
+                }
+            }
         }
+        Ok(())
     }
 }
 
@@ -203,7 +196,7 @@ pub struct TaggingConfig {
     pub threads: usize,
     /// Conversations per batch, at least 1.
     pub batch_size: usize,
-    /// The enabled rules: built-ins in [`BUILTIN_RULES`] order, then custom rules as written.
+    /// The enabled rules: built-ins in registry order, then custom rules as written.
     pub rules: Vec<Rule>,
 }
 
@@ -221,39 +214,18 @@ pub struct Rule {
 /// What a rule looks for, with its validated parameters.
 #[derive(Debug, Clone, PartialEq)]
 pub enum RuleKind {
-    /// A message has `unidentified: true`.
-    UnidentifiedResponse,
-    /// At least `n` unidentified messages with no identified bot message between them.
-    RepeatedUnidentified {
-        /// Shortest run that counts, at least 1.
-        n: usize,
-    },
-    /// The last message with a flow doesn't complete it.
-    Dropoff,
-    /// A message has role `agent`.
-    AgentHandoff,
-    /// A user message's confidence is below `threshold`.
-    LowConfidence {
-        /// In `0..=1`.
-        threshold: f64,
-    },
-    /// The user sent the same normalised text at least `n` times.
-    UserRepeated {
-        /// At least 1.
-        n: usize,
-    },
-    /// The last message is from the user and the session has ended.
-    NoBotReply,
-    /// More than `max_messages` messages.
-    LongConversation {
-        /// At least 1.
-        max_messages: usize,
+    /// A built-in rule of the registry.
+    Builtin {
+        /// Its registry entry.
+        rule: &'static Builtin,
+        /// Its checked parameters.
+        params: Params,
     },
     /// At least `min_matches` messages (of `role`, if given) contain one of `phrases`.
     Keywords {
         /// `user`, `bot`, `agent` or `system`; `None` for any role.
         role: Option<String>,
-        /// Each phrase as its word tokens (see [`super::rules::tokenize`]); none is empty.
+        /// Each phrase as its word tokens (see [`tokenize`]); none is empty.
         phrases: Vec<Vec<String>>,
         /// At least 1.
         min_matches: usize,
@@ -269,100 +241,27 @@ pub enum RuleKind {
     },
 }
 
-/// A measure of a whole conversation that a threshold rule compares.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Metric {
-    /// Number of messages.
-    MessageCount,
-    /// Number of messages with role `user`.
-    UserMessages,
-    /// Number of messages with role `bot`.
-    BotMessages,
-    /// Number of messages with `unidentified: true`.
-    UnidentifiedCount,
-    /// Minutes from the first message to the last.
-    DurationMinutes,
-    /// Lowest confidence of a user message; a conversation without one has no value.
-    MinConfidence,
-    /// Longest silence between two consecutive messages, in minutes (0 for one message).
-    MaxGapMinutes,
-}
-
-impl Metric {
-    /// Every metric, in documentation order.
-    pub const ALL: [Metric; 7] = [
-        Metric::MessageCount,
-        Metric::UserMessages,
-        Metric::BotMessages,
-        Metric::UnidentifiedCount,
-        Metric::DurationMinutes,
-        Metric::MinConfidence,
-        Metric::MaxGapMinutes,
-    ];
-
-    /// The name used in `config.toml`.
-    pub fn name(self) -> &'static str {
-        match self {
-            Metric::MessageCount => "message_count",
-            Metric::UserMessages => "user_messages",
-            Metric::BotMessages => "bot_messages",
-            Metric::UnidentifiedCount => "unidentified_count",
-            Metric::DurationMinutes => "duration_minutes",
-            Metric::MinConfidence => "min_confidence",
-            Metric::MaxGapMinutes => "max_gap_minutes",
+impl RuleKind {
+    /// The built-in rule `name` with `params` set and the rest at their
+    /// defaults, checked as `config.toml`'s are.
+    pub fn builtin(name: &str, params: &[(&str, Value)]) -> Result<RuleKind, RuleError> {
+        let rule = builtin::find(name).ok_or_else(|| rule_error(name, "no such built-in rule"))?;
+        let mut values = Params::defaults(rule);
+        for (param, value) in params {
+            if !values.set(param, *value) {
+                return Err(rule_error(name, format!("has no parameter `{param}`")));
+            }
         }
+        values.check().map_err(|reason| rule_error(name, reason))?;
+        Ok(RuleKind::Builtin {
+            rule,
+            params: values,
+        })
     }
 
-    /// The metric of that name, if there is one.
-    pub fn parse(name: &str) -> Option<Metric> {
-        Metric::ALL.into_iter().find(|metric| metric.name() == name)
-    }
-}
-
-/// A comparison of a threshold rule.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Op {
-    /// `>`.
-    Gt,
-    /// `>=`.
-    Ge,
-    /// `<`.
-    Lt,
-    /// `<=`.
-    Le,
-    /// `==`.
-    Eq,
-}
-
-impl Op {
-    /// Every comparison.
-    pub const ALL: [Op; 5] = [Op::Gt, Op::Ge, Op::Lt, Op::Le, Op::Eq];
-
-    /// The symbol used in `config.toml`.
-    pub fn symbol(self) -> &'static str {
-        match self {
-            Op::Gt => ">",
-            Op::Ge => ">=",
-            Op::Lt => "<",
-            Op::Le => "<=",
-            Op::Eq => "==",
-        }
-    }
-
-    /// The comparison written as `symbol`, if there is one.
-    pub fn parse(symbol: &str) -> Option<Op> {
-        Op::ALL.into_iter().find(|op| op.symbol() == symbol)
-    }
-
-    /// Whether `left op right` holds.
-    pub fn holds(self, left: f64, right: f64) -> bool {
-        match self {
-            Op::Gt => left > right,
-            Op::Ge => left >= right,
-            Op::Lt => left < right,
-            Op::Le => left <= right,
-            Op::Eq => left == right,
-        }
+    /// Whether time alone can change what the rule finds.
+    pub fn is_time_dependent(&self) -> bool {
+        matches!(self, RuleKind::Builtin { rule, .. } if rule.time_dependent)
     }
 }
 
@@ -389,69 +288,21 @@ impl RawTagging {
         if self.batch_size == 0 {
             return Err(rule_error("batch_size", "must be at least 1"));
         }
-        let raw = &self.rules;
-        let builtins = [
-            (
-                "unidentified_response",
-                raw.unidentified_response.enabled,
-                raw.unidentified_response.version,
-                Ok(RuleKind::UnidentifiedResponse),
-            ),
-            (
-                "repeated_unidentified",
-                raw.repeated_unidentified.enabled,
-                raw.repeated_unidentified.version,
-                at_least_one("n", raw.repeated_unidentified.n)
-                    .map(|n| RuleKind::RepeatedUnidentified { n }),
-            ),
-            (
-                "dropoff",
-                raw.dropoff.enabled,
-                raw.dropoff.version,
-                Ok(RuleKind::Dropoff),
-            ),
-            (
-                "agent_handoff",
-                raw.agent_handoff.enabled,
-                raw.agent_handoff.version,
-                Ok(RuleKind::AgentHandoff),
-            ),
-            (
-                "low_confidence",
-                raw.low_confidence.enabled,
-                raw.low_confidence.version,
-                confidence_threshold(raw.low_confidence.threshold)
-                    .map(|threshold| RuleKind::LowConfidence { threshold }),
-            ),
-            (
-                "user_repeated",
-                raw.user_repeated.enabled,
-                raw.user_repeated.version,
-                at_least_one("n", raw.user_repeated.n).map(|n| RuleKind::UserRepeated { n }),
-            ),
-            (
-                "no_bot_reply",
-                raw.no_bot_reply.enabled,
-                raw.no_bot_reply.version,
-                Ok(RuleKind::NoBotReply),
-            ),
-            (
-                "long_conversation",
-                raw.long_conversation.enabled,
-                raw.long_conversation.version,
-                at_least_one("max_messages", raw.long_conversation.max_messages)
-                    .map(|max_messages| RuleKind::LongConversation { max_messages }),
-            ),
-        ];
         let mut rules = Vec::new();
-        for (name, enabled, version, kind) in builtins {
-            check_version(name, version)?;
-            let kind = kind.map_err(|reason| rule_error(name, reason))?;
-            if enabled {
+        for raw in &self.rules.0 {
+            let name = raw.rule.name;
+            check_version(name, raw.version)?;
+            raw.params
+                .check()
+                .map_err(|reason| rule_error(name, reason))?;
+            if raw.enabled {
                 rules.push(Rule {
                     name: name.to_string(),
-                    version,
-                    kind,
+                    version: raw.version,
+                    kind: RuleKind::Builtin {
+                        rule: raw.rule,
+                        params: raw.params.clone(),
+                    },
                 });
             }
         }
@@ -459,7 +310,7 @@ impl RawTagging {
         let mut names = BTreeSet::new();
         for custom in &self.custom {
             let rule = custom.validate()?;
-            if BUILTIN_RULES.contains(&rule.name.as_str()) {
+            if builtin::find(&rule.name).is_some() {
                 return Err(rule_error(
                     &rule.name,
                     "has the name of a built-in rule; configure it under [tagging.rules] instead",
@@ -492,16 +343,6 @@ fn at_least_one(key: &str, value: usize) -> Result<usize, String> {
         return Err(format!("{key} must be at least 1"));
     }
     Ok(value)
-}
-
-fn confidence_threshold(threshold: f64) -> Result<f64, String> {
-    // Written as a range check so NaN is refused too.
-    if !(0.0..=1.0).contains(&threshold) {
-        return Err(format!(
-            "threshold must be between 0 and 1, not {threshold}"
-        ));
-    }
-    Ok(threshold)
 }
 
 /// Whether `name` may name a rule: `[A-Za-z0-9._-]{1,64}`.
@@ -587,7 +428,7 @@ impl RawCustomRule {
         }
         let mut phrases = Vec::with_capacity(words.len());
         for word in words {
-            let phrase = super::rules::tokenize(word);
+            let phrase = tokenize(word);
             // A phrase without word characters could never match: it is a typo.
             if phrase.is_empty() {
                 return Err(rule_error(
@@ -658,8 +499,10 @@ impl TaggingConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::tag::builtin::NAMES;
+    use crate::tag::rules::{Metric, Op};
 
-    #[derive(Deserialize)]
+    #[derive(Debug, Deserialize)]
     #[serde(deny_unknown_fields)]
     struct Document {
         tagging: RawTagging,
@@ -693,28 +536,59 @@ mod tests {
             .join("\n")
     }
 
+    /// The built-in rule `name` with `params` (the rest at their defaults).
+    fn builtin(name: &str, params: &[(&str, Value)]) -> RuleKind {
+        RuleKind::builtin(name, params).unwrap()
+    }
+
+    /// The documented defaults, written out.
     fn default_rules() -> Vec<Rule> {
-        let rule = |name: &str, kind| Rule {
+        let rule = |name: &str, params: &[(&str, Value)]| Rule {
             name: name.to_string(),
             version: 1,
-            kind,
+            kind: builtin(name, params),
         };
+        let (count, fraction) = (Value::Count, Value::Fraction);
         vec![
-            rule("unidentified_response", RuleKind::UnidentifiedResponse),
-            rule(
-                "repeated_unidentified",
-                RuleKind::RepeatedUnidentified { n: 2 },
-            ),
-            rule("dropoff", RuleKind::Dropoff),
-            rule("agent_handoff", RuleKind::AgentHandoff),
-            rule("low_confidence", RuleKind::LowConfidence { threshold: 0.5 }),
-            rule("user_repeated", RuleKind::UserRepeated { n: 2 }),
-            rule("no_bot_reply", RuleKind::NoBotReply),
-            rule(
-                "long_conversation",
-                RuleKind::LongConversation { max_messages: 50 },
-            ),
+            rule("unidentified_response", &[]),
+            rule("repeated_unidentified", &[("n", count(2))]),
+            rule("dropoff", &[]),
+            rule("agent_handoff", &[]),
+            rule("low_confidence", &[("threshold", fraction(0.5))]),
+            rule("user_repeated", &[("n", count(2))]),
+            rule("no_bot_reply", &[]),
+            rule("long_conversation", &[("max_messages", count(50))]),
         ]
+    }
+
+    #[test]
+    fn config_toml_and_the_registry_have_the_same_rules_parameters_and_defaults() {
+        let table: toml::Table = project_tagging().parse().unwrap();
+        let documented = table["tagging"]["rules"].as_table().unwrap();
+        let documented_names: Vec<&str> = documented.keys().map(String::as_str).collect();
+        let mut registered: Vec<&str> = NAMES.clone();
+        registered.sort_unstable();
+        assert_eq!(documented_names, registered, "config.toml vs the registry");
+        for rule in &BUILTINS {
+            let table = documented[rule.name].as_table().unwrap();
+            let keys: BTreeSet<&str> = table.keys().map(String::as_str).collect();
+            let expected: BTreeSet<&str> = rule.keys().iter().copied().collect();
+            assert_eq!(keys, expected, "[tagging.rules.{}]", rule.name);
+            assert_eq!(table["enabled"].as_bool(), Some(true), "{}", rule.name);
+            assert_eq!(table["version"].as_integer(), Some(1), "{}", rule.name);
+            for param in rule.params {
+                let written = &table[param.name];
+                let same = match param.default {
+                    Value::Count(n) => written.as_integer() == Some(n as i64),
+                    Value::Fraction(x) => written.as_float() == Some(x),
+                };
+                assert!(
+                    same,
+                    "{}.{}: config.toml says {written}, the registry {:?}",
+                    rule.name, param.name, param.default
+                );
+            }
+        }
     }
 
     #[test]
@@ -726,28 +600,13 @@ mod tests {
     }
 
     #[test]
-    fn config_toml_spells_out_every_key_the_defaults_have() {
+    fn config_toml_spells_out_the_section_settings() {
         // The serde defaults would hide a key left out of the documented file, so
-        // look at the TOML itself.
+        // look at the TOML itself (the rules' keys: the registry test above).
         let table: toml::Table = project_tagging().parse().unwrap();
         let tagging = table["tagging"].as_table().unwrap();
         assert_eq!(tagging["threads"].as_integer(), Some(0));
         assert_eq!(tagging["batch_size"].as_integer(), Some(512));
-        let rules = tagging["rules"].as_table().unwrap();
-        assert_eq!(rules.len(), BUILTIN_RULES.len());
-        for name in BUILTIN_RULES {
-            let rule = rules[name].as_table().unwrap();
-            assert_eq!(rule["enabled"].as_bool(), Some(true), "{name}");
-            assert_eq!(rule["version"].as_integer(), Some(1), "{name}");
-        }
-        let param = |rule: &str, key: &str| rules[rule][key].clone();
-        assert_eq!(param("repeated_unidentified", "n").as_integer(), Some(2));
-        assert_eq!(param("user_repeated", "n").as_integer(), Some(2));
-        assert_eq!(param("low_confidence", "threshold").as_float(), Some(0.5));
-        assert_eq!(
-            param("long_conversation", "max_messages").as_integer(),
-            Some(50)
-        );
     }
 
     #[test]
@@ -831,16 +690,19 @@ mod tests {
         assert_eq!(find("low_confidence").version, 4);
         assert_eq!(
             find("low_confidence").kind,
-            RuleKind::LowConfidence { threshold: 0.3 }
+            builtin("low_confidence", &[("threshold", Value::Fraction(0.3))])
         );
-        assert_eq!(find("user_repeated").kind, RuleKind::UserRepeated { n: 3 });
+        assert_eq!(
+            find("user_repeated").kind,
+            builtin("user_repeated", &[("n", Value::Count(3))])
+        );
         assert_eq!(
             find("long_conversation").kind,
-            RuleKind::LongConversation { max_messages: 100 }
+            builtin("long_conversation", &[("max_messages", Value::Count(100))])
         );
         assert_eq!(
             find("repeated_unidentified").kind,
-            RuleKind::RepeatedUnidentified { n: 2 }
+            builtin("repeated_unidentified", &[("n", Value::Count(2))])
         );
     }
 
@@ -862,7 +724,7 @@ mod tests {
         assert!(config.rules.contains(&Rule {
             name: "low_confidence".into(),
             version: 1,
-            kind: RuleKind::LowConfidence { threshold: 1.0 },
+            kind: builtin("low_confidence", &[("threshold", Value::Fraction(1.0))]),
         }));
         assert_eq!(
             config.rules.last().unwrap().kind,
@@ -961,6 +823,26 @@ mod tests {
         ] {
             assert!(toml::from_str::<Document>(text).is_err(), "{text}");
         }
+        // The message says what the rule's table takes, from the registry.
+        let err = toml::from_str::<Document>("[tagging.rules.low_confidence]\nn = 2\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("unknown field `n`, expected one of `enabled`, `version`, `threshold`"),
+            "{err}"
+        );
+        let err = toml::from_str::<Document>("[tagging.rules.dropof]\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("`dropof`, expected one of `unidentified_response`"),
+            "{err}"
+        );
+        // A parameter of the wrong type is refused as serde refuses it.
+        let err = toml::from_str::<Document>("[tagging.rules.user_repeated]\nn = 1.5\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("invalid type: floating point"), "{err}");
     }
 
     /// Validates `text` and returns the error, which must name `rule`.
@@ -1011,7 +893,7 @@ mod tests {
 
     #[test]
     fn rejects_version_zero_of_any_rule_even_disabled() {
-        for name in BUILTIN_RULES {
+        for name in NAMES.iter().copied() {
             error_of(
                 &format!("[tagging.rules.{name}]\nenabled = false\nversion = 0\n"),
                 name,
@@ -1140,7 +1022,7 @@ mod tests {
 
     #[test]
     fn rejects_a_custom_rule_named_like_a_builtin() {
-        for name in BUILTIN_RULES {
+        for name in NAMES.iter().copied() {
             let reason = error_of(
                 &format!(
                     "[[tagging.custom]]\nname = \"{name}\"\nkind = \"keywords\"\nwords = [\"a\"]\n"

@@ -2,8 +2,9 @@
 //! changed conversations in batches on a dedicated rayon pool; full runs go
 //! through the same thread so tags have a single writer.
 
-use super::config::{RuleKind, TaggingConfig};
-use super::rules::{ConversationFacts, evaluate};
+use super::config::TaggingConfig;
+use super::evaluate::evaluate;
+use super::rules::ConversationFacts;
 use crate::config::SessionConfig;
 use crate::jobs::Progress;
 use crate::store::tagging::{
@@ -115,7 +116,7 @@ impl Tagger {
         let stored_rules = store.read(|conn| meta(conn, RULES_KEY))?;
         let rules_changed = stored_rules.as_deref() != Some(fingerprint(&rules).as_str());
         let evaluator = Evaluator {
-            time_dependent: rules.rules.iter().any(|r| r.kind == RuleKind::NoBotReply),
+            time_dependent: rules.rules.iter().any(|r| r.kind.is_time_dependent()),
             rules: Arc::new(rules),
             sessions,
             pool: Arc::new(pool),

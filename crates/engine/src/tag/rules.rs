@@ -1,13 +1,17 @@
-//! The tagging rule engine: from one conversation's messages to the tags it
-//! earns, each with the messages that triggered it and a reason a reviewer can
+//! The tagging rules' pure cores: what each rule finds in one conversation's
+//! messages, with the messages that triggered it and a reason a reviewer can
 //! read.
 //!
 //! It is pure: no IO and no clock (the caller passes `now` and the channel's
 //! session timeout in [`ConversationFacts`]), so the job can run it on any
 //! thread and tests can pin every input.
 //!
+//! The built-in rules are named, given their parameters and dispatched by the
+//! registry (`builtin.rs`); this file holds what they compute and knows nothing
+//! of configuration.
+//!
 //! The tagging job must keep up with millions of messages per second, so
-//! [`evaluate`] makes one pass over the messages that gathers what every rule
+//! [`Conversation::new`] makes one pass over the messages that gathers what every rule
 //! needs (`Scan`), plus one pass for the rules that read texts (keywords,
 //! repeated user texts) only when such a rule is configured. Messages are
 //! visited again only to list the ids of a tag that fires. Apart from those ids,
@@ -29,24 +33,9 @@
 //!   single message), and no messages for the counts and the duration.
 //! - An empty conversation earns no tag.
 
-use super::config::{Metric, Op, Rule, RuleKind};
 use crate::store::MessageRecord;
 use convlog_core::Micros;
-
-/// A tag a rule gives a conversation, with its explanation.
-#[derive(Debug, Clone, PartialEq)]
-pub struct TagResult {
-    /// The tag: the rule's name.
-    pub tag: String,
-    /// The rule that gave it.
-    pub rule: String,
-    /// That rule's version.
-    pub rule_version: u32,
-    /// The messages that triggered it, in conversation order.
-    pub message_ids: Vec<String>,
-    /// Why, in words, e.g. "3 unidentified responses in a row".
-    pub reason: String,
-}
+use std::cell::OnceCell;
 
 /// What a rule needs to know about a conversation besides its messages.
 #[derive(Debug, Clone, Copy)]
@@ -57,64 +46,180 @@ pub struct ConversationFacts {
     pub session_timeout: Micros,
 }
 
-/// Evaluates every rule over one conversation's messages (in order); returns the tags it earns, sorted by tag.
-pub fn evaluate(
-    rules: &[Rule],
-    messages: &[MessageRecord],
-    facts: ConversationFacts,
-) -> Vec<TagResult> {
-    if messages.is_empty() || rules.is_empty() {
-        return Vec::new();
-    }
-    let scan = Scan::new(messages);
-    let user_texts = rules
-        .iter()
-        .any(|rule| matches!(rule.kind, RuleKind::UserRepeated { .. }))
-        .then(|| UserTexts::new(messages));
-    let keyword_hits = KeywordHits::new(rules, messages);
+/// A rule that fired, before it is named: the messages that triggered it and why.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Fired {
+    /// The messages that triggered it, in conversation order.
+    pub message_ids: Vec<String>,
+    /// Why, in words, e.g. "3 unidentified responses in a row".
+    pub reason: String,
+}
 
-    let mut tags = Vec::new();
-    for (index, rule) in rules.iter().enumerate() {
-        let fired = match &rule.kind {
-            RuleKind::UnidentifiedResponse => unidentified_response(&scan, messages),
-            RuleKind::RepeatedUnidentified { n } => repeated_unidentified(&scan, messages, *n),
-            RuleKind::Dropoff => dropoff(&scan, messages),
-            RuleKind::AgentHandoff => agent_handoff(&scan, messages),
-            RuleKind::LowConfidence { threshold } => low_confidence(&scan, messages, *threshold),
-            RuleKind::UserRepeated { n } => user_texts
-                .as_ref()
-                .and_then(|texts| user_repeated(texts, messages, *n)),
-            RuleKind::NoBotReply => no_bot_reply(messages, facts),
-            RuleKind::LongConversation { max_messages } => {
-                long_conversation(messages, *max_messages)
-            }
-            RuleKind::Keywords {
-                role,
-                phrases,
-                min_matches,
-            } => keyword_hits
-                .get(index)
-                .and_then(|hits| keywords(hits, messages, role.as_deref(), phrases, *min_matches)),
-            RuleKind::Threshold { metric, op, value } => {
-                threshold(&scan, messages, *metric, *op, *value)
-            }
-        };
-        if let Some(Fired {
-            message_ids,
-            reason,
-        }) = fired
-        {
-            tags.push(TagResult {
-                tag: rule.name.clone(),
-                rule: rule.name.clone(),
-                rule_version: rule.version,
-                message_ids,
-                reason,
-            });
+/// One conversation as the rules read it: its messages (in order), its facts,
+/// and what one pass over the messages found, shared by every rule.
+pub struct Conversation<'a> {
+    messages: &'a [MessageRecord],
+    facts: ConversationFacts,
+    scan: Scan,
+    /// Built by the first rule that reads repeated texts, if any does.
+    user_texts: OnceCell<UserTexts>,
+}
+
+impl<'a> Conversation<'a> {
+    /// Scans `messages` (in conversation order) once.
+    pub fn new(messages: &'a [MessageRecord], facts: ConversationFacts) -> Conversation<'a> {
+        Conversation {
+            messages,
+            facts,
+            scan: Scan::new(messages),
+            user_texts: OnceCell::new(),
         }
     }
-    tags.sort_by(|a, b| a.tag.cmp(&b.tag));
-    tags
+
+    /// `unidentified_response`: every message with `unidentified: true`.
+    pub fn unidentified_response(&self) -> Option<Fired> {
+        unidentified_response(&self.scan, self.messages)
+    }
+
+    /// `repeated_unidentified`: runs of at least `n` unidentified messages.
+    pub fn repeated_unidentified(&self, n: usize) -> Option<Fired> {
+        repeated_unidentified(&self.scan, self.messages, n)
+    }
+
+    /// `dropoff`: the last message with a flow doesn't complete it.
+    pub fn dropoff(&self) -> Option<Fired> {
+        dropoff(&self.scan, self.messages)
+    }
+
+    /// `agent_handoff`: the first agent message.
+    pub fn agent_handoff(&self) -> Option<Fired> {
+        agent_handoff(&self.scan, self.messages)
+    }
+
+    /// `low_confidence`: user messages with a confidence below `threshold`.
+    pub fn low_confidence(&self, threshold: f64) -> Option<Fired> {
+        low_confidence(&self.scan, self.messages, threshold)
+    }
+
+    /// `user_repeated`: user texts sent at least `n` times.
+    pub fn user_repeated(&self, n: usize) -> Option<Fired> {
+        let texts = self
+            .user_texts
+            .get_or_init(|| UserTexts::new(self.messages));
+        user_repeated(texts, self.messages, n)
+    }
+
+    /// `no_bot_reply`: the last message is the user's and the session has ended.
+    pub fn no_bot_reply(&self) -> Option<Fired> {
+        no_bot_reply(self.messages, self.facts)
+    }
+
+    /// `long_conversation`: more than `max_messages` messages.
+    pub fn long_conversation(&self, max_messages: usize) -> Option<Fired> {
+        long_conversation(self.messages, max_messages)
+    }
+
+    /// A threshold rule: `metric op value` holds.
+    pub fn threshold(&self, metric: Metric, op: Op, value: f64) -> Option<Fired> {
+        threshold(&self.scan, self.messages, metric, op, value)
+    }
+}
+
+/// A measure of a whole conversation that a threshold rule compares.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Metric {
+    /// Number of messages.
+    MessageCount,
+    /// Number of messages with role `user`.
+    UserMessages,
+    /// Number of messages with role `bot`.
+    BotMessages,
+    /// Number of messages with `unidentified: true`.
+    UnidentifiedCount,
+    /// Minutes from the first message to the last.
+    DurationMinutes,
+    /// Lowest confidence of a user message; a conversation without one has no value.
+    MinConfidence,
+    /// Longest silence between two consecutive messages, in minutes (0 for one message).
+    MaxGapMinutes,
+}
+
+impl Metric {
+    /// Every metric, in documentation order.
+    pub const ALL: [Metric; 7] = [
+        Metric::MessageCount,
+        Metric::UserMessages,
+        Metric::BotMessages,
+        Metric::UnidentifiedCount,
+        Metric::DurationMinutes,
+        Metric::MinConfidence,
+        Metric::MaxGapMinutes,
+    ];
+
+    /// The name used in `config.toml`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Metric::MessageCount => "message_count",
+            Metric::UserMessages => "user_messages",
+            Metric::BotMessages => "bot_messages",
+            Metric::UnidentifiedCount => "unidentified_count",
+            Metric::DurationMinutes => "duration_minutes",
+            Metric::MinConfidence => "min_confidence",
+            Metric::MaxGapMinutes => "max_gap_minutes",
+        }
+    }
+
+    /// The metric of that name, if there is one.
+    pub fn parse(name: &str) -> Option<Metric> {
+        Metric::ALL.into_iter().find(|metric| metric.name() == name)
+    }
+}
+
+/// A comparison of a threshold rule.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Op {
+    /// `>`.
+    Gt,
+    /// `>=`.
+    Ge,
+    /// `<`.
+    Lt,
+    /// `<=`.
+    Le,
+    /// `==`.
+    Eq,
+}
+
+impl Op {
+    /// Every comparison.
+    pub const ALL: [Op; 5] = [Op::Gt, Op::Ge, Op::Lt, Op::Le, Op::Eq];
+
+    /// The symbol used in `config.toml`.
+    pub fn symbol(self) -> &'static str {
+        match self {
+            Op::Gt => ">",
+            Op::Ge => ">=",
+            Op::Lt => "<",
+            Op::Le => "<=",
+            Op::Eq => "==",
+        }
+    }
+
+    /// The comparison written as `symbol`, if there is one.
+    pub fn parse(symbol: &str) -> Option<Op> {
+        Op::ALL.into_iter().find(|op| op.symbol() == symbol)
+    }
+
+    /// Whether `left op right` holds.
+    pub fn holds(self, left: f64, right: f64) -> bool {
+        match self {
+            Op::Gt => left > right,
+            Op::Ge => left >= right,
+            Op::Lt => left < right,
+            Op::Le => left <= right,
+            Op::Eq => left == right,
+        }
+    }
 }
 
 /// The word tokens of `text`: maximal runs of alphanumeric chars, lowercased char by char.
@@ -124,12 +229,6 @@ pub fn tokenize(text: &str) -> Vec<String> {
     (0..tokens.spans.len())
         .map(|i| String::from_utf8_lossy(tokens.get(i)).into_owned())
         .collect()
-}
-
-/// A rule that fired, before it is named.
-struct Fired {
-    message_ids: Vec<String>,
-    reason: String,
 }
 
 /// A run of unidentified messages not broken by an identified bot message.
@@ -656,8 +755,11 @@ impl Tokens {
     }
 }
 
+/// A keywords rule as the scan needs it: the role it reads (any when `None`) and its phrases.
+pub type KeywordRule<'r> = (Option<&'r str>, &'r [Vec<String>]);
+
 /// What the keyword rules found, by rule index; empty when there are none.
-struct KeywordHits {
+pub struct KeywordHits {
     by_rule: Vec<Option<KeywordHit>>,
 }
 
@@ -670,15 +772,20 @@ struct KeywordHit {
 }
 
 impl KeywordHits {
-    fn new(rules: &[Rule], messages: &[MessageRecord]) -> KeywordHits {
+    /// What each keywords rule of `rules` finds in `messages`, tokenizing each
+    /// message once for all of them; `rules` has `None` for the other rules, so
+    /// indices are those of the whole rule list.
+    pub fn new<'r>(
+        rules: impl Iterator<Item = Option<KeywordRule<'r>>> + Clone,
+        messages: &[MessageRecord],
+    ) -> KeywordHits {
         let by_rule: Vec<Option<KeywordHit>> = rules
-            .iter()
-            .map(|rule| match &rule.kind {
-                RuleKind::Keywords { phrases, .. } => Some(KeywordHit {
+            .clone()
+            .map(|rule| {
+                rule.map(|(_, phrases)| KeywordHit {
                     messages: Vec::new(),
                     found: vec![false; phrases.len()],
-                }),
-                _ => None,
+                })
             })
             .collect();
         if by_rule.iter().all(Option::is_none) {
@@ -689,19 +796,14 @@ impl KeywordHits {
         let mut by_rule = by_rule;
         let mut tokens = Tokens::default();
         for (i, message) in messages.iter().enumerate() {
-            let applies = |role: &Option<String>| role.as_ref().is_none_or(|r| *r == message.role);
+            let applies = |role: Option<&str>| role.is_none_or(|r| r == message.role);
             // Tokenize once per message, and only if some rule reads this role.
-            let wanted = rules.iter().any(|rule| match &rule.kind {
-                RuleKind::Keywords { role, .. } => applies(role),
-                _ => false,
-            });
-            if !wanted {
+            if !rules.clone().flatten().any(|(role, _)| applies(role)) {
                 continue;
             }
             tokens.fill(&message.text);
-            for (rule, hit) in rules.iter().zip(by_rule.iter_mut()) {
-                let (RuleKind::Keywords { role, phrases, .. }, Some(hit)) = (&rule.kind, hit)
-                else {
+            for (rule, hit) in rules.clone().zip(by_rule.iter_mut()) {
+                let (Some((role, phrases)), Some(hit)) = (rule, hit) else {
                     continue;
                 };
                 if !applies(role) {
@@ -722,8 +824,18 @@ impl KeywordHits {
         KeywordHits { by_rule }
     }
 
-    fn get(&self, rule_index: usize) -> Option<&KeywordHit> {
-        self.by_rule.get(rule_index)?.as_ref()
+    /// What the keywords rule at `rule_index` fires with: at least
+    /// `min_matches` of `messages` (of `role`) contain one of `phrases`.
+    pub fn fired(
+        &self,
+        rule_index: usize,
+        messages: &[MessageRecord],
+        role: Option<&str>,
+        phrases: &[Vec<String>],
+        min_matches: usize,
+    ) -> Option<Fired> {
+        let hit = self.by_rule.get(rule_index)?.as_ref()?;
+        keywords(hit, messages, role, phrases, min_matches)
     }
 }
 
@@ -808,6 +920,9 @@ fn duration(micros: Micros) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::tag::builtin::Value::{self, Count, Fraction};
+    use crate::tag::config::{Rule, RuleKind};
+    use crate::tag::evaluate::{TagResult, evaluate};
     use proptest::prelude::*;
     use std::collections::HashMap;
 
@@ -887,6 +1002,11 @@ mod tests {
         }
     }
 
+    /// The built-in rule `name` with `params` (the rest at their defaults).
+    fn builtin(name: &str, params: &[(&str, Value)]) -> RuleKind {
+        RuleKind::builtin(name, params).unwrap()
+    }
+
     fn builtins() -> Vec<Rule> {
         crate::tag::config::RawTagging::default()
             .validate()
@@ -919,16 +1039,16 @@ mod tests {
             message("bot", "ok"),
             unidentified("bot"),
         ]);
-        let tag = tag_of(RuleKind::UnidentifiedResponse, &messages).unwrap();
+        let tag = tag_of(builtin("unidentified_response", &[]), &messages).unwrap();
         assert_eq!(Some(tag.message_ids), strings(&["m1", "m4"]));
         assert_eq!(tag.reason, "2 unidentified responses");
         let clean = conversation(vec![message("user", "hi"), message("bot", "hello")]);
-        assert_eq!(tag_of(RuleKind::UnidentifiedResponse, &clean), None);
+        assert_eq!(tag_of(builtin("unidentified_response", &[]), &clean), None);
     }
 
     #[test]
     fn repeated_unidentified_needs_n_in_a_row_broken_only_by_an_identified_bot_message() {
-        let n2 = RuleKind::RepeatedUnidentified { n: 2 };
+        let n2 = builtin("repeated_unidentified", &[("n", Count(2))]);
         let broken = conversation(vec![
             unidentified("bot"),
             message("bot", "here is your answer"),
@@ -959,18 +1079,28 @@ mod tests {
             unidentified("bot"),
             unidentified("bot"),
         ]);
-        let tag = tag_of(RuleKind::RepeatedUnidentified { n: 2 }, &messages).unwrap();
+        let tag = tag_of(
+            builtin("repeated_unidentified", &[("n", Count(2))]),
+            &messages,
+        )
+        .unwrap();
         assert_eq!(
             Some(tag.message_ids),
             strings(&["m0", "m1", "m2", "m6", "m7"])
         );
         assert_eq!(tag.reason, "3 unidentified responses in a row, 2 times");
         assert_eq!(
-            ids_of(RuleKind::RepeatedUnidentified { n: 3 }, &messages),
+            ids_of(
+                builtin("repeated_unidentified", &[("n", Count(3))]),
+                &messages
+            ),
             strings(&["m0", "m1", "m2"])
         );
         assert_eq!(
-            ids_of(RuleKind::RepeatedUnidentified { n: 4 }, &messages),
+            ids_of(
+                builtin("repeated_unidentified", &[("n", Count(4))]),
+                &messages
+            ),
             None
         );
     }
@@ -982,7 +1112,7 @@ mod tests {
             in_flow("bot", "password-reset", Some("ask-email"), false),
             message("user", "bye"),
         ]);
-        let tag = tag_of(RuleKind::Dropoff, &messages).unwrap();
+        let tag = tag_of(builtin("dropoff", &[]), &messages).unwrap();
         assert_eq!(Some(tag.message_ids), strings(&["m1"]));
         assert_eq!(
             tag.reason,
@@ -991,7 +1121,9 @@ mod tests {
 
         let without_step = conversation(vec![in_flow("bot", "billing", None, false)]);
         assert_eq!(
-            tag_of(RuleKind::Dropoff, &without_step).unwrap().reason,
+            tag_of(builtin("dropoff", &[]), &without_step)
+                .unwrap()
+                .reason,
             "dropped off in flow billing"
         );
     }
@@ -1003,9 +1135,9 @@ mod tests {
             in_flow("bot", "password-reset", Some("done"), true),
             message("user", "thanks"),
         ]);
-        assert_eq!(tag_of(RuleKind::Dropoff, &completed), None);
+        assert_eq!(tag_of(builtin("dropoff", &[]), &completed), None);
         let no_flow = conversation(vec![message("user", "hi"), message("bot", "hello")]);
-        assert_eq!(tag_of(RuleKind::Dropoff, &no_flow), None);
+        assert_eq!(tag_of(builtin("dropoff", &[]), &no_flow), None);
     }
 
     #[test]
@@ -1015,16 +1147,16 @@ mod tests {
             message("agent", "hi, I'm Sam"),
             message("agent", "how can I help"),
         ]);
-        let tag = tag_of(RuleKind::AgentHandoff, &messages).unwrap();
+        let tag = tag_of(builtin("agent_handoff", &[]), &messages).unwrap();
         assert_eq!(Some(tag.message_ids), strings(&["m1"]));
         assert_eq!(tag.reason, "handed off to an agent (2 agent messages)");
         let bot_only = conversation(vec![message("user", "hi"), message("bot", "hello")]);
-        assert_eq!(tag_of(RuleKind::AgentHandoff, &bot_only), None);
+        assert_eq!(tag_of(builtin("agent_handoff", &[]), &bot_only), None);
     }
 
     #[test]
     fn low_confidence_is_strictly_below_the_threshold_on_user_messages() {
-        let low = RuleKind::LowConfidence { threshold: 0.5 };
+        let low = builtin("low_confidence", &[("threshold", Fraction(0.5))]);
         let messages = conversation(vec![
             with_confidence(0.5),
             with_confidence(0.31),
@@ -1060,10 +1192,13 @@ mod tests {
             message("user", "hello"),
             message("user", "reset my passwords"),
         ]);
-        let tag = tag_of(RuleKind::UserRepeated { n: 2 }, &messages).unwrap();
+        let tag = tag_of(builtin("user_repeated", &[("n", Count(2))]), &messages).unwrap();
         assert_eq!(Some(tag.message_ids), strings(&["m0", "m2"]));
         assert_eq!(tag.reason, "user sent \"reset my password\" 2 times");
-        assert_eq!(ids_of(RuleKind::UserRepeated { n: 3 }, &messages), None);
+        assert_eq!(
+            ids_of(builtin("user_repeated", &[("n", Count(3))]), &messages),
+            None
+        );
     }
 
     #[test]
@@ -1075,7 +1210,7 @@ mod tests {
             message("user", "A"),
             message("user", "b"),
         ]);
-        let tag = tag_of(RuleKind::UserRepeated { n: 2 }, &messages).unwrap();
+        let tag = tag_of(builtin("user_repeated", &[("n", Count(2))]), &messages).unwrap();
         assert_eq!(
             Some(tag.message_ids),
             strings(&["m0", "m1", "m2", "m3", "m4"])
@@ -1121,7 +1256,7 @@ mod tests {
     fn no_bot_reply_needs_a_user_message_last_and_the_session_over() {
         let messages = conversation(vec![message("bot", "hi"), message("user", "hello?")]);
         let last = messages[1].timestamp;
-        let rules = [rule("no_bot_reply", RuleKind::NoBotReply)];
+        let rules = [rule("no_bot_reply", builtin("no_bot_reply", &[]))];
         let at = |now| evaluate(&rules, &messages, facts_at(now));
         assert!(at(last + 30 * MINUTE).is_empty(), "not past the timeout");
         let tags = at(last + 30 * MINUTE + 1);
@@ -1136,7 +1271,7 @@ mod tests {
 
     #[test]
     fn long_conversation_is_more_than_max_messages_and_lists_none() {
-        let long = RuleKind::LongConversation { max_messages: 50 };
+        let long = builtin("long_conversation", &[("max_messages", Count(50))]);
         let fifty = conversation(vec![message("user", "x"); 50]);
         assert_eq!(tag_of(long.clone(), &fifty), None);
         let fifty_one = conversation(vec![message("user", "x"); 51]);
@@ -1206,7 +1341,7 @@ mod tests {
         let rules = [
             rule("a", keywords_rule(Some("user"), &["alpha"], 1)),
             rule("b", keywords_rule(None, &["beta"], 1)),
-            rule("c", RuleKind::AgentHandoff),
+            rule("c", builtin("agent_handoff", &[])),
         ];
         let messages = conversation(vec![
             message("user", "alpha beta"),
@@ -1300,12 +1435,12 @@ mod tests {
             Rule {
                 name: "zeta".into(),
                 version: 3,
-                kind: RuleKind::AgentHandoff,
+                kind: builtin("agent_handoff", &[]),
             },
             Rule {
                 name: "alpha".into(),
                 version: 2,
-                kind: RuleKind::UnidentifiedResponse,
+                kind: builtin("unidentified_response", &[]),
             },
         ];
         let messages = conversation(vec![unidentified("bot"), message("agent", "hi")]);
@@ -1552,7 +1687,7 @@ mod tests {
         #[test]
         fn unidentified_response_matches_oracle(messages in arb_conversation()) {
             prop_assert_eq!(
-                alone(RuleKind::UnidentifiedResponse, &messages, facts_at(BASE)),
+                alone(builtin("unidentified_response", &[]), &messages, facts_at(BASE)),
                 oracle_unidentified_response(&messages)
             );
         }
@@ -1560,7 +1695,7 @@ mod tests {
         #[test]
         fn repeated_unidentified_matches_oracle(messages in arb_conversation(), n in 1usize..5) {
             prop_assert_eq!(
-                alone(RuleKind::RepeatedUnidentified { n }, &messages, facts_at(BASE)),
+                alone(builtin("repeated_unidentified", &[("n", Count(n))]), &messages, facts_at(BASE)),
                 oracle_repeated_unidentified(&messages, n)
             );
         }
@@ -1568,7 +1703,7 @@ mod tests {
         #[test]
         fn dropoff_matches_oracle(messages in arb_conversation()) {
             prop_assert_eq!(
-                alone(RuleKind::Dropoff, &messages, facts_at(BASE)),
+                alone(builtin("dropoff", &[]), &messages, facts_at(BASE)),
                 oracle_dropoff(&messages)
             );
         }
@@ -1576,7 +1711,7 @@ mod tests {
         #[test]
         fn agent_handoff_matches_oracle(messages in arb_conversation()) {
             prop_assert_eq!(
-                alone(RuleKind::AgentHandoff, &messages, facts_at(BASE)),
+                alone(builtin("agent_handoff", &[]), &messages, facts_at(BASE)),
                 oracle_agent_handoff(&messages)
             );
         }
@@ -1587,7 +1722,7 @@ mod tests {
             threshold in prop_oneof![Just(0.0), Just(0.5), Just(1.0), 0.0..=1.0f64],
         ) {
             prop_assert_eq!(
-                alone(RuleKind::LowConfidence { threshold }, &messages, facts_at(BASE)),
+                alone(builtin("low_confidence", &[("threshold", Fraction(threshold))]), &messages, facts_at(BASE)),
                 oracle_low_confidence(&messages, threshold)
             );
         }
@@ -1595,7 +1730,7 @@ mod tests {
         #[test]
         fn user_repeated_matches_oracle(messages in arb_conversation(), n in 1usize..5) {
             prop_assert_eq!(
-                alone(RuleKind::UserRepeated { n }, &messages, facts_at(BASE)),
+                alone(builtin("user_repeated", &[("n", Count(n))]), &messages, facts_at(BASE)),
                 oracle_user_repeated(&messages, n)
             );
         }
@@ -1604,7 +1739,7 @@ mod tests {
         fn no_bot_reply_matches_oracle(messages in arb_conversation(), facts in arb_facts()) {
             let facts = facts_for(&messages, facts);
             prop_assert_eq!(
-                alone(RuleKind::NoBotReply, &messages, facts),
+                alone(builtin("no_bot_reply", &[]), &messages, facts),
                 oracle_no_bot_reply(&messages, facts)
             );
         }
@@ -1612,7 +1747,7 @@ mod tests {
         #[test]
         fn long_conversation_matches_oracle(messages in arb_conversation(), max in 1usize..45) {
             prop_assert_eq!(
-                alone(RuleKind::LongConversation { max_messages: max }, &messages, facts_at(BASE)),
+                alone(builtin("long_conversation", &[("max_messages", Count(max))]), &messages, facts_at(BASE)),
                 oracle_long_conversation(&messages, max)
             );
         }
@@ -1627,9 +1762,9 @@ mod tests {
             let facts = facts_for(&messages, facts);
             let mut rules = builtins();
             for rule in &mut rules {
-                match &mut rule.kind {
-                    RuleKind::RepeatedUnidentified { n: rule_n } | RuleKind::UserRepeated { n: rule_n } => *rule_n = n,
-                    RuleKind::LongConversation { max_messages } => *max_messages = max,
+                match rule.name.as_str() {
+                    "repeated_unidentified" | "user_repeated" => rule.kind = builtin(&rule.name, &[("n", Count(n))]),
+                    "long_conversation" => rule.kind = builtin(&rule.name, &[("max_messages", Count(max))]),
                     _ => {}
                 }
             }
