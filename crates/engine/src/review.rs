@@ -2,9 +2,9 @@
 //! share links and bulk actions. Every change goes to the store first; the
 //! index follows within the refresh interval.
 
-use crate::config::ReviewConfig;
 use crate::query::trace::{TraceGroup, group_traces};
 use crate::query::{QueryError, SearchRequest, SearchService};
+use crate::settings::ReviewConfig;
 use crate::store::review::{BulkChange, Reveal, share};
 use crate::store::{ConversationRecord, MessageRecord, Store, StoreError, read};
 use base64::Engine;
@@ -219,7 +219,7 @@ impl ReviewService {
         let ttl = match ttl {
             None => self.config.share_ttl,
             Some(text) => {
-                crate::config::parse_duration(text).map_err(|reason| invalid("ttl", reason))?
+                convlog_core::parse_duration(text).map_err(|reason| invalid("ttl", reason))?
             }
         };
         if ttl.is_zero() || ttl > self.config.share_max_ttl {

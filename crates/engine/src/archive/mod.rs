@@ -29,9 +29,9 @@ pub mod target;
 
 pub use error::ArchiveError;
 
-use crate::config::RetentionConfig;
 use crate::index::LiveIndex;
 use crate::jobs::Progress;
+use crate::settings::RetentionConfig;
 use crate::store::archive::{
     self as records, DueConversation, ObjectRecord, PartitionRecord, RunRecord, RunState,
 };

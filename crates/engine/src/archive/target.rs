@@ -2,7 +2,7 @@
 //! or S3 and S3-compatible servers (`s3://bucket/prefix`).
 
 use super::ArchiveError;
-use crate::config::S3Config;
+use crate::settings::S3Config;
 use bytes::Bytes;
 use futures::TryStreamExt;
 use object_store::aws::AmazonS3Builder;

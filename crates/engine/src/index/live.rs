@@ -8,8 +8,8 @@
 //! named are removed at start-up.
 
 use super::{IndexError, IndexSchema, IndexState, Indexer, SearchIndex};
-use crate::config::IndexConfig;
 use crate::jobs::Progress;
+use crate::settings::{IndexConfig, SchemaChange};
 use crate::store::{Store, tagging::conversation_count};
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -17,15 +17,6 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, RwLock};
 
 const POINTER: &str = "INDEX";
-
-/// What the service does when the index on disk was built with another schema.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum SchemaChange {
-    /// Build a new generation from the store (readiness stays red until it has caught up).
-    Rebuild,
-    /// Refuse to start, saying how to rebuild.
-    Refuse,
-}
 
 /// The index being served and the thread keeping it up to date.
 pub struct LiveIndex {

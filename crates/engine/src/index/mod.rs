@@ -9,7 +9,8 @@ mod live;
 pub mod schema;
 mod writer;
 
-pub use live::{LiveIndex, SchemaChange};
+pub use crate::settings::SchemaChange;
+pub use live::LiveIndex;
 pub use schema::{Fields, IndexSchema};
 pub use writer::{IndexState, Indexer};
 

@@ -2,7 +2,7 @@
 //! stream and commits every refresh interval with its position in the payload.
 
 use super::{CommitPayload, IndexError, SearchIndex, document};
-use crate::config::IndexConfig;
+use crate::settings::IndexConfig;
 use crate::store::read::IndexMessage;
 use crate::store::{Store, read_changes_page};
 use std::collections::{HashMap, HashSet};

@@ -4,8 +4,8 @@
 //! index, field and reason, so a client can fix a whole batch in one go. Nothing
 //! here touches the store: a batch either validates completely or is refused.
 
-use crate::config::IngestConfig;
 use crate::ingest::pseudonym::UserKeyer;
+use crate::settings::IngestConfig;
 use convlog_core::{NewMessage, NewTrace, Role, is_identifier, parse_timestamp};
 use serde::Serialize;
 use serde_json::{Map, Value};

@@ -9,8 +9,8 @@ use super::collector::{
 use super::cursor::{Cursor, Views};
 use super::filter::{SearchRequest, Sort};
 use super::highlight::{snippet, terms_for_role};
-use crate::config::SearchConfig;
 use crate::index::{Fields, LiveIndex};
+use crate::settings::SearchConfig;
 use crate::store::{
     ConversationRecord, MessageRecord, NodeRecord, Store, StoreError, read, review,
 };

@@ -5,6 +5,7 @@
 //! recorded state, from which `src/archive` resumes it.
 
 use super::read::{CONVERSATION_COLUMNS, MESSAGE_COLUMNS, conversation_from_row, message_from_row};
+use super::schema::label_key;
 use super::{ConversationRecord, MessageRecord, StoreError, TagRecord, WriteCtx};
 use convlog_core::Micros;
 use rusqlite::{Connection, OptionalExtension, params};
@@ -625,7 +626,7 @@ impl WriteCtx<'_> {
             ])?;
         }
         for (position, label) in record.labels.iter().enumerate() {
-            let key = super::review::label_key(label);
+            let key = label_key(label);
             self.conn
                 .prepare_cached(
                     "INSERT OR IGNORE INTO label_names (bot_id, name_key, name) VALUES (?1, ?2, ?3)",

@@ -1,8 +1,8 @@
 //! The ingest transaction: deduplicate, assign sessions, insert, refresh summaries.
 
 use super::{StoreError, WriteCtx};
-use crate::config::SessionConfig;
 use crate::ingest::sessions::{StoredSession, group_sessions};
+use crate::settings::SessionConfig;
 use convlog_core::{Micros, NewMessage, NewTrace, UserKey};
 use rusqlite::{OptionalExtension, params};
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};

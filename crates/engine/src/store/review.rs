@@ -4,14 +4,10 @@
 //! change stream, so the index picks it up at its next commit; a crash between
 //! the two is repaired by the indexer catching up at restart.
 
+use super::schema::label_key;
 use super::{StoreError, WriteCtx};
 use convlog_core::Micros;
 use rusqlite::{Connection, OptionalExtension, params};
-
-/// The comparison key of a label: case-insensitive, also beyond ASCII.
-pub fn label_key(name: &str) -> String {
-    name.to_lowercase()
-}
 
 /// What a bulk action changes.
 #[derive(Debug, Clone, Default, PartialEq)]

@@ -1,5 +1,11 @@
 //! The SQLite schema of the store, applied at open.
 
+/// The comparison key of a label (the `name_key` of `labels` and
+/// `label_names`): case-insensitive, also beyond ASCII.
+pub fn label_key(name: &str) -> String {
+    name.to_lowercase()
+}
+
 /// Bumped when the tables change; stored in `PRAGMA user_version`.
 pub const STORE_VERSION: i64 = 1;
 

@@ -1,5 +1,5 @@
 //! The `[tagging]` section of `config.toml`: the raw TOML shapes and their
-//! validation into the [`Rule`]s that [`super::evaluate`] runs.
+//! validation into the [`Rule`]s that [`super::evaluate()`] runs.
 //!
 //! Raw and validated are two types so that everything the engine sees has been
 //! checked once, at start-up, and every error names the rule at fault. Disabled

@@ -5,8 +5,8 @@
 use super::config::TaggingConfig;
 use super::evaluate::evaluate;
 use super::rules::ConversationFacts;
-use crate::config::SessionConfig;
 use crate::jobs::Progress;
+use crate::settings::SessionConfig;
 use crate::store::tagging::{
     TagCandidate, TagOutcome, all_candidates, changed_candidates, conversation_count,
     due_candidates, meta,

@@ -7,7 +7,7 @@
 //!   defaults and checks, time dependence, evaluation);
 //! - [`config`]: `[tagging]` of `config.toml`, read and validated into rules
 //!   through the registry;
-//! - [`evaluate`]: every configured rule over one conversation;
+//! - [`mod@evaluate`]: every configured rule over one conversation;
 //! - [`job`]: runs them on a dedicated rayon pool over the conversations that
 //!   changed, over those whose time-dependent rules fell due, and over
 //!   everything on request.

@@ -1,0 +1,149 @@
+//! The typed settings each layer of the engine is given: plain values, already
+//! validated, with no knowledge of where they came from.
+//!
+//! They are the bottom layer so that any module can take its settings without
+//! importing the configuration loader ([`crate::config`]), which sits on top:
+//! it reads `config.toml` and validates each section into these types (and the
+//! tagging rules into `tag`'s).
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// `[server]`.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    pub listen: SocketAddr,
+    pub data_dir: PathBuf,
+    pub max_body: usize,
+    pub request_timeout: Duration,
+    /// Time to receive a complete request head.
+    pub header_timeout: Duration,
+    /// A kept-alive connection with nothing in flight is closed after this.
+    pub idle_timeout: Duration,
+    /// Open connections at most.
+    pub max_connections: usize,
+    /// Time to receive a request's whole body once its head is in.
+    pub body_timeout: Duration,
+    /// Bytes of bodies one key may hold in memory at once.
+    pub body_budget_per_key: usize,
+}
+
+/// `[auth]`.
+#[derive(Debug, Clone)]
+pub struct AuthConfig {
+    /// Requests a second per key; 0 disables the limit.
+    pub rate_limit: f64,
+    pub rate_burst: f64,
+}
+
+/// `[ingest]`.
+#[derive(Debug, Clone)]
+pub struct IngestConfig {
+    pub max_text: usize,
+    pub max_metadata: usize,
+    pub max_batch_messages: usize,
+    pub capture_all_traces: bool,
+}
+
+impl IngestConfig {
+    /// The largest raw JSON text one item may have: its text and metadata at
+    /// their limits, every byte escaped (`\u00XX`), plus the other fields.
+    pub fn max_item_bytes(&self) -> usize {
+        6 * (self.max_text + self.max_metadata) + 64 * 1024
+    }
+}
+
+/// `[sessions]`: the timeout after which a user's next message starts a new session.
+#[derive(Debug, Clone)]
+pub struct SessionConfig {
+    pub default_timeout: Duration,
+    pub channels: BTreeMap<String, Duration>,
+}
+
+impl SessionConfig {
+    /// The session timeout of `channel`.
+    pub fn timeout(&self, channel: &str) -> Duration {
+        self.channels
+            .get(channel)
+            .copied()
+            .unwrap_or(self.default_timeout)
+    }
+}
+
+/// `[index]`.
+#[derive(Debug, Clone)]
+pub struct IndexConfig {
+    pub refresh_interval: Duration,
+    pub writer_memory: usize,
+    pub writer_threads: usize,
+    pub on_schema_change: SchemaChange,
+}
+
+/// `[search]`.
+#[derive(Debug, Clone)]
+pub struct SearchConfig {
+    pub history_days: u32,
+    pub cursor_ttl: Duration,
+    pub max_open_cursors: usize,
+}
+
+/// `[review]`.
+#[derive(Debug, Clone)]
+pub struct ReviewConfig {
+    pub share_ttl: Duration,
+    pub share_max_ttl: Duration,
+    /// Labels one conversation may carry.
+    pub max_labels: usize,
+}
+
+/// `[retention]`.
+#[derive(Debug, Clone)]
+pub struct RetentionConfig {
+    /// How long conversations stay hot after their last message.
+    pub period: Duration,
+    /// Per-bot periods overriding `period`.
+    pub bots: std::collections::BTreeMap<String, Duration>,
+    /// Hold flagged conversations hot whatever their age.
+    pub keep_flagged: bool,
+    /// How often the archive runs by itself; `None` is off.
+    pub schedule: Option<Duration>,
+    /// Messages per archive run (one set of objects each).
+    pub batch_messages: usize,
+    /// Objects larger than this upload in parts.
+    pub multipart_threshold: usize,
+    /// Objects under the archive prefix missing from the manifest are removed once this old.
+    pub orphan_grace: Duration,
+    /// How long restored conversations stay hot.
+    pub restore_hold: Duration,
+    /// Empty means `<data_dir>/archive`.
+    pub archive_url: String,
+    pub s3: S3Config,
+}
+
+impl RetentionConfig {
+    /// The retention period of a bot.
+    pub fn period_of(&self, bot_id: &str) -> Duration {
+        self.bots.get(bot_id).copied().unwrap_or(self.period)
+    }
+}
+
+/// `[retention.s3]`: empty strings fall back to the `AWS_*` environment variables.
+#[derive(Debug, Clone, Default)]
+pub struct S3Config {
+    pub endpoint: String,
+    pub region: String,
+    pub access_key_id: String,
+    pub secret_access_key: String,
+    pub allow_http: bool,
+}
+
+/// What the service does when the index on disk was built with another schema.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SchemaChange {
+    /// Build a new generation from the store (readiness stays red until it has caught up).
+    Rebuild,
+    /// Refuse to start, saying how to rebuild.
+    Refuse,
+}
