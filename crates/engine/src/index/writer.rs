@@ -317,7 +317,7 @@ fn sync_pages(
     position: &mut u64,
     committed: &mut impl FnMut(u64, usize) -> bool,
 ) -> Result<(), IndexError> {
-    let fields = *index.fields();
+    let fields = index.fields().clone();
     loop {
         let head = store.head();
         if head <= *position {
