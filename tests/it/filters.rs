@@ -22,7 +22,7 @@ fn descriptor_lists_every_filter_and_searches_take_exactly_those() {
         .map(|f| f["param"].as_str().unwrap())
         .collect();
     for known in [
-        "channel", "tag", "flagged", "label", "flow", "step", "dropoff", "node", "role",
+        "channel", "tag", "flagged", "label", "flow", "step", "dropoff", "node", "intent", "role",
     ] {
         assert!(params.contains(&known), "{known} missing from {params:?}");
     }
@@ -32,7 +32,9 @@ fn descriptor_lists_every_filter_and_searches_take_exactly_those() {
         .collect();
     assert_eq!(
         sections,
-        ["Source", "Tags", "Flagged", "Labels", "Flows", "Nodes"]
+        [
+            "Source", "Tags", "Flagged", "Labels", "Flows", "Nodes", "Intents"
+        ]
     );
 
     for filter in filters {

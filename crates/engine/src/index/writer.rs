@@ -421,10 +421,7 @@ mod tests {
             role: "user".into(),
             text: "hello".into(),
             timestamp: seq as i64,
-            flow: None,
-            step: None,
-            node_id: None,
-            node_type: None,
+            ..IndexMessage::default()
         }
     }
 

@@ -231,6 +231,23 @@ pub static FILTERS: &[Filter] = &[
         }),
     },
     Filter {
+        param: "intent",
+        kind: Kind::Multi,
+        description: "An intent the NLU recognised in a user message.",
+        normalize: as_is,
+        clause: Clause::AnyOf("intent"),
+        facet: Facet::Own {
+            counted: "intent",
+            disjunctive: true,
+        },
+        targets: ALL,
+        requires: None,
+        section: Some(Section {
+            searchable: true,
+            ..section("Intents")
+        }),
+    },
+    Filter {
         param: "role",
         kind: Kind::Multi,
         description: "Who sent the message: user, bot, agent or system.",
@@ -431,6 +448,7 @@ mod tests {
                 ("label", Some("label")),
                 ("flow", None),
                 ("node", Some("node")),
+                ("intent", Some("intent")),
             ]
         );
     }
