@@ -207,8 +207,7 @@ pub fn routes() -> Vec<Route> {
         route(M::GET, "/bots/{bot}", Public, ui::page),
         route(M::GET, "/bots/{bot}/{*rest}", Public, ui::page),
         route(M::GET, "/shared/{token}", Public, ui::page),
-        route(M::GET, "/ui/app.js", Public, ui::script),
-        route(M::GET, "/ui/app.css", Public, ui::style),
+        route(M::GET, "/ui/{*file}", Public, ui::file),
     ]
 }
 
