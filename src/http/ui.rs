@@ -2,9 +2,10 @@
 //!
 //! The page talks to the public HTTP API only; every page path (`/`,
 //! `/bots/{bot}/…`, `/shared/{token}`) serves the same document and the
-//! script routes on the URL. The script and the style sheet are served by one
-//! route, `/ui/{*file}`, from the table [`FILES`]. A new file is one line there
-//! (a test fails for a file under `ui/` that isn't served).
+//! script routes on the URL. The script is native ES modules under `ui/js/`
+//! (no build step); they and the style sheet are served by one route,
+//! `/ui/{*file}`, from the table [`FILES`]. A new module is one line there
+//! (the UI tests fail for a file under `ui/` that isn't served).
 
 use super::error::AppError;
 use axum::extract::Path;
@@ -36,7 +37,26 @@ macro_rules! file {
 }
 
 /// Every file under `/ui/`; any other path there is a 404.
-const FILES: &[File] = &[file!("app.css", CSS), file!("app.js", JS)];
+const FILES: &[File] = &[
+    file!("app.css", CSS),
+    file!("js/api.js", JS),
+    file!("js/charts.js", JS),
+    file!("js/conversation.js", JS),
+    file!("js/dashboards.js", JS),
+    file!("js/debugger.js", JS),
+    file!("js/filters.js", JS),
+    file!("js/format.js", JS),
+    file!("js/home.js", JS),
+    file!("js/list.js", JS),
+    file!("js/main.js", JS),
+    file!("js/panel.js", JS),
+    file!("js/range.js", JS),
+    file!("js/router.js", JS),
+    file!("js/session.js", JS),
+    file!("js/shared.js", JS),
+    file!("js/sharepage.js", JS),
+    file!("js/shell.js", JS),
+];
 
 /// Only the server's own files run and load; no page may frame the UI
 /// (clickjacking); `data:` only for the empty favicon.

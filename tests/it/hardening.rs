@@ -710,7 +710,13 @@ fn labels_refuse_invisible_text_and_bidi_controls_and_are_capped() {
 fn the_ui_sends_csp_frame_ancestors_and_nosniff() {
     let dir = tempfile::tempdir().unwrap();
     let server = Server::start(dir.path(), &[]);
-    for path in ["/", "/bots/demo", "/shared/x", "/ui/app.js", "/ui/app.css"] {
+    for path in [
+        "/",
+        "/bots/demo",
+        "/shared/x",
+        "/ui/js/main.js",
+        "/ui/app.css",
+    ] {
         let reply = raw(&server, "GET", path, &[], b"");
         assert_eq!(reply.status, 200, "{path}");
         let csp = reply.header("content-security-policy").unwrap_or_default();
@@ -772,6 +778,7 @@ fn the_ui_serves_exactly_the_files_of_its_table() {
     );
     for path in [
         "/ui/",
+        "/ui/app.js",
         "/ui/nope.js",
         "/ui/js/../app.css",
         "/ui/%2e%2e/Cargo.toml",
