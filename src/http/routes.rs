@@ -102,6 +102,7 @@ pub fn routes() -> Vec<Route> {
     vec![
         route(M::POST, "/v1/messages", Ingest, ingest::messages).ndjson(),
         route(M::POST, "/v1/traces", Ingest, ingest::traces).ndjson(),
+        route(M::GET, "/v1/filters", Public, search::filters),
         route(M::GET, "/v1/bots", Read, search::bots),
         route(
             M::GET,

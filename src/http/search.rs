@@ -30,6 +30,12 @@ pub(super) fn request(query: Option<String>, target: Target) -> Result<SearchReq
     Ok(SearchRequest::from_pairs(&pairs, target)?)
 }
 
+/// `GET /v1/filters`: the search filters (the engine's filter table), which
+/// the UI's sidebar is built from.
+pub async fn filters() -> Json<Value> {
+    Json(json!({ "filters": convlog_engine::query::filters::describe() }))
+}
+
 /// `GET /v1/bots`: the bots the caller's key may see, with their conversations
 /// in the hot store and their last activity.
 pub async fn bots(

@@ -15,6 +15,7 @@ mod cli;
 mod common;
 mod crash;
 mod errors;
+mod filters;
 mod hardening;
 mod ingest;
 mod isolation;

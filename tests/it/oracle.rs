@@ -22,6 +22,7 @@ pub struct Msg {
     pub step: Option<String>,
     pub node_id: Option<String>,
     pub node_type: Option<String>,
+    pub intent: Option<String>,
     pub flow_completed: bool,
     pub unidentified: bool,
     pub confidence: Option<f64>,
@@ -43,6 +44,7 @@ pub struct Conv {
     pub steps: BTreeSet<(String, String)>,
     pub nodes: BTreeSet<String>,
     pub prompts: BTreeSet<String>,
+    pub intents: BTreeSet<String>,
     pub dropoff: Option<(String, Option<String>)>,
     /// The built-in tags the contract defines, evaluated at the time the world was built.
     pub tags: BTreeSet<String>,
@@ -101,6 +103,7 @@ impl World {
                 step: m.step.clone(),
                 node_id: m.node_id.clone(),
                 node_type: m.node_type.clone(),
+                intent: m.intent.clone(),
                 flow_completed: m.flow_completed == Some(true),
                 unidentified: m.unidentified == Some(true),
                 confidence: m.confidence,
@@ -170,6 +173,7 @@ impl World {
             steps: BTreeSet::new(),
             nodes: BTreeSet::new(),
             prompts: BTreeSet::new(),
+            intents: BTreeSet::new(),
             dropoff: None,
             tags: BTreeSet::new(),
             msgs,
@@ -184,6 +188,9 @@ impl World {
                     conv.steps.insert((flow.clone(), step.clone()));
                 }
                 last_flow = Some(m);
+            }
+            if let Some(intent) = &m.intent {
+                conv.intents.insert(intent.clone());
             }
             if let Some(node) = &m.node_id {
                 conv.nodes.insert(node.clone());
@@ -404,6 +411,7 @@ pub struct Search {
     pub steps: Vec<String>,
     pub dropoff: Option<bool>,
     pub nodes: Vec<String>,
+    pub intents: Vec<String>,
     pub flagged: Option<bool>,
     pub sort: Sort,
     pub limit: Option<usize>,
@@ -416,6 +424,7 @@ enum Dim {
     Tag,
     Flow,
     Node,
+    Intent,
     Flagged,
 }
 
@@ -442,6 +451,7 @@ impl Search {
             steps: Vec::new(),
             dropoff: None,
             nodes: Vec::new(),
+            intents: Vec::new(),
             flagged: None,
             sort: Sort::LastMessageAt,
             limit: None,
@@ -475,6 +485,9 @@ impl Search {
         }
         for n in &self.nodes {
             push("node", n);
+        }
+        for i in &self.intents {
+            push("intent", i);
         }
         if let Some(f) = self.flagged {
             push("flagged", if f { "true" } else { "false" });
@@ -530,6 +543,7 @@ impl Search {
             && (!keep(Dim::Tag) || self.tags.is_empty() || self.tags.iter().any(|t| conv.tags.contains(t)))
             && (!keep(Dim::Flow) || self.flow_ok(conv))
             && (!keep(Dim::Node) || self.nodes.is_empty() || self.nodes.iter().any(|n| conv.nodes.contains(n)))
+            && (!keep(Dim::Intent) || self.intents.is_empty() || self.intents.iter().any(|i| conv.intents.contains(i)))
             // Nothing is flagged in this build.
             && (!keep(Dim::Flagged) || self.flagged != Some(true))
     }
@@ -540,6 +554,7 @@ impl Search {
         let mut tag: BTreeMap<String, u64> = BTreeMap::new();
         let mut flow: BTreeMap<String, u64> = BTreeMap::new();
         let mut node: BTreeMap<String, u64> = BTreeMap::new();
+        let mut intent: BTreeMap<String, u64> = BTreeMap::new();
         let mut unflagged = 0u64;
         let mut ordered = Vec::new();
         for c in world.of_bot(&self.bot) {
@@ -569,6 +584,11 @@ impl Search {
                     *node.entry(n.clone()).or_default() += 1;
                 }
             }
+            if self.passes(world, c, text_ok, Some(Dim::Intent)) {
+                for i in &conv.intents {
+                    *intent.entry(i.clone()).or_default() += 1;
+                }
+            }
             if self.passes(world, c, text_ok, Some(Dim::Flagged)) {
                 unflagged += 1;
             }
@@ -595,6 +615,7 @@ impl Search {
                 "label": {},
                 "flow": flow,
                 "node": node,
+                "intent": intent,
                 "flagged": flagged,
             }),
         }

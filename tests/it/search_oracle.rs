@@ -282,6 +282,7 @@ struct Catalog {
     tags: Vec<String>,
     flows: Vec<String>,
     nodes: Vec<String>,
+    intents: Vec<String>,
     start: i64,
     end: i64,
 }
@@ -292,12 +293,14 @@ fn catalog(world: &World, bot: &str) -> Catalog {
     let mut tags = BTreeSet::new();
     let mut flows = BTreeSet::new();
     let mut nodes = BTreeSet::new();
+    let mut intents = BTreeSet::new();
     for &c in &convs {
         let conv = &world.convs[c];
         channels.insert(conv.channel.clone());
         tags.extend(conv.tags.iter().cloned());
         flows.extend(conv.flows.iter().cloned());
         nodes.extend(conv.nodes.iter().cloned());
+        intents.extend(conv.intents.iter().cloned());
     }
     Catalog {
         start: convs
@@ -316,6 +319,7 @@ fn catalog(world: &World, bot: &str) -> Catalog {
         tags: tags.into_iter().collect(),
         flows: flows.into_iter().collect(),
         nodes: nodes.into_iter().collect(),
+        intents: intents.into_iter().collect(),
     }
 }
 
@@ -475,6 +479,16 @@ fn random_search(world: &World, rng: &mut Rng, cats: &[(&str, Catalog)]) -> Sear
         search.nodes.push((*rng.pick(&nodes)).clone());
         if rng.chance(0.4) {
             search.nodes.push(rng.pick(&cat.nodes).clone());
+        }
+    }
+    if !conv.intents.is_empty() && rng.chance(0.2) {
+        let intents: Vec<&String> = conv.intents.iter().collect();
+        search.intents.push((*rng.pick(&intents)).clone());
+        if rng.chance(0.4) {
+            let other = rng.pick(&cat.intents).clone();
+            if !search.intents.contains(&other) {
+                search.intents.push(other);
+            }
         }
     }
     if rng.chance(0.25) {

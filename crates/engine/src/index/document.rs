@@ -85,6 +85,7 @@ pub fn conversation(
     let mut steps = BTreeSet::new();
     let mut nodes = BTreeSet::new();
     let mut prompts = BTreeSet::new();
+    let mut intents = BTreeSet::new();
     let mut times = BTreeSet::new();
     for message in messages {
         times.insert(message.timestamp);
@@ -100,6 +101,9 @@ pub fn conversation(
                 prompts.insert(node.as_str());
             }
         }
+        if let Some(intent) = &message.intent {
+            intents.insert(intent.as_str());
+        }
         let role = Role::parse(&message.role).unwrap_or(Role::System);
         conversation.add_text(fields.text_of(role), &message.text);
     }
@@ -114,6 +118,9 @@ pub fn conversation(
     }
     for node in prompts {
         conversation.add_text(fields.prompt_node, node);
+    }
+    for intent in intents {
+        conversation.add_text(fields.get("intent"), intent);
     }
     for ts in times {
         conversation.add_i64(fields.ts, ts);
@@ -136,6 +143,9 @@ pub fn message(fields: &Fields, shared: &Shared<'_>, message: &IndexMessage) -> 
     }
     if let Some(node) = &message.node_id {
         doc.add_text(fields.node, node);
+    }
+    if let Some(intent) = &message.intent {
+        doc.add_text(fields.get("intent"), intent);
     }
     doc.add_text(fields.text, &message.text);
     doc

@@ -135,9 +135,10 @@ impl IndexSchema {
     }
 }
 
-/// Every field the code uses, resolved once.
-#[derive(Debug, Clone, Copy)]
+/// Every field the code uses, resolved once; others (the filter table's) by name.
+#[derive(Debug, Clone)]
 pub struct Fields {
+    schema: Schema,
     pub bot: Field,
     pub conv_id: Field,
     pub msg_seq: Field,
@@ -172,6 +173,7 @@ impl Fields {
             })
         };
         Ok(Fields {
+            schema: schema.clone(),
             bot: get("bot")?,
             conv_id: get("conv_id")?,
             msg_seq: get("msg_seq")?,
@@ -195,6 +197,14 @@ impl Fields {
             text_system: get("text_system")?,
             text: get("text")?,
         })
+    }
+
+    /// The field named `name`. Panics when the schema lacks it: the names
+    /// come from the filter table, whose test checks them against the schema.
+    pub fn get(&self, name: &str) -> Field {
+        self.schema
+            .get_field(name)
+            .unwrap_or_else(|_| panic!("field `{name}` is missing from index-schema/schema.toml"))
     }
 
     /// The conversation text field of a role.

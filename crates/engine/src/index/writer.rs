@@ -317,7 +317,7 @@ fn sync_pages(
     position: &mut u64,
     committed: &mut impl FnMut(u64, usize) -> bool,
 ) -> Result<(), IndexError> {
-    let fields = *index.fields();
+    let fields = index.fields().clone();
     loop {
         let head = store.head();
         if head <= *position {
@@ -421,10 +421,7 @@ mod tests {
             role: "user".into(),
             text: "hello".into(),
             timestamp: seq as i64,
-            flow: None,
-            step: None,
-            node_id: None,
-            node_type: None,
+            ..IndexMessage::default()
         }
     }
 

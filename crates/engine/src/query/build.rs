@@ -1,6 +1,8 @@
 //! Turns a validated request into one tantivy query, always scoped to one bot.
 
-use super::filter::SearchRequest;
+use super::SearchRequest;
+pub use super::filters::Dimension;
+use super::filters::{Clause, FILTERS};
 use crate::index::Fields;
 use crate::index::schema::{ANY_DROPOFF, flow_step};
 use convlog_core::Micros;
@@ -12,82 +14,6 @@ use tantivy::query::{
     TermSetQuery,
 };
 use tantivy::schema::{Field, IndexRecordOption};
-
-/// The facet dimensions of conversation search.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Dimension {
-    Channel,
-    Tag,
-    Label,
-    Flow,
-    Node,
-    Flagged,
-}
-
-impl Dimension {
-    /// Every dimension, in response order.
-    pub const ALL: [Dimension; 6] = [
-        Dimension::Channel,
-        Dimension::Tag,
-        Dimension::Label,
-        Dimension::Flow,
-        Dimension::Node,
-        Dimension::Flagged,
-    ];
-
-    /// Its name in the response.
-    pub fn name(self) -> &'static str {
-        match self {
-            Dimension::Channel => "channel",
-            Dimension::Tag => "tag",
-            Dimension::Label => "label",
-            Dimension::Flow => "flow",
-            Dimension::Node => "node",
-            Dimension::Flagged => "flagged",
-        }
-    }
-
-    /// The fast field counted for it (nodes: prompt nodes only).
-    pub fn field(self) -> &'static str {
-        match self {
-            Dimension::Channel => "channel",
-            Dimension::Tag => "tag",
-            Dimension::Label => "label",
-            Dimension::Flow => "flow",
-            Dimension::Node => "prompt_node",
-            Dimension::Flagged => "flagged",
-        }
-    }
-
-    /// The request's filter on this dimension as (fast field, any of these values),
-    /// when a collector can test it from that column alone (all but `flow`).
-    pub fn column_filter(self, request: &SearchRequest) -> Option<(&'static str, Vec<String>)> {
-        match self {
-            Dimension::Channel => Some(("channel", request.channels.clone())),
-            Dimension::Tag => Some(("tag", request.tags.clone())),
-            Dimension::Label => Some(("label", request.labels.clone())),
-            Dimension::Node => Some(("node", request.nodes.clone())),
-            Dimension::Flagged => request
-                .flagged
-                .map(|flagged| ("flagged", vec![flagged.to_string()])),
-            Dimension::Flow => None,
-        }
-    }
-
-    /// Whether the request filters on this dimension (`step` and `dropoff` belong to `flow`).
-    pub fn is_filtered(self, request: &SearchRequest) -> bool {
-        match self {
-            Dimension::Channel => !request.channels.is_empty(),
-            Dimension::Tag => !request.tags.is_empty(),
-            Dimension::Label => !request.labels.is_empty(),
-            Dimension::Flow => {
-                !request.flows.is_empty() || !request.steps.is_empty() || request.dropoff.is_some()
-            }
-            Dimension::Node => !request.nodes.is_empty(),
-            Dimension::Flagged => request.flagged.is_some(),
-        }
-    }
-}
 
 /// Which documents a query runs over (each kind has its own index).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -123,11 +49,11 @@ fn term_query(field: Field, value: &str) -> Box<dyn Query> {
     ))
 }
 
-fn any_of(field: Field, values: impl IntoIterator<Item = String>) -> Box<dyn Query> {
+fn any_of<S: AsRef<str>>(field: Field, values: impl IntoIterator<Item = S>) -> Box<dyn Query> {
     Box::new(TermSetQuery::new(
         values
             .into_iter()
-            .map(|value| Term::from_field_text(field, &value)),
+            .map(|value| Term::from_field_text(field, value.as_ref())),
     ))
 }
 
@@ -190,41 +116,22 @@ pub fn build_without(
             )),
         }
     }
-    let keep = |dimension: Dimension| !without.contains(&dimension);
-    if keep(Dimension::Channel) && !request.channels.is_empty() {
-        must.push((
-            Occur::Must,
-            any_of(fields.channel, request.channels.clone()),
-        ));
+    let mut flow = false;
+    for filter in FILTERS {
+        let values = request.values(filter.param);
+        let left_out = without
+            .iter()
+            .any(|dimension| filter.dimension() == Some(dimension.name()));
+        if values.is_empty() || left_out {
+            continue;
+        }
+        match filter.clause {
+            Clause::AnyOf(field) => must.push((Occur::Must, any_of(fields.get(field), values))),
+            Clause::Flow => flow = true,
+        }
     }
-    if keep(Dimension::Tag) && !request.tags.is_empty() {
-        must.push((Occur::Must, any_of(fields.tag, request.tags.clone())));
-    }
-    if keep(Dimension::Label) && !request.labels.is_empty() {
-        must.push((Occur::Must, any_of(fields.label, request.labels.clone())));
-    }
-    if keep(Dimension::Flagged)
-        && let Some(flagged) = request.flagged
-    {
-        must.push((
-            Occur::Must,
-            term_query(fields.flagged, if flagged { "true" } else { "false" }),
-        ));
-    }
-    if keep(Dimension::Node) && !request.nodes.is_empty() {
-        must.push((Occur::Must, any_of(fields.node, request.nodes.clone())));
-    }
-    if keep(Dimension::Flow) {
+    if flow {
         must.extend(flow_clauses(fields, request));
-    }
-    if !request.roles.is_empty() {
-        must.push((
-            Occur::Must,
-            any_of(
-                fields.role,
-                request.roles.iter().map(|r| r.as_str().to_string()),
-            ),
-        ));
     }
     if let Some(ast) = &request.ast {
         match ast {
@@ -236,28 +143,27 @@ pub fn build_without(
     Box::new(BooleanQuery::new(must))
 }
 
+/// `flow`, `step` and `dropoff` together: a step within its flows, a drop-off at those steps.
 fn flow_clauses(fields: &Fields, request: &SearchRequest) -> Vec<(Occur, Box<dyn Query>)> {
+    let (flows, steps) = (request.values("flow"), request.values("step"));
     let mut clauses = Vec::new();
     let pairs = || {
-        request
-            .flows
+        flows
             .iter()
-            .flat_map(|flow| request.steps.iter().map(move |step| flow_step(flow, step)))
+            .flat_map(|flow| steps.iter().map(move |step| flow_step(flow, step)))
+            .collect::<Vec<_>>()
     };
-    if !request.flows.is_empty() {
-        clauses.push((Occur::Must, any_of(fields.flow, request.flows.clone())));
+    if !flows.is_empty() {
+        clauses.push((Occur::Must, any_of(fields.flow, flows)));
     }
-    if !request.steps.is_empty() {
-        clauses.push((
-            Occur::Must,
-            any_of(fields.flow_step, pairs().collect::<Vec<_>>()),
-        ));
+    if !steps.is_empty() {
+        clauses.push((Occur::Must, any_of(fields.flow_step, pairs())));
     }
-    if let Some(dropoff) = request.dropoff {
-        let dropped: Box<dyn Query> = if !request.steps.is_empty() {
-            any_of(fields.dropoff_step, pairs().collect::<Vec<_>>())
-        } else if !request.flows.is_empty() {
-            any_of(fields.dropoff, request.flows.clone())
+    if let Some(dropoff) = request.flag("dropoff") {
+        let dropped: Box<dyn Query> = if !steps.is_empty() {
+            any_of(fields.dropoff_step, pairs())
+        } else if !flows.is_empty() {
+            any_of(fields.dropoff, flows)
         } else {
             term_query(fields.dropoff, ANY_DROPOFF)
         };

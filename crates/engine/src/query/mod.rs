@@ -3,12 +3,13 @@
 pub mod build;
 pub mod collector;
 pub mod cursor;
-pub mod filter;
+pub mod filters;
 pub mod highlight;
+mod request;
 mod search;
 pub mod trace;
 
-pub use filter::{SearchRequest, Sort, Target};
+pub use request::{DEFAULT_LIMIT, MAX_LIMIT, SearchRequest, Sort, Target};
 pub use search::{
     ConversationDetail, ConversationHit, ConversationPage, FlowFunnel, MessageHit, MessagePage,
     NodeCount, SearchService, StepFunnel,

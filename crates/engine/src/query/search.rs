@@ -7,8 +7,8 @@ use super::collector::{
     Disjunctive, IdCollector, SearchCollector, SearchFruit, SortPosition, SortSource,
 };
 use super::cursor::{Cursor, Views};
-use super::filter::{SearchRequest, Sort};
 use super::highlight::{snippet, terms_for_role};
+use super::{SearchRequest, Sort};
 use crate::config::SearchConfig;
 use crate::index::{Fields, LiveIndex};
 use crate::store::{
@@ -108,7 +108,7 @@ impl SearchService {
     pub fn new(index: Arc<LiveIndex>, store: Store, config: SearchConfig) -> SearchService {
         let views = Arc::new(Views::new(config.cursor_ttl, config.max_open_cursors));
         SearchService {
-            fields: *index.index().fields(),
+            fields: index.index().fields().clone(),
             index,
             store,
             views,
@@ -133,14 +133,15 @@ impl SearchService {
         bot: &str,
         request: &'r SearchRequest,
     ) -> Result<Cow<'r, SearchRequest>, QueryError> {
-        if request.labels.is_empty() {
+        let asked = request.values("label");
+        if asked.is_empty() {
             return Ok(Cow::Borrowed(request));
         }
         let labels = self
             .store
-            .read(|conn| review::canonical_labels(conn, bot, &request.labels))?;
+            .read(|conn| review::canonical_labels(conn, bot, asked))?;
         let mut resolved = request.clone();
-        resolved.labels = labels;
+        resolved.filters.insert("label", labels);
         Ok(Cow::Owned(resolved))
     }
 
@@ -232,8 +233,7 @@ impl SearchService {
         let fields = &self.fields;
         let sort = request.sort.unwrap_or(Sort::LastMessageAt);
         let limit = request.limit();
-        let unfiltered: Vec<Dimension> = Dimension::ALL
-            .into_iter()
+        let unfiltered: Vec<Dimension> = Dimension::all()
             .filter(|d| !d.is_filtered(request))
             .collect();
         // Filters the collector can test from columns leave the query and are counted
@@ -243,8 +243,7 @@ impl SearchService {
         {
             (Vec::new(), Vec::new())
         } else {
-            Dimension::ALL
-                .into_iter()
+            Dimension::all()
                 .filter(|d| d.is_filtered(request))
                 .filter_map(|d| {
                     let (filter, values) = d.column_filter(request)?;
@@ -280,9 +279,7 @@ impl SearchService {
         for (dimension, counts) in unfiltered.iter().chain(&in_pass).zip(fruit.facets) {
             facets.insert(dimension.name(), counts.into_iter().collect());
         }
-        for dimension in Dimension::ALL
-            .into_iter()
-            .filter(|d| d.is_filtered(request) && !in_pass.contains(d))
+        for dimension in Dimension::all().filter(|d| d.is_filtered(request) && !in_pass.contains(d))
         {
             let query = build::build(
                 fields,

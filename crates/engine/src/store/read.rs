@@ -98,7 +98,7 @@ pub struct TraceRecord {
 }
 
 /// What the index needs of a stored message.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct IndexMessage {
     pub seq: u64,
     pub role: String,
@@ -108,6 +108,7 @@ pub struct IndexMessage {
     pub step: Option<String>,
     pub node_id: Option<String>,
     pub node_type: Option<String>,
+    pub intent: Option<String>,
 }
 
 /// Conversations changed after a position of the change stream, as the index needs them.
@@ -252,7 +253,7 @@ fn index_messages(
     conversation_id: u64,
 ) -> Result<Vec<IndexMessage>, StoreError> {
     let mut statement = conn.prepare_cached(
-        "SELECT seq, role, text, ts, flow, step, node_id, node_type FROM messages
+        "SELECT seq, role, text, ts, flow, step, node_id, node_type, intent FROM messages
          WHERE conversation_id = ?1 ORDER BY ts, seq",
     )?;
     let rows = statement.query_map(params![conversation_id as i64], |row| {
@@ -265,6 +266,7 @@ fn index_messages(
             step: row.get(5)?,
             node_id: row.get(6)?,
             node_type: row.get(7)?,
+            intent: row.get(8)?,
         })
     })?;
     Ok(rows.collect::<Result<_, _>>()?)

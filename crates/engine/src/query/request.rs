@@ -1,8 +1,10 @@
 //! Search parameters: parsed from the query string and validated into a typed request.
 
 use super::QueryError;
-use convlog_core::{Micros, normalize_label, parse_timestamp};
-use convlog_querylang::{QueryAst, QueryLimits, Role, parse};
+use super::filters::{self, FILTERS, Filter, Kind};
+use convlog_core::{Micros, parse_timestamp};
+use convlog_querylang::{QueryAst, QueryLimits, parse};
+use std::collections::BTreeMap;
 
 /// How results are ordered.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -29,15 +31,8 @@ pub struct SearchRequest {
     pub to: Option<Micros>,
     pub q: Option<String>,
     pub ast: Option<QueryAst>,
-    pub channels: Vec<String>,
-    pub tags: Vec<String>,
-    pub labels: Vec<String>,
-    pub flagged: Option<bool>,
-    pub flows: Vec<String>,
-    pub steps: Vec<String>,
-    pub dropoff: Option<bool>,
-    pub nodes: Vec<String>,
-    pub roles: Vec<Role>,
+    /// The filters given, by parameter ([`FILTERS`]): a bool as one `"true"`/`"false"`.
+    pub filters: BTreeMap<&'static str, Vec<String>>,
     pub sort: Option<Sort>,
     pub limit: Option<usize>,
     pub cursor: Option<String>,
@@ -49,6 +44,8 @@ pub const MAX_LIMIT: usize = 100;
 pub const DEFAULT_LIMIT: usize = 20;
 /// Most values of one repeated parameter.
 const MAX_VALUES: usize = 100;
+/// Longest value of a filter, in bytes.
+const MAX_VALUE_BYTES: usize = 256;
 
 fn invalid(name: &str, reason: impl Into<String>) -> QueryError {
     QueryError::InvalidParameter {
@@ -65,14 +62,28 @@ fn parse_bool(name: &str, value: &str) -> Result<bool, QueryError> {
     }
 }
 
-fn push_value(name: &str, list: &mut Vec<String>, value: &str) -> Result<(), QueryError> {
-    if value.is_empty() || value.len() > 256 {
-        return Err(invalid(name, "values are 1 to 256 bytes"));
+/// Adds one value of `filter` to `request`.
+fn add_value(request: &mut SearchRequest, filter: &Filter, value: &str) -> Result<(), QueryError> {
+    let name = filter.param;
+    let value = match filter.kind {
+        Kind::Bool => {
+            let flag = parse_bool(name, value)?;
+            request.filters.insert(name, vec![flag.to_string()]);
+            return Ok(());
+        }
+        Kind::Multi => (filter.normalize)(value).map_err(|reason| invalid(name, reason))?,
+    };
+    if value.is_empty() || value.len() > MAX_VALUE_BYTES {
+        return Err(invalid(
+            name,
+            format!("values are 1 to {MAX_VALUE_BYTES} bytes"),
+        ));
     }
+    let list = request.filters.entry(name).or_default();
     if list.len() >= MAX_VALUES {
         return Err(invalid(name, format!("at most {MAX_VALUES} values")));
     }
-    list.push(value.to_string());
+    list.push(value);
     Ok(())
 }
 
@@ -85,6 +96,10 @@ impl SearchRequest {
         let mut request = SearchRequest::default();
         for (name, value) in pairs {
             let value = value.as_str();
+            if let Some(filter) = filters::lookup(name, target) {
+                add_value(&mut request, filter, value)?;
+                continue;
+            }
             match name.as_str() {
                 "from" | "to" => {
                     let micros = parse_timestamp(value).ok_or_else(|| {
@@ -97,23 +112,6 @@ impl SearchRequest {
                     }
                 }
                 "q" => request.q = Some(value.to_string()),
-                "channel" => push_value(name, &mut request.channels, &value.to_ascii_lowercase())?,
-                "tag" => push_value(name, &mut request.tags, value)?,
-                "label" => {
-                    let label = normalize_label(value).map_err(|reason| invalid(name, reason))?;
-                    push_value(name, &mut request.labels, &label)?
-                }
-                "flow" => push_value(name, &mut request.flows, value)?,
-                "step" => push_value(name, &mut request.steps, value)?,
-                "node" => push_value(name, &mut request.nodes, value)?,
-                "flagged" => request.flagged = Some(parse_bool(name, value)?),
-                "dropoff" => request.dropoff = Some(parse_bool(name, value)?),
-                "role" if target == Target::Messages => {
-                    let role = Role::parse(value).ok_or_else(|| {
-                        invalid(name, format!("{value:?} is not user, bot, agent or system"))
-                    })?;
-                    request.roles.push(role);
-                }
                 "sort" if target != Target::Aggregates => {
                     request.sort = Some(match value {
                         "last_message_at" => Sort::LastMessageAt,
@@ -150,11 +148,13 @@ impl SearchRequest {
         {
             return Err(invalid("from", "must be before `to`"));
         }
-        if !request.steps.is_empty() && request.flows.is_empty() {
-            return Err(invalid("step", "needs a `flow`"));
-        }
-        if request.dropoff.is_some() && request.flows.is_empty() && !request.steps.is_empty() {
-            return Err(invalid("dropoff", "needs a `flow`"));
+        for filter in FILTERS {
+            if let Some(needed) = filter.requires
+                && request.filters.contains_key(filter.param)
+                && !request.filters.contains_key(needed)
+            {
+                return Err(invalid(filter.param, format!("needs a `{needed}`")));
+            }
         }
         if let Some(q) = &request.q {
             request.ast =
@@ -174,24 +174,23 @@ impl SearchRequest {
         self.limit.unwrap_or(DEFAULT_LIMIT)
     }
 
-    /// A fingerprint of everything but the paging, so a cursor can't be reused with other filters.
+    /// The values given for the filter `param` (none when not given).
+    pub fn values(&self, param: &str) -> &[String] {
+        self.filters.get(param).map_or(&[], Vec::as_slice)
+    }
+
+    /// The value of the bool filter `param`, if given.
+    pub fn flag(&self, param: &str) -> Option<bool> {
+        self.values(param).first().map(|value| value == "true")
+    }
+
+    /// A fingerprint of everything but the paging, so a cursor can't be reused
+    /// with other filters. Derived from the whole filter map: a new filter is
+    /// covered without being listed.
     pub fn fingerprint(&self) -> u64 {
         use std::hash::{Hash, Hasher};
         let mut hasher = std::collections::hash_map::DefaultHasher::new();
-        (
-            &self.q,
-            &self.channels,
-            &self.tags,
-            &self.labels,
-            self.flagged,
-            &self.flows,
-            &self.steps,
-            self.dropoff,
-            &self.nodes,
-            self.roles.iter().map(|r| r.as_str()).collect::<Vec<_>>(),
-            self.sort,
-        )
-            .hash(&mut hasher);
+        (&self.q, &self.filters, self.sort).hash(&mut hasher);
         hasher.finish()
     }
 }
@@ -223,8 +222,8 @@ mod tests {
             Target::Conversations,
         )
         .unwrap();
-        assert_eq!(request.channels, vec!["web", "whatsapp"]);
-        assert_eq!(request.flagged, Some(true));
+        assert_eq!(request.values("channel"), ["web", "whatsapp"]);
+        assert_eq!(request.flag("flagged"), Some(true));
     }
 
     #[test]
@@ -254,5 +253,24 @@ mod tests {
             matches!(err, QueryError::InvalidQuery { position: 0, .. }),
             "{err:?}"
         );
+    }
+
+    #[test]
+    fn every_filter_changes_the_fingerprint() {
+        let base = pairs(&[("flow", "f")]);
+        let fingerprint = |pairs: &[(String, String)]| {
+            SearchRequest::from_pairs(pairs, Target::Messages)
+                .unwrap()
+                .fingerprint()
+        };
+        for filter in FILTERS {
+            let value = match filter.kind {
+                Kind::Bool => "false",
+                Kind::Multi => "user",
+            };
+            let mut with = base.clone();
+            with.push((filter.param.to_string(), value.to_string()));
+            assert_ne!(fingerprint(&base), fingerprint(&with), "{}", filter.param);
+        }
     }
 }
