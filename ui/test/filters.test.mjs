@@ -8,7 +8,7 @@ const model = filterModel(DESCRIPTOR);
 const qs = (s) => new URLSearchParams(s);
 
 test("the conversation list has every filter of its target, in descriptor order", () => {
-  assert.deepEqual(model.filters.map((d) => d.param), ["channel", "tag", "flagged", "label", "flow", "step", "dropoff", "node"]);
+  assert.deepEqual(model.filters.map((d) => d.param), ["channel", "tag", "flagged", "label", "flow", "step", "dropoff", "node", "intent"]);
   assert.deepEqual(filterModel(DESCRIPTOR, "messages").filters.map((d) => d.param).at(-1), "role");
 });
 
@@ -20,12 +20,13 @@ test("sidebar sections are the filters with a section, in order, with their opti
     { param: "label", kind: "multi", facet: "label", title: "Labels", empty: "No labels in this range yet.", searchable: false, hint: null },
     { param: "flow", kind: "multi", facet: "flow", title: "Flows", empty: null, searchable: true, hint: null },
     { param: "node", kind: "multi", facet: "node", title: "Nodes", empty: null, searchable: true, hint: "prompt nodes" },
+    { param: "intent", kind: "multi", facet: "intent", title: "Intents", empty: null, searchable: true, hint: null },
   ]);
 });
 
 test("parses repeatable filters once per value and bools as given; ignores other parameters", () => {
   const f = model.fromParams(qs("channel=web&channel=sms&channel=web&flagged=true&flow=a&step=s1&dropoff=true&q=x&role=user"));
-  assert.deepEqual(f, { channel: ["web", "sms"], tag: [], flagged: "true", label: [], flow: ["a"], step: ["s1"], dropoff: "true", node: [] });
+  assert.deepEqual(f, { channel: ["web", "sms"], tag: [], flagged: "true", label: [], flow: ["a"], step: ["s1"], dropoff: "true", node: [], intent: [] });
   assert.deepEqual(model.fromParams(qs("")), model.empty());
 });
 
@@ -34,24 +35,28 @@ test("writing replaces the filter parameters and keeps the others", () => {
   assert.equal(p.toString(), "q=refund&sort=relevance&range=7d&tag=b&tag=a&flagged=false");
 });
 
-test("a filter whose required filter is empty is neither written, keyed nor counted", () => {
-  const orphan = model.fromParams(qs("step=s1&dropoff=true&channel=web"));
+test("a filter whose required filter is empty is neither written, keyed, counted nor offered", () => {
+  const orphan = model.fromParams(qs("step=s1&channel=web"));
   assert.equal(model.write(orphan, qs("")).toString(), "channel=web");
   assert.equal(model.count(orphan), 1);
   assert.equal(model.key(orphan), model.key(model.fromParams(qs("channel=web"))));
   assert.equal(model.available("step", orphan), false);
   const withFlow = { ...orphan, flow: ["checkout"] };
-  assert.equal(model.write(withFlow, qs("")).toString(), "channel=web&flow=checkout&step=s1&dropoff=true");
-  assert.equal(model.count(withFlow), 4);
-  assert.equal(model.available("dropoff", withFlow), true);
+  assert.equal(model.write(withFlow, qs("")).toString(), "channel=web&flow=checkout&step=s1");
+  assert.equal(model.count(withFlow), 3);
+  assert.equal(model.available("step", withFlow), true);
 });
 
-test("without `requires`, a filter stands alone", () => {
-  const loose = filterModel({ filters: DESCRIPTOR.filters.map((d) => (d.param === "dropoff" ? { param: "dropoff", kind: "bool" } : d)) });
-  const f = loose.fromParams(qs("dropoff=true"));
-  assert.equal(loose.write(f, qs("")).toString(), "dropoff=true");
-  assert.equal(loose.count(f), 1);
-  assert.equal(loose.available("dropoff", f), true);
+test("without `requires` a filter stands alone (a drop-off in any flow); with it, it doesn't", () => {
+  const f = model.fromParams(qs("dropoff=true"));
+  assert.equal(model.write(f, qs("")).toString(), "dropoff=true");
+  assert.equal(model.count(f), 1);
+  assert.equal(model.available("dropoff", f), true);
+  const strict = filterModel({ filters: DESCRIPTOR.filters.map((d) => (d.param === "dropoff" ? { ...d, requires: "flow" } : d)) });
+  assert.equal(strict.write(f, qs("")).toString(), "");
+  assert.equal(strict.count(f), 0);
+  assert.equal(strict.available("dropoff", f), false);
+  assert.equal(strict.write({ ...f, flow: ["checkout"] }, qs("")).toString(), "flow=checkout&dropoff=true");
 });
 
 test("the key ignores the order of values, and differs when a value or a bool differs", () => {
