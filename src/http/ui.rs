@@ -5,7 +5,8 @@
 //! script routes on the URL. The script is native ES modules under `ui/js/`
 //! (no build step); they and the style sheet are served by one route,
 //! `/ui/{*file}`, from the table [`FILES`]. A new module is one line there
-//! (the UI tests fail for a file under `ui/` that isn't served).
+//! (`the_ui_serves_exactly_the_files_of_its_table` fails for a file under `ui/`
+//! that isn't served).
 
 use super::error::AppError;
 use axum::extract::Path;
