@@ -70,8 +70,8 @@ pub enum Query {
 pub enum Ok {
     /// A JSON body of this schema, with this status.
     Json(u16, SchemaFn),
-    /// A body of this content type (the UI's files, metrics).
-    Text(&'static str),
+    /// A body of one of these content types (the UI's files, metrics).
+    Text(&'static [&'static str]),
 }
 
 /// The component schemas a document collects as it is built.
@@ -466,9 +466,13 @@ fn operation(route: &Route, components: &mut Components) -> Value {
             status,
             json!({ "application/json": { "schema": schema(components) } }),
         ),
-        Ok::Text(content_type) => (
+        Ok::Text(types) => (
             200,
-            json!({ content_type: { "schema": { "type": "string" } } }),
+            types
+                .iter()
+                .map(|kind| (kind.to_string(), json!({ "schema": { "type": "string" } })))
+                .collect::<Map<String, Value>>()
+                .into(),
         ),
     };
     responses.insert(

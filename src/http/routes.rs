@@ -425,7 +425,7 @@ pub fn routes() -> Vec<Route> {
         }),
         route(M::GET, "/metrics", Admin, ops::metrics).doc(Doc {
             summary: "Prometheus metrics",
-            ok: Answer::Text("text/plain"),
+            ok: Answer::Text(&["text/plain"]),
             ..Doc::default()
         }),
         route(M::GET, "/", Public, ui::page).doc(ui_doc("The web UI")),
@@ -434,14 +434,10 @@ pub fn routes() -> Vec<Route> {
             .doc(ui_doc("The web UI: any page of a bot")),
         route(M::GET, "/shared/{token}", Public, ui::page)
             .doc(ui_doc("The web UI: a shared conversation")),
-        route(M::GET, "/ui/app.js", Public, ui::script).doc(Doc {
-            summary: "The web UI's script",
-            ok: Answer::Text("text/javascript"),
-            ..Doc::default()
-        }),
-        route(M::GET, "/ui/app.css", Public, ui::style).doc(Doc {
-            summary: "The web UI's style sheet",
-            ok: Answer::Text("text/css"),
+        route(M::GET, "/ui/{*file}", Public, ui::file).doc(Doc {
+            summary: "The web UI's files (ES modules, style sheet)",
+            ok: Answer::Text(&["text/javascript", "text/css"]),
+            also: &[404],
             ..Doc::default()
         }),
     ]
@@ -450,7 +446,7 @@ pub fn routes() -> Vec<Route> {
 fn ui_doc(summary: &'static str) -> Doc {
     Doc {
         summary,
-        ok: api::Ok::Text("text/html"),
+        ok: api::Ok::Text(&["text/html"]),
         ..Doc::default()
     }
 }

@@ -394,6 +394,7 @@ impl Matrix {
         path = path.replace("{id}", &self.conversation[bot]);
         path = path.replace("{label}", "matrixlabel");
         path = path.replace("{*rest}", "conversations/c_1");
+        path = path.replace("{*file}", "app.css");
         assert!(!path.contains('{'), "no value for a parameter of {pattern}");
         let body = match (method, pattern) {
             ("POST", "/v1/messages") => Some(json!([message(
