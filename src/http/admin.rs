@@ -1,6 +1,7 @@
 //! Admin endpoints: jobs and the runs that create them.
 
 use super::error::AppError;
+use super::openapi::{self, Components, array, closed, count, nullable, object, string, timestamp};
 use crate::app::App;
 use axum::Json;
 use axum::body::Bytes;
@@ -119,7 +120,8 @@ pub async fn job(State(app): State<App>, Path(id): Path<String>) -> Result<Json<
     Ok(Json(job_json(&app.jobs.get(&id).await?)))
 }
 
-/// `DELETE /v1/admin/jobs/{id}`: ask a running job to stop.
+/// `POST /v1/admin/jobs/{id}/cancel`: ask a running job to stop (the job
+/// stays listed, ending as failed: an action on it, not its deletion).
 pub async fn cancel(
     State(app): State<App>,
     Path(id): Path<String>,
@@ -166,15 +168,16 @@ pub async fn create_key(
 ) -> Result<(StatusCode, Json<Value>), AppError> {
     let body: NewKeyBody =
         serde_json::from_slice(&body).map_err(|err| invalid("body", err.to_string()))?;
+    let not_bots = || invalid("bots", "a non-empty list of bot ids, or \"*\"");
     let bots = match &body.bots {
-        Value::String(text) => text.clone(),
-        Value::Array(list) => list
+        Value::String(text) if text == "*" => text.clone(),
+        Value::Array(list) if !list.is_empty() => list
             .iter()
-            .map(|v| v.as_str().map(str::to_string))
+            .map(|v| v.as_str().filter(|bot| convlog_core::is_identifier(bot)))
             .collect::<Option<Vec<_>>>()
-            .ok_or_else(|| invalid("bots", "a list of bot ids or \"*\""))?
+            .ok_or_else(not_bots)?
             .join(","),
-        _ => return Err(invalid("bots", "a list of bot ids or \"*\"")),
+        _ => return Err(not_bots()),
     };
     let request = KeyRequest::new(&body.role, &bots, body.name)
         .map_err(|(name, reason)| invalid(name, reason))?;
@@ -220,6 +223,9 @@ pub async fn revoke_key(
     Ok(Json(body))
 }
 
+/// Most audit entries one answer lists.
+const MAX_AUDIT_LIMIT: usize = 1000;
+
 #[derive(Debug, Default, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
 struct AuditQuery {
@@ -252,7 +258,16 @@ pub async fn audit(
         bot_id: query.bot_id,
         key_id: query.key_id,
         action: query.action,
-        limit: query.limit.unwrap_or(100).clamp(1, 1000),
+        limit: match query.limit {
+            None => 100,
+            Some(limit @ 1..=MAX_AUDIT_LIMIT) => limit,
+            Some(_) => {
+                return Err(invalid(
+                    "limit",
+                    format!("must be between 1 and {MAX_AUDIT_LIMIT}"),
+                ));
+            }
+        },
     };
     let entries = app
         .store
@@ -269,4 +284,164 @@ pub async fn audit(
         })
         .collect();
     Ok(Json(json!({"entries": entries})))
+}
+
+fn query_parameter(
+    name: &str,
+    description: &str,
+    schema: utoipa::openapi::schema::ObjectBuilder,
+) -> utoipa::openapi::path::Parameter {
+    use utoipa::openapi::path::{ParameterBuilder, ParameterIn};
+    ParameterBuilder::new()
+        .name(name)
+        .parameter_in(ParameterIn::Query)
+        .description(Some(description))
+        .schema(Some(schema))
+        .build()
+}
+
+fn of_type(kind: utoipa::openapi::schema::Type) -> utoipa::openapi::schema::ObjectBuilder {
+    utoipa::openapi::schema::ObjectBuilder::new().schema_type(kind)
+}
+
+/// The query of `POST /v1/admin/archive`.
+pub fn archive_params() -> Vec<utoipa::openapi::path::Parameter> {
+    use utoipa::openapi::schema::Type;
+    vec![query_parameter(
+        "dry_run",
+        "Only say what would be archived (200, nothing changes).",
+        of_type(Type::Boolean),
+    )]
+}
+
+/// The answer of a dry run of the archive.
+pub fn plan_schema(_: &mut Components) -> Value {
+    object(
+        &[
+            ("dry_run", json!({ "const": true })),
+            ("plan", json!({ "type": "object" })),
+        ],
+        &["dry_run", "plan"],
+    )
+}
+
+/// The answer of `GET /v1/admin/archive/partitions`.
+pub fn partitions_schema(_: &mut Components) -> Value {
+    object(
+        &[
+            ("url", string()),
+            ("partitions", array(json!({ "type": "object" }))),
+        ],
+        &["url", "partitions"],
+    )
+}
+
+/// The body of `POST /v1/admin/restore`.
+pub fn restore_body(_: &mut Components) -> Value {
+    closed(object(
+        &[
+            (
+                "bot_id",
+                json!({ "type": "string", "pattern": "^[A-Za-z0-9._-]{1,64}$" }),
+            ),
+            ("from", timestamp()),
+            (
+                "to",
+                json!({ "type": "string", "format": "date-time", "description": "After `from`." }),
+            ),
+        ],
+        &["bot_id", "from", "to"],
+    ))
+}
+
+/// The answer of `GET /v1/admin/jobs`.
+pub fn jobs_schema(components: &mut Components) -> Value {
+    object(&[("jobs", array(openapi::job(components)))], &["jobs"])
+}
+
+/// The body of `POST /v1/admin/keys`.
+pub fn key_body(_: &mut Components) -> Value {
+    let bot = json!({ "type": "string", "pattern": "^[A-Za-z0-9._-]{1,64}$" });
+    closed(object(
+        &[
+            (
+                "name",
+                json!({ "type": "string", "maxLength": KeyRequest::MAX_KEY_NAME }),
+            ),
+            (
+                "role",
+                json!({ "enum": ["viewer", "editor", "ingest", "admin"] }),
+            ),
+            (
+                "bots",
+                json!({ "oneOf": [{ "const": "*" }, { "type": "array", "items": bot, "minItems": 1 }] }),
+            ),
+        ],
+        &["role", "bots"],
+    ))
+}
+
+/// The answer of `POST /v1/admin/keys`: the record and the key.
+pub fn new_key_schema(components: &mut Components) -> Value {
+    json!({ "allOf": [openapi::key(components), object(&[("key", string())], &["key"])] })
+}
+
+/// The answer of `GET /v1/admin/keys`.
+pub fn keys_schema(components: &mut Components) -> Value {
+    object(&[("keys", array(openapi::key(components)))], &["keys"])
+}
+
+/// The answer of `DELETE /v1/admin/keys/{id}`.
+pub fn revoked_key_schema(components: &mut Components) -> Value {
+    let state = object(
+        &[
+            ("open_mode", json!({ "type": "boolean" })),
+            ("warning", string()),
+        ],
+        &["open_mode"],
+    );
+    json!({ "allOf": [openapi::key(components), state] })
+}
+
+/// The query of `GET /v1/admin/audit`.
+pub fn audit_params() -> Vec<utoipa::openapi::path::Parameter> {
+    use utoipa::openapi::schema::Type;
+    let timestamp = || {
+        of_type(Type::String).format(Some(utoipa::openapi::SchemaFormat::KnownFormat(
+            utoipa::openapi::KnownFormat::DateTime,
+        )))
+    };
+    vec![
+        query_parameter("bot_id", "Entries about this bot.", of_type(Type::String)),
+        query_parameter("key_id", "Entries of this key.", of_type(Type::String)),
+        query_parameter("action", "Entries of this action.", of_type(Type::String)),
+        query_parameter("from", "Entries at or after.", timestamp()),
+        query_parameter("to", "Entries before.", timestamp()),
+        query_parameter(
+            "limit",
+            "Most entries (default 100).",
+            of_type(Type::Integer)
+                .minimum(Some(1))
+                .maximum(Some(MAX_AUDIT_LIMIT as f64)),
+        ),
+    ]
+}
+
+/// The answer of `GET /v1/admin/audit`.
+pub fn audit_schema(_: &mut Components) -> Value {
+    let entry = object(
+        &[
+            ("id", count()),
+            ("at", timestamp()),
+            ("key_id", nullable(string())),
+            ("action", string()),
+            ("target", nullable(string())),
+            ("bot_id", nullable(string())),
+            ("request_id", nullable(string())),
+            ("status", nullable(count())),
+            ("hash", string()),
+        ],
+        &["id", "at", "action", "hash"],
+    );
+    object(&[("entries", array(entry))], &["entries"])
 }

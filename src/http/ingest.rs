@@ -2,6 +2,7 @@
 
 use super::error::AppError;
 use super::guard::Caller;
+use super::openapi::{Components, closed, count, nullable, object, reference, timestamp};
 use crate::app::App;
 use axum::Json;
 use axum::body::Bytes;
@@ -136,4 +137,110 @@ pub async fn traces(
         .traces_dropped
         .fetch_add(dropped as u64, Ordering::Relaxed);
     Ok(Json(json!({"accepted": stored, "dropped": dropped})))
+}
+
+/// A string that is not blank, of at most `max` characters.
+fn non_blank(max: u64) -> Value {
+    json!({ "type": "string", "minLength": 1, "maxLength": max, "pattern": "\\S" })
+}
+
+fn identifier() -> Value {
+    json!({ "type": "string", "pattern": "^[A-Za-z0-9._-]{1,64}$" })
+}
+
+/// A batch: an array of items (NDJSON: one per line).
+fn batch(item: Value) -> Value {
+    json!({ "type": "array", "items": item, "maxItems": 10000 })
+}
+
+/// An object whose optional properties may also be `null` (the same as left out).
+fn item(properties: &[(&str, Value)], required: &[&str]) -> Value {
+    let properties: Vec<(&str, Value)> = properties
+        .iter()
+        .map(|(name, schema)| match required.contains(name) {
+            true => (*name, schema.clone()),
+            false => (*name, nullable(schema.clone())),
+        })
+        .collect();
+    closed(object(&properties, required))
+}
+
+/// The body of `POST /v1/messages`: an array of messages (or NDJSON).
+pub fn message_body(components: &mut Components) -> Value {
+    components.named("NewMessage", |_| {
+        let short = non_blank(256);
+        item(
+            &[
+                ("id", non_blank(128)),
+                ("bot_id", identifier()),
+                ("user_id", non_blank(256)),
+                ("channel", identifier()),
+                (
+                    "role",
+                    json!({ "enum": ["user", "bot", "agent", "system"] }),
+                ),
+                (
+                    "text",
+                    json!({ "type": "string", "description": "At most `ingest.max_text` bytes." }),
+                ),
+                ("timestamp", timestamp()),
+                ("session_id", non_blank(128)),
+                ("flow", short.clone()),
+                ("step", short.clone()),
+                ("node_id", short.clone()),
+                ("node_type", short.clone()),
+                ("node_name", short.clone()),
+                ("intent", short),
+                (
+                    "confidence",
+                    json!({ "type": "number", "minimum": 0, "maximum": 1 }),
+                ),
+                ("unidentified", json!({ "type": "boolean" })),
+                ("flow_completed", json!({ "type": "boolean" })),
+                ("metadata", json!({ "type": "object" })),
+            ],
+            &["bot_id", "user_id", "channel", "role", "text", "timestamp"],
+        )
+    });
+    batch(reference("NewMessage"))
+}
+
+/// The body of `POST /v1/traces`: an array of events (or NDJSON).
+pub fn trace_body(components: &mut Components) -> Value {
+    components.named("NewTrace", |_| {
+        item(
+            &[
+                ("bot_id", identifier()),
+                ("user_id", non_blank(256)),
+                ("channel", identifier()),
+                ("timestamp", timestamp()),
+                ("message_id", non_blank(128)),
+                ("action", non_blank(256)),
+                ("detail", json!({ "type": "object" })),
+                ("duration_ms", json!({ "type": "number", "minimum": 0 })),
+                (
+                    "level",
+                    json!({ "enum": ["debug", "info", "warn", "error"] }),
+                ),
+            ],
+            &["bot_id", "user_id", "channel", "timestamp", "action"],
+        )
+    });
+    batch(reference("NewTrace"))
+}
+
+/// The answer of `POST /v1/messages`.
+pub fn accepted(_: &mut Components) -> Value {
+    object(
+        &[("accepted", count()), ("duplicates", count())],
+        &["accepted", "duplicates"],
+    )
+}
+
+/// The answer of `POST /v1/traces`.
+pub fn accepted_traces(_: &mut Components) -> Value {
+    object(
+        &[("accepted", count()), ("dropped", count())],
+        &["accepted", "dropped"],
+    )
 }

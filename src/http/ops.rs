@@ -7,9 +7,6 @@ use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
 use serde_json::json;
 
-/// The OpenAPI description of this API.
-const OPENAPI: &str = include_str!("../../docs/openapi.json");
-
 /// The process is up.
 pub async fn healthz() -> impl IntoResponse {
     axum::Json(json!({"status": "ok"}))
@@ -36,10 +33,24 @@ pub async fn metrics(State(app): State<App>) -> impl IntoResponse {
 
 /// `GET /v1/openapi.json`.
 pub async fn openapi() -> impl IntoResponse {
-    ([(header::CONTENT_TYPE, "application/json")], OPENAPI)
+    (
+        [(header::CONTENT_TYPE, "application/json")],
+        super::openapi::DOCUMENT.as_str(),
+    )
 }
 
 /// Any other path.
 pub async fn not_found() -> AppError {
     AppError::NotFound("route")
+}
+
+/// The answer of `/healthz` and `/readyz`.
+pub fn status_schema(_: &mut super::openapi::Components) -> serde_json::Value {
+    super::openapi::object(
+        &[
+            ("status", json!({ "enum": ["ok", "ready", "not_ready"] })),
+            ("reason", super::openapi::string()),
+        ],
+        &["status"],
+    )
 }

@@ -1,6 +1,7 @@
 //! Review actions under `/v1/bots/{bot}/conversations/{id}`, shares and bulk actions.
 
 use super::error::AppError;
+use super::openapi::{Components, array, closed, count, nullable, object, string, timestamp};
 use super::search::{bot_id, request};
 use super::views::{ConversationView, MessageView};
 use crate::app::App;
@@ -23,7 +24,7 @@ fn ids(bot: &str, id: &str) -> Result<(String, u64), AppError> {
     Ok((bot, id.0))
 }
 
-fn object(record: &ConversationRecord) -> Json<Value> {
+fn answer(record: &ConversationRecord) -> Json<Value> {
     Json(serde_json::to_value(ConversationView::new(record)).expect("view serialises"))
 }
 
@@ -44,7 +45,7 @@ pub async fn add_label(
     Path((bot, id, label)): Path<(String, String, String)>,
 ) -> Result<Json<Value>, AppError> {
     let (bot, id) = ids(&bot, &id)?;
-    Ok(object(&app.review.add_label(&bot, id, &label).await?))
+    Ok(answer(&app.review.add_label(&bot, id, &label).await?))
 }
 
 /// `DELETE …/labels/{label}`.
@@ -53,7 +54,7 @@ pub async fn remove_label(
     Path((bot, id, label)): Path<(String, String, String)>,
 ) -> Result<Json<Value>, AppError> {
     let (bot, id) = ids(&bot, &id)?;
-    Ok(object(&app.review.remove_label(&bot, id, &label).await?))
+    Ok(answer(&app.review.remove_label(&bot, id, &label).await?))
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -70,7 +71,7 @@ pub async fn flag(
 ) -> Result<Json<Value>, AppError> {
     let (bot, id) = ids(&bot, &id)?;
     let body: FlagBody = optional_body(&body)?;
-    Ok(object(
+    Ok(answer(
         &app.review.set_flag(&bot, id, true, body.note).await?,
     ))
 }
@@ -81,7 +82,7 @@ pub async fn unflag(
     Path((bot, id)): Path<(String, String)>,
 ) -> Result<Json<Value>, AppError> {
     let (bot, id) = ids(&bot, &id)?;
-    Ok(object(&app.review.set_flag(&bot, id, false, None).await?))
+    Ok(answer(&app.review.set_flag(&bot, id, false, None).await?))
 }
 
 /// `PUT …/debug`.
@@ -90,7 +91,7 @@ pub async fn debug_on(
     Path((bot, id)): Path<(String, String)>,
 ) -> Result<Json<Value>, AppError> {
     let (bot, id) = ids(&bot, &id)?;
-    Ok(object(&app.review.set_debug(&bot, id, true).await?))
+    Ok(answer(&app.review.set_debug(&bot, id, true).await?))
 }
 
 /// `DELETE …/debug`.
@@ -99,7 +100,7 @@ pub async fn debug_off(
     Path((bot, id)): Path<(String, String)>,
 ) -> Result<Json<Value>, AppError> {
     let (bot, id) = ids(&bot, &id)?;
-    Ok(object(&app.review.set_debug(&bot, id, false).await?))
+    Ok(answer(&app.review.set_debug(&bot, id, false).await?))
 }
 
 /// `GET /v1/bots/{bot}/debug`: what a bot runtime polls to know whom to trace.
@@ -258,4 +259,155 @@ pub async fn bulk(
     Ok(Json(
         serde_json::to_value(outcome).expect("outcome serialises"),
     ))
+}
+
+fn label() -> Value {
+    json!({ "type": "string", "minLength": 1, "maxLength": 64, "pattern": "\\S" })
+}
+
+/// The body of a bulk action.
+pub fn bulk_body(_: &mut Components) -> Value {
+    closed(object(
+        &[
+            ("add_labels", array(label())),
+            ("remove_labels", array(label())),
+            ("flag", nullable(json!({ "type": "boolean" }))),
+            ("dry_run", json!({ "type": "boolean" })),
+        ],
+        &[],
+    ))
+}
+
+/// What a bulk action did.
+pub fn bulk_outcome(_: &mut Components) -> Value {
+    object(
+        &[
+            ("matched", count()),
+            ("changed", count()),
+            ("dry_run", json!({ "type": "boolean" })),
+        ],
+        &["matched", "changed", "dry_run"],
+    )
+}
+
+/// The optional body of `PUT …/flag`.
+pub fn flag_body(_: &mut Components) -> Value {
+    closed(object(
+        &[(
+            "note",
+            nullable(json!({ "type": "string", "maxLength": 4096 })),
+        )],
+        &[],
+    ))
+}
+
+/// The query of `GET …/trace`.
+pub fn trace_params() -> Vec<utoipa::openapi::path::Parameter> {
+    use utoipa::openapi::path::{ParameterBuilder, ParameterIn};
+    use utoipa::openapi::schema::{ObjectBuilder, Type};
+    vec![
+        ParameterBuilder::new()
+            .name("message_id")
+            .parameter_in(ParameterIn::Query)
+            .description(Some("Only the input of this message."))
+            .schema(Some(ObjectBuilder::new().schema_type(Type::String)))
+            .build(),
+    ]
+}
+
+/// The answer of `GET …/trace`.
+pub fn trace_schema(components: &mut Components) -> Value {
+    let event = object(
+        &[
+            ("timestamp", timestamp()),
+            ("message_id", nullable(string())),
+            ("action", string()),
+            ("detail", json!({})),
+            ("duration_ms", nullable(json!({ "type": "number" }))),
+            ("level", string()),
+        ],
+        &["timestamp", "action", "level"],
+    );
+    let input = object(
+        &[
+            ("message", nullable(components.derived::<MessageView>())),
+            ("total_duration_ms", nullable(json!({ "type": "number" }))),
+            ("events", array(event)),
+        ],
+        &["message", "events"],
+    );
+    object(
+        &[
+            ("conversation_id", string()),
+            ("debug", json!({ "type": "boolean" })),
+            ("inputs", array(input)),
+        ],
+        &["conversation_id", "debug", "inputs"],
+    )
+}
+
+/// The optional body of `POST …/share`.
+pub fn share_body(_: &mut Components) -> Value {
+    let names: Vec<&str> = convlog_engine::store::review::Reveal::NAMES.to_vec();
+    closed(object(
+        &[
+            (
+                "ttl",
+                nullable(json!({ "type": "string", "pattern": "^[0-9]+(ms|s|m|h|d)$",
+                        "description": "How long the link works; at most `review.share_max_ttl`." })),
+            ),
+            ("include", array(json!({ "enum": names }))),
+        ],
+        &[],
+    ))
+}
+
+/// The answer of `POST …/share`.
+pub fn share_schema(_: &mut Components) -> Value {
+    object(
+        &[
+            ("url", string()),
+            ("api_url", string()),
+            ("token", string()),
+            ("expires_at", timestamp()),
+        ],
+        &["url", "api_url", "token", "expires_at"],
+    )
+}
+
+/// A list of conversations.
+pub fn conversations_schema(components: &mut Components) -> Value {
+    object(
+        &[(
+            "conversations",
+            array(components.derived::<ConversationView>()),
+        )],
+        &["conversations"],
+    )
+}
+
+/// The answer of revoking a share.
+pub fn revoked_schema(_: &mut Components) -> Value {
+    object(&[("revoked", json!({ "type": "boolean" }))], &["revoked"])
+}
+
+/// A shared conversation: the transcript and what the link reveals.
+pub fn shared_schema(components: &mut Components) -> Value {
+    object(
+        &[
+            ("id", string()),
+            ("bot_id", string()),
+            ("user", string()),
+            ("channel", string()),
+            ("started_at", timestamp()),
+            ("last_message_at", timestamp()),
+            ("message_count", count()),
+            ("tags", array(string())),
+            ("flows", array(string())),
+            ("messages", array(components.derived::<MessageView>())),
+            ("tag_details", array(json!({ "type": "object" }))),
+            ("revealed", array(string())),
+        ],
+        &["id", "bot_id", "user", "messages", "revealed"],
+    )
 }

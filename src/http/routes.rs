@@ -3,11 +3,13 @@
 //! The router is built from this table, so a route can't exist without a
 //! policy, and the tests enumerate it (every route × every role × own/other bot).
 
+use super::openapi::{self as api, Doc};
 use super::{admin, ingest, ops, review, search, ui};
 use crate::app::App;
 use axum::http::Method;
 use axum::routing::{MethodFilter, MethodRouter, on};
 use convlog_engine::auth::Policy;
+use convlog_engine::query::Target;
 
 /// One method on one path.
 pub struct Route {
@@ -16,7 +18,10 @@ pub struct Route {
     pub policy: Policy,
     /// Body types accepted (415 otherwise).
     pub accepts: Accepts,
+    /// Whether a request may leave out the body (the description says so).
+    pub body_optional: bool,
     pub handler: MethodRouter<App>,
+    pub doc: Doc,
 }
 
 /// The media types a route's request body may have. A request without a body
@@ -67,6 +72,18 @@ impl Route {
         self.accepts = Accepts::JsonOrNdjson;
         self
     }
+
+    /// The body may be left out.
+    fn optional_body(mut self) -> Route {
+        self.body_optional = true;
+        self
+    }
+
+    /// Its description.
+    fn doc(mut self, doc: Doc) -> Route {
+        self.doc = doc;
+        self
+    }
 }
 
 /// What the guard needs to know of a route.
@@ -91,126 +108,347 @@ where
         path,
         policy,
         accepts,
+        body_optional: false,
         handler: on(filter, handler),
+        doc: Doc::default(),
     }
 }
 
-/// Every route of the service.
+/// Every route of the service, with its description.
 pub fn routes() -> Vec<Route> {
     use Method as M;
     use Policy::*;
+    use api::{Ok as Answer, Query as Q};
+    let search = |target| Q::Search(target);
+    let json = |schema| Answer::Json(200, schema);
+    let job = Answer::Json(202, api::job);
     vec![
-        route(M::POST, "/v1/messages", Ingest, ingest::messages).ndjson(),
-        route(M::POST, "/v1/traces", Ingest, ingest::traces).ndjson(),
-        route(M::GET, "/v1/filters", Public, search::filters),
-        route(M::GET, "/v1/bots", Read, search::bots),
+        route(M::POST, "/v1/messages", Ingest, ingest::messages)
+            .ndjson()
+            .doc(Doc {
+                summary: "Ingest messages: a JSON array or NDJSON",
+                body: Some(ingest::message_body),
+                ok: json(ingest::accepted),
+                also: &[422],
+                ..Doc::default()
+            }),
+        route(M::POST, "/v1/traces", Ingest, ingest::traces)
+            .ndjson()
+            .doc(Doc {
+                summary: "Ingest debug trace events: a JSON array or NDJSON",
+                body: Some(ingest::trace_body),
+                ok: json(ingest::accepted_traces),
+                also: &[422],
+                ..Doc::default()
+            }),
+        route(M::GET, "/v1/filters", Public, search::filters).doc(Doc {
+            summary: "The search filters (the filter table)",
+            ok: json(search::filters_schema),
+            ..Doc::default()
+        }),
+        route(M::GET, "/v1/bots", Read, search::bots).doc(Doc {
+            summary: "The bots the key may read",
+            ok: json(search::bots_schema),
+            ..Doc::default()
+        }),
         route(
             M::GET,
             "/v1/bots/{bot}/conversations",
             Read,
             search::conversations,
-        ),
+        )
+        .doc(Doc {
+            summary: "Search conversations, with facet counts",
+            query: search(Target::Conversations),
+            ok: json(api::conversation_page),
+            ..Doc::default()
+        }),
         route(
             M::POST,
             "/v1/bots/{bot}/conversations/bulk",
             Edit,
             review::bulk,
-        ),
+        )
+        .doc(Doc {
+            summary: "Label, unlabel or flag every conversation a search matches",
+            query: search(Target::Aggregates),
+            body: Some(review::bulk_body),
+            ok: json(review::bulk_outcome),
+            ..Doc::default()
+        }),
         route(
             M::GET,
             "/v1/bots/{bot}/conversations/{id}",
             Read,
             search::conversation,
-        ),
+        )
+        .doc(Doc {
+            summary: "One conversation with its messages, tags explained and the user's history",
+            query: Q::Params(search::conversation_params),
+            ok: json(api::conversation_detail),
+            ..Doc::default()
+        }),
         route(
             M::PUT,
             "/v1/bots/{bot}/conversations/{id}/labels/{label}",
             Edit,
             review::add_label,
-        ),
+        )
+        .doc(Doc {
+            summary: "Add a label",
+            ok: json(api::conversation),
+            ..Doc::default()
+        }),
         route(
             M::DELETE,
             "/v1/bots/{bot}/conversations/{id}/labels/{label}",
             Edit,
             review::remove_label,
-        ),
+        )
+        .doc(Doc {
+            summary: "Remove a label",
+            ok: json(api::conversation),
+            ..Doc::default()
+        }),
         route(
             M::PUT,
             "/v1/bots/{bot}/conversations/{id}/flag",
             Edit,
             review::flag,
-        ),
+        )
+        .optional_body()
+        .doc(Doc {
+            summary: "Flag, optionally with a note",
+            body: Some(review::flag_body),
+            ok: json(api::conversation),
+            ..Doc::default()
+        }),
         route(
             M::DELETE,
             "/v1/bots/{bot}/conversations/{id}/flag",
             Edit,
             review::unflag,
-        ),
+        )
+        .doc(Doc {
+            summary: "Remove the flag",
+            ok: json(api::conversation),
+            ..Doc::default()
+        }),
         route(
             M::PUT,
             "/v1/bots/{bot}/conversations/{id}/debug",
             Edit,
             review::debug_on,
-        ),
+        )
+        .doc(Doc {
+            summary: "Turn debug logging on",
+            ok: json(api::conversation),
+            ..Doc::default()
+        }),
         route(
             M::DELETE,
             "/v1/bots/{bot}/conversations/{id}/debug",
             Edit,
             review::debug_off,
-        ),
+        )
+        .doc(Doc {
+            summary: "Turn debug logging off",
+            ok: json(api::conversation),
+            ..Doc::default()
+        }),
         route(
             M::GET,
             "/v1/bots/{bot}/conversations/{id}/trace",
             Read,
             review::trace,
-        ),
+        )
+        .doc(Doc {
+            summary: "What the bot did for each input (debug traces)",
+            query: Q::Params(review::trace_params),
+            ok: json(review::trace_schema),
+            ..Doc::default()
+        }),
         route(
             M::POST,
             "/v1/bots/{bot}/conversations/{id}/share",
             Edit,
             review::share,
-        ),
-        route(M::GET, "/v1/bots/{bot}/debug", Read, review::debug_list),
+        )
+        .optional_body()
+        .doc(Doc {
+            summary: "Create a read-only share link",
+            body: Some(review::share_body),
+            ok: json(review::share_schema),
+            ..Doc::default()
+        }),
+        route(M::GET, "/v1/bots/{bot}/debug", Read, review::debug_list).doc(Doc {
+            summary: "Conversations with debug logging on",
+            ok: json(review::conversations_schema),
+            ..Doc::default()
+        }),
         route(
             M::DELETE,
             "/v1/bots/{bot}/shares/{token}",
             Edit,
             review::revoke_share,
-        ),
-        route(M::GET, "/v1/shared/{token}", Public, review::shared),
-        route(M::GET, "/v1/bots/{bot}/messages", Read, search::messages),
-        route(M::GET, "/v1/bots/{bot}/nodes", Read, search::nodes),
-        route(M::GET, "/v1/bots/{bot}/flows", Read, search::flows),
-        route(M::GET, "/v1/bots/{bot}/tags", Read, search::tags),
-        route(M::GET, "/v1/bots/{bot}/labels", Read, search::labels),
-        route(M::POST, "/v1/admin/tagging", Admin, admin::tagging),
-        route(M::POST, "/v1/admin/reindex", Admin, admin::reindex),
-        route(M::POST, "/v1/admin/archive", Admin, admin::archive),
+        )
+        .doc(Doc {
+            summary: "Revoke a share link",
+            ok: json(review::revoked_schema),
+            ..Doc::default()
+        }),
+        route(M::GET, "/v1/shared/{token}", Public, review::shared).doc(Doc {
+            summary: "A shared conversation (no key: the token is the credential)",
+            ok: json(review::shared_schema),
+            also: &[429],
+            ..Doc::default()
+        }),
+        route(M::GET, "/v1/bots/{bot}/messages", Read, search::messages).doc(Doc {
+            summary: "Search messages",
+            query: search(Target::Messages),
+            ok: json(api::message_page),
+            ..Doc::default()
+        }),
+        route(M::GET, "/v1/bots/{bot}/nodes", Read, search::nodes).doc(Doc {
+            summary: "Every node seen, with the conversations that passed through it",
+            query: search(Target::Aggregates),
+            ok: json(search::nodes_schema),
+            ..Doc::default()
+        }),
+        route(M::GET, "/v1/bots/{bot}/flows", Read, search::flows).doc(Doc {
+            summary: "The funnel of every flow",
+            query: search(Target::Aggregates),
+            ok: json(search::flows_schema),
+            ..Doc::default()
+        }),
+        route(M::GET, "/v1/bots/{bot}/tags", Read, search::tags).doc(Doc {
+            summary: "Tags with their conversation counts",
+            query: search(Target::Aggregates),
+            ok: json(search::tags_schema),
+            ..Doc::default()
+        }),
+        route(M::GET, "/v1/bots/{bot}/labels", Read, search::labels).doc(Doc {
+            summary: "Labels with their conversation counts",
+            query: search(Target::Aggregates),
+            ok: json(search::labels_schema),
+            ..Doc::default()
+        }),
+        route(M::POST, "/v1/admin/tagging", Admin, admin::tagging).doc(Doc {
+            summary: "Re-run the tagging rules over every hot conversation (a job)",
+            ok: job,
+            also: &[409],
+            ..Doc::default()
+        }),
+        route(M::POST, "/v1/admin/reindex", Admin, admin::reindex).doc(Doc {
+            summary: "Rebuild the index from the store and swap it in (a job)",
+            ok: job,
+            also: &[409],
+            ..Doc::default()
+        }),
+        route(M::POST, "/v1/admin/archive", Admin, admin::archive).doc(Doc {
+            summary: "Archive conversations past retention (a job); `dry_run=true` plans only",
+            query: Q::Params(admin::archive_params),
+            ok: job,
+            also_ok: Some((200, admin::plan_schema)),
+            also: &[409],
+            ..Doc::default()
+        }),
         route(
             M::GET,
             "/v1/admin/archive/partitions",
             Admin,
             admin::archive_partitions,
-        ),
-        route(M::POST, "/v1/admin/restore", Admin, admin::restore),
-        route(M::GET, "/v1/admin/jobs", Admin, admin::jobs),
-        route(M::GET, "/v1/admin/jobs/{id}", Admin, admin::job),
-        route(M::DELETE, "/v1/admin/jobs/{id}", Admin, admin::cancel),
-        route(M::POST, "/v1/admin/keys", Admin, admin::create_key),
-        route(M::GET, "/v1/admin/keys", Admin, admin::list_keys),
-        route(M::DELETE, "/v1/admin/keys/{id}", Admin, admin::revoke_key),
-        route(M::GET, "/v1/admin/audit", Admin, admin::audit),
-        route(M::GET, "/v1/openapi.json", Public, ops::openapi),
-        route(M::GET, "/healthz", Public, ops::healthz),
-        route(M::GET, "/readyz", Public, ops::readyz),
-        route(M::GET, "/metrics", Admin, ops::metrics),
-        route(M::GET, "/", Public, ui::page),
-        route(M::GET, "/bots/{bot}", Public, ui::page),
-        route(M::GET, "/bots/{bot}/{*rest}", Public, ui::page),
-        route(M::GET, "/shared/{token}", Public, ui::page),
-        route(M::GET, "/ui/app.js", Public, ui::script),
-        route(M::GET, "/ui/app.css", Public, ui::style),
+        )
+        .doc(Doc {
+            summary: "The archive's partitions",
+            ok: json(admin::partitions_schema),
+            ..Doc::default()
+        }),
+        route(M::POST, "/v1/admin/restore", Admin, admin::restore).doc(Doc {
+            summary: "Bring archived conversations of a bot back (a job)",
+            body: Some(admin::restore_body),
+            ok: job,
+            also: &[409],
+            ..Doc::default()
+        }),
+        route(M::GET, "/v1/admin/jobs", Admin, admin::jobs).doc(Doc {
+            summary: "Recent jobs, newest first",
+            ok: json(admin::jobs_schema),
+            ..Doc::default()
+        }),
+        route(M::GET, "/v1/admin/jobs/{id}", Admin, admin::job).doc(Doc {
+            summary: "One job and its progress",
+            ok: json(api::job),
+            ..Doc::default()
+        }),
+        route(M::POST, "/v1/admin/jobs/{id}/cancel", Admin, admin::cancel).doc(Doc {
+            summary: "Ask a running job to stop (409 when it is not running)",
+            ok: job,
+            also: &[409],
+            ..Doc::default()
+        }),
+        route(M::POST, "/v1/admin/keys", Admin, admin::create_key).doc(Doc {
+            summary: "Create an API key (the key is in this answer only)",
+            body: Some(admin::key_body),
+            ok: Answer::Json(201, admin::new_key_schema),
+            ..Doc::default()
+        }),
+        route(M::GET, "/v1/admin/keys", Admin, admin::list_keys).doc(Doc {
+            summary: "Every key (never the secret)",
+            ok: json(admin::keys_schema),
+            ..Doc::default()
+        }),
+        route(M::DELETE, "/v1/admin/keys/{id}", Admin, admin::revoke_key).doc(Doc {
+            summary: "Revoke a key, effective for the next request",
+            ok: json(admin::revoked_key_schema),
+            ..Doc::default()
+        }),
+        route(M::GET, "/v1/admin/audit", Admin, admin::audit).doc(Doc {
+            summary: "The audit log, newest first",
+            query: Q::Params(admin::audit_params),
+            ok: json(admin::audit_schema),
+            ..Doc::default()
+        }),
+        route(M::GET, "/v1/openapi.json", Public, ops::openapi).doc(Doc {
+            summary: "This description",
+            ..Doc::default()
+        }),
+        route(M::GET, "/healthz", Public, ops::healthz).doc(Doc {
+            summary: "The process is up",
+            ok: json(ops::status_schema),
+            ..Doc::default()
+        }),
+        route(M::GET, "/readyz", Public, ops::readyz).doc(Doc {
+            summary: "Ready: the store is open and the index caught up",
+            ok: json(ops::status_schema),
+            ..Doc::default()
+        }),
+        route(M::GET, "/metrics", Admin, ops::metrics).doc(Doc {
+            summary: "Prometheus metrics",
+            ok: Answer::Text(&["text/plain"]),
+            ..Doc::default()
+        }),
+        route(M::GET, "/", Public, ui::page).doc(ui_doc("The web UI")),
+        route(M::GET, "/bots/{bot}", Public, ui::page).doc(ui_doc("The web UI: a bot's logs")),
+        route(M::GET, "/bots/{bot}/{*rest}", Public, ui::page)
+            .doc(ui_doc("The web UI: any page of a bot")),
+        route(M::GET, "/shared/{token}", Public, ui::page)
+            .doc(ui_doc("The web UI: a shared conversation")),
+        route(M::GET, "/ui/{*file}", Public, ui::file).doc(Doc {
+            summary: "The web UI's files (ES modules, style sheet)",
+            ok: Answer::Text(&["text/javascript", "text/css"]),
+            also: &[404],
+            ..Doc::default()
+        }),
     ]
+}
+
+fn ui_doc(summary: &'static str) -> Doc {
+    Doc {
+        summary,
+        ok: api::Ok::Text(&["text/html"]),
+        ..Doc::default()
+    }
 }
 
 /// Every route's method, path and spec, built once.

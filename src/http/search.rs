@@ -2,6 +2,7 @@
 
 use super::error::AppError;
 use super::guard::Caller;
+use super::openapi::{Components, array, count, nullable, object, string, timestamp};
 use super::views::{ConversationView, MessageView, TagDetailView};
 use crate::app::App;
 use axum::Json;
@@ -224,4 +225,109 @@ pub async fn labels(
     RawQuery(query): RawQuery,
 ) -> Result<Json<Value>, AppError> {
     value_counts(app, bot, query, "label", "labels").await
+}
+
+/// The answer of `GET /v1/filters`.
+pub fn filters_schema(_: &mut Components) -> Value {
+    let filter = object(
+        &[
+            ("param", string()),
+            ("kind", json!({ "enum": ["multi", "bool"] })),
+            ("description", string()),
+            ("facet", string()),
+            (
+                "targets",
+                array(json!({ "enum": ["conversations", "messages", "aggregates"] })),
+            ),
+            ("requires", string()),
+            ("section", json!({ "type": "object" })),
+        ],
+        &["param", "kind", "description", "targets"],
+    );
+    object(&[("filters", array(filter))], &["filters"])
+}
+
+/// The answer of `GET /v1/bots`.
+pub fn bots_schema(_: &mut Components) -> Value {
+    let bot = object(
+        &[
+            ("id", string()),
+            ("conversations", count()),
+            ("last_message_at", timestamp()),
+        ],
+        &["id", "conversations", "last_message_at"],
+    );
+    object(&[("bots", array(bot))], &["bots"])
+}
+
+/// The query of `GET …/conversations/{id}`: `q` highlights matches.
+pub fn conversation_params() -> Vec<utoipa::openapi::path::Parameter> {
+    use utoipa::openapi::path::{ParameterBuilder, ParameterIn};
+    use utoipa::openapi::schema::{ObjectBuilder, Type};
+    vec![
+        ParameterBuilder::new()
+            .name("q")
+            .parameter_in(ParameterIn::Query)
+            .description(Some("A query whose matches are highlighted."))
+            .schema(Some(
+                ObjectBuilder::new()
+                    .schema_type(Type::String)
+                    .max_length(Some(1024)),
+            ))
+            .build(),
+    ]
+}
+
+/// The answer of `GET …/nodes`.
+pub fn nodes_schema(_: &mut Components) -> Value {
+    let node = object(
+        &[
+            ("id", string()),
+            ("name", nullable(string())),
+            ("type", nullable(string())),
+            ("conversations", count()),
+        ],
+        &["id", "conversations"],
+    );
+    object(&[("nodes", array(node))], &["nodes"])
+}
+
+/// The answer of `GET …/flows`.
+pub fn flows_schema(_: &mut Components) -> Value {
+    let step = object(
+        &[
+            ("step", nullable(string())),
+            ("reached", count()),
+            ("dropped_off", count()),
+        ],
+        &["step", "reached", "dropped_off"],
+    );
+    let flow = object(
+        &[
+            ("flow", string()),
+            ("conversations", count()),
+            ("dropped_off", count()),
+            ("steps", array(step)),
+        ],
+        &["flow", "conversations", "dropped_off", "steps"],
+    );
+    object(&[("flows", array(flow))], &["flows"])
+}
+
+fn name_counts(key: &str) -> Value {
+    let entry = object(
+        &[("name", string()), ("conversations", count())],
+        &["name", "conversations"],
+    );
+    object(&[(key, array(entry))], &[key])
+}
+
+/// The answer of `GET …/tags`.
+pub fn tags_schema(_: &mut Components) -> Value {
+    name_counts("tags")
+}
+
+/// The answer of `GET …/labels`.
+pub fn labels_schema(_: &mut Components) -> Value {
+    name_counts("labels")
 }

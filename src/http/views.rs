@@ -7,14 +7,16 @@ use serde::Serialize;
 use serde_json::value::RawValue;
 
 /// Where a conversation is dropped off.
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
+#[schema(as = Dropoff)]
 pub struct DropoffView<'a> {
     pub flow: &'a str,
     pub step: Option<&'a str>,
 }
 
 /// The conversation object.
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
+#[schema(as = Conversation)]
 pub struct ConversationView<'a> {
     pub id: String,
     pub bot_id: &'a str,
@@ -65,7 +67,8 @@ impl<'a> ConversationView<'a> {
 }
 
 /// A message as shown to clients.
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
+#[schema(as = Message)]
 pub struct MessageView<'a> {
     pub id: &'a str,
     pub role: &'a str,
@@ -80,6 +83,7 @@ pub struct MessageView<'a> {
     pub confidence: Option<f64>,
     pub unidentified: bool,
     pub flow_completed: bool,
+    #[schema(value_type = Option<Object>)]
     pub metadata: Option<&'a RawValue>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub highlight: Option<&'a str>,
@@ -112,7 +116,8 @@ impl<'a> MessageView<'a> {
 }
 
 /// A tag with its explanation.
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
+#[schema(as = TagDetail)]
 pub struct TagDetailView<'a> {
     pub tag: &'a str,
     pub rule: &'a str,

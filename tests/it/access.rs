@@ -385,7 +385,7 @@ impl Matrix {
         }
         path = path.replace("{token}", &self.live_token);
         if path.starts_with("/v1/admin/keys/") {
-            let throwaway = api_create_key(&self.api, &self.admin, "viewer", json!("a"), "tmp");
+            let throwaway = api_create_key(&self.api, &self.admin, "viewer", json!(["a"]), "tmp");
             path = path.replace("{id}", &key_id(&throwaway));
         }
         if path.starts_with("/v1/admin/jobs/") {
@@ -394,6 +394,7 @@ impl Matrix {
         path = path.replace("{id}", &self.conversation[bot]);
         path = path.replace("{label}", "matrixlabel");
         path = path.replace("{*rest}", "conversations/c_1");
+        path = path.replace("{*file}", "app.css");
         assert!(!path.contains('{'), "no value for a parameter of {pattern}");
         let body = match (method, pattern) {
             ("POST", "/v1/messages") => Some(json!([message(
@@ -434,7 +435,7 @@ impl Matrix {
 /// Statuses a permitted request may get besides 2xx.
 fn also_fine(method: &str, pattern: &str, status: u16) -> bool {
     // Cancelling a job that already finished is a conflict, not a refusal.
-    method == "DELETE" && pattern == "/v1/admin/jobs/{id}" && status == 409
+    method == "POST" && pattern == "/v1/admin/jobs/{id}/cancel" && status == 409
 }
 
 /// Acceptance 1: routes() × {no key, unknown key, every role with scope `*` and `a`} ×

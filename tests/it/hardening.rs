@@ -710,7 +710,13 @@ fn labels_refuse_invisible_text_and_bidi_controls_and_are_capped() {
 fn the_ui_sends_csp_frame_ancestors_and_nosniff() {
     let dir = tempfile::tempdir().unwrap();
     let server = Server::start(dir.path(), &[]);
-    for path in ["/", "/bots/demo", "/shared/x", "/ui/app.js", "/ui/app.css"] {
+    for path in [
+        "/",
+        "/bots/demo",
+        "/shared/x",
+        "/ui/js/main.js",
+        "/ui/app.css",
+    ] {
         let reply = raw(&server, "GET", path, &[], b"");
         assert_eq!(reply.status, 200, "{path}");
         let csp = reply.header("content-security-policy").unwrap_or_default();
@@ -727,6 +733,78 @@ fn the_ui_sends_csp_frame_ancestors_and_nosniff() {
         raw(&server, "GET", "/healthz", &[], b"").header("x-content-type-options"),
         Some("nosniff")
     );
+}
+
+/// The UI is one table of embedded files: every file under `ui/` but the page itself
+/// (served at `/`) and the unit tests is served byte for byte, with its type and the
+/// UI's headers; any other path under `/ui/` is a 404, also one naming a file on disk.
+#[test]
+fn the_ui_serves_exactly_the_files_of_its_table() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), &[]);
+    let ui = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("ui");
+    let mut served = 0;
+    for file in files_under(&ui) {
+        let rel = file
+            .strip_prefix(&ui)
+            .unwrap()
+            .to_string_lossy()
+            .replace('\\', "/");
+        let reply = raw(&server, "GET", &format!("/ui/{rel}"), &[], b"");
+        if rel == "index.html" || rel == "package.json" || rel.starts_with("test/") {
+            assert_eq!(reply.status, 404, "/ui/{rel} must not be served");
+            continue;
+        }
+        assert_eq!(
+            reply.status, 200,
+            "/ui/{rel} is not served: add it to FILES in src/http/ui.rs"
+        );
+        assert_eq!(reply.body, std::fs::read_to_string(&file).unwrap(), "{rel}");
+        let expected = match rel.rsplit_once('.').map(|(_, ext)| ext) {
+            Some("js") => "text/javascript; charset=utf-8",
+            Some("css") => "text/css; charset=utf-8",
+            _ => panic!("{rel}: a type of file the UI doesn't serve"),
+        };
+        assert_eq!(reply.header("content-type"), Some(expected), "{rel}");
+        let csp = reply.header("content-security-policy").unwrap_or_default();
+        assert!(csp.contains("script-src 'self'"), "{rel}: {csp:?}");
+        assert_eq!(reply.header("x-frame-options"), Some("DENY"), "{rel}");
+        served += 1;
+    }
+    assert!(
+        served >= 2,
+        "only {served} UI files found under {}",
+        ui.display()
+    );
+    for path in [
+        "/ui/",
+        "/ui/app.js",
+        "/ui/nope.js",
+        "/ui/js/../app.css",
+        "/ui/%2e%2e/Cargo.toml",
+    ] {
+        let reply = raw(&server, "GET", path, &[], b"");
+        assert_eq!(reply.status, 404, "{path}: {}", reply.body);
+        assert_eq!(reply.code(), "not_found", "{path}");
+    }
+}
+
+/// Every file under `dir`, recursively, in path order.
+fn files_under(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut files = Vec::new();
+    let mut dirs = vec![dir.to_path_buf()];
+    while let Some(dir) = dirs.pop() {
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                dirs.push(path);
+            } else {
+                files.push(path);
+            }
+        }
+    }
+    files.sort();
+    files
 }
 
 #[test]

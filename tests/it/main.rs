@@ -26,6 +26,7 @@ mod readme;
 mod reindex;
 mod review;
 mod review_concurrency;
+mod schemathesis;
 mod search_oracle;
 mod sessions;
 mod tagging;

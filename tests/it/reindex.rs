@@ -793,8 +793,9 @@ fn index_from_an_older_schema(root: &Path, bot: &str) -> (PathBuf, Vec<String>, 
     );
     let answers = snapshot(&Http::of(&server), &queries);
     assert!(server.terminate().success());
-    assert_eq!(built_schema_versions(&data_dir), vec![2, 2]);
-    set_built_schema_version(&data_dir, 2, 1);
+    let current = convlog_engine::index::IndexSchema::load().unwrap().version;
+    assert_eq!(built_schema_versions(&data_dir), vec![current as u64; 2]);
+    set_built_schema_version(&data_dir, current, 1);
     (data_dir, queries, answers)
 }
 
@@ -823,7 +824,13 @@ fn an_index_of_another_schema_version_is_rebuilt_or_refused_as_configured() {
         "refuse: the message should name `convlog reindex`: {stderr}"
     );
     assert!(
-        stderr.contains("schema version 1") && stderr.contains('2'),
+        stderr.contains("schema version 1")
+            && stderr.contains(
+                &convlog_engine::index::IndexSchema::load()
+                    .unwrap()
+                    .version
+                    .to_string()
+            ),
         "refuse: the message should name both versions: {stderr}"
     );
     assert_eq!(
@@ -873,7 +880,7 @@ fn an_index_of_another_schema_version_is_rebuilt_or_refused_as_configured() {
     server.terminate();
     assert_eq!(
         built_schema_versions(&data_dir),
-        vec![2, 2],
+        vec![convlog_engine::index::IndexSchema::load().unwrap().version as u64; 2],
         "the rebuilt index records the current schema version"
     );
     assert_one_generation(&data_dir, "after the rebuild");
@@ -999,14 +1006,14 @@ fn one_reindex_at_a_time_and_cancel_keeps_the_old_index() {
         "after a reindex",
     );
     // A finished job can't be cancelled; an unknown one doesn't exist.
-    http.expect("DELETE", &format!("/v1/admin/jobs/{id}"), 409);
-    http.expect("DELETE", "/v1/admin/jobs/j_0000000000000000", 404);
+    http.expect("POST", &format!("/v1/admin/jobs/{id}/cancel"), 409);
+    http.expect("POST", "/v1/admin/jobs/j_0000000000000000/cancel", 404);
     http.expect("GET", "/v1/admin/jobs/j_0000000000000000", 404);
 
     // Cancel right away: failed "cancelled", the old generation still serves, the new one is gone.
     let job = http.start_reindex();
     let id = job["id"].as_str().unwrap().to_string();
-    let cancel = http.expect("DELETE", &format!("/v1/admin/jobs/{id}"), 202);
+    let cancel = http.expect("POST", &format!("/v1/admin/jobs/{id}/cancel"), 202);
     assert_eq!(cancel["id"], job["id"]);
     let cancelled = http.wait_job(&id);
     assert_eq!(cancelled["state"], "failed", "{cancelled}");
@@ -1017,7 +1024,7 @@ fn one_reindex_at_a_time_and_cancel_keeps_the_old_index() {
         generation,
         "a cancelled reindex leaves the old generation serving"
     );
-    http.expect("DELETE", &format!("/v1/admin/jobs/{id}"), 409);
+    http.expect("POST", &format!("/v1/admin/jobs/{id}/cancel"), 409);
     assert_same(
         &queries,
         &expected,
@@ -1069,16 +1076,16 @@ fn a_late_cancel_that_is_accepted_ends_the_job_cancelled() {
         std::thread::sleep(Duration::from_millis(2));
     };
     let (status, body) = http
-        .call("DELETE", &format!("/v1/admin/jobs/{id}"))
+        .call("POST", &format!("/v1/admin/jobs/{id}/cancel"))
         .unwrap();
     let ended = http.wait_job(&id);
-    eprintln!("cancel at {seen}: DELETE {status}; job ended {ended}");
+    eprintln!("cancel at {seen}: POST …/cancel {status}; job ended {ended}");
     match status {
         202 => {
             assert_eq!(
                 (ended["state"].as_str(), ended["error"].as_str()),
                 (Some("failed"), Some("cancelled")),
-                "DELETE /v1/admin/jobs/{id} answered 202 ({body}) while the job was running \
+                "POST /v1/admin/jobs/{id}/cancel answered 202 ({body}) while the job was running \
                  ({seen}), so it must end failed \"cancelled\"; it ended: {ended}"
             );
             assert_eq!(

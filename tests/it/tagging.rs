@@ -1614,16 +1614,6 @@ fn later_messages_add_and_remove_tags() {
     assert_eq!(tags["no_bot_reply"], vec!["m8"]);
 }
 
-/// `DELETE path`: (status, body).
-fn delete(server: &Server, path: &str) -> (u16, String) {
-    let mut response = agent()
-        .delete(format!("{}{path}", server.base()))
-        .call()
-        .unwrap_or_else(|err| panic!("DELETE {path}: {err}"));
-    let status = response.status().as_u16();
-    (status, response.body_mut().read_to_string().unwrap())
-}
-
 /// A full run that is cancelled or killed leaves the rule set unrecorded: the next
 /// start runs it again, and in the end no tag of the old rule version remains.
 #[test]
@@ -1654,13 +1644,18 @@ fn an_interrupted_full_run_is_done_again_at_the_next_start() {
     server = Server::start(dir.path(), &args);
     let job = tagging_jobs(&server)[0].clone();
     let id = job["id"].as_str().unwrap().to_string();
-    let reply = delete(&server, &format!("/v1/admin/jobs/{id}"));
+    let reply = server.post(
+        &format!("/v1/admin/jobs/{id}/cancel"),
+        "application/json",
+        b"",
+    );
     let (_, job) = follow_job(&server, &id);
     let interrupted_cancel = job["state"] == "failed";
     if interrupted_cancel {
         assert_eq!(
             job["error"], "cancelled",
-            "{job}; DELETE answered {reply:?}"
+            "{job}; the cancel answered {} {}",
+            reply.status, reply.body
         );
         assert!(job["processed"].as_u64().unwrap() < conversations, "{job}");
     } else {

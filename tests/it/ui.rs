@@ -1,9 +1,11 @@
-//! The web UI in a real browser (issue #7): headless Chromium, driven by
-//! `tests/ui/run.mjs` (playwright-core), against the real server loaded with
-//! generated data and debug traces.
+//! The web UI: its pure modules under `node --test` (`ui/test/`), and the whole UI
+//! in a real browser (issue #7): headless Chromium, driven by `tests/ui/run.mjs`
+//! (playwright-core), against the real server loaded with generated data and
+//! debug traces.
 //!
-//! Needs `/usr/bin/chromium`, `node` and `tests/ui/node_modules` (`cd tests/ui && npm ci`).
-//! Without them the test says why and passes, unless `CONVLOG_REQUIRE_BROWSER=1`.
+//! The unit tests need `node`; the browser tests also `/usr/bin/chromium` and
+//! `tests/ui/node_modules` (`cd tests/ui && npm ci`). Without them a test says why
+//! and passes, unless `CONVLOG_REQUIRE_BROWSER=1`.
 //! Screenshots go to `$CONVLOG_UI_SCREENSHOTS`, else under the cargo target tmp dir
 //! (`node tests/ui/run.mjs URL` alone refreshes `docs/screenshots/`).
 
@@ -26,6 +28,44 @@ fn root() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
 }
 
+/// Whether a missing prerequisite fails the test rather than skipping it.
+fn required() -> bool {
+    std::env::var("CONVLOG_REQUIRE_BROWSER").as_deref() == Ok("1")
+}
+
+fn has_node() -> bool {
+    Command::new("node")
+        .arg("--version")
+        .output()
+        .is_ok_and(|out| out.status.success())
+}
+
+/// The UI's modules without DOM (URL and filter state from the server's filter
+/// descriptor, ranges, formatting) pass their unit tests: `node --test` on
+/// `ui/test/*.test.mjs`, with `node:test` only (no npm packages).
+#[test]
+fn ui_modules_pass_their_node_unit_tests() {
+    if !has_node() {
+        assert!(
+            !required(),
+            "CONVLOG_REQUIRE_BROWSER=1 but node is not on PATH for the UI unit tests"
+        );
+        eprintln!("skipping the UI unit tests: node is not on PATH");
+        return;
+    }
+    let mut files: Vec<PathBuf> = std::fs::read_dir(root().join("ui/test"))
+        .expect("ui/test")
+        .map(|entry| entry.expect("ui/test entry").path())
+        .filter(|path| path.to_string_lossy().ends_with(".test.mjs"))
+        .collect();
+    files.sort();
+    assert!(!files.is_empty(), "no ui/test/*.test.mjs");
+    let mut command = Command::new("node");
+    command.arg("--test").args(&files).current_dir(root());
+    let (ok, output) = run_with_limit(command, Duration::from_secs(120));
+    assert!(ok, "node --test ui/test failed:\n{output}");
+}
+
 /// Why the browser tests can't run here, if they can't.
 fn missing_prerequisite() -> Option<String> {
     if !Path::new(CHROMIUM).exists() {
@@ -39,16 +79,16 @@ fn missing_prerequisite() -> Option<String> {
     {
         return Some("tests/ui/node_modules is missing (cd tests/ui && npm ci)".to_string());
     }
-    match Command::new("node").arg("--version").output() {
-        Ok(out) if out.status.success() => None,
-        _ => Some("node is not on PATH".to_string()),
+    if !has_node() {
+        return Some("node is not on PATH".to_string());
     }
+    None
 }
 
 #[test]
 fn web_ui_in_headless_chromium() {
     if let Some(why) = missing_prerequisite() {
-        if std::env::var("CONVLOG_REQUIRE_BROWSER").as_deref() == Ok("1") {
+        if required() {
             panic!("CONVLOG_REQUIRE_BROWSER=1 but the browser tests can't run: {why}");
         }
         eprintln!("skipping the web UI browser tests: {why}");

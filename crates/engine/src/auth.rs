@@ -132,6 +132,9 @@ pub struct KeyRequest {
 }
 
 impl KeyRequest {
+    /// Longest key name, in characters.
+    pub const MAX_KEY_NAME: usize = 200;
+
     /// Validates a role name, a scope (`*` or comma-separated bots) and a
     /// name; `Err((field, reason))` names what is wrong.
     pub fn new(role: &str, bots: &str, name: String) -> Result<KeyRequest, (&'static str, String)> {
@@ -140,8 +143,9 @@ impl KeyRequest {
             "must be viewer, editor, ingest or admin".to_string(),
         ))?;
         let scope = Scope::parse(bots).map_err(|reason| ("bots", reason))?;
-        if name.len() > 200 {
-            return Err(("name", "at most 200 bytes".into()));
+        if name.chars().count() > Self::MAX_KEY_NAME {
+            let reason = format!("at most {} characters", Self::MAX_KEY_NAME);
+            return Err(("name", reason));
         }
         Ok(KeyRequest { role, scope, name })
     }

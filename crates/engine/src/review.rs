@@ -135,9 +135,9 @@ impl ReviewService {
         note: Option<String>,
     ) -> Result<ConversationRecord, ReviewError> {
         if let Some(note) = &note
-            && note.len() > 4096
+            && note.chars().count() > 4096
         {
-            return Err(invalid("note", "at most 4096 bytes"));
+            return Err(invalid("note", "at most 4096 characters"));
         }
         let (owner, now) = (bot.to_string(), self.clock.now());
         self.store
@@ -218,6 +218,13 @@ impl ReviewService {
         })?;
         let ttl = match ttl {
             None => self.config.share_ttl,
+            // Exactly `<number><unit>`, as the API description's pattern says.
+            Some(text) if !text.bytes().all(|b| b.is_ascii_alphanumeric()) => {
+                return Err(invalid(
+                    "ttl",
+                    format!("{text:?} is not like 7d, 12h or 30m"),
+                ));
+            }
             Some(text) => {
                 convlog_core::parse_duration(text).map_err(|reason| invalid("ttl", reason))?
             }

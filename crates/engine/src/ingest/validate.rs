@@ -346,12 +346,18 @@ impl<'a> Item<'a> {
         }
     }
 
-    fn string(&mut self, field: &str, required: bool, max_bytes: usize) -> Option<&'a str> {
+    /// A string of at most `max_chars` characters (Unicode scalar values, as
+    /// JSON Schema's `maxLength` counts them).
+    fn string(&mut self, field: &str, required: bool, max_chars: usize) -> Option<&'a str> {
         match self.value(field, required)? {
-            Value::String(text) if text.len() > max_bytes => {
+            // Bytes bound characters: the count is only needed past the bound.
+            Value::String(text) if text.len() > max_chars && text.chars().count() > max_chars => {
                 self.error(
                     field,
-                    format!("is {} bytes; at most {max_bytes} are accepted", text.len()),
+                    format!(
+                        "is {} characters; at most {max_chars} are accepted",
+                        text.chars().count()
+                    ),
                 );
                 None
             }
@@ -363,8 +369,8 @@ impl<'a> Item<'a> {
         }
     }
 
-    fn non_empty(&mut self, field: &str, required: bool, max_bytes: usize) -> Option<String> {
-        let text = self.string(field, required, max_bytes)?;
+    fn non_empty(&mut self, field: &str, required: bool, max_chars: usize) -> Option<String> {
+        let text = self.string(field, required, max_chars)?;
         if text.trim().is_empty() {
             self.error(field, "must not be empty");
             return None;
@@ -490,9 +496,19 @@ fn validate_message(
         }
         None => None,
     };
-    let text = item
-        .string("text", true, limits.max_text)
-        .map(str::to_string);
+    // `ingest.max_text` is a size: the text's bytes are what it bounds.
+    let text = item.string("text", true, usize::MAX).and_then(|text| {
+        if text.len() > limits.max_text {
+            let reason = format!(
+                "is {} bytes; at most {} are accepted",
+                text.len(),
+                limits.max_text
+            );
+            item.error("text", reason);
+            return None;
+        }
+        Some(text.to_string())
+    });
     let timestamp = item.timestamp("timestamp");
     let session_id = item.non_empty("session_id", false, 128);
     let flow = item.optional_short("flow");

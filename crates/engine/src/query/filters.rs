@@ -74,6 +74,8 @@ pub struct Filter {
     pub description: &'static str,
     /// Checks and normalises one value (`Kind::Multi` only).
     pub normalize: fn(&str) -> Result<String, String>,
+    /// The values it takes, when they are a fixed few (else any text).
+    pub choices: &'static [&'static str],
     pub clause: Clause,
     pub facet: Facet,
     /// The searches that take it.
@@ -119,6 +121,7 @@ pub static FILTERS: &[Filter] = &[
         kind: Kind::Multi,
         description: "Channel the conversation came in on (case-insensitive).",
         normalize: lowercase,
+        choices: &[],
         clause: Clause::AnyOf("channel"),
         facet: Facet::Own {
             counted: "channel",
@@ -133,6 +136,7 @@ pub static FILTERS: &[Filter] = &[
         kind: Kind::Multi,
         description: "A tag the tagging job gave the conversation.",
         normalize: as_is,
+        choices: &[],
         clause: Clause::AnyOf("tag"),
         facet: Facet::Own {
             counted: "tag",
@@ -147,6 +151,7 @@ pub static FILTERS: &[Filter] = &[
         kind: Kind::Bool,
         description: "Whether a reviewer flagged the conversation.",
         normalize: as_is,
+        choices: &[],
         clause: Clause::AnyOf("flagged"),
         facet: Facet::Own {
             counted: "flagged",
@@ -161,6 +166,7 @@ pub static FILTERS: &[Filter] = &[
         kind: Kind::Multi,
         description: "A reviewer's label (case-insensitive).",
         normalize: label,
+        choices: &[],
         clause: Clause::AnyOf("label"),
         facet: Facet::Own {
             counted: "label",
@@ -178,6 +184,7 @@ pub static FILTERS: &[Filter] = &[
         kind: Kind::Multi,
         description: "A flow the conversation entered.",
         normalize: as_is,
+        choices: &[],
         clause: Clause::Flow,
         facet: Facet::Own {
             counted: "flow",
@@ -195,6 +202,7 @@ pub static FILTERS: &[Filter] = &[
         kind: Kind::Multi,
         description: "A step of the `flow` the conversation reached.",
         normalize: as_is,
+        choices: &[],
         clause: Clause::Flow,
         facet: Facet::Of("flow"),
         targets: ALL,
@@ -206,6 +214,7 @@ pub static FILTERS: &[Filter] = &[
         kind: Kind::Bool,
         description: "Whether the conversation dropped off (in the `flow`, at the `step` when given).",
         normalize: as_is,
+        choices: &[],
         clause: Clause::Flow,
         facet: Facet::Of("flow"),
         targets: ALL,
@@ -217,6 +226,7 @@ pub static FILTERS: &[Filter] = &[
         kind: Kind::Multi,
         description: "A dialog node the conversation passed through.",
         normalize: as_is,
+        choices: &[],
         clause: Clause::AnyOf("node"),
         facet: Facet::Own {
             counted: "prompt_node",
@@ -235,6 +245,7 @@ pub static FILTERS: &[Filter] = &[
         kind: Kind::Multi,
         description: "An intent the NLU recognised in a user message.",
         normalize: as_is,
+        choices: &[],
         clause: Clause::AnyOf("intent"),
         facet: Facet::Own {
             counted: "intent",
@@ -252,6 +263,7 @@ pub static FILTERS: &[Filter] = &[
         kind: Kind::Multi,
         description: "Who sent the message: user, bot, agent or system.",
         normalize: role,
+        choices: &["user", "bot", "agent", "system"],
         clause: Clause::AnyOf("role"),
         facet: Facet::None,
         targets: &[Target::Messages],
@@ -365,6 +377,9 @@ pub struct Descriptor {
     pub facet: Option<&'static str>,
     /// `conversations`, `messages`, `aggregates` (nodes, tags, labels, flows).
     pub targets: Vec<&'static str>,
+    /// The values it takes, when they are a fixed few.
+    #[serde(skip_serializing_if = "<[_]>::is_empty")]
+    pub choices: &'static [&'static str],
     #[serde(skip_serializing_if = "Option::is_none")]
     pub requires: Option<&'static str>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -392,6 +407,7 @@ pub fn describe() -> Vec<Descriptor> {
                     Target::Aggregates => "aggregates",
                 })
                 .collect(),
+            choices: filter.choices,
             requires: filter.requires,
             section: filter.section,
         })

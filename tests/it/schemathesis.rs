@@ -1,0 +1,86 @@
+//! Schemathesis (property-based API testing) against the real server with an
+//! admin key: every operation of the generated OpenAPI description, fuzzed
+//! with valid and invalid data and in stateful sequences, must answer as the
+//! description says. Config and the checks left out (with why):
+//! `tests/schemathesis/schemathesis.toml`.
+//!
+//! Needs `st` (`pip install schemathesis`); skipped with a message when it is
+//! missing unless `CONVLOG_REQUIRE_SCHEMATHESIS=1`. The time budget is
+//! `CONVLOG_SCHEMATHESIS_SECONDS` (default 120).
+
+use crate::common::{Server, agent, generated};
+use serde_json::{Value, json};
+use std::path::Path;
+use std::process::Command;
+
+fn root() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// Creates an admin key through the API, with `admin` (none in open mode).
+fn admin_key(server: &Server, name: &str, admin: Option<&str>) -> String {
+    let mut request = agent().post(format!("{}/v1/admin/keys", server.base()));
+    if let Some(admin) = admin {
+        request = request.header("Authorization", format!("Bearer {admin}"));
+    }
+    let mut reply = request
+        .send_json(json!({"name": name, "role": "admin", "bots": "*"}))
+        .expect("create key");
+    let body: Value = reply.body_mut().read_json().expect("key json");
+    match body["key"].as_str() {
+        Some(key) => key.to_string(),
+        None => panic!("creating key {name}: {} {body}", reply.status()),
+    }
+}
+
+#[test]
+fn api_description_holds_under_schemathesis() {
+    if Command::new("st").arg("--version").output().is_err() {
+        let why = "`st` is not on PATH (pip install schemathesis)";
+        if std::env::var("CONVLOG_REQUIRE_SCHEMATHESIS").as_deref() == Ok("1") {
+            panic!("CONVLOG_REQUIRE_SCHEMATHESIS=1 but {why}");
+        }
+        eprintln!("skipping the Schemathesis run: {why}");
+        return;
+    }
+    let seconds = std::env::var("CONVLOG_SCHEMATHESIS_SECONDS").unwrap_or_else(|_| "120".into());
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = Server::start(dir.path(), &[]);
+    let messages = generated(11, 200, &["demo", "shop"], 2);
+    for chunk in messages.chunks(2_000) {
+        server.ingest(chunk);
+    }
+    server.wait_indexed();
+    let key = admin_key(&server, "schemathesis", None);
+    // A second admin key, so that no key the run may reach is the last one.
+    admin_key(&server, "spare", Some(&key));
+
+    let output = Command::new("st")
+        .arg("--config-file")
+        .arg(root().join("tests/schemathesis/schemathesis.toml"))
+        .arg("run")
+        .arg(format!("{}/v1/openapi.json", server.base()))
+        .args(["--max-time", &seconds, "--request-timeout", "30"])
+        .args(["--header", &format!("Authorization: Bearer {key}")])
+        .args(["--report", "junit", "--report-dir"])
+        .arg(dir.path().join("report"))
+        .env("NO_COLOR", "1")
+        .output()
+        .expect("run st");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    println!("{text}");
+    assert!(
+        output.status.success(),
+        "Schemathesis found failures (the run's output is above):\n{}\n--- server log ---\n{}",
+        text.lines()
+            .skip_while(|line| !line.contains("FAILURES"))
+            .take(200)
+            .collect::<Vec<_>>()
+            .join("\n"),
+        server.log_tail()
+    );
+}
