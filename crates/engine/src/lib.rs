@@ -15,10 +15,12 @@
 //! ```
 //!
 //! [`config`] turns `config.toml` into typed settings; [`auth`] holds keys,
-//! roles and per-key limits. It imports `convlog-core` and `convlog-querylang`,
+//! roles and per-key limits; [`audit`] is the audit log the server and the
+//! command line both append to. It imports `convlog-core` and `convlog-querylang`,
 //! never the server crate (`convlog`: HTTP, wiring, command line).
 
 pub mod archive;
+pub mod audit;
 pub mod auth;
 pub mod config;
 pub mod index;
