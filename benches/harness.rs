@@ -491,7 +491,7 @@ fn one_run(
         .tempdir()?;
     let data_dir = tmp.path().join("data");
     let bin = Path::new(env!("CARGO_BIN_EXE_convlog"));
-    let server = Server::start(bin, &data_dir, &tmp.path().join("server.log"), &[])?;
+    let mut server = Server::start(bin, &data_dir, &tmp.path().join("server.log"), &[])?;
     log(format!(
         "server pid {} at {} on {}",
         server.pid,

@@ -20,11 +20,11 @@ use clap::Parser;
 use convlog_gen::{GenConfig, generate};
 use serde_json::Value;
 use std::collections::HashMap;
-use std::io::{BufRead, BufReader, BufWriter, Write};
+use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitCode, Stdio};
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Mutex, mpsc};
 use std::time::{Duration, Instant};
 
 /// W5: full reindex throughput and search availability during it.
@@ -144,45 +144,17 @@ struct Server {
 }
 
 impl Server {
+    /// Starts it with the one launcher the tests use too (`convlog-testkit`).
     fn start(data_dir: &Path, log_file: &Path) -> anyhow::Result<Server> {
-        let log_file = std::fs::File::create(log_file)?;
-        let mut child = Command::new(binary())
-            .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
-            .arg(data_dir)
-            .env("CONVLOG_LOG", "warn")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::from(log_file))
-            .spawn()
-            .context("spawning convlog serve")?;
-        let stdout = child.stdout.take().expect("stdout");
-        let (sender, receiver) = mpsc::channel();
-        std::thread::spawn(move || {
-            let mut stdout = BufReader::new(stdout);
-            let mut line = String::new();
-            let _ = stdout.read_line(&mut line);
-            let _ = sender.send(line);
-            let _ = std::io::copy(&mut stdout, &mut std::io::sink());
-        });
-        let line = receiver
-            .recv_timeout(Duration::from_secs(600))
-            .context("the server printed no address")?;
-        let base = line
-            .trim()
-            .strip_prefix("convlog listening on ")
-            .with_context(|| format!("unexpected first line {line:?}"))?
-            .to_string();
-        let server = Server { child, base };
-        let http = server.http();
-        let started = Instant::now();
-        while http.get("/readyz").map(|(s, _)| s) != Ok(200) {
-            ensure!(
-                started.elapsed() < Duration::from_secs(600),
-                "/readyz stayed red"
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        Ok(server)
+        let patience = Duration::from_secs(600);
+        let convlog_testkit::Started { mut child, base } =
+            convlog_testkit::Launch::new(Path::new(binary()), data_dir, log_file)
+                .spawn(patience)
+                .map_err(anyhow::Error::msg)?;
+        let agent = convlog_testkit::agent(Duration::from_secs(60));
+        convlog_testkit::wait_ready(&mut child, &base, &agent, patience)
+            .map_err(anyhow::Error::msg)?;
+        Ok(Server { child, base })
     }
 
     fn http(&self) -> Http {

@@ -29,6 +29,7 @@ pub struct Inner {
     pub keyer: UserKeyer,
     pub search: SearchService,
     pub review: ReviewService,
+    pub audit: convlog_engine::audit::AuditLog,
     pub index: Arc<LiveIndex>,
     pub tagger: Arc<Tagger>,
     pub jobs: Jobs,
@@ -158,6 +159,7 @@ impl App {
         let review =
             ReviewService::new(store.clone(), search.clone(), clock, config.review.clone());
         let jobs = Jobs::open(store.clone(), clock).context("opening the job history")?;
+        let audit = convlog_engine::audit::AuditLog::new(store.clone());
         let tagger = Tagger::spawn(
             store.clone(),
             config.tagging.clone(),
@@ -186,6 +188,7 @@ impl App {
                 keyer,
                 search,
                 review,
+                audit,
                 index,
                 tagger: Arc::new(tagger),
                 jobs,

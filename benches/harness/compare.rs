@@ -382,7 +382,7 @@ pub fn archive(
     outcome: &mut RunOutcome,
 ) -> anyhow::Result<()> {
     let bin = Path::new(env!("CARGO_BIN_EXE_convlog"));
-    let server = Server::start(
+    let mut server = Server::start(
         bin,
         data_dir,
         &tmp.join("server-archive.log"),

@@ -61,7 +61,8 @@ CREATE TABLE conversations (
     tags             text[] NOT NULL DEFAULT '{}',
     labels           text[] NOT NULL DEFAULT '{}',
     flows            text[] NOT NULL DEFAULT '{}',
-    prompt_nodes     text[] NOT NULL DEFAULT '{}'
+    prompt_nodes     text[] NOT NULL DEFAULT '{}',
+    intents          text[] NOT NULL DEFAULT '{}'
 );
 CREATE INDEX conversations_recent ON conversations (bot_id, last_message_at);
 CREATE INDEX conversations_channel ON conversations (bot_id, channel, last_message_at);
@@ -196,7 +197,7 @@ pub fn sql(p: &Params) -> (String, Vec<Arg>) {
     };
     let sql = format!(
         "WITH matched AS MATERIALIZED (
-    SELECT c.id, c.last_message_at, c.channel, c.flagged, c.tags, c.labels, c.flows, c.prompt_nodes{flags}
+    SELECT c.id, c.last_message_at, c.channel, c.flagged, c.tags, c.labels, c.flows, c.prompt_nodes, c.intents{flags}
     FROM conversations c
     WHERE {where_}
 )
@@ -216,7 +217,9 @@ UNION ALL
 UNION ALL
 {flow}
 UNION ALL
-{node}",
+{node}
+UNION ALL
+{intent}",
         limit = p.limit,
         channel = all_but(Some("channel")),
         flagged = all_but(Some("flagged")),
@@ -224,6 +227,7 @@ UNION ALL
         label = list_facet("label", "labels"),
         flow = list_facet("flow", "flows"),
         node = list_facet("node", "prompt_nodes"),
+        intent = list_facet("intent", "intents"),
     );
     (sql, args)
 }
@@ -611,7 +615,7 @@ fn measure(
     let mut tx = client.transaction()?;
     tx.batch_execute("TRUNCATE conversations")?;
     let mut writer = tx.copy_in(
-        "COPY conversations (id, bot_id, user_key, channel, started_at, last_message_at, message_count, flagged, tags, labels, flows, prompt_nodes) FROM STDIN (FORMAT csv)",
+        "COPY conversations (id, bot_id, user_key, channel, started_at, last_message_at, message_count, flagged, tags, labels, flows, prompt_nodes, intents) FROM STDIN (FORMAT csv)",
     )?;
     let mut csv = Vec::new();
     for c in conversations {
@@ -628,7 +632,7 @@ fn measure(
             c.message_count,
             if c.flagged { "t" } else { "f" }
         )?;
-        for (i, list) in [&c.tags, &c.labels, &c.flows, &c.prompt_nodes]
+        for (i, list) in [&c.tags, &c.labels, &c.flows, &c.prompt_nodes, &c.intents]
             .into_iter()
             .enumerate()
         {

@@ -47,6 +47,8 @@ CREATE TABLE conversation_flows (conversation_id INTEGER NOT NULL, flow TEXT NOT
     PRIMARY KEY (conversation_id, flow)) WITHOUT ROWID;
 CREATE TABLE conversation_nodes (conversation_id INTEGER NOT NULL, node TEXT NOT NULL,
     PRIMARY KEY (conversation_id, node)) WITHOUT ROWID;
+CREATE TABLE conversation_intents (conversation_id INTEGER NOT NULL, intent TEXT NOT NULL,
+    PRIMARY KEY (conversation_id, intent)) WITHOUT ROWID;
 
 CREATE TABLE messages (
     seq              INTEGER PRIMARY KEY,
@@ -184,7 +186,9 @@ UNION ALL
 UNION ALL
 {flow}
 UNION ALL
-{node}",
+{node}
+UNION ALL
+{intent}",
         limit = p.limit,
         channel = all_but(Some("channel")),
         flagged = all_but(Some("flagged")),
@@ -192,6 +196,7 @@ UNION ALL
         label = list_facet("label", "conversation_labels", "label"),
         flow = list_facet("flow", "conversation_flows", "flow"),
         node = list_facet("node", "conversation_nodes", "node"),
+        intent = list_facet("intent", "conversation_intents", "intent"),
     );
     (sql, args)
 }
@@ -401,6 +406,7 @@ pub fn child(job_path: &Path) -> anyhow::Result<()> {
                 tx.prepare("INSERT INTO conversation_labels VALUES (?1, ?2)")?,
                 tx.prepare("INSERT INTO conversation_flows VALUES (?1, ?2)")?,
                 tx.prepare("INSERT INTO conversation_nodes VALUES (?1, ?2)")?,
+                tx.prepare("INSERT INTO conversation_intents VALUES (?1, ?2)")?,
             ];
             for c in &conversations {
                 insert.execute(params![
@@ -413,11 +419,13 @@ pub fn child(job_path: &Path) -> anyhow::Result<()> {
                     c.message_count,
                     c.flagged
                 ])?;
-                for (statement, values) in
-                    lists
-                        .iter_mut()
-                        .zip([&c.tags, &c.labels, &c.flows, &c.prompt_nodes])
-                {
+                for (statement, values) in lists.iter_mut().zip([
+                    &c.tags,
+                    &c.labels,
+                    &c.flows,
+                    &c.prompt_nodes,
+                    &c.intents,
+                ]) {
                     for value in values {
                         statement.execute(params![c.id, value])?;
                     }

@@ -3,7 +3,7 @@
 //! Every peer gets the data convlog stored, read from convlog's SQLite store
 //! after the run (server stopped): the messages with the conversation ids convlog
 //! assigned (after pseudonymisation and sessions), and per conversation its channel,
-//! span, flag, tags (from convlog's tagger), labels, flows and prompt nodes — the
+//! span, flag, tags (from convlog's tagger), labels, flows, prompt nodes and intents — the
 //! values convlog's index counts facets over. So all systems hold identical
 //! conversations, and a count that differs is a query that differs.
 
@@ -31,6 +31,7 @@ pub struct Conversation {
     pub labels: Vec<String>,
     pub flows: Vec<String>,
     pub prompt_nodes: Vec<String>,
+    pub intents: Vec<String>,
 }
 
 /// One message as the peers store it.
@@ -90,13 +91,15 @@ pub fn conversations(db: &Path) -> anyhow::Result<Vec<Conversation>> {
                 labels: Vec::new(),
                 flows: Vec::new(),
                 prompt_nodes: Vec::new(),
+                intents: Vec::new(),
             },
         );
     }
     // The values convlog's index counts: tags and labels of the conversation, the
-    // flows of its messages, the ids of its nodes of type "prompt".
+    // flows of its messages, the ids of its nodes of type "prompt", the intents
+    // of its messages.
     type Field = fn(&mut Conversation) -> &mut Vec<String>;
-    let lists: [(&str, Field); 4] = [
+    let lists: [(&str, Field); 5] = [
         ("SELECT conversation_id, tag FROM tags", |c| &mut c.tags),
         ("SELECT conversation_id, name FROM labels", |c| {
             &mut c.labels
@@ -109,6 +112,10 @@ pub fn conversations(db: &Path) -> anyhow::Result<Vec<Conversation>> {
             "SELECT DISTINCT conversation_id, node_id FROM messages
              WHERE node_type = 'prompt' AND node_id IS NOT NULL",
             |c| &mut c.prompt_nodes,
+        ),
+        (
+            "SELECT DISTINCT conversation_id, intent FROM messages WHERE intent IS NOT NULL",
+            |c| &mut c.intents,
         ),
     ];
     for (sql, field) in lists {
@@ -128,6 +135,7 @@ pub fn conversations(db: &Path) -> anyhow::Result<Vec<Conversation>> {
             &mut c.labels,
             &mut c.flows,
             &mut c.prompt_nodes,
+            &mut c.intents,
         ] {
             list.sort();
             list.dedup();

@@ -3,9 +3,8 @@
 
 use anyhow::{Context, bail};
 use std::collections::{BTreeMap, HashMap};
-use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
 /// A running `convlog serve`; killed when dropped.
@@ -18,81 +17,37 @@ pub struct Server {
 
 /// A blocking HTTP client that treats every status as an answer.
 pub fn agent() -> ureq::Agent {
-    ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .timeout_global(Some(Duration::from_secs(120)))
-        .build()
-        .into()
+    convlog_testkit::agent(Duration::from_secs(120))
 }
 
 impl Server {
     /// Starts `bin serve` on a free port over `data_dir`, logging (at warn) to `log`;
-    /// `extra` goes on the command line (e.g. `--set key=value`).
+    /// `extra` goes on the command line (e.g. `--set key=value`). The one
+    /// launcher the tests use too (`convlog-testkit`).
     pub fn start(
         bin: &Path,
         data_dir: &Path,
         log: &Path,
         extra: &[&str],
     ) -> anyhow::Result<Server> {
-        let log_file =
-            std::fs::File::create(log).with_context(|| format!("creating {}", log.display()))?;
-        let mut child = Command::new(bin)
-            .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
-            .arg(data_dir)
+        // A fresh log per run.
+        std::fs::File::create(log).with_context(|| format!("creating {}", log.display()))?;
+        let started = convlog_testkit::Launch::new(bin, data_dir, log)
             .args(extra)
-            .env("CONVLOG_LOG", "warn")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(log_file)
-            .spawn()
-            .with_context(|| format!("starting {}", bin.display()))?;
-        let pid = child.id();
-        let stdout = child.stdout.take().expect("stdout is piped");
-        let (sender, receiver) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            let mut reader = BufReader::new(stdout);
-            let mut first = String::new();
-            let _ = sender.send(reader.read_line(&mut first).map(|_| first));
-            // Keep draining so the server never blocks on a full pipe.
-            let _ = std::io::copy(&mut reader, &mut std::io::sink());
-        });
-        let mut server = Server {
-            child,
-            pid,
-            base: String::new(),
+            .spawn(Duration::from_secs(60))
+            .map_err(anyhow::Error::msg)?;
+        Ok(Server {
+            pid: started.child.id(),
+            child: started.child,
+            base: started.base,
             log: log.to_path_buf(),
-        };
-        let first = receiver
-            .recv_timeout(Duration::from_secs(60))
-            .context("no address line from the server within 60 s")?
-            .context("reading the server's stdout")?;
-        let Some(base) = first.trim().strip_prefix("convlog listening on ") else {
-            bail!(
-                "the server did not start (stdout: {first:?}); its log:\n{}",
-                server.log_tail()
-            );
-        };
-        server.base = base.to_string();
-        Ok(server)
+        })
     }
 
     /// Waits for `/readyz` to answer 200.
-    pub fn wait_ready(&self, agent: &ureq::Agent, timeout: Duration) -> anyhow::Result<()> {
-        let started = Instant::now();
-        loop {
-            if let Ok(response) = agent.get(&format!("{}/readyz", self.base)).call()
-                && response.status().is_success()
-            {
-                return Ok(());
-            }
-            if started.elapsed() > timeout {
-                bail!(
-                    "/readyz not green after {timeout:?}; server log:\n{}",
-                    self.log_tail()
-                );
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
+    pub fn wait_ready(&mut self, agent: &ureq::Agent, timeout: Duration) -> anyhow::Result<()> {
+        convlog_testkit::wait_ready(&mut self.child, &self.base, agent, timeout)
+            .map_err(|err| anyhow::anyhow!("{err}; server log:\n{}", self.log_tail()))
     }
 
     /// GET `path` (with query); returns status, body and the time to the last byte.
@@ -173,12 +128,7 @@ impl Server {
 
     /// The last lines of the server's log.
     pub fn log_tail(&self) -> String {
-        let mut text = String::new();
-        if let Ok(mut file) = std::fs::File::open(&self.log) {
-            let _ = file.read_to_string(&mut text);
-        }
-        let lines: Vec<&str> = text.lines().collect();
-        lines[lines.len().saturating_sub(20)..].join("\n")
+        convlog_testkit::log_tail(&self.log)
     }
 }
 

@@ -20,23 +20,12 @@ fn now() -> anyhow::Result<convlog_core::Micros> {
 
 /// Records a key change made from the command line in the audit chain.
 fn audit_cli(conn: &rusqlite::Connection, action: &str, target: &str) -> anyhow::Result<()> {
-    conn.execute_batch("BEGIN IMMEDIATE")?;
-    let entry = convlog_engine::store::keys::NewAuditEntry {
-        at: now()?,
-        key_id: None,
-        action: action.to_string(),
-        target: target.to_string(),
-        bot_id: None,
-        request_id: "cli".into(),
-        status: 200,
-    };
-    match convlog_engine::store::keys::append_audit(conn, &entry) {
-        Ok(()) => Ok(conn.execute_batch("COMMIT")?),
-        Err(err) => {
-            let _ = conn.execute_batch("ROLLBACK");
-            Err(err.into())
-        }
-    }
+    Ok(convlog_engine::audit::append_cli(
+        conn,
+        action,
+        target,
+        now()?,
+    )?)
 }
 
 pub(super) fn keys(command: KeysCommand) -> anyhow::Result<()> {
@@ -98,7 +87,7 @@ pub(super) fn keys(command: KeysCommand) -> anyhow::Result<()> {
 
 pub(super) fn audit_verify(config: ConfigArgs) -> anyhow::Result<()> {
     let conn = store_connection(&config)?;
-    match convlog_engine::store::keys::verify_audit(&conn)? {
+    match convlog_engine::audit::verify(&conn)? {
         Ok(count) => {
             println!("audit log intact: {count} entries");
             Ok(())

@@ -269,10 +269,7 @@ pub async fn audit(
             }
         },
     };
-    let entries = app
-        .store
-        .read_async(move |conn| keys::audit(conn, &filter))
-        .await?;
+    let entries = app.audit.entries(filter).await?;
     let entries: Vec<Value> = entries
         .iter()
         .map(|e| {

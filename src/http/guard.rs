@@ -12,8 +12,9 @@ use axum::extract::{ConnectInfo, MatchedPath, RawPathParams, Request, State};
 use axum::http::{HeaderMap, HeaderValue, Method, Uri, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
+use convlog_engine::audit::NewAuditEntry;
 use convlog_engine::auth::{Policy, Scope, constant_time_eq, hash_secret, parse_key};
-use convlog_engine::store::keys::{self, NewAuditEntry};
+use convlog_engine::store::keys;
 use http_body_util::BodyExt;
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
@@ -229,11 +230,7 @@ fn audited(method: &Method, policy: Policy) -> bool {
 }
 
 async fn audit(app: &App, entry: NewAuditEntry) {
-    let written = app
-        .store
-        .write(move |ctx| keys::append_audit(ctx.conn, &entry))
-        .await;
-    if let Err(err) = written {
+    if let Err(err) = app.audit.append(entry).await {
         tracing::error!(error = %err, "could not write an audit entry");
     }
 }

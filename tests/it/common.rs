@@ -4,10 +4,9 @@
 use chrono::{DateTime, TimeZone, Utc};
 use convlog_gen::{GenConfig, GenMessage, generate};
 use serde_json::Value;
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
-use std::process::{Child, ChildStdin, ChildStdout, Command, ExitStatus, Stdio};
-use std::sync::mpsc;
+use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
 /// Where generated timestamps end: fixed so every run sees the same data.
@@ -37,8 +36,6 @@ const PATIENCE: Duration = Duration::from_secs(90);
 pub struct Server {
     child: Option<Child>,
     watchdog: Option<(Child, ChildStdin)>,
-    // Kept open: the server may still write to stdout.
-    _stdout: Option<BufReader<ChildStdout>>,
     base: String,
     data_dir: PathBuf,
     log: PathBuf,
@@ -65,11 +62,7 @@ impl Reply {
 
 /// An HTTP client that reports 4xx/5xx as answers rather than errors.
 pub fn agent() -> ureq::Agent {
-    ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .timeout_global(Some(Duration::from_secs(120)))
-        .build()
-        .into()
+    convlog_testkit::agent(Duration::from_secs(120))
 }
 
 impl Server {
@@ -107,7 +100,6 @@ impl Server {
         Server {
             child: None,
             watchdog: None,
-            _stdout: None,
             base: String::new(),
             data_dir: root.join("data"),
             log: root.join("server.log"),
@@ -127,75 +119,28 @@ impl Server {
         self.wait_ready();
     }
 
-    /// Starts the process and reads the address it listens on.
+    /// Starts the process (with the test settings) and reads the address it listens on.
     fn spawn(&mut self) {
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&self.log)
-            .expect("open server log");
-        let mut child = Command::new(binary())
-            .arg("serve")
-            .args(["--listen", "127.0.0.1:0", "--data-dir"])
-            .arg(&self.data_dir)
-            .args(["--set", "index.refresh_interval=100ms"])
-            // No archive pass unless a test asks (the fixed test data ages past retention one day).
-            .args(["--set", "retention.schedule=0s"])
-            .args(&self.args)
-            .env("CONVLOG_LOG", &self.log_level)
-            .envs(self.env.iter().map(|(k, v)| (k, v)))
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::from(log))
-            .spawn()
-            .expect("spawn convlog serve");
-        let watchdog = spawn_watchdog(child.id());
-        let stdout = BufReader::new(child.stdout.take().expect("piped stdout"));
-        self.child = Some(child);
-        self.watchdog = Some(watchdog);
-
-        // Read the first line on a thread so a server that hangs before printing can't hang the test.
-        let (sender, receiver) = mpsc::channel();
-        std::thread::spawn(move || {
-            let mut stdout = stdout;
-            let mut line = String::new();
-            let read = stdout.read_line(&mut line);
-            let _ = sender.send((read.map(|_| line), stdout));
-        });
-        let (line, stdout) = match receiver.recv_timeout(PATIENCE) {
-            Ok((Ok(line), stdout)) => (line, stdout),
-            Ok((Err(err), _)) => self.fail(&format!("reading the server's stdout: {err}")),
-            Err(_) => self.fail("the server printed no address"),
-        };
-        self._stdout = Some(stdout);
-        let Some(address) = line.trim().strip_prefix("convlog listening on ") else {
-            self.fail(&format!("unexpected first line {line:?}"));
-        };
-        self.base = address.to_string();
+        let launch = convlog_testkit::Launch {
+            env: self.env.clone(),
+            log_level: self.log_level.clone(),
+            ..convlog_testkit::Launch::new(Path::new(binary()), &self.data_dir, &self.log)
+        }
+        .args(["--set", "index.refresh_interval=100ms"])
+        // No archive pass unless a test asks (the fixed test data ages past retention one day).
+        .args(["--set", "retention.schedule=0s"])
+        .args(&self.args);
+        let started = launch.spawn(PATIENCE).unwrap_or_else(|err| panic!("{err}"));
+        self.watchdog = Some(spawn_watchdog(started.child.id()));
+        self.base = started.base;
+        self.child = Some(started.child);
     }
 
     /// Polls `/readyz` until it is 200.
     pub fn wait_ready(&mut self) {
-        let started = Instant::now();
-        loop {
-            if let Ok(response) = self.agent.get(format!("{}/readyz", self.base)).call()
-                && response.status() == 200
-            {
-                return;
-            }
-            if let Some(status) = self
-                .child
-                .as_mut()
-                .and_then(|c| c.try_wait().ok().flatten())
-            {
-                self.fail(&format!(
-                    "the server exited with {status} before it was ready"
-                ));
-            }
-            if started.elapsed() > PATIENCE {
-                self.fail("/readyz did not turn 200");
-            }
-            std::thread::sleep(Duration::from_millis(20));
+        let child = self.child.as_mut().expect("server running");
+        if let Err(err) = convlog_testkit::wait_ready(child, &self.base, &self.agent, PATIENCE) {
+            self.fail(&err);
         }
     }
 
@@ -246,7 +191,6 @@ impl Server {
             child.kill().expect("kill -9 the server");
             child.wait().expect("reap the server");
         }
-        self._stdout = None;
     }
 
     /// SIGTERM, then waits for the process to end; returns its exit status.
@@ -270,7 +214,6 @@ impl Server {
             std::thread::sleep(Duration::from_millis(20));
         };
         self.stop_watchdog();
-        self._stdout = None;
         exit
     }
 
@@ -291,7 +234,6 @@ impl Server {
             if let Some(status) = child.try_wait().expect("wait") {
                 self.child = None;
                 self.stop_watchdog();
-                self._stdout = None;
                 return Some(status);
             }
             std::thread::sleep(Duration::from_millis(20));

@@ -65,6 +65,8 @@ fn api_description_holds_under_schemathesis() {
         .args(["--report", "junit", "--report-dir"])
         .arg(dir.path().join("report"))
         .env("NO_COLOR", "1")
+        // Its cache (`.schemathesis/`) goes to the temporary directory, not the repository.
+        .current_dir(dir.path())
         .output()
         .expect("run st");
     let text = format!(

@@ -32,8 +32,9 @@
 //! 4. `jobs`: background work with progress, recorded in the store.
 //! 5. `index`: tantivy, following the store's change stream.
 //! 6. `query`: searches over the index, read from the store.
-//! 7. `tag`, `archive`, `review`: the services — tagging, retention and the
-//!    Parquet archive, reviewers' work.
+//! 7. `tag`, `archive`, `review`, `audit`: the services — tagging, retention
+//!    and the Parquet archive, reviewers' work, the audit log the server and
+//!    the command line both append to.
 //! 8. `config`: `config.toml` layered and validated into the settings of
 //!    every layer (and the tagging rules), so it sits above all of them.
 //!
@@ -42,6 +43,7 @@
 //! them.
 
 pub mod archive;
+pub mod audit;
 pub mod auth;
 pub mod config;
 pub mod index;
