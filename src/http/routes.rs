@@ -114,6 +114,10 @@ where
     }
 }
 
+/// A change to a conversation the archive holds (being archived, or restored
+/// read-only) is a conflict.
+const HELD: &[u16] = &[409];
+
 /// Every route of the service, with its description.
 pub fn routes() -> Vec<Route> {
     use Method as M;
@@ -129,7 +133,8 @@ pub fn routes() -> Vec<Route> {
                 summary: "Ingest messages: a JSON array or NDJSON",
                 body: Some(ingest::message_body),
                 ok: json(ingest::accepted),
-                also: &[422],
+                // 409: a session held by the archive (being archived or restored).
+                also: &[409, 422],
                 ..Doc::default()
             }),
         route(M::POST, "/v1/traces", Ingest, ingest::traces)
@@ -138,7 +143,8 @@ pub fn routes() -> Vec<Route> {
                 summary: "Ingest debug trace events: a JSON array or NDJSON",
                 body: Some(ingest::trace_body),
                 ok: json(ingest::accepted_traces),
-                also: &[422],
+                // 409: a session held by the archive (being archived or restored).
+                also: &[409, 422],
                 ..Doc::default()
             }),
         route(M::GET, "/v1/filters", Public, search::filters).doc(Doc {
@@ -171,6 +177,7 @@ pub fn routes() -> Vec<Route> {
         )
         .doc(Doc {
             summary: "Label, unlabel or flag every conversation a search matches",
+            also: HELD,
             query: search(Target::Aggregates),
             body: Some(review::bulk_body),
             ok: json(review::bulk_outcome),
@@ -196,6 +203,7 @@ pub fn routes() -> Vec<Route> {
         )
         .doc(Doc {
             summary: "Add a label",
+            also: HELD,
             ok: json(api::conversation),
             ..Doc::default()
         }),
@@ -207,6 +215,7 @@ pub fn routes() -> Vec<Route> {
         )
         .doc(Doc {
             summary: "Remove a label",
+            also: HELD,
             ok: json(api::conversation),
             ..Doc::default()
         }),
@@ -219,6 +228,7 @@ pub fn routes() -> Vec<Route> {
         .optional_body()
         .doc(Doc {
             summary: "Flag, optionally with a note",
+            also: HELD,
             body: Some(review::flag_body),
             ok: json(api::conversation),
             ..Doc::default()
@@ -231,6 +241,7 @@ pub fn routes() -> Vec<Route> {
         )
         .doc(Doc {
             summary: "Remove the flag",
+            also: HELD,
             ok: json(api::conversation),
             ..Doc::default()
         }),
@@ -242,6 +253,7 @@ pub fn routes() -> Vec<Route> {
         )
         .doc(Doc {
             summary: "Turn debug logging on",
+            also: HELD,
             ok: json(api::conversation),
             ..Doc::default()
         }),
@@ -253,6 +265,7 @@ pub fn routes() -> Vec<Route> {
         )
         .doc(Doc {
             summary: "Turn debug logging off",
+            also: HELD,
             ok: json(api::conversation),
             ..Doc::default()
         }),

@@ -10,7 +10,14 @@
 //! Adding a filter: a row here, the index field it names in
 //! `index-schema/schema.toml` filled in `index/document.rs`, and a test.
 
-use super::{SearchRequest, Target};
+/// Which searchable thing a request is for: parameters differ slightly.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Target {
+    Conversations,
+    Messages,
+    /// `/nodes`, `/tags`, `/labels`, `/flows`: filters only, no paging.
+    Aggregates,
+}
 use convlog_core::normalize_label;
 use convlog_querylang::Role;
 
@@ -348,20 +355,6 @@ impl Dimension {
             ) if self.filters().count() == 1 => Some(field),
             _ => None,
         }
-    }
-}
-
-impl Dimension {
-    /// The request's filter on this dimension as (fast field, any of these values),
-    /// when a collector can test it from that column alone.
-    pub fn column_filter(self, request: &SearchRequest) -> Option<(&'static str, Vec<String>)> {
-        Some((self.column()?, request.values(self.name()).to_vec()))
-    }
-
-    /// Whether the request filters on this dimension (`step` and `dropoff` count for `flow`).
-    pub fn is_filtered(self, request: &SearchRequest) -> bool {
-        self.filters()
-            .any(|filter| request.filters.contains_key(filter.param))
     }
 }
 

@@ -1,7 +1,7 @@
 //! Search parameters: parsed from the query string and validated into a typed request.
 
 use super::QueryError;
-use super::filters::{self, FILTERS, Filter, Kind};
+use super::filters::{self, Dimension, FILTERS, Filter, Kind};
 use convlog_core::{Micros, parse_timestamp};
 use convlog_querylang::{QueryAst, QueryLimits, parse};
 use std::collections::BTreeMap;
@@ -15,14 +15,7 @@ pub enum Sort {
     Relevance,
 }
 
-/// Which searchable thing a request is for: parameters differ slightly.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Target {
-    Conversations,
-    Messages,
-    /// `/nodes`, `/tags`, `/labels`, `/flows`: filters only, no paging.
-    Aggregates,
-}
+pub use super::filters::Target;
 
 /// A validated search request (filters plus paging).
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -198,6 +191,21 @@ impl SearchRequest {
 impl std::hash::Hash for Sort {
     fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
         (*self as u8).hash(state);
+    }
+}
+
+/// The request's side of a facet dimension.
+impl Dimension {
+    /// The request's filter on this dimension as (fast field, any of these values),
+    /// when a collector can test it from that column alone.
+    pub fn column_filter(self, request: &SearchRequest) -> Option<(&'static str, Vec<String>)> {
+        Some((self.column()?, request.values(self.name()).to_vec()))
+    }
+
+    /// Whether the request filters on this dimension (`step` and `dropoff` count for `flow`).
+    pub fn is_filtered(self, request: &SearchRequest) -> bool {
+        self.filters()
+            .any(|filter| request.filters.contains_key(filter.param))
     }
 }
 
