@@ -1,13 +1,15 @@
-//! `convlog keys` and `convlog audit`: straight on the store, beside a running server.
+//! `convlog keys` and `convlog audit`: straight on the store, beside a running
+//! server, through the engine's [`Admin`] (each change audited with it).
 
 use super::{ConfigArgs, KeysCommand};
 use anyhow::bail;
+use convlog_engine::admin::Admin;
+use convlog_engine::auth::{KeyRequest, OPEN_MODE_WARNING};
+use convlog_engine::store::StoreError;
 
-fn store_connection(config: &ConfigArgs) -> anyhow::Result<rusqlite::Connection> {
+fn open(config: &ConfigArgs) -> anyhow::Result<Admin> {
     let config = config.load()?;
-    Ok(convlog_engine::store::admin_connection(
-        &config.server.data_dir.join("convlog.db"),
-    )?)
+    Ok(Admin::open(&config.server.data_dir.join("convlog.db"))?)
 }
 
 /// Now, by the service's clock (`CONVLOG_CLOCK_AT` / `CONVLOG_CLOCK_OFFSET`
@@ -18,19 +20,7 @@ fn now() -> anyhow::Result<convlog_core::Micros> {
         .now())
 }
 
-/// Records a key change made from the command line in the audit chain.
-fn audit_cli(conn: &rusqlite::Connection, action: &str, target: &str) -> anyhow::Result<()> {
-    Ok(convlog_engine::audit::append_cli(
-        conn,
-        action,
-        target,
-        now()?,
-    )?)
-}
-
 pub(super) fn keys(command: KeysCommand) -> anyhow::Result<()> {
-    use convlog_engine::auth::{KeyRequest, OPEN_MODE_WARNING};
-    use convlog_engine::store::keys;
     match command {
         KeysCommand::Create {
             role,
@@ -40,9 +30,7 @@ pub(super) fn keys(command: KeysCommand) -> anyhow::Result<()> {
         } => {
             let request = KeyRequest::new(&role, &bots, name)
                 .map_err(|(field, reason)| anyhow::anyhow!("--{field}: {reason}"))?;
-            let conn = store_connection(&config)?;
-            let issued = keys::issue_key(&conn, request, now()?)?;
-            audit_cli(&conn, "cli keys create", &issued.record.id)?;
+            let issued = open(&config)?.create_key(request, now()?)?;
             eprintln!(
                 "created key {} ({}); it is shown only now:",
                 issued.record.id,
@@ -51,12 +39,12 @@ pub(super) fn keys(command: KeysCommand) -> anyhow::Result<()> {
             println!("{}", issued.key);
         }
         KeysCommand::List { config } => {
-            let conn = store_connection(&config)?;
+            let admin = open(&config)?;
             println!(
                 "{:<18} {:<8} {:<24} {:<28} name",
                 "id", "role", "bots", "revoked"
             );
-            for key in keys::keys(&conn)? {
+            for key in admin.keys()? {
                 println!(
                     "{:<18} {:<8} {:<24} {:<28} {}",
                     key.id,
@@ -70,12 +58,12 @@ pub(super) fn keys(command: KeysCommand) -> anyhow::Result<()> {
             }
         }
         KeysCommand::Revoke { id, config } => {
-            let conn = store_connection(&config)?;
-            let revoked = keys::revoke(&conn, &id, now()?).map_err(|err| match err {
-                convlog_engine::store::StoreError::NotFound => anyhow::anyhow!("no key {id:?}"),
-                other => other.into(),
-            })?;
-            audit_cli(&conn, "cli keys revoke", &id)?;
+            let revoked = open(&config)?
+                .revoke_key(&id, now()?)
+                .map_err(|err| match err {
+                    StoreError::NotFound => anyhow::anyhow!("no key {id:?}"),
+                    other => other.into(),
+                })?;
             eprintln!("revoked key {id}");
             if !revoked.keys_remain {
                 eprintln!("warning: {OPEN_MODE_WARNING}");
@@ -86,8 +74,7 @@ pub(super) fn keys(command: KeysCommand) -> anyhow::Result<()> {
 }
 
 pub(super) fn audit_verify(config: ConfigArgs) -> anyhow::Result<()> {
-    let conn = store_connection(&config)?;
-    match convlog_engine::audit::verify(&conn)? {
+    match open(&config)?.verify_audit()? {
         Ok(count) => {
             println!("audit log intact: {count} entries");
             Ok(())

@@ -1,12 +1,11 @@
-//! The audit log as one service: the server's guard (every change through the
-//! API, and refusals) and the command line (key changes beside a running
-//! server) append through it, and both read and verify it through it.
+//! The audit log as one service: the server's guard appends every change made
+//! through the API (and refusals) through it; the command line's key changes
+//! are appended by [`crate::admin`] in the change's own transaction.
 //!
 //! The chain itself (hashing, the table) is `store::keys`.
 
 use crate::store::keys;
 use crate::store::{Store, StoreError};
-use convlog_core::Micros;
 use rusqlite::Connection;
 
 pub use crate::store::keys::{AuditEntry, AuditFilter, NewAuditEntry};
@@ -38,34 +37,6 @@ impl AuditLog {
         self.store
             .read_async(move |conn| keys::audit(conn, &filter))
             .await
-    }
-}
-
-/// Records a change made from the command line, at `at`, on a connection of
-/// its own beside a running server: one immediate transaction, so it and the
-/// server's writer never interleave in the chain.
-pub fn append_cli(
-    conn: &Connection,
-    action: &str,
-    target: &str,
-    at: Micros,
-) -> Result<(), StoreError> {
-    let entry = NewAuditEntry {
-        at,
-        key_id: None,
-        action: action.to_string(),
-        target: target.to_string(),
-        bot_id: None,
-        request_id: CLI_REQUEST.to_string(),
-        status: 200,
-    };
-    conn.execute_batch("BEGIN IMMEDIATE")?;
-    match keys::append_audit(conn, &entry) {
-        Ok(()) => Ok(conn.execute_batch("COMMIT")?),
-        Err(err) => {
-            let _ = conn.execute_batch("ROLLBACK");
-            Err(err)
-        }
     }
 }
 

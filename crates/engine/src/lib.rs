@@ -35,13 +35,16 @@
 //! 7. `tag`, `archive`, `review`, `audit`: the services — tagging, retention
 //!    and the Parquet archive, reviewers' work, the audit log the server and
 //!    the command line both append to.
-//! 8. `config`: `config.toml` layered and validated into the settings of
+//! 8. `admin`: key changes beside a running server (the command line), each
+//!    audited in the same transaction.
+//! 9. `config`: `config.toml` layered and validated into the settings of
 //!    every layer (and the tagging rules), so it sits above all of them.
 //!
 //! The data flows from ingest into the store, but the imports go the other
 //! way: ingest's checks are pure, and the store's ingest transaction applies
 //! them.
 
+pub mod admin;
 pub mod archive;
 pub mod audit;
 pub mod auth;
