@@ -9,8 +9,11 @@
 //!
 //! Imports are read as written: every `crate::…` and `super::…` path in code
 //! (comments, strings and `#[cfg(test)]` items left out: tests may use any
-//! layer). An item a parent re-exports from one of its files counts as the
-//! parent's.
+//! layer). A path through a `use` of another module — a parent's
+//! `pub use request::{…}` re-export, an alias, a chain of them — counts as an
+//! import of the module that defines the item, so two sibling files importing
+//! each other through their parent's re-exports are a cycle too. Glob
+//! imports (`use x::*`) aren't followed.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -68,8 +71,8 @@ fn declared_modules(lib: &str) -> BTreeSet<String> {
         .collect()
 }
 
-/// Every `.rs` file under `dir` with its module path (`lib.rs` is `[]`).
-fn source_files(src: &Path) -> Vec<(PathBuf, Module)> {
+/// Every `.rs` file under `src`: its path relative to `src` and its text.
+fn source_files(src: &Path) -> Vec<(PathBuf, String)> {
     fn walk(dir: &Path, out: &mut Vec<PathBuf>) {
         for entry in std::fs::read_dir(dir).unwrap() {
             let path = entry.unwrap().path();
@@ -86,17 +89,23 @@ fn source_files(src: &Path) -> Vec<(PathBuf, Module)> {
     files
         .into_iter()
         .map(|file| {
-            let relative = file.strip_prefix(src).unwrap().with_extension("");
-            let mut module: Module = relative
-                .components()
-                .map(|c| c.as_os_str().to_string_lossy().into_owned())
-                .collect();
-            if matches!(module.last().map(String::as_str), Some("mod" | "lib")) {
-                module.pop();
-            }
-            (file, module)
+            let text = read(&file);
+            (file.strip_prefix(src).unwrap().to_path_buf(), text)
         })
         .collect()
+}
+
+/// The module a file relative to `src/` defines (`lib.rs` is `[]`).
+fn module_path(relative: &Path) -> Module {
+    let mut module: Module = relative
+        .with_extension("")
+        .components()
+        .map(|c| c.as_os_str().to_string_lossy().into_owned())
+        .collect();
+    if matches!(module.last().map(String::as_str), Some("mod" | "lib")) {
+        module.pop();
+    }
+    module
 }
 
 /// `source` with comments, string and char literals blanked out (lengths kept).
@@ -265,14 +274,12 @@ fn tokens(code: &str) -> Vec<Token> {
     out
 }
 
+/// A path of a use tree as its segments, with the name `as` gives it.
+type UsePath = (Vec<String>, Option<String>);
+
 /// The paths of a use tree starting at `tokens[i]` (after `anchor::`), each as
 /// its segments; `{a, b::c}` groups expand into one path each.
-fn use_tree(
-    tokens: &[Token],
-    mut i: usize,
-    prefix: Vec<String>,
-    out: &mut Vec<Vec<String>>,
-) -> usize {
+fn use_tree(tokens: &[Token], mut i: usize, prefix: Vec<String>, out: &mut Vec<UsePath>) -> usize {
     let mut path = prefix;
     loop {
         match tokens.get(i) {
@@ -285,7 +292,14 @@ fn use_tree(
                     i += 1;
                     continue;
                 }
-                out.push(path);
+                let mut alias = None;
+                if tokens.get(i) == Some(&Token::Ident("as".into()))
+                    && let Some(Token::Ident(name)) = tokens.get(i + 1)
+                {
+                    alias = Some(name.clone());
+                    i += 2;
+                }
+                out.push((path, alias));
                 return i;
             }
             Some(Token::Punct('{')) => {
@@ -297,7 +311,7 @@ fn use_tree(
                         _ => {
                             let before = i;
                             i = use_tree(tokens, i, path.clone(), out);
-                            // Skip what a tree doesn't consume (`as name`, `*`).
+                            // Skip what a tree doesn't consume (`*`).
                             while !matches!(tokens.get(i), Some(Token::Punct(',' | '}')) | None) {
                                 i += 1;
                             }
@@ -308,7 +322,7 @@ fn use_tree(
             }
             _ => {
                 // `*` or the end of the path.
-                out.push(path);
+                out.push((path, None));
                 return i;
             }
         }
@@ -354,7 +368,7 @@ fn references(code: &str, module: &Module) -> Vec<(String, Vec<String>)> {
         }
         let mut paths = Vec::new();
         let end = use_tree(&tokens, j, Vec::new(), &mut paths);
-        for path in paths {
+        for (path, _) in paths {
             let mut full = base.clone();
             full.extend(path.iter().cloned());
             let written = if anchor == "crate" {
@@ -378,18 +392,125 @@ fn module_of(path: &[String], modules: &BTreeSet<Module>) -> Module {
         .unwrap_or_default()
 }
 
+/// The names a file's module-level `use` items bind, each as its path from
+/// the crate root (`query::SearchRequest`) and the path it stands for
+/// (`query::request::SearchRequest`). Public or not: a child sees its
+/// parent's private imports through `super::` too. A path that starts with
+/// neither `crate`, `super`, `self` nor a child module names another crate.
+fn bindings(
+    code: &str,
+    module: &Module,
+    modules: &BTreeSet<Module>,
+) -> Vec<(Vec<String>, Vec<String>)> {
+    let tokens = tokens(code);
+    let mut found = Vec::new();
+    let mut depth = 0usize;
+    let mut i = 0;
+    while i < tokens.len() {
+        match &tokens[i] {
+            Token::Punct('{') => depth += 1,
+            Token::Punct('}') => depth = depth.saturating_sub(1),
+            Token::Ident(word) if word == "use" && depth == 0 => {
+                let mut j = i + 1;
+                let mut base = match tokens.get(j) {
+                    Some(Token::Ident(first)) if first == "crate" => {
+                        j += 2;
+                        Vec::new()
+                    }
+                    Some(Token::Ident(first)) if first == "self" => {
+                        j += 2;
+                        module.clone()
+                    }
+                    Some(Token::Ident(first)) if first == "super" => module.clone(),
+                    Some(Token::Ident(first)) => {
+                        let mut child = module.clone();
+                        child.push(first.clone());
+                        if modules.contains(&child) {
+                            module.clone()
+                        } else {
+                            Vec::new() // another crate
+                        }
+                    }
+                    _ => Vec::new(),
+                };
+                while tokens.get(j) == Some(&Token::Ident("super".into()))
+                    && tokens.get(j + 1) == Some(&Token::PathSep)
+                {
+                    base.pop();
+                    j += 2;
+                }
+                let names_this_crate = match tokens.get(i + 1) {
+                    Some(Token::Ident(first)) => {
+                        matches!(first.as_str(), "crate" | "self" | "super")
+                            || !base.is_empty()
+                            || module.is_empty() && modules.contains(&vec![first.clone()])
+                    }
+                    _ => false,
+                };
+                let mut paths = Vec::new();
+                i = use_tree(&tokens, j, Vec::new(), &mut paths);
+                if names_this_crate {
+                    for (path, alias) in paths {
+                        let mut target = base.clone();
+                        target.extend(path);
+                        let Some(name) = alias.or_else(|| target.last().cloned()) else {
+                            continue;
+                        };
+                        let mut bound = module.clone();
+                        bound.push(name);
+                        if bound != target {
+                            found.push((bound, target));
+                        }
+                    }
+                }
+                while i < tokens.len() && tokens[i] != Token::Punct(';') {
+                    i += 1;
+                }
+            }
+            _ => {}
+        }
+        i += 1;
+    }
+    found
+}
+
+/// `path` with every prefix that a `use` binds replaced by what it stands
+/// for, until it names the item where it is defined.
+fn resolve(mut path: Vec<String>, bindings: &BTreeMap<Vec<String>, Vec<String>>) -> Vec<String> {
+    // A bound: compiling code has no cycle of `use`s, but this scan is a guess.
+    for _ in 0..16 {
+        let Some(n) = (1..=path.len())
+            .rev()
+            .find(|&n| bindings.contains_key(&path[..n]))
+        else {
+            break;
+        };
+        let mut resolved = bindings[&path[..n]].clone();
+        resolved.extend(path.drain(n..));
+        path = resolved;
+    }
+    path
+}
+
 /// An import between two modules of one parent: (parent, from, to, where).
 type Edge = (Module, String, String, String);
 
-/// The imports between modules that are neither parent nor child of each other.
-fn imports(src: &Path) -> Vec<Edge> {
-    let files = source_files(src);
-    let modules: BTreeSet<Module> = files.iter().map(|(_, m)| m.clone()).collect();
+/// The imports between modules that are neither parent nor child of each
+/// other, in `files` (paths relative to `src/`, and their text).
+fn imports(files: &[(PathBuf, String)]) -> Vec<Edge> {
+    let files: Vec<(&PathBuf, Module, String)> = files
+        .iter()
+        .map(|(file, text)| (file, module_path(file), without_tests(&code_only(text))))
+        .collect();
+    let modules: BTreeSet<Module> = files.iter().map(|(_, m, _)| m.clone()).collect();
+    let bound: BTreeMap<Vec<String>, Vec<String>> = files
+        .iter()
+        .flat_map(|(_, module, code)| bindings(code, module, &modules))
+        .collect();
     let mut edges = Vec::new();
-    for (file, module) in &files {
-        let code = without_tests(&code_only(&read(file)));
-        for (written, path) in references(&code, module) {
-            let target = module_of(&path, &modules);
+    for (file, module, code) in &files {
+        for (written, path) in references(code, module) {
+            let target = module_of(&resolve(path, &bound), &modules);
             let common = module
                 .iter()
                 .zip(&target)
@@ -398,7 +519,7 @@ fn imports(src: &Path) -> Vec<Edge> {
             if common == module.len() || common == target.len() {
                 continue; // itself, a parent or a child
             }
-            let place = format!("{}: {written}", file.strip_prefix(src).unwrap().display());
+            let place = format!("{}: {written}", file.display());
             edges.push((
                 module[..common].to_vec(),
                 module[common].clone(),
@@ -410,30 +531,8 @@ fn imports(src: &Path) -> Vec<Edge> {
     edges
 }
 
-#[test]
-fn engine_modules_import_only_lower_layers_and_files_of_a_module_form_no_cycle() {
-    let src = Path::new(ENGINE).join("src");
-    let lib = read(&src.join("lib.rs"));
-    let layers = declared_layers(&lib);
-    let declared: BTreeSet<String> = layers.keys().cloned().collect();
-    assert_eq!(
-        declared,
-        declared_modules(&lib),
-        "every module of src/lib.rs is in exactly one layer of its \"# Layers\" list"
-    );
-
-    let edges = imports(&src);
-    let mut problems = BTreeSet::new();
-    // Between top-level modules: down only.
-    for (parent, from, to, place) in &edges {
-        if parent.is_empty() && layers[from] <= layers[to] {
-            problems.insert(format!(
-                "`{from}` (layer {}) imports `{to}` (layer {}): {place}",
-                layers[from], layers[to]
-            ));
-        }
-    }
-    // Between the files of one module: no cycle.
+/// The imports between files of one module that close a cycle.
+fn cycles(edges: &[Edge]) -> BTreeSet<String> {
     let mut graphs: BTreeMap<Module, BTreeMap<String, BTreeSet<String>>> = BTreeMap::new();
     for (parent, from, to, _) in edges.iter().filter(|e| !e.0.is_empty()) {
         graphs
@@ -443,6 +542,7 @@ fn engine_modules_import_only_lower_layers_and_files_of_a_module_form_no_cycle()
             .or_default()
             .insert(to.clone());
     }
+    let mut problems = BTreeSet::new();
     for (parent, graph) in &graphs {
         let reaches = |from: &str, to: &str| {
             let mut seen = BTreeSet::new();
@@ -457,7 +557,7 @@ fn engine_modules_import_only_lower_layers_and_files_of_a_module_form_no_cycle()
             }
             false
         };
-        for (p, from, to, place) in &edges {
+        for (p, from, to, place) in edges {
             if p == parent && reaches(to, from) {
                 problems.insert(format!(
                     "in `{}`, `{from}` imports `{to}`, which imports `{from}` back: {place}",
@@ -466,6 +566,34 @@ fn engine_modules_import_only_lower_layers_and_files_of_a_module_form_no_cycle()
             }
         }
     }
+    problems
+}
+
+#[test]
+fn engine_modules_import_only_lower_layers_and_files_of_a_module_form_no_cycle() {
+    let src = Path::new(ENGINE).join("src");
+    let lib = read(&src.join("lib.rs"));
+    let layers = declared_layers(&lib);
+    let declared: BTreeSet<String> = layers.keys().cloned().collect();
+    assert_eq!(
+        declared,
+        declared_modules(&lib),
+        "every module of src/lib.rs is in exactly one layer of its \"# Layers\" list"
+    );
+
+    let edges = imports(&source_files(&src));
+    let mut problems = BTreeSet::new();
+    // Between top-level modules: down only.
+    for (parent, from, to, place) in &edges {
+        if parent.is_empty() && layers[from] <= layers[to] {
+            problems.insert(format!(
+                "`{from}` (layer {}) imports `{to}` (layer {}): {place}",
+                layers[from], layers[to]
+            ));
+        }
+    }
+    // Between the files of one module: no cycle.
+    problems.extend(cycles(&edges));
     assert!(
         problems.is_empty(),
         "imports against the layers of src/lib.rs:\n  {}",
@@ -478,6 +606,14 @@ fn engine_modules_import_only_lower_layers_and_files_of_a_module_form_no_cycle()
             .iter()
             .any(|(p, from, to, _)| p.is_empty() && from == "store" && to == "auth"),
         "the scanner found no `store` → `auth` import"
+    );
+    // It follows re-exports: `query::search` names `super::SearchRequest`,
+    // which `query/mod.rs` re-exports from `request.rs`.
+    assert!(
+        edges
+            .iter()
+            .any(|(p, from, to, _)| p == &["query"] && from == "search" && to == "request"),
+        "the scanner did not follow `query`'s re-exports to `request`"
     );
 }
 
@@ -589,5 +725,63 @@ fn the_scanner_reads_code_not_comments_or_strings() {
             "store::archive::Held",
             "jobs::Progress::default",
         ]
+    );
+}
+
+/// `(path relative to src/, text)` pairs, as `source_files` gives them.
+fn sources(files: &[(&str, &str)]) -> Vec<(PathBuf, String)> {
+    files
+        .iter()
+        .map(|(path, text)| (PathBuf::from(path), text.to_string()))
+        .collect()
+}
+
+#[test]
+fn sibling_files_importing_each_other_through_their_parents_re_exports_are_a_cycle() {
+    let files = sources(&[
+        ("lib.rs", "pub mod query;"),
+        (
+            "query/mod.rs",
+            "mod request; mod search; mod build;\n\
+             pub use request::{SearchRequest, Sort as Order};\n\
+             pub use search::SearchService;\n\
+             pub struct QueryError;",
+        ),
+        // Through the parent's re-export, under an alias.
+        (
+            "query/request.rs",
+            "use super::{Order, QueryError};\npub enum Sort {}\npub struct SearchRequest;",
+        ),
+        // Through a chain: build re-exports what request defines.
+        ("query/build.rs", "pub use super::SearchRequest;"),
+        (
+            "query/search.rs",
+            "use super::build::SearchRequest;\npub struct SearchService;",
+        ),
+    ]);
+    let edges = imports(&files);
+    let found: BTreeSet<(String, String)> = edges
+        .iter()
+        .map(|(_, from, to, _)| (from.clone(), to.clone()))
+        .collect();
+    let pair = |from: &str, to: &str| (from.to_string(), to.to_string());
+    // `Order` is request's own `Sort`, `QueryError` the parent's own item.
+    assert_eq!(
+        found,
+        BTreeSet::from([pair("build", "request"), pair("search", "request")]),
+        "{edges:?}"
+    );
+
+    let mut files = files;
+    files[2].1.push_str("\nuse super::SearchService;");
+    let cycles = cycles(&imports(&files));
+    assert!(
+        cycles
+            .iter()
+            .any(|c| c.contains("`request` imports `search`"))
+            && cycles
+                .iter()
+                .any(|c| c.contains("`search` imports `request`")),
+        "{cycles:?}"
     );
 }
