@@ -852,6 +852,10 @@ fn refused_access_is_counted_and_audited_without_flooding_the_log() {
     assert_eq!(call(Some(&bogus), "/v1/bots/demo/conversations"), 401);
     assert_eq!(call(None, "/v1/bots/demo/conversations"), 401);
     assert_eq!(call(Some(&viewer), "/v1/admin/jobs"), 403);
+    // The audit's page size is bounded, not clamped (the API description says 1 to 1000).
+    assert_eq!(call(Some(&admin), "/v1/admin/audit?limit=1000"), 200);
+    assert_eq!(call(Some(&admin), "/v1/admin/audit?limit=1001"), 400);
+    assert_eq!(call(Some(&admin), "/v1/admin/audit?limit=0"), 400);
     for _ in 0..200 {
         assert_eq!(call(Some(&bogus), "/v1/bots/demo/tags"), 401);
     }

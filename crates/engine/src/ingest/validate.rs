@@ -645,6 +645,29 @@ mod tests {
         assert_eq!(messages[0].user_key.0.len(), 32);
     }
 
+    /// Short fields are bounded in characters, as the API description's
+    /// `maxLength` counts them; `text` in bytes (`ingest.max_text`).
+    #[test]
+    fn short_fields_count_characters_and_text_counts_bytes() {
+        let mut at_limit = message();
+        at_limit["flow"] = json!("ü".repeat(256));
+        assert!(
+            validate(json!([at_limit])).is_ok(),
+            "256 characters of 2 bytes"
+        );
+        let mut over = message();
+        over["flow"] = json!("ü".repeat(257));
+        let refused = details(validate(json!([over])));
+        assert_eq!(refused[0].field, "flow");
+        assert!(refused[0].reason.contains("257 characters"), "{refused:?}");
+        let max_text = Config::defaults().ingest.max_text;
+        let mut long_text = message();
+        long_text["text"] = json!("ü".repeat(max_text / 2 + 1));
+        let refused = details(validate(json!([long_text])));
+        assert_eq!(refused[0].field, "text");
+        assert!(refused[0].reason.contains("bytes"), "{refused:?}");
+    }
+
     #[test]
     fn names_index_and_field_of_each_problem() {
         let mut bad = message();
