@@ -11,6 +11,7 @@
 
 pub mod archive;
 mod ingest;
+pub mod jobs;
 pub mod keys;
 pub mod read;
 pub mod review;
