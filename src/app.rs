@@ -25,11 +25,14 @@ pub struct App {
 /// The parts of [`App`].
 pub struct Inner {
     pub config: Config,
+    /// HTTP handlers and the CLI go through the engine's services and the
+    /// methods below, never the store itself; benches read it to measure.
     pub store: Store,
     pub keyer: UserKeyer,
     pub search: SearchService,
     pub review: ReviewService,
     pub audit: convlog_engine::audit::AuditLog,
+    pub keys: convlog_engine::admin::Keys,
     pub index: Arc<LiveIndex>,
     pub tagger: Arc<Tagger>,
     pub jobs: Jobs,
@@ -160,6 +163,7 @@ impl App {
             ReviewService::new(store.clone(), search.clone(), clock, config.review.clone());
         let jobs = Jobs::open(store.clone(), clock).context("opening the job history")?;
         let audit = convlog_engine::audit::AuditLog::new(store.clone());
+        let keys = convlog_engine::admin::Keys::new(store.clone());
         let tagger = Tagger::spawn(
             store.clone(),
             config.tagging.clone(),
@@ -189,6 +193,7 @@ impl App {
                 search,
                 review,
                 audit,
+                keys,
                 index,
                 tagger: Arc::new(tagger),
                 jobs,
@@ -225,6 +230,17 @@ impl App {
         self.store
             .write(move |ctx| ctx.ingest(messages, &sessions))
             .await
+    }
+
+    /// Queues a batch on the store's writer without waiting (the CLI's direct
+    /// ingest keeps several in flight, so group commit can batch them).
+    pub fn ingest_queued(
+        &self,
+        messages: Vec<NewMessage>,
+    ) -> Result<convlog_engine::store::Pending<IngestOutcome>, StoreError> {
+        let sessions = self.config.sessions.clone();
+        self.store
+            .write_queued(move |ctx| ctx.ingest(messages, &sessions))
     }
 
     /// Like [`App::ingest`], outside an async runtime.

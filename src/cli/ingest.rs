@@ -570,11 +570,7 @@ impl Sink for DirectSink<'_> {
                 return Err(refused(format!("{was} refused: {err}"), Vec::new()));
             }
         };
-        let sessions = self.app.config.sessions.clone();
-        let queued = self
-            .app
-            .store
-            .write_queued(move |ctx| ctx.ingest(messages, &sessions));
+        let queued = self.app.ingest_queued(messages);
         match queued {
             Ok(pending) => self.pending.push_back((pending, batch.first, batch.last)),
             Err(err) => {

@@ -8,10 +8,10 @@ use axum::body::Bytes;
 use axum::extract::{Path, RawQuery, State};
 use axum::http::StatusCode;
 use convlog_core::parse_timestamp;
+use convlog_engine::audit::AuditFilter;
 use convlog_engine::auth::{KeyRecord, KeyRequest, OPEN_MODE_WARNING};
 use convlog_engine::jobs::JobRecord;
 use convlog_engine::store::StoreError;
-use convlog_engine::store::keys::{self, AuditFilter};
 use serde_json::{Value, json};
 
 fn job_json(job: &JobRecord) -> Value {
@@ -182,10 +182,7 @@ pub async fn create_key(
     let request = KeyRequest::new(&body.role, &bots, body.name)
         .map_err(|(name, reason)| invalid(name, reason))?;
     let now = app.clock.now();
-    let issued = app
-        .store
-        .write(move |ctx| keys::issue_key(ctx.conn, request, now))
-        .await?;
+    let issued = app.keys.create(request, now).await?;
     let mut answer = key_json(&issued.record);
     answer["key"] = json!(issued.key);
     Ok((StatusCode::CREATED, Json(answer)))
@@ -193,7 +190,7 @@ pub async fn create_key(
 
 /// `GET /v1/admin/keys`.
 pub async fn list_keys(State(app): State<App>) -> Result<Json<Value>, AppError> {
-    let list = app.store.read_async(keys::keys).await?;
+    let list = app.keys.list().await?;
     Ok(Json(
         json!({"keys": list.iter().map(key_json).collect::<Vec<_>>()}),
     ))
@@ -205,14 +202,10 @@ pub async fn revoke_key(
     Path(id): Path<String>,
 ) -> Result<Json<Value>, AppError> {
     let now = app.clock.now();
-    let revoked = app
-        .store
-        .write(move |ctx| keys::revoke(ctx.conn, &id, now))
-        .await
-        .map_err(|err| match err {
-            StoreError::NotFound => AppError::NotFound("key"),
-            other => other.into(),
-        })?;
+    let revoked = app.keys.revoke(id, now).await.map_err(|err| match err {
+        StoreError::NotFound => AppError::NotFound("key"),
+        other => other.into(),
+    })?;
     app.note_key_state(revoked.keys_remain);
     let mut body = key_json(&revoked.record);
     // Revoking the last key must not reopen the server silently.

@@ -14,7 +14,6 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use convlog_engine::audit::NewAuditEntry;
 use convlog_engine::auth::{Policy, Scope, constant_time_eq, hash_secret, parse_key};
-use convlog_engine::store::keys;
 use http_body_util::BodyExt;
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
@@ -292,14 +291,8 @@ async fn authorize(
     };
     let key_id = presented.and_then(parse_key).map(|(id, _)| id.to_string());
     let (any_key, record) = app
-        .store
-        .read_async(move |conn| {
-            let record = match &key_id {
-                Some(id) => keys::key(conn, id)?,
-                None => None,
-            };
-            Ok((keys::any_active_key(conn)?, record))
-        })
+        .keys
+        .lookup(key_id)
         .await
         .map_err(|err| Denied::Other(AppError::Store(err)))?;
     app.note_key_state(any_key);

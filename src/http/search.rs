@@ -43,10 +43,7 @@ pub async fn bots(
     State(app): State<App>,
     Extension(caller): Extension<Caller>,
 ) -> Result<Json<Value>, AppError> {
-    let bots = app
-        .store
-        .read_async(convlog_engine::store::read::bots)
-        .await?;
+    let bots = app.search.bots().await?;
     let bots: Vec<Value> = bots
         .into_iter()
         .filter(|bot| caller.scope.includes(&bot.id))

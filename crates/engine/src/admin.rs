@@ -1,17 +1,66 @@
-//! Administration beside a running server (the command line): key changes
-//! straight on the store, each recorded in the audit log in the same
-//! immediate transaction, so a change is never without its entry.
+//! Key administration, for the server and for the command line.
 //!
-//! The server makes the same changes through its writer (`store::keys`) and
-//! audits them in its guard.
+//! - [`Keys`]: the server's key service, through the store's writer (its
+//!   guard audits each change, as every change through the API).
+//! - [`Admin`]: beside a running server (the command line): key changes
+//!   straight on the store, each recorded in the audit log in the same
+//!   immediate transaction, so a change is never without its entry.
 
 use crate::audit::{self, CLI_REQUEST, NewAuditEntry};
 use crate::auth::{KeyRecord, KeyRequest};
 use crate::store::keys::{self, IssuedKey, Revoked};
-use crate::store::{StoreError, admin_connection};
+use crate::store::{Store, StoreError, admin_connection};
 use convlog_core::Micros;
 use rusqlite::Connection;
 use std::path::Path;
+
+/// The server's keys.
+#[derive(Clone)]
+pub struct Keys {
+    store: Store,
+}
+
+impl Keys {
+    /// The keys of `store`.
+    pub fn new(store: Store) -> Keys {
+        Keys { store }
+    }
+
+    /// Issues a key.
+    pub async fn create(&self, request: KeyRequest, now: Micros) -> Result<IssuedKey, StoreError> {
+        self.store
+            .write(move |ctx| keys::issue_key(ctx.conn, request, now))
+            .await
+    }
+
+    /// Every key, newest first (never a secret).
+    pub async fn list(&self) -> Result<Vec<KeyRecord>, StoreError> {
+        self.store.read_async(keys::keys).await
+    }
+
+    /// Revokes a key; `NotFound` when there is none.
+    pub async fn revoke(&self, id: String, now: Micros) -> Result<Revoked, StoreError> {
+        self.store
+            .write(move |ctx| keys::revoke(ctx.conn, &id, now))
+            .await
+    }
+
+    /// Whether any active key exists, and the record of key `id` (if given and known).
+    pub async fn lookup(
+        &self,
+        id: Option<String>,
+    ) -> Result<(bool, Option<KeyRecord>), StoreError> {
+        self.store
+            .read_async(move |conn| {
+                let record = match &id {
+                    Some(id) => keys::key(conn, id)?,
+                    None => None,
+                };
+                Ok((keys::any_active_key(conn)?, record))
+            })
+            .await
+    }
+}
 
 /// A connection to the store of a data directory, for administration.
 pub struct Admin {

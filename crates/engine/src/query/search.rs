@@ -211,6 +211,11 @@ impl SearchService {
         Ok(searcher.search(query, &collector)?)
     }
 
+    /// Every bot with conversations in the hot store (callers filter by scope).
+    pub async fn bots(&self) -> Result<Vec<read::BotSummary>, QueryError> {
+        Ok(self.store.read_async(read::bots).await?)
+    }
+
     /// Conversation search: hits, exact total, disjunctive facets, snippets.
     pub async fn conversations(
         &self,
