@@ -4,7 +4,8 @@
 //! description says. Config and the checks left out (with why):
 //! `tests/schemathesis/schemathesis.toml`.
 //!
-//! Needs `st` (`pip install schemathesis`); skipped with a message when it is
+//! Needs Schemathesis (`pip install schemathesis`: `st`, or `python3 -m
+//! schemathesis.cli` when `st` is off the PATH); skipped with a message when it is
 //! missing unless `CONVLOG_REQUIRE_SCHEMATHESIS=1`. The time budget is
 //! `CONVLOG_SCHEMATHESIS_SECONDS` (default 120).
 
@@ -33,16 +34,35 @@ fn admin_key(server: &Server, name: &str, admin: Option<&str>) -> String {
     }
 }
 
+/// `st`, or the same CLI through Python when pip put `st` off the PATH.
+fn schemathesis() -> Option<Command> {
+    let works = |command: &mut Command| {
+        command
+            .arg("--version")
+            .output()
+            .is_ok_and(|out| out.status.success())
+    };
+    if works(&mut Command::new("st")) {
+        return Some(Command::new("st"));
+    }
+    let python = || {
+        let mut command = Command::new("python3");
+        command.args(["-m", "schemathesis.cli"]);
+        command
+    };
+    works(&mut python()).then(python)
+}
+
 #[test]
 fn api_description_holds_under_schemathesis() {
-    if Command::new("st").arg("--version").output().is_err() {
-        let why = "`st` is not on PATH (pip install schemathesis)";
+    let Some(mut st) = schemathesis() else {
+        let why = "neither `st` nor `python3 -m schemathesis.cli` runs (pip install schemathesis)";
         if std::env::var("CONVLOG_REQUIRE_SCHEMATHESIS").as_deref() == Ok("1") {
             panic!("CONVLOG_REQUIRE_SCHEMATHESIS=1 but {why}");
         }
         eprintln!("skipping the Schemathesis run: {why}");
         return;
-    }
+    };
     let seconds = std::env::var("CONVLOG_SCHEMATHESIS_SECONDS").unwrap_or_else(|_| "120".into());
     let dir = tempfile::tempdir().expect("tempdir");
     let server = Server::start(dir.path(), &[]);
@@ -55,7 +75,7 @@ fn api_description_holds_under_schemathesis() {
     // A second admin key, so that no key the run may reach is the last one.
     admin_key(&server, "spare", Some(&key));
 
-    let output = Command::new("st")
+    let output = st
         .arg("--config-file")
         .arg(root().join("tests/schemathesis/schemathesis.toml"))
         .arg("run")
