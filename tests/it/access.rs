@@ -798,6 +798,9 @@ fn revoked_keys_stop_working_at_once_through_cli_and_admin_endpoint() {
         json!({"role": "root", "bots": "*"}),
         json!({"role": "viewer", "bots": []}),
         json!({"role": "viewer", "bots": "a b"}),
+        // A scope is "*" or a list: a free string is not parsed.
+        json!({"role": "viewer", "bots": "a"}),
+        json!({"role": "viewer", "bots": ["a", ""]}),
         json!({"role": "viewer", "bots": [1]}),
         json!({"role": "viewer", "bots": "*", "extra": 1}),
     ] {

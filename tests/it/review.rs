@@ -845,6 +845,8 @@ fn review_share_links_open_one_conversation_until_revoked_or_expired() {
         r#"{"ttl": "soon"}"#,
         r#"{"ttl": "0s"}"#,
         r#"{"ttl": ""}"#,
+        // Exactly <number><unit>, as the API description's pattern says.
+        r#"{"ttl": " 7d"}"#,
         r#"{"ttl": 5}"#,
         r#"{"expires": "2h"}"#,
         "{",
