@@ -259,12 +259,24 @@ impl App {
             .await
     }
 
+    /// How far the index is behind the store: changes, and seconds the oldest has waited.
+    pub fn index_lag(&self) -> (u64, f64) {
+        let position = self.index.state().position();
+        (
+            self.store.head().saturating_sub(position),
+            self.store.behind_for(position).as_secs_f64(),
+        )
+    }
+
     /// The `/metrics` text.
     pub fn render_metrics(&self) -> String {
         let state = self.index.state();
+        let (_, lag_seconds) = self.index_lag();
         self.metrics.render(&Gauges {
             store_head: self.store.head(),
             index_position: state.position(),
+            index_lag_seconds: lag_seconds,
+            index_partitions: self.index.index().view().partitions.len() as u64,
             index_commits: state.commits(),
             ready: state.ready().is_ok(),
         })

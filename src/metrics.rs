@@ -117,6 +117,9 @@ impl Refusal {
 pub struct Gauges {
     pub store_head: u64,
     pub index_position: u64,
+    /// How long the oldest change not yet searchable has been committed.
+    pub index_lag_seconds: f64,
+    pub index_partitions: u64,
     pub index_commits: u64,
     pub ready: bool,
 }
@@ -128,7 +131,7 @@ fn counter(out: &mut String, name: &str, help: &str, value: u64) {
     );
 }
 
-fn gauge(out: &mut String, name: &str, help: &str, value: u64) {
+fn gauge(out: &mut String, name: &str, help: &str, value: impl std::fmt::Display) {
     let _ = writeln!(
         out,
         "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {value}"
@@ -211,6 +214,18 @@ impl Metrics {
             "convlog_index_lag",
             "Changes committed to the store but not yet searchable.",
             gauges.store_head.saturating_sub(gauges.index_position),
+        );
+        gauge(
+            &mut out,
+            "convlog_index_lag_seconds",
+            "How long the oldest change not yet searchable has been committed (0 when none is).",
+            gauges.index_lag_seconds,
+        );
+        gauge(
+            &mut out,
+            "convlog_index_partitions",
+            "Time partitions of the search index (see index.partition_span).",
+            gauges.index_partitions,
         );
         counter(
             &mut out,

@@ -12,13 +12,19 @@ pub async fn healthz() -> impl IntoResponse {
     axum::Json(json!({"status": "ok"}))
 }
 
-/// Green once the store is open and the index has caught up and is healthy.
+/// Green once the store is open and the index has caught up and is healthy;
+/// either way with how far the index is behind the store.
 pub async fn readyz(State(app): State<App>) -> impl IntoResponse {
+    let (changes, seconds) = app.index_lag();
+    let lag = json!({"changes": changes, "seconds": seconds});
     match app.index.state().ready() {
-        Ok(()) => (StatusCode::OK, axum::Json(json!({"status": "ready"}))),
+        Ok(()) => (
+            StatusCode::OK,
+            axum::Json(json!({"status": "ready", "lag": lag})),
+        ),
         Err(reason) => (
             StatusCode::SERVICE_UNAVAILABLE,
-            axum::Json(json!({"status": "not_ready", "reason": reason})),
+            axum::Json(json!({"status": "not_ready", "reason": reason, "lag": lag})),
         ),
     }
 }
@@ -50,6 +56,18 @@ pub fn status_schema(_: &mut super::openapi::Components) -> serde_json::Value {
         &[
             ("status", json!({ "enum": ["ok", "ready", "not_ready"] })),
             ("reason", super::openapi::string()),
+            (
+                "lag",
+                json!({
+                    "description": "How far the search index is behind the store (readyz only): changes not yet searchable, and how long the oldest has been committed.",
+                    "type": "object",
+                    "properties": {
+                        "changes": { "type": "integer", "minimum": 0 },
+                        "seconds": { "type": "number", "minimum": 0 }
+                    },
+                    "required": ["changes", "seconds"]
+                }),
+            ),
         ],
         &["status"],
     )

@@ -98,6 +98,17 @@ fn hundred_concurrent_50_mib_bodies_get_413_without_memory_growth() {
     for _ in 0..3 {
         server.ingest(Some(&ingest), &two_bot_messages());
     }
+    // The index opens its partition's writers for the first messages: let that
+    // happen before the baseline, so only the bodies are measured.
+    let started = Instant::now();
+    while server.api.get_ok("/readyz", None)["lag"]["changes"] != 0 {
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "the index did not catch up"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    std::thread::sleep(Duration::from_millis(300));
     let baseline = proc_kib(pid, "VmRSS");
     let hwm_before = proc_kib(pid, "VmHWM");
     let peak = Arc::new(AtomicU64::new(baseline));

@@ -22,6 +22,7 @@ mod isolation;
 mod ops;
 mod oracle;
 mod paging;
+mod partitions;
 mod readme;
 mod reindex;
 mod review;

@@ -289,36 +289,62 @@ fn conversation_total(http: &Http, bot: &str) -> u64 {
     ))
 }
 
-/// Rewrites the schema version recorded in both parts' commit payload of the served generation.
-fn set_built_schema_version(data_dir: &Path, from: u32, to: u32) {
+/// The files of the served generation that record a schema version: its
+/// `STATE` and the `meta.json` of both parts of every partition.
+fn version_files(data_dir: &Path) -> Vec<std::path::PathBuf> {
     let generation = data_dir.join(pointer(data_dir));
-    for part in ["conversations", "messages"] {
-        let meta = generation.join(part).join("meta.json");
-        let text = std::fs::read_to_string(&meta).expect("read meta.json");
-        let old = format!(r#"\"schema_version\":{from},"#);
-        let new = format!(r#"\"schema_version\":{to},"#);
-        assert!(
-            text.contains(&old),
-            "{} has no payload with schema_version {from}:\n{text}",
-            meta.display()
+    let mut files = vec![generation.join("STATE")];
+    for entry in std::fs::read_dir(&generation).expect("generation directory") {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            files.push(path.join("conversations").join("meta.json"));
+            files.push(path.join("messages").join("meta.json"));
+        }
+    }
+    assert!(files.len() > 2, "the generation has no partition");
+    files
+}
+
+/// Rewrites the schema version recorded everywhere in the served generation.
+fn set_built_schema_version(data_dir: &Path, from: u32, to: u32) {
+    for file in version_files(data_dir) {
+        let text = std::fs::read_to_string(&file).expect("read a version file");
+        // meta.json holds the payload as an escaped JSON string; STATE holds plain JSON.
+        let mut replaced = text.clone();
+        for (old, new) in [
+            (
+                format!(r#"\"schema_version\":{from},"#),
+                format!(r#"\"schema_version\":{to},"#),
+            ),
+            (
+                format!(r#""schema_version":{from},"#),
+                format!(r#""schema_version":{to},"#),
+            ),
+        ] {
+            replaced = replaced.replace(&old, &new);
+        }
+        assert_ne!(
+            replaced,
+            text,
+            "{} records no schema_version {from}:\n{text}",
+            file.display()
         );
-        std::fs::write(&meta, text.replace(&old, &new)).expect("write meta.json");
+        std::fs::write(&file, replaced).expect("write a version file");
     }
 }
 
-/// The schema versions recorded in both parts of the served generation.
-fn built_schema_versions(data_dir: &Path) -> Vec<u64> {
-    let generation = data_dir.join(pointer(data_dir));
-    ["conversations", "messages"]
+/// The schema versions recorded in the served generation (each once).
+fn built_schema_versions(data_dir: &Path) -> BTreeSet<u64> {
+    version_files(data_dir)
         .iter()
-        .map(|part| {
-            let meta: Value = serde_json::from_str(
-                &std::fs::read_to_string(generation.join(part).join("meta.json")).unwrap(),
-            )
-            .unwrap();
-            let payload: Value =
-                serde_json::from_str(meta["payload"].as_str().expect("a payload")).unwrap();
-            payload["schema_version"].as_u64().expect("schema_version")
+        .map(|file| {
+            let json: Value =
+                serde_json::from_str(&std::fs::read_to_string(file).unwrap()).unwrap();
+            let state = match json["payload"].as_str() {
+                Some(payload) => serde_json::from_str(payload).unwrap(),
+                None => json,
+            };
+            state["schema_version"].as_u64().expect("schema_version")
         })
         .collect()
 }
@@ -794,7 +820,10 @@ fn index_from_an_older_schema(root: &Path, bot: &str) -> (PathBuf, Vec<String>, 
     let answers = snapshot(&Http::of(&server), &queries);
     assert!(server.terminate().success());
     let current = convlog_engine::index::IndexSchema::load().unwrap().version;
-    assert_eq!(built_schema_versions(&data_dir), vec![current as u64; 2]);
+    assert_eq!(
+        built_schema_versions(&data_dir),
+        BTreeSet::from([current as u64])
+    );
     set_built_schema_version(&data_dir, current, 1);
     (data_dir, queries, answers)
 }
@@ -835,7 +864,7 @@ fn an_index_of_another_schema_version_is_rebuilt_or_refused_as_configured() {
     );
     assert_eq!(
         built_schema_versions(&data_dir),
-        vec![1, 1],
+        BTreeSet::from([1]),
         "refusing must leave the index as it was"
     );
 
@@ -880,7 +909,7 @@ fn an_index_of_another_schema_version_is_rebuilt_or_refused_as_configured() {
     server.terminate();
     assert_eq!(
         built_schema_versions(&data_dir),
-        vec![convlog_engine::index::IndexSchema::load().unwrap().version as u64; 2],
+        BTreeSet::from([convlog_engine::index::IndexSchema::load().unwrap().version as u64]),
         "the rebuilt index records the current schema version"
     );
     assert_one_generation(&data_dir, "after the rebuild");

@@ -53,7 +53,9 @@ fn load() -> Fixture {
     // The fixture lives in a `static` and is never dropped: a helper removes its directory at exit.
     let dir = tempfile::tempdir().expect("temp dir").keep();
     let cleanup = remove_at_exit(&dir);
-    let server = Server::start(&dir, &[]);
+    // Six-hour partitions: every search over more than a few hours spans several,
+    // and many conversations cross a partition boundary.
+    let server = Server::start(&dir, &["--set", "index.partition_span=6h"]);
     let (accepted, duplicates) = server.ingest_parallel(&messages, 1_000, 3);
     assert_eq!((accepted, duplicates), (messages.len() as u64, 0));
     let mut world = World::new(&messages);
@@ -692,6 +694,57 @@ fn search_totals_pages_and_facets_match_a_scan_of_the_generated_data() {
     assert!(
         failures.is_empty(),
         "{} of {COMBOS} searches differ from the oracle:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
+}
+
+#[test]
+fn searches_whose_range_spans_several_partitions_match_the_oracle() {
+    const SPAN: i64 = 6 * HOUR;
+    let f = fixture();
+    assert!(
+        f.server.metric("convlog_index_partitions") >= 100.0,
+        "the fixture should spread over many partitions"
+    );
+    let cats: Vec<(&str, Catalog)> = BOTS.iter().map(|&b| (b, catalog(&f.world, b))).collect();
+    let mut rng = Rng::new(0x5EC7_1075);
+    let mut failures = Vec::new();
+    let mut nonempty = 0;
+    const SEARCHES: usize = 30;
+    for n in 0..SEARCHES {
+        let (bot, cat) = &cats[n % cats.len()];
+        // From a few minutes either side of a partition boundary to one 1 to 40 partitions on.
+        let boundary = rng.range_i64(cat.start, cat.end).div_euclid(SPAN) * SPAN;
+        let from = boundary + rng.range_i64(-20 * 60_000_000, 20 * 60_000_000);
+        let to = boundary
+            + rng.range_i64(1, 41) * SPAN
+            + rng.range_i64(-20 * 60_000_000, 20 * 60_000_000);
+        let mut search = Search::new(bot, from, to);
+        search.limit = Some(7);
+        if n % 3 == 0 {
+            let c = *rng.pick(&cat.convs);
+            let q = random_query(&f.world, &mut rng, cat, c);
+            let text = q.render(&mut rng);
+            search.q = Some((q, text));
+        }
+        let problems = check_search(f, &search, true);
+        nonempty += usize::from(search.expected(&f.world).total > 7);
+        if !problems.is_empty() {
+            failures.push(format!(
+                "search {n}: {}\n  {}",
+                describe_search(&search),
+                problems.join("\n  ")
+            ));
+        }
+    }
+    assert!(
+        nonempty >= SEARCHES / 2,
+        "only {nonempty} searches had a second page"
+    );
+    assert!(
+        failures.is_empty(),
+        "{} of {SEARCHES} searches differ from the oracle:\n{}",
         failures.len(),
         failures.join("\n")
     );

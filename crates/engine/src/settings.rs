@@ -75,6 +75,8 @@ impl SessionConfig {
 /// `[index]`.
 #[derive(Debug, Clone)]
 pub struct IndexConfig {
+    /// The time each partition of the index covers (by conversations' `placed_at`).
+    pub partition_span: Duration,
     pub refresh_interval: Duration,
     pub writer_memory: usize,
     pub writer_threads: usize,

@@ -294,7 +294,17 @@ fn validate(table: toml::Table) -> Result<Config, ConfigError> {
     if writer_memory < (16 << 20) {
         return Err(invalid("index.writer_memory", "must be at least 16MiB"));
     }
+    let partition_span = duration("index.partition_span", &raw.index.partition_span)?;
+    if partition_span < Duration::from_secs(60)
+        || partition_span > Duration::from_secs(366 * 86_400)
+    {
+        return Err(invalid(
+            "index.partition_span",
+            "must be between 1m and 366d",
+        ));
+    }
     let index = IndexConfig {
+        partition_span,
         refresh_interval: positive(
             "index.refresh_interval",
             duration("index.refresh_interval", &raw.index.refresh_interval)?,

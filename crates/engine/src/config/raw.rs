@@ -63,6 +63,7 @@ pub struct RawIndex {
     pub writer_memory: String,
     pub writer_threads: usize,
     pub on_schema_change: String,
+    pub partition_span: String,
 }
 
 /// `[search]`.

@@ -86,6 +86,11 @@ fn remove_other_generations(data_dir: &Path, keep: &str) {
     }
 }
 
+/// The partition span of `config` in microseconds.
+fn span_of(config: &IndexConfig) -> convlog_core::Micros {
+    config.partition_span.as_micros() as convlog_core::Micros
+}
+
 impl LiveIndex {
     /// Opens the generation the pointer names (creating the first one) and starts its indexer.
     pub fn open(
@@ -106,16 +111,26 @@ impl LiveIndex {
         };
         remove_other_generations(data_dir, &name);
         let dir = data_dir.join(&name);
+        let span = span_of(&config);
         if on_schema_change == SchemaChange::Refuse
-            && let Some(found) = SearchIndex::built_version(&dir)?
-            && found != schema.version
+            && let Some((found, found_span)) = SearchIndex::built_with(&dir)?
         {
-            return Err(IndexError::SchemaMismatch {
-                found,
-                expected: schema.version,
-            });
+            if found != schema.version {
+                return Err(IndexError::SchemaMismatch {
+                    found,
+                    expected: schema.version,
+                });
+            }
+            if let Some(found) = found_span
+                && found != span
+            {
+                return Err(IndexError::SpanMismatch {
+                    found,
+                    expected: span,
+                });
+            }
         }
-        let (index, position) = SearchIndex::open(&dir, schema.clone())?;
+        let (index, position) = SearchIndex::open(&dir, schema.clone(), span)?;
         let indexer = Indexer::spawn(
             index.clone(),
             store.clone(),
@@ -173,7 +188,8 @@ impl LiveIndex {
 
     fn build_and_swap(&self, name: &str, dir: &Path, progress: &Progress) -> Result<(), String> {
         std::fs::create_dir_all(dir).map_err(|e| e.to_string())?;
-        let (index, _) = SearchIndex::open(dir, self.schema.clone()).map_err(|e| e.to_string())?;
+        let (index, _) = SearchIndex::open(dir, self.schema.clone(), span_of(&self.config))
+            .map_err(|e| e.to_string())?;
         let build_config = IndexConfig {
             writer_threads: 0,
             ..self.config.clone()

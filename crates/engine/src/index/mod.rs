@@ -1,22 +1,36 @@
 //! The search index: tantivy, derived from the store and rebuildable at any time.
 //!
-//! One writer thread ([`writer`]) follows the store's change stream and commits
-//! every refresh interval, recording in the commit payload how far it got, so
-//! after a crash it resumes from there. Searches use [`SearchIndex::searcher`].
+//! The index is split into time partitions ([`partition`]), each a pair of
+//! tantivy indexes. One writer thread ([`writer`]) follows the store's change
+//! stream, commits the partitions a page of changes touched every refresh
+//! interval and then records in the generation's `STATE` file how far it got,
+//! so after a crash it resumes from there. Searches take an [`IndexView`]: a
+//! point-in-time view of every partition, which searches only the partitions
+//! a time range can touch, their segments in parallel.
 
 mod document;
 mod live;
+mod partition;
 pub mod schema;
 mod writer;
 
 pub use crate::settings::SchemaChange;
 pub use live::LiveIndex;
+pub use partition::{DocKind, Partition, PartitionKey, PartitionView};
 pub use schema::{Fields, IndexSchema};
 pub use writer::{IndexState, Indexer};
 
+use convlog_core::Micros;
+use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
-use std::path::Path;
-use tantivy::{Index, IndexReader, ReloadPolicy, Searcher};
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, OnceLock, RwLock};
+use tantivy::collector::{Collector, SegmentCollector};
+use tantivy::query::{Bm25StatisticsProvider, EnableScoring, Query};
+use tantivy::schema::Field;
+use tantivy::{Searcher, Term};
 
 /// What went wrong in the index.
 #[derive(Debug, thiserror::Error)]
@@ -34,139 +48,371 @@ pub enum IndexError {
          run `convlog reindex` or set index.on_schema_change = \"rebuild\""
     )]
     SchemaMismatch { found: u32, expected: u32 },
+    #[error(
+        "the index was built with partitions of {found}µs, index.partition_span is {expected}µs; \
+         run `convlog reindex` or set index.on_schema_change = \"rebuild\""
+    )]
+    SpanMismatch { found: Micros, expected: Micros },
 }
 
-/// What each commit records: the schema it was built with and the store position it covers.
+/// What each commit of a partition records: the schema it was built with and the store position.
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
 pub struct CommitPayload {
     pub schema_version: u32,
     pub position: u64,
 }
 
-/// One tantivy index and its reader.
-#[derive(Clone)]
-pub struct Part {
-    pub index: Index,
-    pub reader: IndexReader,
+/// The generation's `STATE` file: how it was built and the store position
+/// every partition covers. Written after the partitions of a page commit.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+pub struct BuildState {
+    pub schema_version: u32,
+    pub partition_span: Micros,
+    pub position: u64,
 }
 
-impl Part {
-    fn open(dir: &Path, schema: &IndexSchema) -> Result<(Part, Option<CommitPayload>), IndexError> {
-        let existing = open_existing(dir, schema)?;
-        let (index, payload) = match existing {
-            Some((index, payload)) => (index, Some(payload)),
-            None => {
-                if dir.exists() {
-                    std::fs::remove_dir_all(dir)?;
-                }
-                std::fs::create_dir_all(dir)?;
-                (Index::create_in_dir(dir, schema.schema.clone())?, None)
-            }
-        };
-        schema.register_tokenizer(&index);
-        let reader = index
-            .reader_builder()
-            .reload_policy(ReloadPolicy::Manual)
-            .try_into()?;
-        Ok((Part { index, reader }, payload))
+const STATE: &str = "STATE";
+
+impl BuildState {
+    /// The state of the generation in `dir`, if it has one.
+    pub fn read(dir: &Path) -> Option<BuildState> {
+        let text = std::fs::read_to_string(dir.join(STATE)).ok()?;
+        serde_json::from_str(&text).ok()
+    }
+
+    /// Replaces the state file atomically and durably.
+    fn write(&self, dir: &Path) -> std::io::Result<()> {
+        let tmp = dir.join(format!("{STATE}.tmp"));
+        let mut file = std::fs::File::create(&tmp)?;
+        file.write_all(&serde_json::to_vec(self).expect("state serialises"))?;
+        file.sync_all()?;
+        std::fs::rename(&tmp, dir.join(STATE))?;
+        std::fs::File::open(dir)?.sync_all()
     }
 }
 
-/// The search index: conversation documents and message documents in two
-/// tantivy indexes, so each one's columns are dense and its scans short.
+/// The partitions of one generation; cheap to clone.
 #[derive(Clone)]
 pub struct SearchIndex {
-    pub conversations: Part,
-    pub messages: Part,
-    pub schema: IndexSchema,
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    dir: PathBuf,
+    schema: IndexSchema,
+    span: Micros,
+    /// Every partition with its last published view.
+    partitions: Mutex<BTreeMap<PartitionKey, (Partition, PartitionView)>>,
+    /// What searches see; replaced whole after each page of changes.
+    view: RwLock<Arc<IndexView>>,
 }
 
 impl SearchIndex {
-    /// Opens the index in `dir`, rebuilding from scratch what was built with another schema.
+    /// Opens the generation in `dir` with partitions of `span`, rebuilding from
+    /// scratch what was built with another schema or span.
     ///
-    /// Returns the index and the store position both parts cover.
-    pub fn open(dir: &Path, schema: IndexSchema) -> Result<(SearchIndex, u64), IndexError> {
-        let (conversations, conversation_payload) =
-            Part::open(&dir.join("conversations"), &schema)?;
-        let (messages, message_payload) = Part::open(&dir.join("messages"), &schema)?;
-        // A crash between the two commits leaves one part ahead: resume from the other.
-        let position = match (conversation_payload, message_payload) {
-            (Some(a), Some(b)) => a.position.min(b.position),
-            _ => 0,
+    /// Returns the index and the store position every partition covers.
+    pub fn open(
+        dir: &Path,
+        schema: IndexSchema,
+        span: Micros,
+    ) -> Result<(SearchIndex, u64), IndexError> {
+        std::fs::create_dir_all(dir)?;
+        let state = BuildState::read(dir)
+            .filter(|state| state.schema_version == schema.version && state.partition_span == span);
+        let mut partitions = BTreeMap::new();
+        let mut position = state.map(|state| state.position).unwrap_or(0);
+        if state.is_some() {
+            for (key, path) in partition_dirs(dir) {
+                match Partition::open(path, key, &schema)? {
+                    Some(partition) => {
+                        let view = partition.view();
+                        partitions.insert(key, (partition, view));
+                    }
+                    None => {
+                        partitions.clear();
+                        position = 0;
+                        break;
+                    }
+                }
+            }
+        }
+        if position == 0 {
+            if BuildState::read(dir).is_some() || dir.join("conversations").exists() {
+                tracing::warn!(
+                    dir = %dir.display(),
+                    "index was built with another schema or partition span; rebuilding it from the store"
+                );
+            }
+            partitions.clear();
+            clear_generation(dir)?;
+            BuildState {
+                schema_version: schema.version,
+                partition_span: span,
+                position: 0,
+            }
+            .write(dir)?;
+        }
+        let view = IndexView {
+            partitions: partitions.values().map(|(_, view)| view.clone()).collect(),
         };
         Ok((
             SearchIndex {
-                conversations,
-                messages,
-                schema,
+                inner: Arc::new(Inner {
+                    dir: dir.to_path_buf(),
+                    schema,
+                    span,
+                    partitions: Mutex::new(partitions),
+                    view: RwLock::new(Arc::new(view)),
+                }),
             },
             position,
         ))
     }
 
-    /// The schema version the index in `dir` was built with, if there is one.
-    pub fn built_version(dir: &Path) -> Result<Option<u32>, IndexError> {
+    /// The schema version and partition span the generation in `dir` was built with, if any.
+    pub fn built_with(dir: &Path) -> Result<Option<(u32, Option<Micros>)>, IndexError> {
+        if let Some(state) = BuildState::read(dir) {
+            return Ok(Some((state.schema_version, Some(state.partition_span))));
+        }
+        // A generation from before partitions: one pair of indexes, the version in its payload.
         let part = dir.join("conversations");
         if !part.join("meta.json").exists() {
             return Ok(None);
         }
-        let payload = Index::open_in_dir(&part)?
+        let payload = tantivy::Index::open_in_dir(&part)?
             .load_metas()?
             .payload
             .and_then(|text| serde_json::from_str::<CommitPayload>(&text).ok());
-        Ok(Some(payload.map(|p| p.schema_version).unwrap_or(0)))
+        Ok(Some((payload.map(|p| p.schema_version).unwrap_or(0), None)))
     }
 
-    /// A point-in-time view of the conversation documents.
-    pub fn conversation_searcher(&self) -> Searcher {
-        self.conversations.reader.searcher()
-    }
-
-    /// A point-in-time view of the message documents.
-    pub fn message_searcher(&self) -> Searcher {
-        self.messages.reader.searcher()
+    /// What searches see now.
+    pub fn view(&self) -> Arc<IndexView> {
+        self.inner.view.read().expect("view lock").clone()
     }
 
     /// The fields, resolved.
     pub fn fields(&self) -> &Fields {
-        &self.schema.fields
+        &self.inner.schema.fields
+    }
+
+    /// The schema.
+    pub fn schema(&self) -> &IndexSchema {
+        &self.inner.schema
+    }
+
+    /// The time each partition covers.
+    pub fn span(&self) -> Micros {
+        self.inner.span
+    }
+
+    /// The partition of `key`, created when there is none yet.
+    fn partition(&self, key: PartitionKey) -> Result<Partition, IndexError> {
+        let mut partitions = self.inner.partitions.lock().expect("partitions lock");
+        if let Some((partition, _)) = partitions.get(&key) {
+            return Ok(partition.clone());
+        }
+        let partition =
+            Partition::create(self.inner.dir.join(key.dir_name()), key, &self.inner.schema)?;
+        let view = partition.view();
+        partitions.insert(key, (partition.clone(), view));
+        Ok(partition)
+    }
+
+    /// Whether the partition of `key` exists.
+    fn has_partition(&self, key: PartitionKey) -> bool {
+        self.inner
+            .partitions
+            .lock()
+            .expect("partitions lock")
+            .contains_key(&key)
+    }
+
+    /// The partitions whose conversation documents include `conversation`.
+    fn holding(&self, conversation: u64) -> Vec<PartitionKey> {
+        let term = Term::from_field_u64(self.fields().conv_id, conversation);
+        self.view()
+            .partitions
+            .iter()
+            .filter(|p| p.conversations.doc_freq(&term).is_ok_and(|n| n > 0))
+            .map(|p| p.key)
+            .collect()
+    }
+
+    /// Removes a partition whole: from searches at the next publish, and from disk.
+    fn drop_partition(&self, key: PartitionKey) -> Result<(), IndexError> {
+        let removed = self
+            .inner
+            .partitions
+            .lock()
+            .expect("partitions lock")
+            .remove(&key);
+        let dir = self.inner.dir.join(key.dir_name());
+        if removed.is_some() || dir.exists() {
+            // Renamed first: a crash mid-removal must not leave a half partition under its name.
+            let doomed = self.inner.dir.join(format!("{}.dropped", key.dir_name()));
+            std::fs::rename(&dir, &doomed)?;
+            std::fs::File::open(&self.inner.dir)?.sync_all()?;
+            std::fs::remove_dir_all(&doomed)?;
+        }
+        Ok(())
+    }
+
+    /// Records that every partition covers the store up to `position`.
+    fn record_position(&self, position: u64) -> Result<(), IndexError> {
+        BuildState {
+            schema_version: self.inner.schema.version,
+            partition_span: self.inner.span,
+            position,
+        }
+        .write(&self.inner.dir)?;
+        Ok(())
+    }
+
+    /// Reloads the readers of `touched` partitions and shows searches the new state of all.
+    fn publish(&self, touched: &[PartitionKey]) -> Result<(), IndexError> {
+        let mut partitions = self.inner.partitions.lock().expect("partitions lock");
+        for key in touched {
+            if let Some((partition, view)) = partitions.get_mut(key) {
+                partition.messages.reader.reload()?;
+                partition.conversations.reader.reload()?;
+                *view = partition.view();
+            }
+        }
+        let view = IndexView {
+            partitions: partitions.values().map(|(_, view)| view.clone()).collect(),
+        };
+        *self.inner.view.write().expect("view lock") = Arc::new(view);
+        Ok(())
     }
 }
 
-/// The existing index and its payload, or `None` when there is none or it must be rebuilt.
-fn open_existing(
-    dir: &Path,
-    schema: &IndexSchema,
-) -> Result<Option<(Index, CommitPayload)>, IndexError> {
-    if !dir.join("meta.json").exists() {
-        return Ok(None);
+/// The partition directories of a generation.
+fn partition_dirs(dir: &Path) -> Vec<(PartitionKey, PathBuf)> {
+    let mut found: Vec<(PartitionKey, PathBuf)> = std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|entry| {
+            let key = PartitionKey::parse(entry.file_name().to_str()?)?;
+            Some((key, entry.path()))
+        })
+        .collect();
+    found.sort_by_key(|(key, _)| *key);
+    found
+}
+
+/// Empties a generation directory for a build from scratch.
+fn clear_generation(dir: &Path) -> std::io::Result<()> {
+    for entry in std::fs::read_dir(dir)? {
+        let entry = entry?;
+        if entry.file_type()?.is_dir() {
+            std::fs::remove_dir_all(entry.path())?;
+        } else {
+            std::fs::remove_file(entry.path())?;
+        }
     }
-    let index = Index::open_in_dir(dir)?;
-    let payload = index
-        .load_metas()?
-        .payload
-        .and_then(|text| serde_json::from_str::<CommitPayload>(&text).ok())
-        .unwrap_or(CommitPayload {
-            schema_version: 0,
-            position: 0,
-        });
-    if payload.schema_version != schema.version {
-        tracing::warn!(
-            on_disk = payload.schema_version,
-            expected = schema.version,
-            dir = %dir.display(),
-            "index was built with another schema version; rebuilding it from the store"
-        );
-        return Ok(None);
+    Ok(())
+}
+
+/// A point-in-time view of every partition: what a search runs over and a cursor pins.
+#[derive(Clone, Default)]
+pub struct IndexView {
+    /// Oldest first.
+    pub partitions: Vec<PartitionView>,
+}
+
+/// The threads searches run segments on: both cores for one query, apart from
+/// the tagging job's pool so a long job doesn't queue ahead of searches.
+fn search_pool() -> &'static rayon::ThreadPool {
+    static POOL: OnceLock<rayon::ThreadPool> = OnceLock::new();
+    POOL.get_or_init(|| {
+        rayon::ThreadPoolBuilder::new()
+            .num_threads(
+                std::thread::available_parallelism()
+                    .map(|n| n.get())
+                    .unwrap_or(1),
+            )
+            .thread_name(|n| format!("search-{n}"))
+            .build()
+            .expect("search threads start")
+    })
+}
+
+impl IndexView {
+    /// Runs `query` over the `kind` documents of the partitions that `[from, to)`
+    /// can touch, their segments in parallel, and merges what `collector`
+    /// found. Scores use the statistics of all those partitions together, so
+    /// they are what one index holding them would give.
+    pub fn search<C>(
+        &self,
+        kind: DocKind,
+        (from, to): (Option<Micros>, Option<Micros>),
+        query: &dyn Query,
+        collector: &C,
+    ) -> tantivy::Result<C::Fruit>
+    where
+        C: Collector + Sync,
+        <C::Child as SegmentCollector>::Fruit: Send,
+    {
+        let searchers: Vec<&Searcher> = self
+            .partitions
+            .iter()
+            .filter(|p| p.touches(from, to))
+            .map(|p| p.searcher(kind))
+            .collect();
+        let Some(first) = searchers.first() else {
+            return collector.merge_fruits(Vec::new());
+        };
+        let statistics = Statistics(&searchers);
+        let scoring = if collector.requires_scoring() {
+            EnableScoring::enabled_from_statistics_provider(&statistics, first)
+        } else {
+            EnableScoring::disabled_from_searcher(first)
+        };
+        let weight = query.weight(scoring)?;
+        let segments: Vec<_> = searchers
+            .iter()
+            .flat_map(|searcher| searcher.segment_readers())
+            .filter(|segment| segment.num_docs() > 0)
+            .collect();
+        let collect = |(ord, segment): (usize, &&tantivy::SegmentReader)| {
+            collector.collect_segment(weight.as_ref(), ord as u32, segment)
+        };
+        let fruits: tantivy::Result<Vec<_>> = if segments.len() <= 1 {
+            segments.iter().enumerate().map(collect).collect()
+        } else {
+            search_pool().install(|| segments.par_iter().enumerate().map(collect).collect())
+        };
+        collector.merge_fruits(fruits?)
     }
-    let same_fields =
-        serde_json::to_string(&index.schema()).ok() == serde_json::to_string(&schema.schema).ok();
-    if !same_fields {
-        tracing::warn!(
-            version = schema.version,
-            "index fields differ from index-schema/schema.toml without a version bump; rebuilding"
-        );
-        return Ok(None);
+
+    /// Live documents of one kind.
+    pub fn num_docs(&self, kind: DocKind) -> u64 {
+        self.partitions
+            .iter()
+            .map(|p| p.searcher(kind).num_docs())
+            .sum()
     }
-    Ok(Some((index, payload)))
+}
+
+/// BM25 statistics over several partitions.
+struct Statistics<'a>(&'a [&'a Searcher]);
+
+impl Bm25StatisticsProvider for Statistics<'_> {
+    fn total_num_tokens(&self, field: Field) -> tantivy::Result<u64> {
+        self.0.iter().map(|s| s.total_num_tokens(field)).sum()
+    }
+
+    fn total_num_docs(&self) -> tantivy::Result<u64> {
+        self.0
+            .iter()
+            .map(|s| Bm25StatisticsProvider::total_num_docs(*s))
+            .sum()
+    }
+
+    fn doc_freq(&self, term: &Term) -> tantivy::Result<u64> {
+        self.0.iter().map(|s| s.doc_freq(term)).sum()
+    }
 }

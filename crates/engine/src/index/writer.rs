@@ -1,11 +1,11 @@
 //! The indexer: one thread owns the `IndexWriter`, follows the store's change
 //! stream and commits every refresh interval with its position in the payload.
 
-use super::{CommitPayload, IndexError, SearchIndex, document};
+use super::{CommitPayload, IndexError, PartitionKey, SearchIndex, document};
 use crate::settings::IndexConfig;
-use crate::store::read::IndexMessage;
+use crate::store::read::{IndexMessage, any_placed_in};
 use crate::store::{Store, read_changes_page};
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{self, RecvTimeoutError};
 use std::sync::{Arc, Mutex};
@@ -78,7 +78,7 @@ impl Indexer {
             commits: AtomicU64::new(0),
         });
         let (stop, stopped) = mpsc::channel();
-        let writer = open_writer(&index, &config)?;
+        let writer = Writers::new(&config);
         let thread_state = state.clone();
         let thread = std::thread::Builder::new()
             .name("indexer".into())
@@ -110,7 +110,7 @@ impl Indexer {
         position: u64,
         page: impl FnMut(u64, usize) -> bool,
     ) -> Result<u64, IndexError> {
-        let mut writer = open_writer(index, config)?;
+        let mut writer = Writers::new(config);
         let position = sync(
             index,
             store,
@@ -130,58 +130,123 @@ impl Drop for Indexer {
     }
 }
 
-/// The writers of both parts.
-struct Writers {
+/// Partitions whose writers stay open between pages: live ingest touches the
+/// newest one or two; a page of older changes opens others and the least
+/// recently used are closed again (committed, they lose nothing).
+const OPEN_PARTITIONS: usize = 3;
+
+/// The writers of one partition's two indexes.
+struct PartitionWriter {
     conversations: IndexWriter<TantivyDocument>,
     messages: IndexWriter<TantivyDocument>,
+    /// The page that last used it.
+    used: u64,
+}
+
+/// The open partition writers and what they may use.
+struct Writers {
+    open: BTreeMap<PartitionKey, PartitionWriter>,
+    threads: usize,
+    memory: usize,
+    pages: u64,
 }
 
 impl Writers {
+    fn new(config: &IndexConfig) -> Writers {
+        let threads = if config.writer_threads == 0 {
+            std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(1)
+        } else {
+            config.writer_threads
+        };
+        Writers {
+            open: BTreeMap::new(),
+            threads,
+            memory: config.writer_memory,
+            pages: 0,
+        }
+    }
+
+    /// The writer of `key`'s partition, opened (and the partition created) if needed.
+    fn get(
+        &mut self,
+        index: &SearchIndex,
+        key: PartitionKey,
+    ) -> Result<&mut PartitionWriter, IndexError> {
+        if !self.open.contains_key(&key) {
+            let partition = index.partition(key)?;
+            // Message documents outnumber conversation documents about twelve to one.
+            let message_threads = self.threads.div_ceil(2).max(1);
+            let conversation_threads = (self.threads - message_threads).max(1);
+            let share = self.memory / OPEN_PARTITIONS / 4;
+            let budget =
+                |quarters: usize, threads: usize| (share * quarters).max(15_000_000 * threads);
+            let writer = PartitionWriter {
+                conversations: partition.conversations.index.writer_with_num_threads(
+                    conversation_threads,
+                    budget(1, conversation_threads),
+                )?,
+                messages: partition
+                    .messages
+                    .index
+                    .writer_with_num_threads(message_threads, budget(3, message_threads))?,
+                used: self.pages,
+            };
+            // A process killed mid-commit leaves files its meta never referenced (a
+            // `.del` file, say); the next commit would want the same name and fail
+            // with FileAlreadyExists forever. Remove them before writing anything.
+            writer.conversations.garbage_collect_files().wait()?;
+            writer.messages.garbage_collect_files().wait()?;
+            self.open.insert(key, writer);
+        }
+        let writer = self.open.get_mut(&key).expect("just opened");
+        writer.used = self.pages;
+        Ok(writer)
+    }
+
+    /// Closes the writer of a partition being dropped, discarding what it holds.
+    fn discard(&mut self, key: PartitionKey) {
+        if let Some(mut writer) = self.open.remove(&key) {
+            let _ = writer.conversations.rollback();
+            let _ = writer.messages.rollback();
+        }
+    }
+
+    /// Closes the least recently used writers beyond [`OPEN_PARTITIONS`] (all committed).
+    fn close_idle(&mut self) {
+        while self.open.len() > OPEN_PARTITIONS {
+            let oldest = self
+                .open
+                .iter()
+                .min_by_key(|(_, writer)| writer.used)
+                .map(|(key, _)| *key)
+                .expect("non-empty");
+            if let Some(writer) = self.open.remove(&oldest) {
+                let _ = writer.conversations.wait_merging_threads();
+                let _ = writer.messages.wait_merging_threads();
+            }
+        }
+    }
+
     /// Back to the last commit, without the files the failed attempt left
     /// (the retry would want the same names).
     fn rollback(&mut self) {
-        let _ = self.conversations.rollback();
-        let _ = self.messages.rollback();
-        let _ = self.conversations.garbage_collect_files().wait();
-        let _ = self.messages.garbage_collect_files().wait();
+        for writer in self.open.values_mut() {
+            let _ = writer.conversations.rollback();
+            let _ = writer.messages.rollback();
+            let _ = writer.conversations.garbage_collect_files().wait();
+            let _ = writer.messages.garbage_collect_files().wait();
+        }
     }
 
     fn wait_merging_threads(self) -> Result<(), IndexError> {
-        self.conversations.wait_merging_threads()?;
-        self.messages.wait_merging_threads()?;
+        for (_, writer) in self.open {
+            writer.conversations.wait_merging_threads()?;
+            writer.messages.wait_merging_threads()?;
+        }
         Ok(())
     }
-}
-
-fn open_writer(index: &SearchIndex, config: &IndexConfig) -> Result<Writers, IndexError> {
-    let threads = if config.writer_threads == 0 {
-        std::thread::available_parallelism()
-            .map(|n| n.get())
-            .unwrap_or(1)
-    } else {
-        config.writer_threads
-    };
-    // Message documents outnumber conversation documents about twelve to one.
-    let message_threads = threads.div_ceil(2).max(1);
-    let conversation_threads = (threads - message_threads).max(1);
-    let budget =
-        |share: usize, threads: usize| (config.writer_memory / 4 * share).max(15_000_000 * threads);
-    let writers = Writers {
-        conversations: index
-            .conversations
-            .index
-            .writer_with_num_threads(conversation_threads, budget(1, conversation_threads))?,
-        messages: index
-            .messages
-            .index
-            .writer_with_num_threads(message_threads, budget(3, message_threads))?,
-    };
-    // A process killed mid-commit leaves files its meta never referenced (a
-    // `.del` file, say); the next commit would want the same name and fail
-    // with FileAlreadyExists forever. Remove them before writing anything.
-    writers.conversations.garbage_collect_files().wait()?;
-    writers.messages.garbage_collect_files().wait()?;
-    Ok(writers)
 }
 
 fn run(
@@ -199,6 +264,8 @@ fn run(
         let committed = |position: u64, _conversations: usize| {
             state.commits.fetch_add(1, Ordering::Relaxed);
             state.position.store(position, Ordering::Release);
+            // Keeps the store's memory of commits to those not yet searchable.
+            store.behind_for(position);
             true
         };
         match sync(
@@ -318,23 +385,63 @@ fn sync_pages(
     committed: &mut impl FnMut(u64, usize) -> bool,
 ) -> Result<(), IndexError> {
     let fields = index.fields().clone();
+    let span = index.span();
     loop {
         let head = store.head();
         if head <= *position {
             return Ok(());
         }
         let batch = store.read(|conn| read_changes_page(conn, *position, PAGE, head))?;
+        writer.pages += 1;
+        let mut touched: BTreeSet<PartitionKey> = BTreeSet::new();
         let mut updates: Vec<(u64, Option<Indexed>)> =
             Vec::with_capacity(batch.conversations.len() + batch.tombstones.len());
-        for id in &batch.tombstones {
-            let term = Term::from_field_u64(fields.conv_id, *id);
-            writer.conversations.delete_term(term.clone());
-            writer.messages.delete_term(term);
-            updates.push((*id, None));
+
+        // Tombstones by partition. A partition left with no conversation in the
+        // store is dropped whole instead (retention empties a day at a time).
+        let receiving: BTreeSet<PartitionKey> = batch
+            .conversations
+            .iter()
+            .map(|changed| PartitionKey::of(changed.placed_at, span))
+            .collect();
+        let mut leaving: BTreeMap<PartitionKey, Vec<u64>> = BTreeMap::new();
+        for tombstone in &batch.tombstones {
+            let keys = match tombstone.placed_at {
+                Some(placed_at) => vec![PartitionKey::of(placed_at, span)],
+                None => index.holding(tombstone.id),
+            };
+            for key in keys {
+                leaving.entry(key).or_default().push(tombstone.id);
+            }
+            updates.push((tombstone.id, None));
         }
-        let tombstoned: HashSet<u64> = batch.tombstones.iter().copied().collect();
+        let mut dropped = Vec::new();
+        for (key, ids) in &leaving {
+            if !index.has_partition(*key) {
+                continue;
+            }
+            let emptied = !receiving.contains(key)
+                && !store.read(|conn| any_placed_in(conn, key.0, key.end(span)))?;
+            if emptied {
+                dropped.push(*key);
+                continue;
+            }
+            let partition = writer.get(index, *key)?;
+            for id in ids {
+                let term = Term::from_field_u64(fields.conv_id, *id);
+                partition.conversations.delete_term(term.clone());
+                partition.messages.delete_term(term);
+            }
+            touched.insert(*key);
+        }
+
+        let tombstoned: HashSet<u64> = batch.tombstones.iter().map(|t| t.id).collect();
         let (mut appended, mut rewritten) = (0usize, 0usize);
-        for (record, messages) in &batch.conversations {
+        for changed in &batch.conversations {
+            let (record, messages) = (&changed.record, &changed.messages);
+            let key = PartitionKey::of(changed.placed_at, span);
+            let partition = writer.get(index, key)?;
+            touched.insert(key);
             let shared = document::Shared::of(record);
             let digest = shared.digest();
             let term = Term::from_field_u64(fields.conv_id, record.id);
@@ -343,8 +450,8 @@ fn sync_pages(
                 .0
                 .get(&record.id)
                 .filter(|_| !tombstoned.contains(&record.id));
-            writer.conversations.delete_term(term.clone());
-            writer
+            partition.conversations.delete_term(term.clone());
+            partition
                 .conversations
                 .add_document(document::conversation(&fields, &shared, messages))?;
             let after = match plan(previous, digest, messages) {
@@ -354,12 +461,12 @@ fn sync_pages(
                 }
                 Plan::Rewrite => {
                     rewritten += 1;
-                    writer.messages.delete_term(term);
+                    partition.messages.delete_term(term);
                     0
                 }
             };
             for message in messages.iter().filter(|m| m.seq > after) {
-                writer
+                partition
                     .messages
                     .add_document(document::message(&fields, &shared, message))?;
             }
@@ -373,17 +480,28 @@ fn sync_pages(
             ));
         }
         let payload = serde_json::to_string(&CommitPayload {
-            schema_version: index.schema.version,
+            schema_version: index.schema().version,
             position: batch.position,
         })
         .expect("payload serialises");
-        // Messages first: after a crash between the two, the conversation part's older
-        // position makes the restart redo this batch in both.
-        for part in [&mut writer.messages, &mut writer.conversations] {
-            let mut commit = part.prepare_commit()?;
-            commit.set_payload(&payload);
-            commit.commit()?;
+        for key in &touched {
+            let partition = writer
+                .open
+                .get_mut(key)
+                .expect("touched partitions are open");
+            for part in [&mut partition.messages, &mut partition.conversations] {
+                let mut commit = part.prepare_commit()?;
+                commit.set_payload(&payload);
+                commit.commit()?;
+            }
         }
+        for key in &dropped {
+            writer.discard(*key);
+            index.drop_partition(*key)?;
+        }
+        // Every partition now covers the page: a crash before this line redoes it
+        // (deletes by `conv_id` make that idempotent).
+        index.record_position(batch.position)?;
         for (id, state) in updates {
             match state {
                 Some(state) => known.0.insert(id, state),
@@ -394,13 +512,16 @@ fn sync_pages(
             // Forgetting only costs whole rewrites; it bounds the memory at scale.
             known.clear();
         }
-        index.messages.reader.reload()?;
-        index.conversations.reader.reload()?;
+        let touched: Vec<PartitionKey> = touched.into_iter().collect();
+        index.publish(&touched)?;
+        writer.close_idle();
         tracing::debug!(
             conversations = batch.conversations.len(),
             appended,
             rewritten,
             tombstones = batch.tombstones.len(),
+            partitions = touched.len(),
+            dropped = dropped.len(),
             position = batch.position,
             "index committed"
         );

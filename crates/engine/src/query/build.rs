@@ -15,12 +15,7 @@ use tantivy::query::{
 };
 use tantivy::schema::{Field, IndexRecordOption};
 
-/// Which documents a query runs over (each kind has its own index).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum DocKind {
-    Conversation,
-    Message,
-}
+pub use crate::index::DocKind;
 
 /// The time range of a search, already resolved (defaults applied).
 ///

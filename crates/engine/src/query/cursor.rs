@@ -1,7 +1,7 @@
 //! Cursors that visit every match exactly once, even while the index changes.
 //!
-//! The first page pins a point-in-time view of the index (a tantivy `Searcher`
-//! keeps its segments alive) and the cursor names it, together with the last
+//! The first page pins a point-in-time view of the index (an [`IndexView`]:
+//! its tantivy `Searcher`s keep their segments alive) and the cursor names it, together with the last
 //! position returned. Later pages search the same view, so sort keys can't move
 //! under the cursor. A view that expired or was evicted falls back to the live
 //! index, keyed on the same position.
@@ -9,14 +9,15 @@
 use super::QueryError;
 use super::build::TimeRange;
 use super::collector::SortPosition;
+use crate::index::IndexView;
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
-use tantivy::Searcher;
 
 /// What a cursor carries.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -48,7 +49,7 @@ impl Cursor {
 
 /// Pinned index views, by id, dropped after a time to live or when too many are open.
 pub struct Views {
-    views: Mutex<HashMap<u64, (Searcher, Instant)>>,
+    views: Mutex<HashMap<u64, (Arc<IndexView>, Instant)>>,
     next: AtomicU64,
     ttl: Duration,
     max: usize,
@@ -67,8 +68,8 @@ impl Views {
         }
     }
 
-    /// Pins `searcher`, returning its id.
-    pub fn pin(&self, searcher: Searcher) -> u64 {
+    /// Pins `view`, returning its id.
+    pub fn pin(&self, view: Arc<IndexView>) -> u64 {
         let id = self.next.fetch_add(1, Ordering::Relaxed);
         let now = Instant::now();
         let mut views = self.views.lock().expect("views lock");
@@ -81,18 +82,18 @@ impl Views {
                 .expect("non-empty");
             views.remove(&oldest);
         }
-        views.insert(id, (searcher, now));
+        views.insert(id, (view, now));
         id
     }
 
     /// The pinned view `id`, if still open.
-    pub fn get(&self, id: u64) -> Option<Searcher> {
+    pub fn get(&self, id: u64) -> Option<Arc<IndexView>> {
         let now = Instant::now();
         let mut views = self.views.lock().expect("views lock");
         match views.get_mut(&id) {
-            Some((searcher, used)) if now.duration_since(*used) < self.ttl => {
+            Some((view, used)) if now.duration_since(*used) < self.ttl => {
                 *used = now;
-                Some(searcher.clone())
+                Some(view.clone())
             }
             Some(_) => {
                 views.remove(&id);

@@ -9,7 +9,7 @@ use super::collector::{
 use super::cursor::{Cursor, Views};
 use super::highlight::{snippet, terms_for_role};
 use super::{SearchRequest, Sort};
-use crate::index::{Fields, LiveIndex};
+use crate::index::{Fields, IndexView, LiveIndex};
 use crate::settings::SearchConfig;
 use crate::store::{
     ConversationRecord, MessageRecord, NodeRecord, Store, StoreError, read, review,
@@ -19,7 +19,6 @@ use convlog_querylang::{QueryAst, Role};
 use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
-use tantivy::Searcher;
 use tantivy::query::Query;
 
 const DAY: Micros = 86_400_000_000;
@@ -93,6 +92,11 @@ pub struct FlowFunnel {
     pub steps: Vec<StepFunnel>,
 }
 
+/// What a search runs over: the index view (a cursor's pinned one, whose id
+/// is `Some`, or the live one), the position after which it continues, and
+/// the time range.
+type ViewFor = (Arc<IndexView>, Option<u64>, Option<SortPosition>, TimeRange);
+
 /// Searches the index and reads results from the store.
 #[derive(Clone)]
 pub struct SearchService {
@@ -155,7 +159,7 @@ impl SearchService {
         request: &SearchRequest,
         kind: DocKind,
         now: Micros,
-    ) -> Result<(Searcher, Option<u64>, Option<SortPosition>, TimeRange), QueryError> {
+    ) -> Result<ViewFor, QueryError> {
         if let Some(text) = &request.cursor {
             let cursor = Cursor::decode(text)?;
             if cursor.filters != fingerprint(request, kind) {
@@ -164,37 +168,29 @@ impl SearchService {
                     reason: "was made for other filters; start again without it".into(),
                 });
             }
-            let (searcher, view) = match self.views.get(cursor.view) {
-                Some(searcher) => (searcher, Some(cursor.view)),
-                None => (self.searcher(kind), None),
+            let (index, view) = match self.views.get(cursor.view) {
+                Some(index) => (index, Some(cursor.view)),
+                None => (self.index.index().view(), None),
             };
-            return Ok((searcher, view, Some(cursor.after), cursor.range));
+            return Ok((index, view, Some(cursor.after), cursor.range));
         }
         Ok((
-            self.searcher(kind),
+            self.index.index().view(),
             None,
             None,
             time_range(request, now, true),
         ))
     }
 
-    /// The id of `searcher`'s view, pinning it if it isn't yet.
-    fn pin(&self, view: Option<u64>, searcher: &Searcher) -> u64 {
-        view.unwrap_or_else(|| self.views.pin(searcher.clone()))
-    }
-
-    /// The live searcher of one kind of document.
-    fn searcher(&self, kind: DocKind) -> Searcher {
-        match kind {
-            DocKind::Conversation => self.index.index().conversation_searcher(),
-            DocKind::Message => self.index.index().message_searcher(),
-        }
+    /// The id of `index`'s view, pinning it if it isn't yet.
+    fn pin(&self, view: Option<u64>, index: &Arc<IndexView>) -> u64 {
+        view.unwrap_or_else(|| self.views.pin(index.clone()))
     }
 
     /// Counts `dimensions` over the documents `query` matches.
     fn count(
         &self,
-        searcher: &Searcher,
+        index: &IndexView,
         query: &dyn Query,
         range: TimeRange,
         dimensions: Vec<(&'static str, &'static str)>,
@@ -208,7 +204,12 @@ impl SearchService {
             exact_range: range.exact(),
             disjunctive: Vec::new(),
         };
-        Ok(searcher.search(query, &collector)?)
+        Ok(index.search(
+            DocKind::Conversation,
+            (range.from, range.to),
+            query,
+            &collector,
+        )?)
     }
 
     /// Every bot with conversations in the hot store (callers filter by scope).
@@ -234,7 +235,7 @@ impl SearchService {
         now: Micros,
     ) -> Result<ConversationPage, QueryError> {
         let request = &*self.resolve(bot, request)?;
-        let (searcher, view, after, range) = self.view_for(request, DocKind::Conversation, now)?;
+        let (index, view, after, range) = self.view_for(request, DocKind::Conversation, now)?;
         let fields = &self.fields;
         let sort = request.sort.unwrap_or(Sort::LastMessageAt);
         let limit = request.limit();
@@ -278,7 +279,12 @@ impl SearchService {
             exact_range: range.exact(),
             disjunctive,
         };
-        let fruit = searcher.search(&query, &collector)?;
+        let fruit = index.search(
+            DocKind::Conversation,
+            (range.from, range.to),
+            &query,
+            &collector,
+        )?;
 
         let mut facets: BTreeMap<&'static str, BTreeMap<String, u64>> = BTreeMap::new();
         for (dimension, counts) in unfiltered.iter().chain(&in_pass).zip(fruit.facets) {
@@ -295,7 +301,7 @@ impl SearchService {
                 Some(dimension),
             );
             let counted = self.count(
-                &searcher,
+                &index,
                 &query,
                 range,
                 vec![(dimension.name(), dimension.field())],
@@ -305,7 +311,7 @@ impl SearchService {
         }
 
         let (top, next_cursor) = page(fruit.top, limit, |after| Cursor {
-            view: self.pin(view, &searcher),
+            view: self.pin(view, &index),
             after,
             range,
             filters: fingerprint(request, DocKind::Conversation),
@@ -352,7 +358,7 @@ impl SearchService {
         now: Micros,
     ) -> Result<MessagePage, QueryError> {
         let request = &*self.resolve(bot, request)?;
-        let (searcher, view, after, range) = self.view_for(request, DocKind::Message, now)?;
+        let (index, view, after, range) = self.view_for(request, DocKind::Message, now)?;
         let limit = request.limit();
         let query = build::build(&self.fields, bot, DocKind::Message, request, range, None);
         let collector = SearchCollector {
@@ -367,9 +373,9 @@ impl SearchService {
             exact_range: None,
             disjunctive: Vec::new(),
         };
-        let fruit = searcher.search(&query, &collector)?;
+        let fruit = index.search(DocKind::Message, (range.from, range.to), &query, &collector)?;
         let (top, next_cursor) = page(fruit.top, limit, |after| Cursor {
-            view: self.pin(view, &searcher),
+            view: self.pin(view, &index),
             after,
             range,
             filters: fingerprint(request, DocKind::Message),
@@ -405,10 +411,7 @@ impl SearchService {
         dimensions: Vec<(&'static str, &'static str)>,
     ) -> Result<Vec<HashMap<String, u64>>, QueryError> {
         let request = &*self.resolve(bot, request)?;
-        let (searcher, range) = (
-            self.searcher(DocKind::Conversation),
-            time_range(request, now, default_range),
-        );
+        let range = time_range(request, now, default_range);
         let query = build::build(
             &self.fields,
             bot,
@@ -417,7 +420,9 @@ impl SearchService {
             range,
             None,
         );
-        Ok(self.count(&searcher, &query, range, dimensions)?.facets)
+        Ok(self
+            .count(&self.index.index().view(), &query, range, dimensions)?
+            .facets)
     }
 
     /// Ids of every conversation matching the filters (for bulk actions), ascending.
@@ -429,10 +434,7 @@ impl SearchService {
     ) -> Result<Vec<u64>, QueryError> {
         self.blocking(move |service| {
             let request = &*service.resolve(&bot, &request)?;
-            let (searcher, range) = (
-                service.searcher(DocKind::Conversation),
-                time_range(request, now, true),
-            );
+            let range = time_range(request, now, true);
             let query = build::build(
                 &service.fields,
                 &bot,
@@ -441,7 +443,9 @@ impl SearchService {
                 range,
                 None,
             );
-            Ok(searcher.search(
+            Ok(service.index.index().view().search(
+                DocKind::Conversation,
+                (range.from, range.to),
                 &query,
                 &IdCollector {
                     id_field: "conv_id",

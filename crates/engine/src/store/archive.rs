@@ -461,7 +461,7 @@ impl WriteCtx<'_> {
     pub fn delete_conversations(&mut self, ids: &[u64]) -> Result<u64, StoreError> {
         // One set-based statement per table over a temporary list of the ids.
         self.conn.execute_batch(
-            "CREATE TEMP TABLE IF NOT EXISTS leaving (id INTEGER PRIMARY KEY);
+            "CREATE TEMP TABLE IF NOT EXISTS leaving (id INTEGER PRIMARY KEY, placed_at INTEGER);
              DELETE FROM temp.leaving;",
         )?;
         let mut insert = self
@@ -471,7 +471,8 @@ impl WriteCtx<'_> {
             insert.execute(params![id as i64])?;
         }
         self.conn.execute_batch(
-            "DELETE FROM messages WHERE conversation_id IN (SELECT id FROM temp.leaving);
+            "UPDATE temp.leaving SET placed_at = (SELECT placed_at FROM conversations c WHERE c.id = leaving.id);
+             DELETE FROM messages WHERE conversation_id IN (SELECT id FROM temp.leaving);
              DELETE FROM labels WHERE conversation_id IN (SELECT id FROM temp.leaving);
              DELETE FROM tags WHERE conversation_id IN (SELECT id FROM temp.leaving);
              DELETE FROM tag_state WHERE conversation_id IN (SELECT id FROM temp.leaving);
@@ -479,16 +480,17 @@ impl WriteCtx<'_> {
              UPDATE shares SET revoked_at = COALESCE(revoked_at, expires_at)
               WHERE conversation_id IN (SELECT id FROM temp.leaving);
              DELETE FROM archive_holds WHERE conversation_id IN (SELECT id FROM temp.leaving);
-             DELETE FROM conversations WHERE id IN (SELECT id FROM temp.leaving);
-             DELETE FROM temp.leaving;",
+             DELETE FROM conversations WHERE id IN (SELECT id FROM temp.leaving);",
         )?;
         let mut tombstone = self.conn.prepare_cached(
-            "INSERT INTO tombstones (change_seq, conversation_id) VALUES (?1, ?2)",
+            "INSERT INTO tombstones (change_seq, conversation_id, placed_at)
+             VALUES (?1, ?2, (SELECT placed_at FROM temp.leaving WHERE id = ?2))",
         )?;
         for &id in ids {
             let change = self.next_change();
             tombstone.execute(params![change as i64, id as i64])?;
         }
+        self.conn.execute_batch("DELETE FROM temp.leaving")?;
         // Conversation ids are never reused, even when the newest ones leave.
         let highest = ids.iter().copied().max().unwrap_or(0);
         self.conn.execute(
@@ -580,8 +582,8 @@ impl WriteCtx<'_> {
             .prepare_cached(
                 "INSERT INTO conversations
                    (id, bot_id, user_key, channel, session_id, started_at, last_message_at, message_count,
-                    flows, dropoff_flow, dropoff_step, flagged_at, flag_note, debug, change_seq)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, 0, ?14)",
+                    flows, dropoff_flow, dropoff_step, flagged_at, flag_note, debug, change_seq, placed_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, 0, ?14, ?6)",
             )?
             .execute(params![
                 record.id as i64,

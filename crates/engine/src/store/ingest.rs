@@ -165,10 +165,10 @@ impl WriteCtx<'_> {
             .prepare_cached(
                 // Ids are never reused: not even the newest, once archived (the floor).
                 "INSERT INTO conversations
-                   (id, bot_id, user_key, channel, session_id, started_at, last_message_at, message_count, change_seq)
+                   (id, bot_id, user_key, channel, session_id, started_at, last_message_at, message_count, change_seq, placed_at)
                  VALUES (1 + MAX(COALESCE((SELECT MAX(id) FROM conversations), 0),
                                  COALESCE((SELECT CAST(value AS INTEGER) FROM meta WHERE key = 'conversation_id_floor'), 0)),
-                         ?1, ?2, ?3, ?4, ?5, ?5, 0, ?6)",
+                         ?1, ?2, ?3, ?4, ?5, ?5, 0, ?6, ?5)",
             )?
             .execute(params![
                 first.bot_id,
@@ -219,13 +219,14 @@ impl WriteCtx<'_> {
             "UPDATE shares SET revoked_at = COALESCE(revoked_at, expires_at) WHERE conversation_id IN (?1, ?2)",
             params![keep, other],
         )?;
-        self.conn
-            .execute("DELETE FROM conversations WHERE id = ?1", params![other])?;
         let change = self.next_change();
         self.conn.execute(
-            "INSERT INTO tombstones (change_seq, conversation_id) VALUES (?1, ?2)",
+            "INSERT INTO tombstones (change_seq, conversation_id, placed_at)
+             SELECT ?1, id, placed_at FROM conversations WHERE id = ?2",
             params![change as i64, other],
         )?;
+        self.conn
+            .execute("DELETE FROM conversations WHERE id = ?1", params![other])?;
         tracing::debug!(keep, other, "merged sessions bridged by a late message");
         Ok(())
     }

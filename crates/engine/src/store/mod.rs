@@ -22,14 +22,17 @@ mod writer;
 pub use ingest::IngestOutcome;
 pub use read::changes_since as read_changes_page;
 pub use read::{
-    ChangeBatch, ConversationRecord, MessageRecord, NodeRecord, TagRecord, TraceRecord,
+    ChangeBatch, ChangedConversation, ConversationRecord, MessageRecord, NodeRecord, TagRecord,
+    TraceRecord,
 };
 pub use writer::WriteCtx;
 
 use rusqlite::{Connection, OpenFlags};
+use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 /// What went wrong in the store.
 #[derive(Debug, thiserror::Error)]
@@ -88,15 +91,28 @@ pub fn admin_connection(path: &Path) -> Result<Connection, StoreError> {
 /// lack (idempotent). Being nullable or defaulted, and unnamed by older
 /// binaries, they need no `STORE_VERSION` bump.
 pub(crate) fn add_missing_columns(conn: &Connection) -> Result<(), StoreError> {
-    for (table, column, declaration) in schema::ADDED_COLUMNS {
+    for added in schema::ADDED_COLUMNS {
         let columns: Vec<String> = conn
-            .prepare(&format!("SELECT name FROM pragma_table_info('{table}')"))?
+            .prepare(&format!(
+                "SELECT name FROM pragma_table_info('{}')",
+                added.table
+            ))?
             .query_map([], |row| row.get(0))?
             .collect::<Result<_, _>>()?;
-        if !columns.is_empty() && !columns.iter().any(|name| name == column) {
+        if columns.is_empty() {
+            continue;
+        }
+        if !columns.iter().any(|name| name == added.column) {
             conn.execute_batch(&format!(
-                "ALTER TABLE {table} ADD COLUMN {column} {declaration}"
+                "ALTER TABLE {} ADD COLUMN {} {}",
+                added.table, added.column, added.declaration
             ))?;
+            if let Some(fill) = added.fill {
+                conn.execute_batch(fill)?;
+            }
+        }
+        if let Some(index) = added.index {
+            conn.execute_batch(index)?;
         }
     }
     Ok(())
@@ -114,6 +130,56 @@ impl<T> Pending<T> {
     }
 }
 
+/// Commits remembered for the lag (see [`Head::committed_after`]); past this
+/// many the newest one is stretched, so the lag only errs long.
+const REMEMBERED_COMMITS: usize = 65_536;
+
+/// The store's head: the newest committed change position, and when the
+/// commits the index may not have reached yet happened.
+pub(crate) struct Head {
+    position: AtomicU64,
+    commits: Mutex<VecDeque<(u64, Instant)>>,
+}
+
+impl Head {
+    fn new(position: u64) -> Head {
+        Head {
+            position: AtomicU64::new(position),
+            commits: Mutex::new(VecDeque::new()),
+        }
+    }
+
+    fn get(&self) -> u64 {
+        self.position.load(Ordering::Acquire)
+    }
+
+    /// A commit brought the head to `position`.
+    fn advance(&self, position: u64) {
+        if position <= self.get() {
+            return;
+        }
+        let mut commits = self.commits.lock().expect("commits lock");
+        if commits.len() >= REMEMBERED_COMMITS {
+            if let Some(newest) = commits.back_mut() {
+                newest.0 = position;
+            }
+        } else {
+            commits.push_back((position, Instant::now()));
+        }
+        self.position.store(position, Ordering::Release);
+    }
+
+    /// When the oldest commit past `position` happened (`None`: there is none),
+    /// forgetting the commits up to `position`.
+    fn committed_after(&self, position: u64) -> Option<Instant> {
+        let mut commits = self.commits.lock().expect("commits lock");
+        while commits.front().is_some_and(|(head, _)| *head <= position) {
+            commits.pop_front();
+        }
+        commits.front().map(|(_, at)| *at)
+    }
+}
+
 /// A handle on the store; cheap to clone.
 #[derive(Clone)]
 pub struct Store {
@@ -125,7 +191,7 @@ struct Inner {
     writer: writer::WriterHandle,
     readers: Mutex<Vec<Connection>>,
     /// The newest change position committed; the index follows it.
-    head: Arc<AtomicU64>,
+    head: Arc<Head>,
 }
 
 impl Store {
@@ -157,7 +223,7 @@ impl Store {
             [],
             |row| row.get::<_, i64>(0),
         )? as u64;
-        let head = Arc::new(AtomicU64::new(head));
+        let head = Arc::new(Head::new(head));
         let writer = writer::spawn(conn, head.clone())?;
         Ok(Store {
             inner: Arc::new(Inner {
@@ -171,7 +237,18 @@ impl Store {
 
     /// The newest committed change position.
     pub fn head(&self) -> u64 {
-        self.inner.head.load(Ordering::Acquire)
+        self.inner.head.get()
+    }
+
+    /// How long the oldest change after `position` has been committed: how
+    /// long a follower at `position` has been behind (zero when it is not).
+    /// Commits up to `position` are forgotten: only the live index asks.
+    pub fn behind_for(&self, position: u64) -> Duration {
+        self.inner
+            .head
+            .committed_after(position)
+            .map(|at| at.elapsed())
+            .unwrap_or_default()
     }
 
     /// Runs `f` in the next group-commit round; its result is returned only once the round is durable.

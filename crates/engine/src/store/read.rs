@@ -111,13 +111,29 @@ pub struct IndexMessage {
     pub intent: Option<String>,
 }
 
+/// A changed conversation, as the index needs it.
+#[derive(Debug)]
+pub struct ChangedConversation {
+    pub record: ConversationRecord,
+    /// Its `placed_at`: the time that places it in the index's partitions, which never changes.
+    pub placed_at: Micros,
+    /// All its messages in time order (ties in ingest order).
+    pub messages: Vec<IndexMessage>,
+}
+
+/// A conversation that no longer exists (merged away, archived).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Tombstone {
+    pub id: u64,
+    /// Its `placed_at`; `None` for tombstones written before the column existed.
+    pub placed_at: Option<Micros>,
+}
+
 /// Conversations changed after a position of the change stream, as the index needs them.
 #[derive(Debug, Default)]
 pub struct ChangeBatch {
-    /// Each with all its messages in time order (ties in ingest order).
-    pub conversations: Vec<(ConversationRecord, Vec<IndexMessage>)>,
-    /// Conversations that no longer exist (merged away).
-    pub tombstones: Vec<u64>,
+    pub conversations: Vec<ChangedConversation>,
+    pub tombstones: Vec<Tombstone>,
     /// The position this batch brings the reader up to.
     pub position: u64,
 }
@@ -396,42 +412,63 @@ fn read_changes(conn: &Connection, after: u64, limit: usize) -> Result<ChangeBat
         position: after,
         ..ChangeBatch::default()
     };
-    let records: Vec<(ConversationRecord, u64)> = conn
+    let records: Vec<(ConversationRecord, u64, Micros)> = conn
         .prepare_cached(&format!(
-            "SELECT {CONVERSATION_COLUMNS}, change_seq FROM conversations
+            "SELECT {CONVERSATION_COLUMNS}, change_seq, COALESCE(placed_at, started_at) FROM conversations
              WHERE change_seq > ?1 ORDER BY change_seq LIMIT ?2"
         ))?
         .query_map(params![after as i64, limit as i64], |row| {
-            Ok((conversation_from_row(row)?, row.get::<_, i64>(14)? as u64))
+            Ok((
+                conversation_from_row(row)?,
+                row.get::<_, i64>(14)? as u64,
+                row.get(15)?,
+            ))
         })?
         .collect::<Result<_, _>>()?;
     // With a full page, stop at its last position: later tombstones come with the next page.
     let upper = if records.len() == limit {
         records
             .last()
-            .map(|(_, seq)| *seq as i64)
+            .map(|(_, seq, _)| *seq as i64)
             .unwrap_or(i64::MAX)
     } else {
         i64::MAX
     };
-    for (record, seq) in records {
+    for (record, seq, placed_at) in records {
         batch.position = batch.position.max(seq);
         let messages = index_messages(conn, record.id)?;
-        batch
-            .conversations
-            .push((with_labels_and_tags(conn, record)?, messages));
+        batch.conversations.push(ChangedConversation {
+            record: with_labels_and_tags(conn, record)?,
+            placed_at,
+            messages,
+        });
     }
     let mut tombstones = conn.prepare_cached(
-        "SELECT change_seq, conversation_id FROM tombstones
+        "SELECT change_seq, conversation_id, placed_at FROM tombstones
          WHERE change_seq > ?1 AND change_seq <= ?2 ORDER BY change_seq",
     )?;
     let rows = tombstones.query_map(params![after as i64, upper], |row| {
-        Ok((row.get::<_, i64>(0)? as u64, row.get::<_, i64>(1)? as u64))
+        Ok((
+            row.get::<_, i64>(0)? as u64,
+            Tombstone {
+                id: row.get::<_, i64>(1)? as u64,
+                placed_at: row.get(2)?,
+            },
+        ))
     })?;
     for row in rows {
-        let (seq, id) = row?;
+        let (seq, tombstone) = row?;
         batch.position = batch.position.max(seq);
-        batch.tombstones.push(id);
+        batch.tombstones.push(tombstone);
     }
     Ok(batch)
+}
+
+/// Whether any stored conversation is placed in `[from, to)` (see `placed_at`).
+pub fn any_placed_in(conn: &Connection, from: Micros, to: Micros) -> Result<bool, StoreError> {
+    Ok(conn
+        .prepare_cached(
+            "SELECT EXISTS (SELECT 1 FROM conversations WHERE placed_at >= ?1 AND placed_at < ?2)",
+        )?
+        .query_row(params![from, to], |row| row.get(0))?)
 }

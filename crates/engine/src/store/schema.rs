@@ -9,12 +9,48 @@ pub fn label_key(name: &str) -> String {
 /// Bumped when the tables change; stored in `PRAGMA user_version`.
 pub const STORE_VERSION: i64 = 1;
 
-/// Columns added after a table was first released: (table, column, declaration).
-/// `CREATE TABLE IF NOT EXISTS` leaves an older table as it was, so these are
-/// added to it at open.
-pub const ADDED_COLUMNS: &[(&str, &str, &str)] = &[
-    ("shares", "reveal", "TEXT NOT NULL DEFAULT ''"),
-    ("jobs", "result", "TEXT"),
+/// A column added after its table was first released. `CREATE TABLE IF NOT
+/// EXISTS` leaves an older table as it was, so these are added to it at open,
+/// and `fill` gives the rows already there their value.
+pub struct AddedColumn {
+    pub table: &'static str,
+    pub column: &'static str,
+    pub declaration: &'static str,
+    /// Run once, right after the column is added to an existing table.
+    pub fill: Option<&'static str>,
+    /// An index over it (`CREATE INDEX IF NOT EXISTS …`), made once the column exists.
+    pub index: Option<&'static str>,
+}
+
+pub const ADDED_COLUMNS: &[AddedColumn] = &[
+    AddedColumn {
+        table: "shares",
+        column: "reveal",
+        declaration: "TEXT NOT NULL DEFAULT ''",
+        fill: None,
+        index: None,
+    },
+    AddedColumn {
+        table: "jobs",
+        column: "result",
+        declaration: "TEXT",
+        fill: None,
+        index: None,
+    },
+    AddedColumn {
+        table: "conversations",
+        column: "placed_at",
+        declaration: "INTEGER",
+        fill: Some("UPDATE conversations SET placed_at = started_at WHERE placed_at IS NULL"),
+        index: Some("CREATE INDEX IF NOT EXISTS conversations_placed ON conversations(placed_at)"),
+    },
+    AddedColumn {
+        table: "tombstones",
+        column: "placed_at",
+        declaration: "INTEGER",
+        fill: None,
+        index: None,
+    },
 ];
 
 /// Creates every table and index (idempotent).
@@ -34,7 +70,9 @@ CREATE TABLE IF NOT EXISTS conversations (
     flagged_at       INTEGER,
     flag_note        TEXT,
     debug            INTEGER NOT NULL DEFAULT 0,
-    change_seq       INTEGER NOT NULL   -- position in the change stream the index follows
+    change_seq       INTEGER NOT NULL,  -- position in the change stream the index follows
+    placed_at        INTEGER            -- places it in the index's time partitions: the time of
+                                        -- its first message when created; never changes
 );
 CREATE UNIQUE INDEX IF NOT EXISTS conversations_session
     ON conversations(bot_id, session_id) WHERE session_id IS NOT NULL;
@@ -68,7 +106,8 @@ CREATE INDEX IF NOT EXISTS messages_conversation ON messages(conversation_id, ts
 -- Conversations removed by a merge, so the index can drop their documents.
 CREATE TABLE IF NOT EXISTS tombstones (
     change_seq       INTEGER PRIMARY KEY,
-    conversation_id  INTEGER NOT NULL
+    conversation_id  INTEGER NOT NULL,
+    placed_at        INTEGER            -- the conversation's placed_at (NULL: written before it existed)
 );
 
 -- Labels compare case-insensitively (name_key is the lowercased name) and keep

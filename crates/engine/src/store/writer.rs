@@ -1,9 +1,8 @@
 //! The writer thread and its group commit.
 
-use super::StoreError;
+use super::{Head, StoreError};
 use rusqlite::Connection;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc;
 use tokio::sync::oneshot;
 
@@ -86,7 +85,7 @@ impl Drop for WriterHandle {
     }
 }
 
-pub(super) fn spawn(conn: Connection, head: Arc<AtomicU64>) -> Result<WriterHandle, StoreError> {
+pub(super) fn spawn(conn: Connection, head: Arc<Head>) -> Result<WriterHandle, StoreError> {
     let (sender, receiver) = mpsc::channel::<Command>();
     let thread = std::thread::Builder::new()
         .name("store-writer".into())
@@ -97,8 +96,8 @@ pub(super) fn spawn(conn: Connection, head: Arc<AtomicU64>) -> Result<WriterHand
     })
 }
 
-fn run(conn: Connection, receiver: mpsc::Receiver<Command>, head: Arc<AtomicU64>) {
-    let mut next_change = head.load(Ordering::Acquire);
+fn run(conn: Connection, receiver: mpsc::Receiver<Command>, head: Arc<Head>) {
+    let mut next_change = head.get();
     let mut stopping = false;
     while !stopping {
         let Ok(first) = receiver.recv() else { break };
@@ -120,7 +119,7 @@ fn run(conn: Connection, receiver: mpsc::Receiver<Command>, head: Arc<AtomicU64>
         let round_start = next_change;
         let (completions, commit_result) = run_round(&conn, jobs, &mut next_change);
         match &commit_result {
-            Ok(()) => head.store(next_change, Ordering::Release),
+            Ok(()) => head.advance(next_change),
             Err(err) => {
                 tracing::error!(error = %err, "store commit failed");
                 next_change = round_start;

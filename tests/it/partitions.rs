@@ -1,0 +1,176 @@
+//! The time-partitioned index (issue #15): retention drops whole partitions
+//! while searches run, and what the partitions on disk are.
+//!
+//! Searches over many partitions are checked against the oracle in
+//! `search_oracle.rs` (its fixture uses 6-hour partitions), and paging across
+//! partition boundaries while messages arrive in `paging.rs`.
+
+use crate::common::{ALL_FROM, ALL_TO, Server, end, generated, remove_at_exit, rfc3339};
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::Duration;
+
+const SPAN: i64 = 6 * 3_600_000_000;
+const DAY: i64 = 86_400_000_000;
+
+/// The partition directories of the generation being served.
+fn partition_dirs(data_dir: &Path) -> Vec<PathBuf> {
+    let generation = std::fs::read_to_string(data_dir.join("INDEX")).expect("INDEX pointer");
+    let mut dirs: Vec<PathBuf> = std::fs::read_dir(data_dir.join(generation.trim()))
+        .expect("generation directory")
+        .flatten()
+        .map(|entry| entry.path())
+        .filter(|path| {
+            path.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with('p'))
+        })
+        .collect();
+    dirs.sort();
+    dirs
+}
+
+/// The partitions the store's conversations are placed in.
+fn placed_partitions(data_dir: &Path) -> BTreeSet<i64> {
+    let conn = rusqlite::Connection::open_with_flags(
+        data_dir.join("convlog.db"),
+        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
+    )
+    .unwrap();
+    let mut statement = conn.prepare("SELECT placed_at FROM conversations").unwrap();
+    statement
+        .query_map([], |row| row.get::<_, i64>(0))
+        .unwrap()
+        .map(|placed| placed.unwrap().div_euclid(SPAN) * SPAN)
+        .collect()
+}
+
+fn total(server: &Server, path: &str) -> u64 {
+    let reply = server.get(path);
+    assert_eq!(reply.status, 200, "GET {path}: {}", reply.body);
+    reply.json()["total"].as_u64().expect("total")
+}
+
+#[test]
+fn retention_drops_whole_partitions_while_searches_run() {
+    let root = tempfile::tempdir().unwrap();
+    let _cleanup = remove_at_exit(root.path());
+    let messages = generated(1515, 900, &["shop"], 20);
+    // 170 days after the data ends a 180-day retention has its cutoff 10 days before the end.
+    let now = (end() + chrono::Duration::days(170)).to_rfc3339();
+    let server = Server::start_with_env(
+        root.path(),
+        &["--set", "index.partition_span=6h"],
+        &[("CONVLOG_CLOCK_AT", &now)],
+        "warn",
+    );
+    let (accepted, _) = server.ingest_parallel(&messages, 1_000, 2);
+    assert_eq!(accepted as usize, messages.len());
+    server.wait_settled();
+    let data_dir = server.data_dir().to_path_buf();
+
+    // Every partition a conversation is placed in exists on disk, and only those.
+    let before = partition_dirs(&data_dir);
+    let placed = placed_partitions(&data_dir);
+    assert_eq!(before.len(), placed.len(), "{before:?}");
+    assert!(placed.len() >= 60, "only {} partitions", placed.len());
+    assert_eq!(
+        server.metric("convlog_index_partitions") as usize,
+        placed.len()
+    );
+
+    // Conversations with a message after the cutoff stay; searching only after it
+    // must answer the same all along, and every search must answer.
+    let cutoff = crate::common::micros(&now) - 180 * DAY;
+    let kept_path = format!(
+        "/v1/bots/shop/conversations?from={}&to={ALL_TO}",
+        crate::common::encode(&rfc3339(cutoff + DAY))
+    );
+    let all_path = format!("/v1/bots/shop/conversations?from={ALL_FROM}&to={ALL_TO}&limit=5");
+    let text_path =
+        format!("/v1/bots/shop/conversations?from={ALL_FROM}&to={ALL_TO}&q=order&limit=5");
+    let kept = total(&server, &kept_path);
+    let all_before = total(&server, &all_path);
+    assert!(
+        kept > 50 && kept + 100 < all_before,
+        "{kept} of {all_before}"
+    );
+
+    let done = AtomicBool::new(false);
+    let searches = AtomicUsize::new(0);
+    let job = std::thread::scope(|scope| {
+        let searchers: Vec<_> = (0..2)
+            .map(|n| {
+                let (server, done, searches) = (&server, &done, &searches);
+                let (kept_path, all_path, text_path) = (&kept_path, &all_path, &text_path);
+                scope.spawn(move || {
+                    let mut last_all = u64::MAX;
+                    while !done.load(Ordering::Relaxed) {
+                        assert_eq!(total(server, kept_path), kept, "kept range changed");
+                        let all = total(server, if n == 0 { all_path } else { text_path });
+                        if n == 0 {
+                            assert!(all <= last_all && all >= kept, "{all} after {last_all}");
+                            last_all = all;
+                        }
+                        searches.fetch_add(1, Ordering::Relaxed);
+                    }
+                })
+            })
+            .collect();
+        std::thread::sleep(Duration::from_millis(200));
+        let job = crate::archive::run_job(&server, "/v1/admin/archive", b"");
+        server.wait_settled();
+        std::thread::sleep(Duration::from_millis(200));
+        done.store(true, Ordering::Relaxed);
+        for searcher in searchers {
+            searcher
+                .join()
+                .expect("searches failed while partitions were dropped");
+        }
+        job
+    });
+    assert!(
+        job["result"]["conversations"].as_u64().unwrap_or(0) > 100,
+        "{job}"
+    );
+    assert!(searches.load(Ordering::Relaxed) >= 10);
+
+    // The archived days' partitions are gone from disk and from searches; the rest answer as before.
+    let after = partition_dirs(&data_dir);
+    let placed_after = placed_partitions(&data_dir);
+    assert_eq!(after.len(), placed_after.len(), "{after:?}");
+    assert!(
+        after.len() + 20 <= before.len(),
+        "{} partitions before, {} after",
+        before.len(),
+        after.len()
+    );
+    assert_eq!(
+        server.metric("convlog_index_partitions") as usize,
+        after.len()
+    );
+    assert_eq!(total(&server, &kept_path), kept);
+    let count = |sql: &str| -> u64 {
+        let conn = rusqlite::Connection::open_with_flags(
+            data_dir.join("convlog.db"),
+            rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
+        )
+        .unwrap();
+        conn.query_row(sql, [cutoff - DAY], |row| row.get::<_, i64>(0))
+            .unwrap() as u64
+    };
+    assert_eq!(
+        total(&server, &all_path),
+        count("SELECT COUNT(*) FROM conversations WHERE ?1 = ?1")
+    );
+    // A conversation has a message before a time exactly when its first message is.
+    let old = format!(
+        "/v1/bots/shop/conversations?from={ALL_FROM}&to={}",
+        crate::common::encode(&rfc3339(cutoff - DAY))
+    );
+    assert_eq!(
+        total(&server, &old),
+        count("SELECT COUNT(*) FROM conversations WHERE started_at < ?1")
+    );
+}
