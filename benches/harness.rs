@@ -238,6 +238,14 @@ fn show_sql() {
                 ..filtered
             },
         ),
+        (
+            "W2d (the default view: last 24 hours, every facet)",
+            workloads::Params {
+                from: base.to - day,
+                text: None,
+                ..base.clone()
+            },
+        ),
     ];
     for (class, params) in classes {
         println!("### {class}\n\nconvlog: `GET {}`\n", params.path());
@@ -529,7 +537,7 @@ fn one_run(
     )?;
     outcome.rows.sort_by_key(|row| {
         [
-            "W1", "W2a", "W2b", "W2c", "W2", "check", "W3", "W4", "W6", "machine", "data",
+            "W1", "W2a", "W2b", "W2c", "W2d", "W2", "check", "W3", "W4", "W6", "machine", "data",
         ]
         .iter()
         .position(|w| *w == row.workload)
@@ -717,11 +725,8 @@ fn measure(
     // Every query once before measuring: the warm-up, and the answers the peers
     // are checked against.
     let specs: Vec<workloads::QuerySpec> = mixes
-        .w2a
         .iter()
-        .chain(&mixes.w2b)
-        .chain(&mixes.w2c)
-        .cloned()
+        .flat_map(|mix| mix.specs.iter().cloned())
         .collect();
     log(format!(
         "W2: asking all {} queries once (warm-up; the answers peers must match)…",
@@ -730,7 +735,8 @@ fn measure(
     let answers = workloads::answers(server, &specs)?;
     let peak_reset = server::reset_peak(server.pid);
     log(format!(
-        "W2a/b/c: {} queries each, one client…",
+        "{}: {} queries each, one client…",
+        mixes.iter().map(|m| m.name).collect::<Vec<_>>().join("/"),
         args.queries
     ));
     let server_cpu_queries_before = server::cpu(server.pid);
@@ -744,9 +750,10 @@ fn measure(
         query_cpu_ms.push((server::cpu(server.pid).total - before) * 1e3 / mix.len().max(1) as f64);
         Ok(run)
     };
-    let w2a = timed(&mixes.w2a)?;
-    let w2b = timed(&mixes.w2b)?;
-    let w2c = timed(&mixes.w2c)?;
+    let runs: Vec<QueryRun> = mixes
+        .iter()
+        .map(|mix| timed(&mix.specs))
+        .collect::<anyhow::Result<_>>()?;
     let queries_wall = queries_started.elapsed().as_secs_f64();
     let server_cpu_queries = server::cpu(server.pid).since(&server_cpu_queries_before);
     let foreign_queries = (server::machine_busy()
@@ -758,33 +765,14 @@ fn measure(
         None
     } else {
         log("W2a again with two clients…");
-        Some(workloads::run_queries(server, &mixes.w2a, 2)?)
+        Some(workloads::run_queries(server, &mixes[0].specs, 2)?)
     };
     let memory_serving = server::memory(server.pid)?;
     let segments_serving = server::index_segments(data_dir);
 
-    let tag = if plan.tag.is_some() { "tag + " } else { "" };
-    let query_rows = [
-        (
-            "W2a",
-            "text query, top 20 by recency, 30 days".to_string(),
-            &w2a,
-            bars.pick(10.0, 40.0),
-        ),
-        (
-            "W2b",
-            format!("channel + {tag}flagged + 7 days + all facets"),
-            &w2b,
-            bars.pick(5.0, 25.0),
-        ),
-        (
-            "W2c",
-            format!("half-word + channel + {tag}flagged + 7 days + facets"),
-            &w2c,
-            bars.pick(15.0, 100.0),
-        ),
-    ];
-    for (workload, figure, run, bar) in query_rows {
+    for (mix, run) in mixes.iter().zip(&runs) {
+        let (workload, figure) = (mix.name, &mix.figure);
+        let bar = bars.pick(mix.bars.0, mix.bars.1);
         let s = run.summary();
         if run.count() == 0 {
             failures.push(format!("{workload}: no queries ran"));
@@ -817,11 +805,11 @@ fn measure(
     }
     rows.push(Row::info(
         "W2",
-        "server CPU per query, mean: W2a / W2b / W2c",
+        "server CPU per query, mean: W2a / W2b / W2c / W2d",
         query_cpu_ms,
         Shape::Ms(1),
     ));
-    for (class, result) in &w2a.by_class {
+    for (class, result) in &runs[0].by_class {
         let s = stats::summarize(&result.latencies);
         rows.push(Row::info(
             "W2a",
@@ -1073,10 +1061,11 @@ fn measure(
     }
 
     let side = compare::ConvlogSide {
-        mix_sizes: [mixes.w2a.len(), mixes.w2b.len(), mixes.w2c.len()],
+        names: mixes.iter().map(|mix| mix.name).collect(),
+        mix_sizes: mixes.iter().map(|mix| mix.specs.len()).collect(),
         specs,
         answers,
-        runs: [w2a, w2b, w2c],
+        runs,
     };
     Ok((
         RunOutcome {

@@ -120,6 +120,8 @@ pub struct Gauges {
     /// How long the oldest change not yet searchable has been committed.
     pub index_lag_seconds: f64,
     pub index_partitions: u64,
+    /// Live and deleted (not yet merged away) documents: conversation, message.
+    pub index_documents: [(u64, u64); 2],
     pub index_commits: u64,
     pub ready: bool,
 }
@@ -136,6 +138,14 @@ fn gauge(out: &mut String, name: &str, help: &str, value: impl std::fmt::Display
         out,
         "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {value}"
     );
+}
+
+/// A gauge with one value per `kind`.
+fn gauge_by_kind(out: &mut String, name: &str, help: &str, values: &[(&str, u64)]) {
+    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge");
+    for (kind, value) in values {
+        let _ = writeln!(out, "{name}{{kind=\"{kind}\"}} {value}");
+    }
 }
 
 impl Metrics {
@@ -226,6 +236,25 @@ impl Metrics {
             "convlog_index_partitions",
             "Time partitions of the search index (see index.partition_span).",
             gauges.index_partitions,
+        );
+        let [
+            (conversations, deleted_conversations),
+            (messages, deleted_messages),
+        ] = gauges.index_documents;
+        gauge_by_kind(
+            &mut out,
+            "convlog_index_documents",
+            "Live documents in the search index.",
+            &[("conversation", conversations), ("message", messages)],
+        );
+        gauge_by_kind(
+            &mut out,
+            "convlog_index_deleted_documents",
+            "Deleted documents the search index still holds until a merge drops them.",
+            &[
+                ("conversation", deleted_conversations),
+                ("message", deleted_messages),
+            ],
         );
         counter(
             &mut out,

@@ -14,13 +14,16 @@ use std::time::{Duration, Instant};
 
 /// What the peers need from convlog's run.
 pub struct ConvlogSide {
-    /// W2a, W2b and W2c queries, in that order.
+    /// The names of the W2 workloads (`W2a`, …), in order.
+    pub names: Vec<&'static str>,
+    /// Their queries, one workload after the other.
     pub specs: Vec<QuerySpec>,
-    pub mix_sizes: [usize; 3],
+    /// How many queries each workload has.
+    pub mix_sizes: Vec<usize>,
     /// convlog's answer to each spec.
     pub answers: Vec<Answer>,
-    /// The timed one-client runs of W2a, W2b, W2c.
-    pub runs: [QueryRun; 3],
+    /// The timed one-client run of each workload.
+    pub runs: Vec<QueryRun>,
 }
 
 fn seconds_between(job: &serde_json::Value) -> Option<f64> {
@@ -93,7 +96,7 @@ pub fn run_peers(
             &db,
             &conversations,
             &specs,
-            side.mix_sizes,
+            &side.mix_sizes,
             args.batch,
             args.clients,
             &log,
@@ -106,7 +109,7 @@ pub fn run_peers(
         let file = tmp.join("peer-conversations.jsonl");
         peers::write_conversations(&file, &conversations)?;
         let result =
-            peer_sqlite::run_peer(tmp, &db, &file, &specs, side.mix_sizes, args.batch, &log)
+            peer_sqlite::run_peer(tmp, &db, &file, &specs, &side.mix_sizes, args.batch, &log)
                 .context("SQLite peer")?;
         let _ = std::fs::remove_file(&file);
         results.push((1, result));
@@ -179,7 +182,7 @@ fn add_rows(
                 row.bar.push_str("; ≥ 2× each peer");
             }
         }
-        for (k, workload) in ["W2a", "W2b", "W2c"].into_iter().enumerate() {
+        for (k, &workload) in side.names.iter().enumerate() {
             let s = r.runs[k].summary();
             if let Some(row) = rows
                 .iter_mut()

@@ -510,7 +510,7 @@ pub fn run_peer(
     db: &Path,
     conversations: &[Conversation],
     specs: &[&QuerySpec],
-    mix_sizes: [usize; 3],
+    mix_sizes: &[usize],
     batch: usize,
     clients: usize,
     log: &dyn Fn(String),
@@ -542,7 +542,7 @@ fn measure(
     db: &Path,
     conversations: &[Conversation],
     specs: &[&QuerySpec],
-    mix_sizes: [usize; 3],
+    mix_sizes: &[usize],
     batch: usize,
     clients: usize,
     log: &dyn Fn(String),
@@ -689,10 +689,10 @@ fn measure(
         answers.push(ask(&mut client, spec)?.0);
     }
     peers::reset_tree_peak(cluster.pid);
-    log("PostgreSQL: timing W2a/b/c…".to_string());
+    log("PostgreSQL: timing W2…".to_string());
     let mut runs = Vec::new();
     let mut offset = 0;
-    for size in mix_sizes {
+    for &size in mix_sizes {
         let mix = &specs[offset..offset + size];
         let started = Instant::now();
         let mut measured = Vec::with_capacity(size);

@@ -209,7 +209,7 @@ pub struct Job {
     pub target: PathBuf,
     pub batch: usize,
     pub specs: Vec<QuerySpec>,
-    pub mix_sizes: [usize; 3],
+    pub mix_sizes: Vec<usize>,
     pub out: PathBuf,
 }
 
@@ -235,7 +235,7 @@ pub fn run_peer(
     db: &Path,
     conversations: &Path,
     specs: &[&QuerySpec],
-    mix_sizes: [usize; 3],
+    mix_sizes: &[usize],
     batch: usize,
     log: &dyn Fn(String),
 ) -> anyhow::Result<PeerResult> {
@@ -245,7 +245,7 @@ pub fn run_peer(
         target: dir.join("sqlite-peer.db"),
         batch,
         specs: specs.iter().map(|s| (*s).clone()).collect(),
-        mix_sizes,
+        mix_sizes: mix_sizes.to_vec(),
         out: dir.join("sqlite-peer-result.json"),
     };
     let job_path = dir.join("sqlite-peer-job.json");
@@ -467,7 +467,7 @@ pub fn child(job_path: &Path) -> anyhow::Result<()> {
     let mut latencies_us = Vec::new();
     let mut walls_s = Vec::new();
     let mut offset = 0;
-    for size in job.mix_sizes {
+    for &size in &job.mix_sizes {
         let started = Instant::now();
         let mut mix = Vec::with_capacity(size);
         for spec in &job.specs[offset..offset + size] {

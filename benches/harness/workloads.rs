@@ -589,15 +589,19 @@ fn week(rng: &mut Rng, data: &Dataset) -> (i64, i64) {
     (from, from + 7 * DAY_US)
 }
 
-/// The queries of W2a, W2b and W2c, `n` each.
-pub struct Workloads {
-    pub w2a: Vec<QuerySpec>,
-    pub w2b: Vec<QuerySpec>,
-    pub w2c: Vec<QuerySpec>,
+/// One query workload of W2: its queries and its bar.
+pub struct Mix {
+    /// `W2a`, `W2b`, …
+    pub name: &'static str,
+    /// What its queries are, for the report.
+    pub figure: String,
+    /// The p99 bar in ms at 1M and at 10M messages.
+    pub bars: (f64, f64),
+    pub specs: Vec<QuerySpec>,
 }
 
-/// Builds the query mixes.
-pub fn workloads(data: &Dataset, plan: &QueryPlan, n: usize, seed: u64) -> Workloads {
+/// Builds the query workloads of W2, `n` queries each, in report order.
+pub fn workloads(data: &Dataset, plan: &QueryPlan, n: usize, seed: u64) -> Vec<Mix> {
     let mut rng = Rng::new(seed, 0x0057_2A2A);
     let whole = |text: Text| Params {
         bot: data.bot.clone(),
@@ -661,7 +665,52 @@ pub fn workloads(data: &Dataset, plan: &QueryPlan, n: usize, seed: u64) -> Workl
             ))
         })
         .collect();
-    Workloads { w2a, w2b, w2c }
+    // The UI's default view: the last 24 hours, no text, no filter, every facet.
+    let to = whole_second(data.max_ts + 1_000_000);
+    let w2d = (0..n)
+        .map(|_| {
+            QuerySpec::new(
+                "default view",
+                Params {
+                    bot: data.bot.clone(),
+                    from: to - DAY_US,
+                    to,
+                    text: None,
+                    channel: None,
+                    tag: None,
+                    flagged: None,
+                    limit: 20,
+                },
+            )
+        })
+        .collect();
+    let tag = if plan.tag.is_some() { "tag + " } else { "" };
+    vec![
+        Mix {
+            name: "W2a",
+            figure: "text query, top 20 by recency, 30 days".into(),
+            bars: (10.0, 40.0),
+            specs: w2a,
+        },
+        Mix {
+            name: "W2b",
+            figure: format!("channel + {tag}flagged + 7 days + all facets"),
+            bars: (5.0, 25.0),
+            specs: w2b,
+        },
+        Mix {
+            name: "W2c",
+            figure: format!("half-word + channel + {tag}flagged + 7 days + facets"),
+            bars: (15.0, 100.0),
+            specs: w2c,
+        },
+        Mix {
+            name: "W2d",
+            figure: "default view: last 24 hours, no text, all facets".into(),
+            bars: (5.0, 5.0),
+            specs: w2d,
+        },
+    ]
 }
 
 /// What a search answered: the exact total, the facet counts (zero counts left

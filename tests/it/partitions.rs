@@ -5,7 +5,8 @@
 //! `search_oracle.rs` (its fixture uses 6-hour partitions), and paging across
 //! partition boundaries while messages arrive in `paging.rs`.
 
-use crate::common::{ALL_FROM, ALL_TO, Server, end, generated, remove_at_exit, rfc3339};
+use crate::common::{ALL_FROM, ALL_TO, Server, agent, end, generated, remove_at_exit, rfc3339};
+use serde_json::Value;
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -173,4 +174,68 @@ fn retention_drops_whole_partitions_while_searches_run() {
         total(&server, &old),
         count("SELECT COUNT(*) FROM conversations WHERE started_at < ?1")
     );
+}
+
+#[test]
+fn review_changes_rewrite_the_conversation_document_not_its_messages() {
+    let root = tempfile::tempdir().unwrap();
+    let server = Server::start(root.path(), &[]);
+    // In order, one batch after another: no late message merges two sessions.
+    let messages = generated(2027, 300, &["shop"], 3);
+    for batch in messages.chunks(500) {
+        server.ingest(batch);
+    }
+    server.wait_settled();
+    let deleted_messages = r#"convlog_index_deleted_documents{kind="message"}"#;
+    let live_messages = r#"convlog_index_documents{kind="message"}"#;
+    // The tagging job already changed conversations (their tags) and no message document went.
+    assert_eq!(server.metric(deleted_messages), 0.0);
+    assert_eq!(server.metric(live_messages) as usize, messages.len());
+
+    let page = server.get_ok(&format!(
+        "/v1/bots/shop/conversations?from={ALL_FROM}&to={ALL_TO}&limit=40"
+    ));
+    let ids: Vec<String> = page["conversations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["id"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(ids.len(), 40);
+    let put = |path: &str| -> Value {
+        let mut response = agent()
+            .put(format!("{}{path}", server.base()))
+            .send_empty()
+            .unwrap();
+        assert_eq!(response.status().as_u16(), 200, "PUT {path}");
+        response.body_mut().read_json().unwrap()
+    };
+    let mut labelled_messages = 0;
+    for (n, id) in ids.iter().enumerate() {
+        let path = format!("/v1/bots/shop/conversations/{id}");
+        if n % 2 == 0 {
+            labelled_messages += put(&format!("{path}/labels/Refund"))["message_count"]
+                .as_u64()
+                .unwrap();
+        } else {
+            put(&format!("{path}/flag"));
+        }
+    }
+    server.wait_settled();
+    assert_eq!(
+        server.metric(deleted_messages),
+        0.0,
+        "labels and flags rewrote message documents"
+    );
+    assert_eq!(server.metric(live_messages) as usize, messages.len());
+
+    // Message search still filters by them, through the conversations.
+    let labelled = server.get_ok(&format!(
+        "/v1/bots/shop/messages?from={ALL_FROM}&to={ALL_TO}&label=refund&limit=1"
+    ));
+    assert_eq!(labelled["total"].as_u64(), Some(labelled_messages));
+    let flagged = server.get_ok(&format!(
+        "/v1/bots/shop/messages?from={ALL_FROM}&to={ALL_TO}&flagged=true&label=refund"
+    ));
+    assert_eq!(flagged["total"].as_u64(), Some(0));
 }

@@ -959,7 +959,14 @@ fn message_search_totals_and_first_pages_match_the_oracle() {
     let cats: Vec<(&str, Catalog)> = BOTS.iter().map(|&b| (b, catalog(&f.world, b))).collect();
     let mut rng = Rng::new(0x5EED);
     let mut failures = Vec::new();
-    for n in 0..12 {
+    let mut conv_of = vec![0; f.world.msgs.len()];
+    for (c, conv) in f.world.convs.iter().enumerate() {
+        for &m in &conv.msgs {
+            conv_of[m] = c;
+        }
+    }
+    let mut joined = 0;
+    for n in 0..16 {
         // Reuse the conversation-search generator for range and query; keep only what
         // message search evaluates per message, plus `role`.
         let mut search = random_search(&f.world, &mut rng, &cats);
@@ -990,9 +997,27 @@ fn message_search_totals_and_first_pages_match_the_oracle() {
                 }
             }
         }
+        // Filters only conversation documents carry (tags, the flag, the drop-off):
+        // a message passes when its conversation does.
+        let tag = (n % 2 == 1 && !unfiltered.is_empty())
+            .then(|| {
+                f.world.convs[conv_of[*rng.pick(&unfiltered)]]
+                    .tags
+                    .iter()
+                    .next()
+                    .cloned()
+            })
+            .flatten();
+        let dropoff = (n % 4 == 2).then(|| n % 8 == 2);
+        let flagged = (n % 3 == 1).then_some(false);
         let matching: Vec<usize> = unfiltered
             .into_iter()
             .filter(|&i| roles.is_empty() || roles.contains(&f.world.msgs[i].role.as_str()))
+            .filter(|&i| {
+                let conv = &f.world.convs[conv_of[i]];
+                tag.as_ref().is_none_or(|t| conv.tags.contains(t))
+                    && dropoff.is_none_or(|d| conv.dropoff.is_some() == d)
+            })
             .collect();
         let mut pairs = vec![
             ("from".to_string(), crate::common::rfc3339(search.from)),
@@ -1001,9 +1026,13 @@ fn message_search_totals_and_first_pages_match_the_oracle() {
             ("limit".to_string(), "50".to_string()),
         ];
         pairs.extend(roles.iter().map(|r| ("role".to_string(), r.to_string())));
+        pairs.extend(tag.iter().map(|t| ("tag".to_string(), t.clone())));
+        pairs.extend(dropoff.map(|d| ("dropoff".to_string(), d.to_string())));
+        pairs.extend(flagged.map(|d| ("flagged".to_string(), d.to_string())));
         let path = format!("/v1/bots/{}/messages?{}", search.bot, query_string(&pairs));
         let reply = f.server.get(&path);
         eprintln!("messages {n:2}: {:5} matches — {path}", matching.len());
+        joined += usize::from((tag.is_some() || dropoff.is_some()) && !matching.is_empty());
         if reply.status != 200 {
             failures.push(format!(
                 "GET {path}\n  status {}: {}",
@@ -1040,6 +1069,10 @@ fn message_search_totals_and_first_pages_match_the_oracle() {
             ));
         }
     }
+    assert!(
+        joined >= 4,
+        "only {joined} searches with conversation filters matched anything"
+    );
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
 

@@ -5,23 +5,20 @@ use crate::store::ConversationRecord;
 use crate::store::read::IndexMessage;
 use convlog_core::Role;
 use std::collections::BTreeSet;
-use std::hash::{Hash, Hasher};
 use tantivy::TantivyDocument;
 
-/// The fields a conversation's message documents share with it.
+/// A conversation's fields as its documents carry them.
 pub struct Shared<'a> {
     record: &'a ConversationRecord,
-    tags: Vec<&'a str>,
     flagged: &'static str,
     dropoff: Option<(&'a str, String)>,
 }
 
 impl<'a> Shared<'a> {
-    /// The shared fields of `record`.
+    /// The fields of `record`.
     pub fn of(record: &'a ConversationRecord) -> Shared<'a> {
         Shared {
             record,
-            tags: record.tags.iter().map(|t| t.tag.as_str()).collect(),
             flagged: if record.flagged_at.is_some() {
                 "true"
             } else {
@@ -36,27 +33,20 @@ impl<'a> Shared<'a> {
         }
     }
 
-    /// A digest of every value a message document copies from its conversation:
-    /// equal digests mean the stored message documents need no rewrite.
-    pub fn digest(&self) -> u64 {
-        // SipHash with fixed keys: the digest only lives in the indexer's memory.
-        let mut hasher = std::collections::hash_map::DefaultHasher::new();
-        self.record.bot_id.hash(&mut hasher);
-        self.record.channel.hash(&mut hasher);
-        self.tags.hash(&mut hasher);
-        self.record.labels.hash(&mut hasher);
-        self.flagged.hash(&mut hasher);
-        self.dropoff.hash(&mut hasher);
-        hasher.finish()
-    }
-
-    fn add_to(&self, doc: &mut TantivyDocument, fields: &Fields) {
+    /// What every document of the conversation carries: what never changes.
+    fn add_fixed(&self, doc: &mut TantivyDocument, fields: &Fields) {
         let record = self.record;
         doc.add_text(fields.bot, &record.bot_id);
         doc.add_u64(fields.conv_id, record.id);
         doc.add_text(fields.channel, &record.channel);
-        for tag in &self.tags {
-            doc.add_text(fields.tag, tag);
+    }
+
+    /// What only the conversation document carries: what review and tagging
+    /// change, so a change rewrites one document, not every message.
+    fn add_changing(&self, doc: &mut TantivyDocument, fields: &Fields) {
+        let record = self.record;
+        for tag in &record.tags {
+            doc.add_text(fields.tag, &tag.tag);
         }
         for label in &record.labels {
             doc.add_text(fields.label, label);
@@ -78,7 +68,8 @@ pub fn conversation(
 ) -> TantivyDocument {
     let record = shared.record;
     let mut conversation = TantivyDocument::default();
-    shared.add_to(&mut conversation, fields);
+    shared.add_fixed(&mut conversation, fields);
+    shared.add_changing(&mut conversation, fields);
     conversation.add_i64(fields.first_ts, record.started_at);
     conversation.add_i64(fields.last_ts, record.last_message_at);
     let mut flows = BTreeSet::new();
@@ -128,10 +119,10 @@ pub fn conversation(
     conversation
 }
 
-/// The document of one message, with the fields it shares with its conversation.
+/// The document of one message, with the fixed fields of its conversation.
 pub fn message(fields: &Fields, shared: &Shared<'_>, message: &IndexMessage) -> TantivyDocument {
     let mut doc = TantivyDocument::default();
-    shared.add_to(&mut doc, fields);
+    shared.add_fixed(&mut doc, fields);
     doc.add_u64(fields.msg_seq, message.seq);
     doc.add_text(fields.role, &message.role);
     doc.add_i64(fields.ts, message.timestamp);

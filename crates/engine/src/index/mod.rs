@@ -395,6 +395,15 @@ impl IndexView {
             .map(|p| p.searcher(kind).num_docs())
             .sum()
     }
+
+    /// Deleted documents of one kind that segments still hold (until merged away).
+    pub fn deleted_docs(&self, kind: DocKind) -> u64 {
+        self.partitions
+            .iter()
+            .flat_map(|p| p.searcher(kind).segment_readers())
+            .map(|segment| segment.num_deleted_docs() as u64)
+            .sum()
+    }
 }
 
 /// BM25 statistics over several partitions.

@@ -310,8 +310,6 @@ struct Indexed {
     messages: usize,
     /// The highest message `seq` among them.
     max_seq: u64,
-    /// [`document::Shared::digest`] of the conversation when they were written.
-    shared: u64,
 }
 
 /// The indexer's memory of committed message documents, so a change to a
@@ -340,16 +338,16 @@ enum Plan {
 }
 
 /// Messages are never edited and only leave a conversation with it (a merge or
-/// an archive deletes it and leaves a tombstone), so when the shared fields are
-/// unchanged and the stored messages up to the highest indexed `seq` are as many
-/// as the documents written, those documents are exactly these messages and
-/// only the later ones are new. Anything else (a merge brought older messages,
-/// tags, labels, flag or drop-off changed) rewrites them all.
-fn plan(known: Option<&Indexed>, shared: u64, messages: &[IndexMessage]) -> Plan {
+/// an archive deletes it and leaves a tombstone), and message documents carry
+/// nothing that changes (tags, labels, the flag and the drop-off live on the
+/// conversation document alone), so when the stored messages up to the highest
+/// indexed `seq` are as many as the documents written, those documents are
+/// exactly these messages and only the later ones are new. Otherwise (a merge
+/// brought older messages, or the indexer doesn't know) they are all rewritten.
+fn plan(known: Option<&Indexed>, messages: &[IndexMessage]) -> Plan {
     match known {
         Some(known)
-            if known.shared == shared
-                && messages.iter().filter(|m| m.seq <= known.max_seq).count() == known.messages =>
+            if messages.iter().filter(|m| m.seq <= known.max_seq).count() == known.messages =>
         {
             Plan::Append {
                 after: known.max_seq,
@@ -443,7 +441,6 @@ fn sync_pages(
             let partition = writer.get(index, key)?;
             touched.insert(key);
             let shared = document::Shared::of(record);
-            let digest = shared.digest();
             let term = Term::from_field_u64(fields.conv_id, record.id);
             // A tombstone in this page deleted whatever was indexed.
             let previous = known
@@ -454,7 +451,7 @@ fn sync_pages(
             partition
                 .conversations
                 .add_document(document::conversation(&fields, &shared, messages))?;
-            let after = match plan(previous, digest, messages) {
+            let after = match plan(previous, messages) {
                 Plan::Append { after } => {
                     appended += 1;
                     after
@@ -475,7 +472,6 @@ fn sync_pages(
                 Some(Indexed {
                     messages: messages.len(),
                     max_seq: messages.iter().map(|m| m.seq).max().unwrap_or(0),
-                    shared: digest,
                 }),
             ));
         }
@@ -546,36 +542,33 @@ mod tests {
         }
     }
 
-    fn plan_of(known: Option<Indexed>, shared: u64, seqs: &[u64]) -> Option<u64> {
+    fn plan_of(known: Option<Indexed>, seqs: &[u64]) -> Option<u64> {
         let messages: Vec<IndexMessage> = seqs.iter().copied().map(message).collect();
-        match plan(known.as_ref(), shared, &messages) {
+        match plan(known.as_ref(), &messages) {
             Plan::Append { after } => Some(after),
             Plan::Rewrite => None,
         }
     }
 
     #[test]
-    fn appends_only_new_messages_of_an_unchanged_conversation() {
+    fn appends_only_new_messages_of_a_known_conversation() {
         let known = Indexed {
             messages: 2,
             max_seq: 7,
-            shared: 1,
         };
-        assert_eq!(plan_of(Some(known), 1, &[3, 7, 9, 12]), Some(7));
-        // Nothing new (a label change elsewhere would change `shared`).
-        assert_eq!(plan_of(Some(known), 1, &[3, 7]), Some(7));
+        assert_eq!(plan_of(Some(known), &[3, 7, 9, 12]), Some(7));
+        // Nothing new: a label, tag or flag change rewrites only the conversation document.
+        assert_eq!(plan_of(Some(known), &[3, 7]), Some(7));
     }
 
     #[test]
-    fn rewrites_when_unknown_shared_fields_changed_or_older_messages_arrived() {
+    fn rewrites_when_unknown_or_older_messages_arrived() {
         let known = Indexed {
             messages: 2,
             max_seq: 7,
-            shared: 1,
         };
-        assert_eq!(plan_of(None, 1, &[3, 7]), None);
-        assert_eq!(plan_of(Some(known), 2, &[3, 7, 9]), None);
+        assert_eq!(plan_of(None, &[3, 7]), None);
         // A merge brought seq 5 from another conversation.
-        assert_eq!(plan_of(Some(known), 1, &[3, 5, 7, 9]), None);
+        assert_eq!(plan_of(Some(known), &[3, 5, 7, 9]), None);
     }
 }

@@ -2,7 +2,7 @@
 
 use super::SearchRequest;
 pub use super::filters::Dimension;
-use super::filters::{Clause, FILTERS};
+use super::filters::{Clause, FILTERS, Scope};
 use crate::index::Fields;
 use crate::index::schema::{ANY_DROPOFF, flow_step};
 use convlog_core::Micros;
@@ -117,7 +117,10 @@ pub fn build_without(
         let left_out = without
             .iter()
             .any(|dimension| filter.dimension() == Some(dimension.name()));
-        if values.is_empty() || left_out {
+        // Message documents don't carry what review and tagging change: the
+        // search keeps the messages of the conversations that pass it instead.
+        let elsewhere = kind == DocKind::Message && filter.scope == Scope::Conversation;
+        if values.is_empty() || left_out || elsewhere {
             continue;
         }
         match filter.clause {
@@ -126,7 +129,7 @@ pub fn build_without(
         }
     }
     if flow {
-        must.extend(flow_clauses(fields, request));
+        must.extend(flow_clauses(fields, kind, request));
     }
     if let Some(ast) = &request.ast {
         match ast {
@@ -138,8 +141,13 @@ pub fn build_without(
     Box::new(BooleanQuery::new(must))
 }
 
-/// `flow`, `step` and `dropoff` together: a step within its flows, a drop-off at those steps.
-fn flow_clauses(fields: &Fields, request: &SearchRequest) -> Vec<(Occur, Box<dyn Query>)> {
+/// `flow`, `step` and `dropoff` together: a step within its flows, a drop-off at those steps
+/// (the drop-off on conversation documents only: see [`Scope`]).
+fn flow_clauses(
+    fields: &Fields,
+    kind: DocKind,
+    request: &SearchRequest,
+) -> Vec<(Occur, Box<dyn Query>)> {
     let (flows, steps) = (request.values("flow"), request.values("step"));
     let mut clauses = Vec::new();
     let pairs = || {
@@ -154,7 +162,10 @@ fn flow_clauses(fields: &Fields, request: &SearchRequest) -> Vec<(Occur, Box<dyn
     if !steps.is_empty() {
         clauses.push((Occur::Must, any_of(fields.flow_step, pairs())));
     }
-    if let Some(dropoff) = request.flag("dropoff") {
+    if let Some(dropoff) = request
+        .flag("dropoff")
+        .filter(|_| kind == DocKind::Conversation)
+    {
         let dropped: Box<dyn Query> = if !steps.is_empty() {
             any_of(fields.dropoff_step, pairs())
         } else if !flows.is_empty() {

@@ -6,6 +6,7 @@
 
 use std::cmp::Ordering;
 use std::collections::{BinaryHeap, HashMap};
+use std::sync::Arc;
 use tantivy::collector::{Collector, SegmentCollector};
 use tantivy::columnar::{Column, StrColumn};
 use tantivy::{DocId, Score, SegmentOrdinal, SegmentReader};
@@ -102,6 +103,8 @@ pub struct SearchCollector {
     /// Filtered dimensions tested here instead of in the query, each counted
     /// disjunctively in this same pass (see [`Disjunctive`]).
     pub disjunctive: Vec<Disjunctive>,
+    /// Only documents of these conversations (ascending ids), when given.
+    pub within: Option<Arc<Vec<u64>>>,
 }
 
 /// A filtered facet dimension whose filter the collector applies itself.
@@ -163,6 +166,8 @@ pub struct SearchSegmentCollector {
     /// Per disjunctive dimension: its facet column and counts.
     disjunctive: Vec<(StrColumn, Vec<u32>)>,
     range: Option<SegmentRange>,
+    /// The `conv_id` column and the conversations documents must belong to.
+    within: Option<(Column<u64>, Arc<Vec<u64>>)>,
     total: u64,
     heap: BinaryHeap<Ranked>,
 }
@@ -255,6 +260,10 @@ impl Collector for SearchCollector {
             filters,
             disjunctive,
             range: SegmentRange::new(self.exact_range, reader)?,
+            within: match &self.within {
+                Some(ids) => Some((fast.u64("conv_id")?, ids.clone())),
+                None => None,
+            },
             total: 0,
             heap: BinaryHeap::with_capacity(self.limit + 1),
         })
@@ -298,6 +307,13 @@ impl SegmentCollector for SearchSegmentCollector {
 
     fn collect(&mut self, doc: DocId, score: Score) {
         if !accepted(&self.range, doc) {
+            return;
+        }
+        if let Some((column, ids)) = &self.within
+            && column
+                .first(doc)
+                .is_none_or(|id| ids.binary_search(&id).is_err())
+        {
             return;
         }
         if !self.filters.is_empty() {

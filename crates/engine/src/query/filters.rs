@@ -40,6 +40,18 @@ pub enum Clause {
     Flow,
 }
 
+/// Which documents carry a filter's field.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scope {
+    /// Message documents too: what a message says of itself (its flow, node,
+    /// intent, role) or what never changes (the channel).
+    Message,
+    /// Only the conversation document: review and tagging change it, and a
+    /// change must not rewrite every message. Message search keeps the
+    /// messages of the conversations that pass it.
+    Conversation,
+}
+
 /// The facet dimension a filter counts in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Facet {
@@ -84,6 +96,7 @@ pub struct Filter {
     /// The values it takes, when they are a fixed few (else any text).
     pub choices: &'static [&'static str],
     pub clause: Clause,
+    pub scope: Scope,
     pub facet: Facet,
     /// The searches that take it.
     pub targets: &'static [Target],
@@ -130,6 +143,7 @@ pub static FILTERS: &[Filter] = &[
         normalize: lowercase,
         choices: &[],
         clause: Clause::AnyOf("channel"),
+        scope: Scope::Message,
         facet: Facet::Own {
             counted: "channel",
             disjunctive: true,
@@ -145,6 +159,7 @@ pub static FILTERS: &[Filter] = &[
         normalize: as_is,
         choices: &[],
         clause: Clause::AnyOf("tag"),
+        scope: Scope::Conversation,
         facet: Facet::Own {
             counted: "tag",
             disjunctive: true,
@@ -160,6 +175,7 @@ pub static FILTERS: &[Filter] = &[
         normalize: as_is,
         choices: &[],
         clause: Clause::AnyOf("flagged"),
+        scope: Scope::Conversation,
         facet: Facet::Own {
             counted: "flagged",
             disjunctive: true,
@@ -175,6 +191,7 @@ pub static FILTERS: &[Filter] = &[
         normalize: label,
         choices: &[],
         clause: Clause::AnyOf("label"),
+        scope: Scope::Conversation,
         facet: Facet::Own {
             counted: "label",
             disjunctive: true,
@@ -193,6 +210,7 @@ pub static FILTERS: &[Filter] = &[
         normalize: as_is,
         choices: &[],
         clause: Clause::Flow,
+        scope: Scope::Message,
         facet: Facet::Own {
             counted: "flow",
             disjunctive: false,
@@ -211,6 +229,7 @@ pub static FILTERS: &[Filter] = &[
         normalize: as_is,
         choices: &[],
         clause: Clause::Flow,
+        scope: Scope::Message,
         facet: Facet::Of("flow"),
         targets: ALL,
         requires: Some("flow"),
@@ -223,6 +242,7 @@ pub static FILTERS: &[Filter] = &[
         normalize: as_is,
         choices: &[],
         clause: Clause::Flow,
+        scope: Scope::Conversation,
         facet: Facet::Of("flow"),
         targets: ALL,
         requires: None,
@@ -235,6 +255,7 @@ pub static FILTERS: &[Filter] = &[
         normalize: as_is,
         choices: &[],
         clause: Clause::AnyOf("node"),
+        scope: Scope::Message,
         facet: Facet::Own {
             counted: "prompt_node",
             disjunctive: true,
@@ -254,6 +275,7 @@ pub static FILTERS: &[Filter] = &[
         normalize: as_is,
         choices: &[],
         clause: Clause::AnyOf("intent"),
+        scope: Scope::Message,
         facet: Facet::Own {
             counted: "intent",
             disjunctive: true,
@@ -272,6 +294,7 @@ pub static FILTERS: &[Filter] = &[
         normalize: role,
         choices: &["user", "bot", "agent", "system"],
         clause: Clause::AnyOf("role"),
+        scope: Scope::Message,
         facet: Facet::None,
         targets: &[Target::Messages],
         requires: None,

@@ -7,6 +7,7 @@ use super::collector::{
     Disjunctive, IdCollector, SearchCollector, SearchFruit, SortPosition, SortSource,
 };
 use super::cursor::{Cursor, Views};
+use super::filters::{FILTERS, Scope};
 use super::highlight::{snippet, terms_for_role};
 use super::{SearchRequest, Sort};
 use crate::index::{Fields, IndexView, LiveIndex};
@@ -203,6 +204,7 @@ impl SearchService {
             facets: dimensions,
             exact_range: range.exact(),
             disjunctive: Vec::new(),
+            within: None,
         };
         Ok(index.search(
             DocKind::Conversation,
@@ -278,6 +280,7 @@ impl SearchService {
             facets: unfiltered.iter().map(|d| (d.name(), d.field())).collect(),
             exact_range: range.exact(),
             disjunctive,
+            within: None,
         };
         let fruit = index.search(
             DocKind::Conversation,
@@ -361,6 +364,7 @@ impl SearchService {
         let (index, view, after, range) = self.view_for(request, DocKind::Message, now)?;
         let limit = request.limit();
         let query = build::build(&self.fields, bot, DocKind::Message, request, range, None);
+        let within = self.conversations_passing(&index, bot, request, range)?;
         let collector = SearchCollector {
             sort: match request.sort {
                 Some(Sort::Relevance) => SortSource::Score,
@@ -372,6 +376,7 @@ impl SearchService {
             facets: Vec::new(),
             exact_range: None,
             disjunctive: Vec::new(),
+            within,
         };
         let fruit = index.search(DocKind::Message, (range.from, range.to), &query, &collector)?;
         let (top, next_cursor) = page(fruit.top, limit, |after| Cursor {
@@ -399,6 +404,46 @@ impl SearchService {
             hits,
             next_cursor,
         })
+    }
+
+    /// For a message search with filters only conversation documents carry
+    /// (see [`Scope`]): the conversations that pass them, ascending. Every
+    /// other condition of the search holds for a message only if it holds for
+    /// its conversation, so they narrow this set too.
+    fn conversations_passing(
+        &self,
+        index: &IndexView,
+        bot: &str,
+        request: &SearchRequest,
+        range: TimeRange,
+    ) -> Result<Option<Arc<Vec<u64>>>, QueryError> {
+        let joined = FILTERS
+            .iter()
+            .any(|f| f.scope == Scope::Conversation && !request.values(f.param).is_empty());
+        if !joined {
+            return Ok(None);
+        }
+        let mut conversational = request.clone();
+        conversational.ast = None;
+        conversational.filters.remove("role");
+        let query = build::build(
+            &self.fields,
+            bot,
+            DocKind::Conversation,
+            &conversational,
+            range,
+            None,
+        );
+        let ids = index.search(
+            DocKind::Conversation,
+            (range.from, range.to),
+            &query,
+            &IdCollector {
+                id_field: "conv_id",
+                exact_range: range.exact(),
+            },
+        )?;
+        Ok(Some(Arc::new(ids)))
     }
 
     /// Counts of `field` values over the conversations matching the filters (no default time range).
