@@ -1008,7 +1008,7 @@ fn message_search_totals_and_first_pages_match_the_oracle() {
                     .cloned()
             })
             .flatten();
-        let dropoff = (n % 4 == 2).then(|| n % 8 == 2);
+        let dropoff = (n % 4 == 2).then_some(n % 8 == 2);
         let flagged = (n % 3 == 1).then_some(false);
         let matching: Vec<usize> = unfiltered
             .into_iter()
