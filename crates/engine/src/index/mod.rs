@@ -154,6 +154,7 @@ impl SearchIndex {
             .write(dir)?;
         }
         let view = IndexView {
+            id: next_view_id(),
             partitions: partitions.values().map(|(_, view)| view.clone()).collect(),
         };
         Ok((
@@ -280,10 +281,10 @@ impl SearchIndex {
                 *view = partition.view();
             }
         }
-        let view = IndexView {
+        *self.inner.view.write().expect("view lock") = Arc::new(IndexView {
+            id: next_view_id(),
             partitions: partitions.values().map(|(_, view)| view.clone()).collect(),
-        };
-        *self.inner.view.write().expect("view lock") = Arc::new(view);
+        });
         Ok(())
     }
 }
@@ -319,8 +320,16 @@ fn clear_generation(dir: &Path) -> std::io::Result<()> {
 /// A point-in-time view of every partition: what a search runs over and a cursor pins.
 #[derive(Clone, Default)]
 pub struct IndexView {
+    /// Grows with every view published, across generations.
+    pub id: u64,
     /// Oldest first.
     pub partitions: Vec<PartitionView>,
+}
+
+/// The id of a new view.
+fn next_view_id() -> u64 {
+    static VIEWS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+    VIEWS.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
 }
 
 /// The threads searches run segments on: both cores for one query, apart from
@@ -386,6 +395,16 @@ impl IndexView {
             search_pool().install(|| segments.par_iter().enumerate().map(collect).collect())
         };
         collector.merge_fruits(fruits?)
+    }
+
+    /// The segments of every partition, both kinds.
+    pub fn segment_ids(&self) -> std::collections::HashSet<tantivy::index::SegmentId> {
+        self.partitions
+            .iter()
+            .flat_map(|p| [&p.conversations, &p.messages])
+            .flat_map(|searcher| searcher.segment_readers())
+            .map(|segment| segment.segment_id())
+            .collect()
     }
 
     /// Live documents of one kind.

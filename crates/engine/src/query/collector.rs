@@ -4,11 +4,12 @@
 //! Everything reads fast fields (columns), so a pass costs a few column reads
 //! per matching document and no stored-document access.
 
+use super::facets::{FacetColumn, FacetColumns};
 use std::cmp::Ordering;
 use std::collections::{BinaryHeap, HashMap};
 use std::sync::Arc;
 use tantivy::collector::{Collector, SegmentCollector};
-use tantivy::columnar::{Column, StrColumn};
+use tantivy::columnar::Column;
 use tantivy::{DocId, Score, SegmentOrdinal, SegmentReader};
 
 /// A position in the result order: documents sort by `key` then `id`, both descending.
@@ -105,6 +106,8 @@ pub struct SearchCollector {
     pub disjunctive: Vec<Disjunctive>,
     /// Only documents of these conversations (ascending ids), when given.
     pub within: Option<Arc<Vec<u64>>>,
+    /// The facet columns of every segment, opened once.
+    pub columns: Arc<FacetColumns>,
 }
 
 /// A filtered facet dimension whose filter the collector applies itself.
@@ -122,6 +125,9 @@ pub struct Disjunctive {
     /// A document passes when it has any of these values.
     pub values: Vec<String>,
 }
+
+/// A facet column and the counts of its ordinals in one segment.
+type Counting = (Arc<FacetColumn>, Vec<u32>);
 
 /// The result of a [`SearchCollector`].
 #[derive(Debug, Default)]
@@ -160,11 +166,11 @@ pub struct SearchSegmentCollector {
     id_column: Column<u64>,
     limit: usize,
     after: Option<SortPosition>,
-    facets: Vec<(StrColumn, Vec<u32>)>,
+    facets: Vec<Counting>,
     /// Per disjunctive dimension: its filter column and accepted ordinals (sorted).
-    filters: Vec<(StrColumn, Vec<u64>)>,
+    filters: Vec<(Arc<FacetColumn>, Vec<u64>)>,
     /// Per disjunctive dimension: its facet column and counts.
-    disjunctive: Vec<(StrColumn, Vec<u32>)>,
+    disjunctive: Vec<Counting>,
     range: Option<SegmentRange>,
     /// The `conv_id` column and the conversations documents must belong to.
     within: Option<(Column<u64>, Arc<Vec<u64>>)>,
@@ -172,50 +178,35 @@ pub struct SearchSegmentCollector {
     heap: BinaryHeap<Ranked>,
 }
 
-/// The column of a fast string field, empty when the segment has none.
-fn str_column(reader: &SegmentReader, field: &str) -> tantivy::Result<StrColumn> {
-    Ok(reader.fast_fields().str(field)?.unwrap_or_else(|| {
-        StrColumn::wrap(tantivy::columnar::BytesColumn::empty(reader.max_doc()))
-    }))
-}
-
 /// A facet column with its zeroed counts (empty when the segment has no values:
 /// counting then skips it).
-fn facet_column(reader: &SegmentReader, field: &str) -> tantivy::Result<(StrColumn, Vec<u32>)> {
-    let column = str_column(reader, field)?;
-    let terms = column.num_terms();
+fn counting(
+    columns: &FacetColumns,
+    reader: &SegmentReader,
+    field: &'static str,
+) -> tantivy::Result<Counting> {
+    let column = columns.get(reader, field)?;
+    let terms = column.ids.len();
     Ok((column, vec![0u32; terms]))
 }
 
-fn count_facet((column, counts): &mut (StrColumn, Vec<u32>), doc: DocId) {
+fn count_facet((column, counts): &mut Counting, doc: DocId) {
     if counts.is_empty() {
         return;
     }
-    for ord in column.term_ords(doc) {
+    for ord in column.column.term_ords(doc) {
         counts[ord as usize] += 1;
     }
 }
 
-/// Resolves counted ordinals to values in one sorted sweep: looking each up
-/// alone decompresses a dictionary block per value.
-fn resolve_counts((column, counts): (StrColumn, Vec<u32>)) -> HashMap<String, u64> {
-    let (ords, counts): (Vec<u64>, Vec<u64>) = counts
+/// The counts of one segment by value id.
+fn by_value((column, counts): Counting) -> Vec<(u32, u64)> {
+    counts
         .into_iter()
         .enumerate()
         .filter(|(_, count)| *count > 0)
-        .map(|(ord, count)| (ord as u64, count as u64))
-        .unzip();
-    let mut names = Vec::with_capacity(ords.len());
-    let resolved = column.dictionary().sorted_ords_to_term_cb(&ords, |bytes| {
-        names.push(String::from_utf8_lossy(bytes).into_owned())
-    });
-    match resolved {
-        Ok(_) => names.into_iter().zip(counts).collect(),
-        Err(err) => {
-            tracing::warn!(error = %err, "facet dictionary unreadable");
-            HashMap::new()
-        }
-    }
+        .map(|(ord, count)| (column.ids[ord], count as u64))
+        .collect()
 }
 
 impl Collector for SearchCollector {
@@ -234,22 +225,15 @@ impl Collector for SearchCollector {
         };
         let mut facets = Vec::with_capacity(self.facets.len());
         for (_, field) in &self.facets {
-            facets.push(facet_column(reader, field)?);
+            facets.push(counting(&self.columns, reader, field)?);
         }
         let mut filters = Vec::with_capacity(self.disjunctive.len());
         let mut disjunctive = Vec::with_capacity(self.disjunctive.len());
         for dimension in &self.disjunctive {
-            let column = str_column(reader, dimension.filter)?;
-            let mut ords = Vec::with_capacity(dimension.values.len());
-            for value in &dimension.values {
-                if let Some(ord) = column.dictionary().term_ord(value.as_bytes())? {
-                    ords.push(ord);
-                }
-            }
-            ords.sort_unstable();
-            ords.dedup();
+            let column = self.columns.get(reader, dimension.filter)?;
+            let ords = column.ords_of(&self.columns.ids_of(&dimension.values));
             filters.push((column, ords));
-            disjunctive.push(facet_column(reader, dimension.facet)?);
+            disjunctive.push(counting(&self.columns, reader, dimension.facet)?);
         }
         Ok(SearchSegmentCollector {
             sort_column,
@@ -274,15 +258,14 @@ impl Collector for SearchCollector {
     }
 
     fn merge_fruits(&self, fruits: Vec<SegmentFruit>) -> tantivy::Result<SearchFruit> {
-        let mut merged = SearchFruit {
-            facets: vec![HashMap::new(); self.facets.len() + self.disjunctive.len()],
-            ..SearchFruit::default()
-        };
+        let mut total = 0;
+        let mut facets: Vec<HashMap<u32, u64>> =
+            vec![HashMap::new(); self.facets.len() + self.disjunctive.len()];
         let mut top = Vec::new();
         for fruit in fruits {
-            merged.total += fruit.total;
+            total += fruit.total;
             top.extend(fruit.top);
-            for (into, from) in merged.facets.iter_mut().zip(fruit.facets) {
+            for (into, from) in facets.iter_mut().zip(fruit.facets) {
                 for (value, count) in from {
                     *into.entry(value).or_insert(0) += count;
                 }
@@ -290,8 +273,14 @@ impl Collector for SearchCollector {
         }
         top.sort_by(|a, b| a.order(b));
         top.truncate(self.limit);
-        merged.top = top;
-        Ok(merged)
+        Ok(SearchFruit {
+            total,
+            top,
+            facets: facets
+                .into_iter()
+                .map(|counts| self.columns.named(counts))
+                .collect(),
+        })
     }
 }
 
@@ -299,7 +288,8 @@ impl Collector for SearchCollector {
 pub struct SegmentFruit {
     total: u64,
     top: Vec<SortPosition>,
-    facets: Vec<HashMap<String, u64>>,
+    /// Per dimension: (value id, count).
+    facets: Vec<Vec<(u32, u64)>>,
 }
 
 impl SegmentCollector for SearchSegmentCollector {
@@ -322,6 +312,7 @@ impl SegmentCollector for SearchSegmentCollector {
             for (at, (column, ords)) in self.filters.iter().enumerate() {
                 let passes = !ords.is_empty()
                     && column
+                        .column
                         .term_ords(doc)
                         .any(|ord| ords.binary_search(&ord).is_ok());
                 if !passes {
@@ -383,7 +374,7 @@ impl SegmentCollector for SearchSegmentCollector {
             .facets
             .into_iter()
             .chain(self.disjunctive)
-            .map(resolve_counts)
+            .map(by_value)
             .collect();
         SegmentFruit {
             total: self.total,

@@ -7,6 +7,7 @@ use super::collector::{
     Disjunctive, IdCollector, SearchCollector, SearchFruit, SortPosition, SortSource,
 };
 use super::cursor::{Cursor, Views};
+use super::facets::FacetColumns;
 use super::filters::{FILTERS, Scope};
 use super::highlight::{snippet, terms_for_role};
 use super::{SearchRequest, Sort};
@@ -105,6 +106,7 @@ pub struct SearchService {
     fields: Fields,
     store: Store,
     views: Arc<Views>,
+    columns: Arc<FacetColumns>,
     config: SearchConfig,
 }
 
@@ -117,6 +119,7 @@ impl SearchService {
             index,
             store,
             views,
+            columns: Arc::default(),
             config,
         }
     }
@@ -171,16 +174,18 @@ impl SearchService {
             }
             let (index, view) = match self.views.get(cursor.view) {
                 Some(index) => (index, Some(cursor.view)),
-                None => (self.index.index().view(), None),
+                None => (self.live_view(), None),
             };
             return Ok((index, view, Some(cursor.after), cursor.range));
         }
-        Ok((
-            self.index.index().view(),
-            None,
-            None,
-            time_range(request, now, true),
-        ))
+        Ok((self.live_view(), None, None, time_range(request, now, true)))
+    }
+
+    /// The index as searches see it now.
+    fn live_view(&self) -> Arc<IndexView> {
+        let view = self.index.index().view();
+        self.columns.follow(&view);
+        view
     }
 
     /// The id of `index`'s view, pinning it if it isn't yet.
@@ -205,6 +210,7 @@ impl SearchService {
             exact_range: range.exact(),
             disjunctive: Vec::new(),
             within: None,
+            columns: self.columns.clone(),
         };
         Ok(index.search(
             DocKind::Conversation,
@@ -281,6 +287,7 @@ impl SearchService {
             exact_range: range.exact(),
             disjunctive,
             within: None,
+            columns: self.columns.clone(),
         };
         let fruit = index.search(
             DocKind::Conversation,
@@ -377,6 +384,7 @@ impl SearchService {
             exact_range: None,
             disjunctive: Vec::new(),
             within,
+            columns: self.columns.clone(),
         };
         let fruit = index.search(DocKind::Message, (range.from, range.to), &query, &collector)?;
         let (top, next_cursor) = page(fruit.top, limit, |after| Cursor {
@@ -466,7 +474,7 @@ impl SearchService {
             None,
         );
         Ok(self
-            .count(&self.index.index().view(), &query, range, dimensions)?
+            .count(&self.live_view(), &query, range, dimensions)?
             .facets)
     }
 
@@ -488,7 +496,7 @@ impl SearchService {
                 range,
                 None,
             );
-            Ok(service.index.index().view().search(
+            Ok(service.live_view().search(
                 DocKind::Conversation,
                 (range.from, range.to),
                 &query,
