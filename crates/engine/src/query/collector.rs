@@ -9,7 +9,8 @@ use std::cmp::Ordering;
 use std::collections::{BinaryHeap, HashMap};
 use std::sync::Arc;
 use tantivy::collector::{Collector, SegmentCollector};
-use tantivy::columnar::Column;
+use tantivy::columnar::column_index::{MultiValueIndex, OptionalIndex};
+use tantivy::columnar::{Column, ColumnIndex};
 use tantivy::{DocId, Score, SegmentOrdinal, SegmentReader};
 
 /// A position in the result order: documents sort by `key` then `id`, both descending.
@@ -167,6 +168,11 @@ pub struct SearchSegmentCollector {
     limit: usize,
     after: Option<SortPosition>,
     facets: Vec<Counting>,
+    /// Facets of [`SearchSegmentCollector::facets`] counted at harvest from
+    /// their column instead of per document (see [`optional_index`]).
+    deferred: Vec<bool>,
+    /// The documents that matched, when a facet is deferred: a bit per document.
+    matched: Vec<u64>,
     /// Per disjunctive dimension: its filter column and accepted ordinals (sorted).
     filters: Vec<(Arc<FacetColumn>, Vec<u64>)>,
     /// Per disjunctive dimension: its facet column and counts.
@@ -188,6 +194,63 @@ fn counting(
     let column = columns.get(reader, field)?;
     let terms = column.ids.len();
     Ok((column, vec![0u32; terms]))
+}
+
+/// The optional index of a column whose documents don't all have a value (at
+/// most one each, or several with a start index by rank), if it has one.
+/// Reading such a column per document pays a rank lookup in that index each
+/// time: most of a frequent word's cost, profiled. Its values are better read
+/// in one sweep over the documents that have any, keeping those that matched.
+fn optional_index(column: &FacetColumn) -> Option<&OptionalIndex> {
+    match &column.column.ords().index {
+        ColumnIndex::Optional(optional) => Some(optional),
+        ColumnIndex::Multivalued(MultiValueIndex::MultiValueIndexV2(multi)) => {
+            Some(&multi.optional_index)
+        }
+        _ => None,
+    }
+}
+
+/// Counts a deferred column's values over the matched documents, by whichever
+/// is shorter: a sweep over the documents with values, or the matched ones.
+fn count_deferred((column, counts): &mut Counting, matched: &[u64], total: u64) {
+    let ords = column.column.ords();
+    let Some(optional) = optional_index(column) else {
+        return;
+    };
+    if total.saturating_mul(8) < u64::from(optional.num_non_nulls()) {
+        let docs = matched.iter().enumerate().flat_map(|(word, bits)| {
+            (0..64)
+                .filter(move |bit| bits & (1 << bit) != 0)
+                .map(move |bit| (word * 64 + bit) as u32)
+        });
+        for doc in docs {
+            for ord in column.column.term_ords(doc) {
+                counts[ord as usize] += 1;
+            }
+        }
+        return;
+    }
+    let hit = |doc: u32| matched[doc as usize / 64] & (1 << (doc % 64)) != 0;
+    let starts = match &ords.index {
+        ColumnIndex::Multivalued(MultiValueIndex::MultiValueIndexV2(multi)) => {
+            Some(&multi.start_index_column)
+        }
+        _ => None,
+    };
+    for (rank, doc) in optional.iter_non_null_docs().enumerate() {
+        if !hit(doc) {
+            continue;
+        }
+        let rank = rank as u32;
+        let values = match starts {
+            Some(starts) => starts.get_val(rank)..starts.get_val(rank + 1),
+            None => rank..rank + 1,
+        };
+        for value in values {
+            counts[ords.values.get_val(value) as usize] += 1;
+        }
+    }
 }
 
 fn count_facet((column, counts): &mut Counting, doc: DocId) {
@@ -227,6 +290,15 @@ impl Collector for SearchCollector {
         for (_, field) in &self.facets {
             facets.push(counting(&self.columns, reader, field)?);
         }
+        let deferred: Vec<bool> = facets
+            .iter()
+            .map(|(column, counts)| !counts.is_empty() && optional_index(column).is_some())
+            .collect();
+        let matched = if deferred.contains(&true) {
+            vec![0u64; (reader.max_doc() as usize).div_ceil(64)]
+        } else {
+            Vec::new()
+        };
         let mut filters = Vec::with_capacity(self.disjunctive.len());
         let mut disjunctive = Vec::with_capacity(self.disjunctive.len());
         for dimension in &self.disjunctive {
@@ -241,6 +313,8 @@ impl Collector for SearchCollector {
             limit: self.limit,
             after: self.after,
             facets,
+            deferred,
+            matched,
             filters,
             disjunctive,
             range: SegmentRange::new(self.exact_range, reader)?,
@@ -331,8 +405,13 @@ impl SegmentCollector for SearchSegmentCollector {
             }
         }
         self.total += 1;
-        for facet in &mut self.facets {
-            count_facet(facet, doc);
+        for (facet, deferred) in self.facets.iter_mut().zip(&self.deferred) {
+            if !deferred {
+                count_facet(facet, doc);
+            }
+        }
+        if !self.matched.is_empty() {
+            self.matched[doc as usize / 64] |= 1 << (doc % 64);
         }
         if self.limit == 0 {
             return;
@@ -369,7 +448,12 @@ impl SegmentCollector for SearchSegmentCollector {
         }
     }
 
-    fn harvest(self) -> SegmentFruit {
+    fn harvest(mut self) -> SegmentFruit {
+        for (facet, deferred) in self.facets.iter_mut().zip(&self.deferred) {
+            if *deferred {
+                count_deferred(facet, &self.matched, self.total);
+            }
+        }
         let facets = self
             .facets
             .into_iter()
