@@ -3,8 +3,8 @@
 
 use super::{CommitPayload, IndexError, PartitionKey, SearchIndex, document};
 use crate::settings::IndexConfig;
-use crate::store::read::{IndexMessage, any_placed_in};
-use crate::store::{Store, read_changes_page};
+use crate::store::read::{IndexMessage, any_placed_in, placed_page};
+use crate::store::{ChangedConversation, Store, read_changes_page};
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{self, RecvTimeoutError};
@@ -359,6 +359,122 @@ fn plan(known: Option<&Indexed>, messages: &[IndexMessage]) -> Plan {
 
 /// Indexes every change after `position` that is committed in the store, committing page by page
 /// and reporting each committed position.
+/// Writes the documents of one changed conversation into its partition:
+/// the conversation document always, and the message documents `previous`
+/// doesn't already account for (all of them when `replace` is false: a build
+/// of an empty index, where there is nothing to delete either).
+fn write(
+    index: &SearchIndex,
+    writer: &mut Writers,
+    changed: &ChangedConversation,
+    previous: Option<&Indexed>,
+    replace: bool,
+) -> Result<(PartitionKey, Plan, Indexed), IndexError> {
+    let fields = index.fields();
+    let (record, messages) = (&changed.record, &changed.messages);
+    let key = PartitionKey::of(changed.placed_at, index.span());
+    let partition = writer.get(index, key)?;
+    let shared = document::Shared::of(record);
+    let term = Term::from_field_u64(fields.conv_id, record.id);
+    if replace {
+        partition.conversations.delete_term(term.clone());
+    }
+    partition
+        .conversations
+        .add_document(document::conversation(fields, &shared, messages))?;
+    let plan = plan(previous, messages);
+    let after = match plan {
+        Plan::Append { after } => after,
+        Plan::Rewrite => {
+            if replace {
+                partition.messages.delete_term(term);
+            }
+            0
+        }
+    };
+    for message in messages.iter().filter(|m| m.seq > after) {
+        partition
+            .messages
+            .add_document(document::message(fields, &shared, message))?;
+    }
+    let state = Indexed {
+        messages: messages.len(),
+        max_seq: messages.iter().map(|m| m.seq).max().unwrap_or(0),
+    };
+    Ok((key, plan, state))
+}
+
+/// Commits the `touched` partitions, messages first, recording `position` in each.
+fn commit(
+    index: &SearchIndex,
+    writer: &mut Writers,
+    touched: &BTreeSet<PartitionKey>,
+    position: u64,
+) -> Result<(), IndexError> {
+    let payload = serde_json::to_string(&CommitPayload {
+        schema_version: index.schema().version,
+        position,
+    })
+    .expect("payload serialises");
+    for key in touched {
+        let partition = writer
+            .open
+            .get_mut(key)
+            .expect("touched partitions are open");
+        for part in [&mut partition.messages, &mut partition.conversations] {
+            let mut commit = part.prepare_commit()?;
+            commit.set_payload(&payload);
+            commit.commit()?;
+        }
+    }
+    Ok(())
+}
+
+/// Builds an empty index from the store in the order of time (`placed_at`),
+/// partition after partition, so each partition's writer is opened once;
+/// returns the position the build covers. Following the change stream
+/// instead would visit partitions in the order conversations last changed,
+/// opening and closing writers all along.
+///
+/// The store is read page by page, not in one snapshot: the head is taken
+/// first, so every change up to it is in what the pages read, and a change
+/// after it is read again when the change stream is followed from there.
+fn build(
+    index: &SearchIndex,
+    store: &Store,
+    writer: &mut Writers,
+    known: &mut Known,
+    committed: &mut impl FnMut(u64, usize) -> bool,
+) -> Result<Option<u64>, IndexError> {
+    let head = store.head();
+    let mut after = None;
+    loop {
+        let page = store.read(|conn| placed_page(conn, after, PAGE))?;
+        let Some(last) = page.last() else { break };
+        after = Some((last.placed_at, last.record.id));
+        writer.pages += 1;
+        let mut touched = BTreeSet::new();
+        for changed in &page {
+            let (key, _, state) = write(index, writer, changed, None, false)?;
+            touched.insert(key);
+            if known.0.len() < KNOWN_MAX {
+                known.0.insert(changed.record.id, state);
+            }
+        }
+        // Position 0 until the build ends: a crash in between builds again from scratch.
+        commit(index, writer, &touched, 0)?;
+        let touched: Vec<PartitionKey> = touched.into_iter().collect();
+        index.publish(&touched)?;
+        writer.close_idle();
+        if !committed(0, page.len()) {
+            return Ok(None);
+        }
+    }
+    index.record_position(head)?;
+    committed(head, 0);
+    Ok(Some(head))
+}
+
 fn sync(
     index: &SearchIndex,
     store: &Store,
@@ -367,7 +483,15 @@ fn sync(
     mut position: u64,
     mut committed: impl FnMut(u64, usize) -> bool,
 ) -> Result<u64, IndexError> {
-    let result = sync_pages(index, store, writer, known, &mut position, &mut committed);
+    let result = (|| {
+        if position == 0 {
+            match build(index, store, writer, known, &mut committed)? {
+                Some(built) => position = built,
+                None => return Ok(()),
+            }
+        }
+        sync_pages(index, store, writer, known, &mut position, &mut committed)
+    })();
     if result.is_err() {
         known.clear();
     }
@@ -436,61 +560,20 @@ fn sync_pages(
         let tombstoned: HashSet<u64> = batch.tombstones.iter().map(|t| t.id).collect();
         let (mut appended, mut rewritten) = (0usize, 0usize);
         for changed in &batch.conversations {
-            let (record, messages) = (&changed.record, &changed.messages);
-            let key = PartitionKey::of(changed.placed_at, span);
-            let partition = writer.get(index, key)?;
-            touched.insert(key);
-            let shared = document::Shared::of(record);
-            let term = Term::from_field_u64(fields.conv_id, record.id);
             // A tombstone in this page deleted whatever was indexed.
             let previous = known
                 .0
-                .get(&record.id)
-                .filter(|_| !tombstoned.contains(&record.id));
-            partition.conversations.delete_term(term.clone());
-            partition
-                .conversations
-                .add_document(document::conversation(&fields, &shared, messages))?;
-            let after = match plan(previous, messages) {
-                Plan::Append { after } => {
-                    appended += 1;
-                    after
-                }
-                Plan::Rewrite => {
-                    rewritten += 1;
-                    partition.messages.delete_term(term);
-                    0
-                }
-            };
-            for message in messages.iter().filter(|m| m.seq > after) {
-                partition
-                    .messages
-                    .add_document(document::message(&fields, &shared, message))?;
+                .get(&changed.record.id)
+                .filter(|_| !tombstoned.contains(&changed.record.id));
+            let (key, plan, state) = write(index, writer, changed, previous, true)?;
+            touched.insert(key);
+            match plan {
+                Plan::Append { .. } => appended += 1,
+                Plan::Rewrite => rewritten += 1,
             }
-            updates.push((
-                record.id,
-                Some(Indexed {
-                    messages: messages.len(),
-                    max_seq: messages.iter().map(|m| m.seq).max().unwrap_or(0),
-                }),
-            ));
+            updates.push((changed.record.id, Some(state)));
         }
-        let payload = serde_json::to_string(&CommitPayload {
-            schema_version: index.schema().version,
-            position: batch.position,
-        })
-        .expect("payload serialises");
-        for key in &touched {
-            let partition = writer
-                .open
-                .get_mut(key)
-                .expect("touched partitions are open");
-            for part in [&mut partition.messages, &mut partition.conversations] {
-                let mut commit = part.prepare_commit()?;
-                commit.set_payload(&payload);
-                commit.commit()?;
-            }
-        }
+        commit(index, writer, &touched, batch.position)?;
         for key in &dropped {
             writer.discard(*key);
             index.drop_partition(*key)?;

@@ -464,6 +464,34 @@ fn read_changes(conn: &Connection, after: u64, limit: usize) -> Result<ChangeBat
     Ok(batch)
 }
 
+/// Up to `limit` conversations in the order of (`placed_at`, id), after `after`.
+pub fn placed_page(
+    conn: &Connection,
+    after: Option<(Micros, u64)>,
+    limit: usize,
+) -> Result<Vec<ChangedConversation>, StoreError> {
+    let (placed, id) = after.unwrap_or((Micros::MIN, 0));
+    let records: Vec<(ConversationRecord, Micros)> = conn
+        .prepare_cached(&format!(
+            "SELECT {CONVERSATION_COLUMNS}, placed_at FROM conversations
+             WHERE (placed_at, id) > (?1, ?2) ORDER BY placed_at, id LIMIT ?3"
+        ))?
+        .query_map(params![placed, id as i64, limit as i64], |row| {
+            Ok((conversation_from_row(row)?, row.get(14)?))
+        })?
+        .collect::<Result<_, _>>()?;
+    records
+        .into_iter()
+        .map(|(record, placed_at)| {
+            Ok(ChangedConversation {
+                messages: index_messages(conn, record.id)?,
+                record: with_labels_and_tags(conn, record)?,
+                placed_at,
+            })
+        })
+        .collect()
+}
+
 /// Whether any stored conversation is placed in `[from, to)` (see `placed_at`).
 pub fn any_placed_in(conn: &Connection, from: Micros, to: Micros) -> Result<bool, StoreError> {
     Ok(conn
