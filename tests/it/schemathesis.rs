@@ -96,7 +96,7 @@ fn api_description_holds_under_schemathesis() {
     );
     println!("{text}");
     assert!(
-        output.status.success(),
+        output.status.success() || only_interpreter_crashes(&text),
         "Schemathesis found failures (the run's output is above):\n{}\n--- server log ---\n{}",
         text.lines()
             .skip_while(|line| !line.contains("FAILURES"))
@@ -105,4 +105,56 @@ fn api_description_holds_under_schemathesis() {
             .join("\n"),
         server.log_tail()
     );
+}
+
+/// Whether the run failed only because Python itself crashed while
+/// Schemathesis generated data for some operations: CPython 3.11's `ast`
+/// module raises "AST constructor recursion depth mismatch" when two threads
+/// parse at once (python/cpython#106905), inside Hypothesis. Such an
+/// operation went untested in one phase, and nothing was found wrong with
+/// the server; any failure, or any other error, still fails the test.
+fn only_interpreter_crashes(text: &str) -> bool {
+    const CRASH: &str = "AST constructor recursion depth mismatch";
+    let Some(errors) = text.split("= ERRORS =").nth(1) else {
+        return false;
+    };
+    let errors = errors.split("= SUMMARY =").next().unwrap_or(errors);
+    // Each error starts with a `____ METHOD /path ____` heading.
+    let mut blocks: Vec<String> = Vec::new();
+    for line in errors.lines() {
+        if line.starts_with("____") {
+            blocks.push(String::new());
+        } else if let Some(block) = blocks.last_mut() {
+            block.push_str(line);
+            block.push('\n');
+        }
+    }
+    let crashed = !text.contains("= FAILURES =")
+        && !blocks.is_empty()
+        && blocks.iter().all(|block| block.contains(CRASH));
+    if crashed {
+        eprintln!(
+            "Schemathesis: {} operation(s) hit a CPython ast crash while generating data; no failure found",
+            blocks.len()
+        );
+    }
+    crashed
+}
+
+#[test]
+fn only_a_python_crash_is_forgiven() {
+    let error = |what: &str| {
+        format!(
+            "==== ERRORS ====\n____ POST /v1/x ____\nRuntime Error\n\n{what}\n\n==== SUMMARY ====\n1 error\n"
+        )
+    };
+    let crash = error("AST constructor recursion depth mismatch (before=66, after=60)");
+    assert!(only_interpreter_crashes(&crash));
+    assert!(!only_interpreter_crashes(&error(
+        "Network Error: connection refused"
+    )));
+    assert!(!only_interpreter_crashes(&format!(
+        "==== FAILURES ====\n____ GET /v1/y ____\nServer error\n{crash}"
+    )));
+    assert!(!only_interpreter_crashes("all passed"));
 }
