@@ -16,7 +16,8 @@ mod writer;
 
 pub use crate::settings::SchemaChange;
 pub use live::LiveIndex;
-pub use partition::{DocKind, Partition, PartitionKey, PartitionView};
+use partition::Partition;
+pub use partition::{DocKind, PartitionKey, PartitionView};
 pub use schema::{Fields, IndexSchema};
 pub use writer::{IndexState, Indexer};
 
@@ -72,6 +73,9 @@ pub struct BuildState {
 }
 
 const STATE: &str = "STATE";
+
+/// The suffix a dropped partition's directory takes before it is removed.
+const DROPPED: &str = ".dropped";
 
 impl BuildState {
     /// The state of the generation in `dir`, if it has one.
@@ -252,7 +256,7 @@ impl SearchIndex {
         let dir = self.inner.dir.join(key.dir_name());
         if removed.is_some() || dir.exists() {
             // Renamed first: a crash mid-removal must not leave a half partition under its name.
-            let doomed = self.inner.dir.join(format!("{}.dropped", key.dir_name()));
+            let doomed = self.inner.dir.join(format!("{}{DROPPED}", key.dir_name()));
             std::fs::rename(&dir, &doomed)?;
             std::fs::File::open(&self.inner.dir)?.sync_all()?;
             std::fs::remove_dir_all(&doomed)?;
@@ -289,15 +293,20 @@ impl SearchIndex {
     }
 }
 
-/// The partition directories of a generation.
+/// The partition directories of a generation (removing what a crash left
+/// of a dropped one).
 fn partition_dirs(dir: &Path) -> Vec<(PartitionKey, PathBuf)> {
     let mut found: Vec<(PartitionKey, PathBuf)> = std::fs::read_dir(dir)
         .into_iter()
         .flatten()
         .flatten()
         .filter_map(|entry| {
-            let key = PartitionKey::parse(entry.file_name().to_str()?)?;
-            Some((key, entry.path()))
+            let name = entry.file_name().into_string().ok()?;
+            if name.ends_with(DROPPED) {
+                let _ = std::fs::remove_dir_all(entry.path());
+                return None;
+            }
+            Some((PartitionKey::parse(&name)?, entry.path()))
         })
         .collect();
     found.sort_by_key(|(key, _)| *key);

@@ -99,7 +99,6 @@ impl Part {
 #[derive(Clone)]
 pub struct Partition {
     pub key: PartitionKey,
-    pub dir: PathBuf,
     pub conversations: Part,
     pub messages: Part,
 }
@@ -116,7 +115,6 @@ impl Partition {
         Ok(match (conversations, messages) {
             (Some(conversations), Some(messages)) => Some(Partition {
                 key,
-                dir,
                 conversations,
                 messages,
             }),
@@ -138,7 +136,6 @@ impl Partition {
         }
         Ok(Partition {
             key,
-            dir,
             conversations,
             messages,
         })
