@@ -434,15 +434,27 @@ impl SearchService {
         let mut conversational = request.clone();
         conversational.ast = None;
         conversational.filters.remove("role");
+        let ids = self.conversation_ids(index, bot, &conversational, range)?;
+        Ok(Some(Arc::new(ids)))
+    }
+
+    /// Ids of the conversations `request` matches in `index`, ascending.
+    fn conversation_ids(
+        &self,
+        index: &IndexView,
+        bot: &str,
+        request: &SearchRequest,
+        range: TimeRange,
+    ) -> Result<Vec<u64>, QueryError> {
         let query = build::build(
             &self.fields,
             bot,
             DocKind::Conversation,
-            &conversational,
+            request,
             range,
             None,
         );
-        let ids = index.search(
+        Ok(index.search(
             DocKind::Conversation,
             (range.from, range.to),
             &query,
@@ -450,8 +462,7 @@ impl SearchService {
                 id_field: "conv_id",
                 exact_range: range.exact(),
             },
-        )?;
-        Ok(Some(Arc::new(ids)))
+        )?)
     }
 
     /// Counts of `field` values over the conversations matching the filters (no default time range).
@@ -488,23 +499,7 @@ impl SearchService {
         self.blocking(move |service| {
             let request = &*service.resolve(&bot, &request)?;
             let range = time_range(request, now, true);
-            let query = build::build(
-                &service.fields,
-                &bot,
-                DocKind::Conversation,
-                request,
-                range,
-                None,
-            );
-            Ok(service.live_view().search(
-                DocKind::Conversation,
-                (range.from, range.to),
-                &query,
-                &IdCollector {
-                    id_field: "conv_id",
-                    exact_range: range.exact(),
-                },
-            )?)
+            service.conversation_ids(&service.live_view(), &bot, request, range)
         })
         .await
     }
