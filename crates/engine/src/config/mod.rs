@@ -460,6 +460,26 @@ mod tests {
     }
 
     #[test]
+    fn partition_span_is_a_day_by_default_and_bounded() {
+        let config = load_with(&[]).unwrap();
+        assert_eq!(config.index.partition_span, Duration::from_secs(86_400));
+        assert_eq!(
+            load_with(&["index.partition_span=6h"])
+                .unwrap()
+                .index
+                .partition_span,
+            Duration::from_secs(6 * 3600)
+        );
+        for bad in ["30s", "367d", "often"] {
+            let err = load_with(&[&format!("index.partition_span={bad}")]).unwrap_err();
+            assert!(
+                err.to_string().contains("index.partition_span"),
+                "{bad}: {err}"
+            );
+        }
+    }
+
+    #[test]
     fn unknown_key_is_an_error_naming_the_key() {
         let err = load_with(&["index.refresh_intervall=2s"]).unwrap_err();
         assert!(err.to_string().contains("refresh_intervall"), "{err}");

@@ -438,6 +438,23 @@ impl SearchService {
         Ok(Some(Arc::new(ids)))
     }
 
+    /// The query over conversation documents of `bot` for all of `request`.
+    fn conversation_query(
+        &self,
+        bot: &str,
+        request: &SearchRequest,
+        range: TimeRange,
+    ) -> Box<dyn Query> {
+        build::build(
+            &self.fields,
+            bot,
+            DocKind::Conversation,
+            request,
+            range,
+            None,
+        )
+    }
+
     /// Ids of the conversations `request` matches in `index`, ascending.
     fn conversation_ids(
         &self,
@@ -446,14 +463,7 @@ impl SearchService {
         request: &SearchRequest,
         range: TimeRange,
     ) -> Result<Vec<u64>, QueryError> {
-        let query = build::build(
-            &self.fields,
-            bot,
-            DocKind::Conversation,
-            request,
-            range,
-            None,
-        );
+        let query = self.conversation_query(bot, request, range);
         Ok(index.search(
             DocKind::Conversation,
             (range.from, range.to),
@@ -476,14 +486,7 @@ impl SearchService {
     ) -> Result<Vec<HashMap<String, u64>>, QueryError> {
         let request = &*self.resolve(bot, request)?;
         let range = time_range(request, now, default_range);
-        let query = build::build(
-            &self.fields,
-            bot,
-            DocKind::Conversation,
-            request,
-            range,
-            None,
-        );
+        let query = self.conversation_query(bot, request, range);
         Ok(self
             .count(&self.live_view(), &query, range, dimensions)?
             .facets)
