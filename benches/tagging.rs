@@ -35,7 +35,7 @@ use convlog::app::App;
 use convlog_core::Micros;
 use convlog_engine::config::{Config, Sources};
 use convlog_engine::jobs::JobState;
-use convlog_engine::store::tagging::{TagCandidate, all_candidates, meta};
+use convlog_engine::store::tagging::{TagCandidate, meta, placed_heads, with_messages};
 use convlog_engine::tag::builtin::NAMES as BUILTIN_RULES;
 use convlog_engine::tag::evaluate;
 use convlog_engine::tag::rules::ConversationFacts;
@@ -347,12 +347,12 @@ fn engine_only(dir: &Path, runs: usize, quiet: u64, now: Micros) -> anyhow::Resu
     wait_quiet(quiet, "reading every conversation");
     let started = Instant::now();
     let mut candidates: Vec<TagCandidate> = Vec::new();
-    let mut after = 0;
+    let mut after = None;
     loop {
-        let page = app.store.read(|conn| all_candidates(conn, after, 4096))?;
-        let Some(last) = page.last() else { break };
-        after = last.id;
-        candidates.extend(page);
+        let heads = app.store.read(|conn| placed_heads(conn, after, 4096))?;
+        let Some(last) = heads.last() else { break };
+        after = Some(last.place);
+        candidates.extend(app.store.read(|conn| with_messages(conn, &heads))?);
     }
     let read_seconds = started.elapsed().as_secs_f64();
     let rules = app.config.tagging.rules.clone();

@@ -7,13 +7,15 @@
 
 use crate::common::{ALL_FROM, ALL_TO, Server, agent, end, generated, remove_at_exit, rfc3339};
 use serde_json::Value;
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
 const SPAN: i64 = 6 * 3_600_000_000;
 const DAY: i64 = 86_400_000_000;
+/// `retention.batch_messages` of the retention test.
+const BATCH: i64 = 600;
 
 /// The partition directories of the generation being served.
 fn partition_dirs(data_dir: &Path) -> Vec<PathBuf> {
@@ -47,6 +49,21 @@ fn placed_partitions(data_dir: &Path) -> BTreeSet<i64> {
         .collect()
 }
 
+/// The rows of a two-integer query on the store.
+fn store_query(data_dir: &Path, sql: &str) -> Vec<(i64, i64)> {
+    let conn = rusqlite::Connection::open_with_flags(
+        data_dir.join("convlog.db"),
+        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
+    )
+    .unwrap();
+    let mut statement = conn.prepare(sql).unwrap();
+    statement
+        .query_map([], |row| Ok((row.get(0)?, row.get(1)?)))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect()
+}
+
 fn total(server: &Server, path: &str) -> u64 {
     let reply = server.get(path);
     assert_eq!(reply.status, 200, "GET {path}: {}", reply.body);
@@ -62,7 +79,12 @@ fn retention_drops_whole_partitions_while_searches_run() {
     let now = (end() + chrono::Duration::days(170)).to_rfc3339();
     let server = Server::start_with_env(
         root.path(),
-        &["--set", "index.partition_span=6h"],
+        &[
+            "--set",
+            "index.partition_span=6h",
+            "--set",
+            &format!("retention.batch_messages={BATCH}"),
+        ],
         &[("CONVLOG_CLOCK_AT", &now)],
         "warn",
     );
@@ -70,6 +92,16 @@ fn retention_drops_whole_partitions_while_searches_run() {
     assert_eq!(accepted as usize, messages.len());
     server.wait_settled();
     let data_dir = server.data_dir().to_path_buf();
+    // Runs are smaller than what is due, and larger than any one partition.
+    let largest = store_query(
+        &data_dir,
+        &format!("SELECT placed_at / {SPAN}, SUM(message_count) FROM conversations GROUP BY 1"),
+    )
+    .into_iter()
+    .map(|(_, messages)| messages)
+    .max()
+    .unwrap();
+    assert!(largest < BATCH, "a partition holds {largest} messages");
 
     // Every partition a conversation is placed in exists on disk, and only those.
     let before = partition_dirs(&data_dir);
@@ -135,7 +167,34 @@ fn retention_drops_whole_partitions_while_searches_run() {
         job["result"]["conversations"].as_u64().unwrap_or(0) > 100,
         "{job}"
     );
+    assert!(job["result"]["runs"].as_u64().unwrap_or(0) >= 4, "{job}");
     assert!(searches.load(Ordering::Relaxed) >= 10);
+
+    // Each run took whole partitions: every archived partition's conversations
+    // left the store in one run (a run's deletions are consecutive changes,
+    // ending at its `delete_change`).
+    let run_ends: Vec<i64> = store_query(
+        &data_dir,
+        "SELECT id, delete_change FROM archive_runs WHERE state = 'done' ORDER BY delete_change",
+    )
+    .into_iter()
+    .map(|(_, end)| end)
+    .collect();
+    let mut runs_of: BTreeMap<i64, BTreeSet<usize>> = BTreeMap::new();
+    for (change, placed_at) in store_query(
+        &data_dir,
+        "SELECT change_seq, placed_at FROM tombstones WHERE placed_at IS NOT NULL",
+    ) {
+        let run = run_ends.partition_point(|&end| end < change);
+        assert!(run < run_ends.len(), "tombstone {change} after every run");
+        runs_of
+            .entry(placed_at.div_euclid(SPAN))
+            .or_default()
+            .insert(run);
+    }
+    assert!(runs_of.len() >= 20, "{} partitions archived", runs_of.len());
+    let split: Vec<_> = runs_of.iter().filter(|(_, runs)| runs.len() > 1).collect();
+    assert!(split.is_empty(), "partitions split across runs: {split:?}");
 
     // The archived days' partitions are gone from disk and from searches; the rest answer as before.
     let after = partition_dirs(&data_dir);

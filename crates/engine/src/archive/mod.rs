@@ -9,6 +9,11 @@
 //! plan ─► write ─► verify ─► manifest ─► delete from store ─► index committed
 //! ```
 //!
+//! Runs follow the index's time partitions: a run takes whole partitions (a
+//! day by default) up to `retention.batch_messages`, so once its rows leave the
+//! store the index drops those partitions' directories instead of deleting
+//! their documents one by one.
+//!
 //! * **plan** fixes the conversations and *holds* them: ingest no longer joins
 //!   them, review changes are refused and the tagger leaves them, so their rows
 //!   can't change under the run;
@@ -29,7 +34,7 @@ pub mod target;
 
 pub use error::ArchiveError;
 
-use crate::index::LiveIndex;
+use crate::index::{LiveIndex, PartitionKey};
 use crate::jobs::Progress;
 use crate::settings::RetentionConfig;
 use crate::store::archive::{
@@ -223,7 +228,7 @@ impl Archiver {
             summary.conversations += 1;
             summary.messages += conversation.messages;
         }
-        summary.runs = in_batches(due, self.config.batch_messages).len() as u64;
+        summary.runs = in_batches(due, self.config.batch_messages, self.index.index().span()).len() as u64;
         summary.resumed = self.store.read(records::unfinished_runs)?.len() as u64;
         Ok(summary)
     }
@@ -250,7 +255,7 @@ impl Archiver {
             .store(due.iter().map(|c| c.messages).sum(), Ordering::Relaxed);
         // The last run written and manifested, whose rows are still to be deleted.
         let mut manifested: Option<u64> = None;
-        for planned in in_batches(due, self.config.batch_messages) {
+        for planned in in_batches(due, self.config.batch_messages, self.index.index().span()) {
             if progress.is_cancelled() {
                 return Err(ArchiveError::Cancelled);
             }
@@ -740,23 +745,45 @@ impl Archiver {
     }
 }
 
-/// Consecutive batches of conversations, each closed once it holds at least
-/// `batch_messages` messages (a conversation is never split).
-fn in_batches(due: Vec<DueConversation>, batch_messages: usize) -> Vec<Vec<DueConversation>> {
-    let mut batches = vec![Vec::new()];
+/// Consecutive batches of conversations (given in `placed_at` order) that take
+/// the index's partitions whole: a batch closes before a partition that would
+/// take it past `batch_messages`, and only a partition larger than that alone
+/// is split (once a batch holds at least `batch_messages`; a conversation never
+/// is). A run that deletes every conversation of a partition lets the index
+/// drop the partition's directory instead of deleting documents one by one.
+fn in_batches(
+    due: Vec<DueConversation>,
+    batch_messages: usize,
+    span: Micros,
+) -> Vec<Vec<DueConversation>> {
+    let budget = batch_messages as u64;
+    let mut batches = Vec::new();
+    let mut batch: Vec<DueConversation> = Vec::new();
     let mut messages = 0u64;
-    for conversation in due {
-        if messages >= batch_messages as u64 {
-            batches.push(Vec::new());
+    let mut due = due.into_iter().peekable();
+    while let Some(first) = due.next() {
+        let key = PartitionKey::of(first.placed_at, span);
+        let mut partition = vec![first];
+        while let Some(next) = due.next_if(|c| PartitionKey::of(c.placed_at, span) == key) {
+            partition.push(next);
+        }
+        let size: u64 = partition.iter().map(|c| c.messages).sum();
+        if messages > 0 && messages + size > budget {
+            batches.push(std::mem::take(&mut batch));
             messages = 0;
         }
-        messages += conversation.messages;
-        batches
-            .last_mut()
-            .expect("one batch at least")
-            .push(conversation);
+        for conversation in partition {
+            if messages >= budget {
+                batches.push(std::mem::take(&mut batch));
+                messages = 0;
+            }
+            messages += conversation.messages;
+            batch.push(conversation);
+        }
     }
-    batches.retain(|batch| !batch.is_empty());
+    if !batch.is_empty() {
+        batches.push(batch);
+    }
     batches
 }
 
@@ -866,15 +893,17 @@ mod tests {
     }
 
     #[test]
-    fn batches_close_at_the_message_budget_without_splitting_conversations() {
-        let due = |sizes: &[u64]| -> Vec<DueConversation> {
-            sizes
+    fn batches_take_whole_partitions_up_to_the_message_budget() {
+        // (partition, messages) per conversation, in placed order; partitions span 10.
+        let due = |conversations: &[(i64, u64)]| -> Vec<DueConversation> {
+            conversations
                 .iter()
                 .enumerate()
-                .map(|(i, &messages)| DueConversation {
+                .map(|(i, &(partition, messages))| DueConversation {
                     id: i as u64,
                     bot_id: "b".into(),
                     messages,
+                    placed_at: partition * 10 + i as i64 % 10,
                 })
                 .collect()
         };
@@ -884,12 +913,22 @@ mod tests {
                 .map(|b| b.into_iter().map(|c| c.messages).collect())
                 .collect()
         };
+        // Whole partitions, packed while they fit.
         assert_eq!(
-            sizes(in_batches(due(&[3, 4, 5, 1, 9]), 7)),
-            vec![vec![3, 4], vec![5, 1, 9]]
+            sizes(in_batches(due(&[(0, 3), (0, 2), (1, 4), (2, 1), (2, 1)]), 6, 10)),
+            vec![vec![3, 2], vec![4, 1, 1]]
         );
-        assert_eq!(sizes(in_batches(due(&[20]), 7)), vec![vec![20]]);
-        assert!(in_batches(Vec::new(), 7).is_empty());
+        // A partition larger than the budget alone is split, conversations whole.
+        assert_eq!(
+            sizes(in_batches(
+                due(&[(0, 1), (1, 3), (1, 4), (1, 5), (1, 1), (1, 9), (2, 2)]),
+                7,
+                10
+            )),
+            vec![vec![1], vec![3, 4], vec![5, 1, 9], vec![2]]
+        );
+        assert_eq!(sizes(in_batches(due(&[(0, 20)]), 7, 10)), vec![vec![20]]);
+        assert!(in_batches(Vec::new(), 7, 10).is_empty());
     }
 
     #[test]

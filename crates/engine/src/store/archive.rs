@@ -93,6 +93,8 @@ pub struct DueConversation {
     pub id: u64,
     pub bot_id: String,
     pub messages: u64,
+    /// Where the index placed it (`conversations.placed_at`).
+    pub placed_at: Micros,
 }
 
 /// Archived partitions: one row per (bot, date) of the messages table.
@@ -106,7 +108,8 @@ pub struct PartitionRecord {
 }
 
 /// Conversations due: last message before their bot's cutoff, not held, and
-/// (with `keep_flagged`) not flagged. Oldest first.
+/// (with `keep_flagged`) not flagged. In the index's order: by where it is
+/// placed (`placed_at`), then id, so runs can take whole index partitions.
 pub fn due_conversations(
     conn: &Connection,
     cutoff_of: &dyn Fn(&str) -> Micros,
@@ -114,11 +117,12 @@ pub fn due_conversations(
     keep_flagged: bool,
 ) -> Result<Vec<DueConversation>, StoreError> {
     let mut statement = conn.prepare_cached(
-        "SELECT c.id, c.bot_id, c.last_message_at, c.message_count, c.flagged_at IS NOT NULL
+        "SELECT c.id, c.bot_id, c.last_message_at, c.message_count, c.flagged_at IS NOT NULL,
+                COALESCE(c.placed_at, c.started_at) AS placed
            FROM conversations c
           WHERE c.last_message_at < ?1
             AND NOT EXISTS (SELECT 1 FROM archive_holds h WHERE h.conversation_id = c.id)
-          ORDER BY c.last_message_at, c.id",
+          ORDER BY placed, c.id",
     )?;
     let mut rows = statement.query(params![latest_cutoff])?;
     let mut due = Vec::new();
@@ -131,6 +135,7 @@ pub fn due_conversations(
                 id: row.get::<_, i64>(0)? as u64,
                 bot_id,
                 messages: row.get::<_, i64>(3)? as u64,
+                placed_at: row.get(5)?,
             });
         }
     }

@@ -125,21 +125,62 @@ pub fn due_candidates(
         .collect()
 }
 
-/// Conversations with id above `after_id`, in id order (full runs).
-pub fn all_candidates(
+/// A conversation a full run evaluates, before its messages are read.
+#[derive(Debug, Clone)]
+pub struct PlacedHead {
+    /// Its place in the index's order: (`placed_at`, id).
+    pub place: (Micros, u64),
+    change: u64,
+    channel: String,
+    last_message_at: Micros,
+}
+
+/// The next `limit` conversations after `after` in the index's order (by
+/// `placed_at`, then id: partition after partition), without their messages.
+pub fn placed_heads(
     conn: &Connection,
-    after_id: u64,
+    after: Option<(Micros, u64)>,
     limit: usize,
-) -> Result<Vec<TagCandidate>, StoreError> {
-    let rows: Vec<(u64, u64, String, Micros)> = conn
+) -> Result<Vec<PlacedHead>, StoreError> {
+    let (placed, id) = after.unwrap_or((Micros::MIN, 0));
+    Ok(conn
         .prepare_cached(
-            "SELECT id, change_seq, channel, last_message_at FROM conversations WHERE id > ?1 ORDER BY id LIMIT ?2",
+            "SELECT id, change_seq, channel, last_message_at, placed_at FROM conversations
+             WHERE (placed_at, id) > (?1, ?2) ORDER BY placed_at, id LIMIT ?3",
         )?
-        .query_map(params![after_id as i64, limit as i64], candidate_row)?
-        .collect::<Result<_, _>>()?;
-    rows.into_iter()
-        .map(|(id, change, channel, last)| candidate(conn, id, change, channel, last))
-        .collect()
+        .query_map(params![placed, id as i64, limit as i64], |row| {
+            let (id, change, channel, last_message_at) = candidate_row(row)?;
+            Ok(PlacedHead {
+                place: (row.get(4)?, id),
+                change,
+                channel,
+                last_message_at,
+            })
+        })?
+        .collect::<Result<_, _>>()?)
+}
+
+/// `heads` with their messages, in one read transaction (a conversation
+/// deleted since reads with none; writing its tags then finds it gone).
+pub fn with_messages(
+    conn: &Connection,
+    heads: &[PlacedHead],
+) -> Result<Vec<TagCandidate>, StoreError> {
+    conn.execute_batch("BEGIN")?;
+    let result = heads
+        .iter()
+        .map(|head| {
+            candidate(
+                conn,
+                head.place.1,
+                head.change,
+                head.channel.clone(),
+                head.last_message_at,
+            )
+        })
+        .collect();
+    let _ = conn.execute_batch("COMMIT");
+    result
 }
 
 /// Number of conversations (the total of a full run).

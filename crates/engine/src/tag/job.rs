@@ -8,10 +8,10 @@ use super::rules::ConversationFacts;
 use crate::jobs::Progress;
 use crate::settings::SessionConfig;
 use crate::store::tagging::{
-    TagCandidate, TagOutcome, all_candidates, changed_candidates, conversation_count,
-    due_candidates, meta,
+    TagCandidate, TagOutcome, changed_candidates, conversation_count, due_candidates, meta,
+    placed_heads, with_messages,
 };
-use crate::store::{Store, StoreError, TagRecord};
+use crate::store::{Pending, Store, StoreError, TagRecord};
 use convlog_core::{Clock, Micros};
 use rayon::prelude::*;
 use std::sync::atomic::Ordering;
@@ -227,7 +227,10 @@ fn incremental(store: &Store, evaluator: &Evaluator, clock: &Clock) -> Result<()
     Ok(())
 }
 
-/// Evaluates every conversation, in id order, reporting progress.
+/// Evaluates every conversation, partition after partition in the index's
+/// order (`placed_at`, id), reporting progress. Both cores work: a page is
+/// read on two store connections at once and evaluated on the pool, while the
+/// store's writer applies the tags of the page before it.
 fn full(
     store: &Store,
     evaluator: &Evaluator,
@@ -237,25 +240,43 @@ fn full(
     let batch = evaluator.rules.batch_size.max(1);
     let total = store.read(conversation_count).map_err(|e| e.to_string())?;
     progress.total.store(total, Ordering::Relaxed);
-    let mut after = 0;
+    let mut after = None;
+    // The previous page's tags being written, and its size.
+    let mut writing: Option<(Pending<usize>, u64)> = None;
+    let finish_write = |writing: Option<(Pending<usize>, u64)>| -> Result<(), String> {
+        if let Some((pending, count)) = writing {
+            pending.wait().map_err(|e| e.to_string())?;
+            progress.processed.fetch_add(count, Ordering::Relaxed);
+        }
+        Ok(())
+    };
     loop {
         if progress.is_cancelled() {
+            finish_write(writing)?;
             return Err("cancelled".into());
         }
-        let page = store
-            .read(|conn| all_candidates(conn, after, batch))
+        let heads = store
+            .read(|conn| placed_heads(conn, after, batch))
             .map_err(|e| e.to_string())?;
-        let Some(last) = page.last() else { break };
-        after = last.id;
-        let count = page.len();
+        let Some(last) = heads.last() else { break };
+        after = Some(last.place);
+        let (first, second) = heads.split_at(heads.len() / 2);
+        let (first, second) = evaluator.pool.install(|| {
+            rayon::join(
+                || store.read(|conn| with_messages(conn, first)),
+                || store.read(|conn| with_messages(conn, second)),
+            )
+        });
+        let mut page = first.map_err(|e| e.to_string())?;
+        page.extend(second.map_err(|e| e.to_string())?);
         let outcomes = evaluator.evaluate(&page, clock.now());
-        store
-            .write_blocking(move |ctx| ctx.apply_tags(&outcomes))
+        finish_write(writing.take())?;
+        let pending = store
+            .write_queued(move |ctx| ctx.apply_tags(&outcomes))
             .map_err(|e| e.to_string())?;
-        progress
-            .processed
-            .fetch_add(count as u64, Ordering::Relaxed);
+        writing = Some((pending, page.len() as u64));
     }
+    finish_write(writing)?;
     let rules = fingerprint(&evaluator.rules);
     store
         .write_blocking(move |ctx| ctx.set_meta(RULES_KEY, &rules))
