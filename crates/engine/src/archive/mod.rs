@@ -228,7 +228,8 @@ impl Archiver {
             summary.conversations += 1;
             summary.messages += conversation.messages;
         }
-        summary.runs = in_batches(due, self.config.batch_messages, self.index.index().span()).len() as u64;
+        summary.runs =
+            in_batches(due, self.config.batch_messages, self.index.index().span()).len() as u64;
         summary.resumed = self.store.read(records::unfinished_runs)?.len() as u64;
         Ok(summary)
     }
@@ -915,7 +916,11 @@ mod tests {
         };
         // Whole partitions, packed while they fit.
         assert_eq!(
-            sizes(in_batches(due(&[(0, 3), (0, 2), (1, 4), (2, 1), (2, 1)]), 6, 10)),
+            sizes(in_batches(
+                due(&[(0, 3), (0, 2), (1, 4), (2, 1), (2, 1)]),
+                6,
+                10
+            )),
             vec![vec![3, 2], vec![4, 1, 1]]
         );
         // A partition larger than the budget alone is split, conversations whole.

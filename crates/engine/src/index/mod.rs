@@ -31,7 +31,7 @@ use std::sync::{Arc, Mutex, OnceLock, RwLock};
 use tantivy::collector::{Collector, SegmentCollector};
 use tantivy::query::{Bm25StatisticsProvider, EnableScoring, Query};
 use tantivy::schema::Field;
-use tantivy::{Searcher, Term};
+use tantivy::{DocSet, Searcher, Term};
 
 /// What went wrong in the index.
 #[derive(Debug, thiserror::Error)]
@@ -395,15 +395,34 @@ impl IndexView {
             .flat_map(|searcher| searcher.segment_readers())
             .filter(|segment| segment.num_docs() > 0)
             .collect();
+        // Most segments of a long range may lack a rare word: a scorer that
+        // matches nothing costs a term lookup, a collector (sort and facet
+        // columns) much more, so with words in the query such segments are
+        // skipped. Keyword filters alone (bot, channel…) match almost
+        // everywhere, so they don't pay the extra scorer.
+        let schema = first.schema();
+        let mut has_words = false;
+        query.query_terms(&mut |term, _| {
+            has_words |= matches!(
+                schema.get_field_entry(term.field()).field_type(),
+                tantivy::schema::FieldType::Str(options)
+                    if options.get_indexing_options().is_some_and(|o| o.tokenizer() != "raw")
+            );
+        });
         let collect = |(ord, segment): (usize, &&tantivy::SegmentReader)| {
-            collector.collect_segment(weight.as_ref(), ord as u32, segment)
+            if has_words && weight.scorer(segment, 1.0)?.doc() == tantivy::TERMINATED {
+                return Ok(None);
+            }
+            collector
+                .collect_segment(weight.as_ref(), ord as u32, segment)
+                .map(Some)
         };
         let fruits: tantivy::Result<Vec<_>> = if segments.len() <= 1 {
             segments.iter().enumerate().map(collect).collect()
         } else {
             search_pool().install(|| segments.par_iter().enumerate().map(collect).collect())
         };
-        collector.merge_fruits(fruits?)
+        collector.merge_fruits(fruits?.into_iter().flatten().collect())
     }
 
     /// The segments of every partition, both kinds.
