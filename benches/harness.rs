@@ -581,8 +581,9 @@ fn measure(
     let client_cpu_ingest = server::cpu(std::process::id()).total - client_cpu_before;
     let server_cpu_ingest = server::cpu(server.pid).since(&server_cpu_before);
     let foreign_ingest = (machine_ingest - client_cpu_ingest - server_cpu_ingest.total).max(0.0);
-    let searchable =
-        workloads::time_to_searchable(server, data, &ingest, Duration::from_secs(120))?;
+    // A minute per million messages (two at least), so a backlog is measured, not cut off.
+    let patience = Duration::from_secs((data.messages as u64 / 1_000_000 * 60).max(120));
+    let searchable = workloads::time_to_searchable(server, data, &ingest, patience)?;
     let server_cpu_total = server::cpu(server.pid).since(&server_cpu_before);
     let metrics = server.metrics(&agent)?;
     let metric = |name: &str| metrics.get(name).copied().unwrap_or(0.0);
