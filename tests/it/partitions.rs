@@ -34,13 +34,18 @@ fn partition_dirs(data_dir: &Path) -> Vec<PathBuf> {
     dirs
 }
 
-/// The partitions the store's conversations are placed in.
-fn placed_partitions(data_dir: &Path) -> BTreeSet<i64> {
-    let conn = rusqlite::Connection::open_with_flags(
+/// The store, read-only, beside the running server.
+fn open_store(data_dir: &Path) -> rusqlite::Connection {
+    rusqlite::Connection::open_with_flags(
         data_dir.join("convlog.db"),
         rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
     )
-    .unwrap();
+    .unwrap()
+}
+
+/// The partitions the store's conversations are placed in.
+fn placed_partitions(data_dir: &Path) -> BTreeSet<i64> {
+    let conn = open_store(data_dir);
     let mut statement = conn.prepare("SELECT placed_at FROM conversations").unwrap();
     statement
         .query_map([], |row| row.get::<_, i64>(0))
@@ -51,11 +56,7 @@ fn placed_partitions(data_dir: &Path) -> BTreeSet<i64> {
 
 /// The rows of a two-integer query on the store.
 fn store_query(data_dir: &Path, sql: &str) -> Vec<(i64, i64)> {
-    let conn = rusqlite::Connection::open_with_flags(
-        data_dir.join("convlog.db"),
-        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
-    )
-    .unwrap();
+    let conn = open_store(data_dir);
     let mut statement = conn.prepare(sql).unwrap();
     statement
         .query_map([], |row| Ok((row.get(0)?, row.get(1)?)))
@@ -212,12 +213,8 @@ fn retention_drops_whole_partitions_while_searches_run() {
     );
     assert_eq!(total(&server, &kept_path), kept);
     let count = |sql: &str| -> u64 {
-        let conn = rusqlite::Connection::open_with_flags(
-            data_dir.join("convlog.db"),
-            rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
-        )
-        .unwrap();
-        conn.query_row(sql, [cutoff - DAY], |row| row.get::<_, i64>(0))
+        open_store(&data_dir)
+            .query_row(sql, [cutoff - DAY], |row| row.get::<_, i64>(0))
             .unwrap() as u64
     };
     assert_eq!(
