@@ -411,6 +411,16 @@ const LIVE_BATCH: usize = 200;
 /// Live batches sent after the reindex has ended (into the new generation).
 const AFTER_THE_SWAP: usize = 3;
 
+/// The pause after live batch `n` of `pool`: 50 ms (below what a debug build indexes on a
+/// loaded 2-core machine, so the reindex's catch-up can overtake it) while more than half
+/// the pool is left, then growing as the pool runs down, so that ingest goes on for as much
+/// of a slow machine's reindex as it can (the last `AFTER_THE_SWAP` wait for its end).
+fn live_pace(n: usize, pool: usize) -> Duration {
+    let left = pool.saturating_sub(n + 1 + AFTER_THE_SWAP).max(1);
+    let stretch = (pool / 2) as f64 / left as f64;
+    Duration::from_secs_f64(0.05 * stretch.clamp(1.0, 100.0))
+}
+
 fn reindex_under_load(base_conversations: usize, live_conversations: usize, seed: u64) {
     let bots = ["rxa", "rxb"];
     let base = generated(seed, base_conversations, &bots, 30);
@@ -475,6 +485,10 @@ fn reindex_under_load(base_conversations: usize, live_conversations: usize, seed
             let client = server.client();
             let mut after_end = 0;
             for (n, body) in live_bodies.iter().enumerate() {
+                // The last `AFTER_THE_SWAP` batches are kept for the new generation.
+                while n + AFTER_THE_SWAP >= live_bodies.len() && !done.load(Ordering::SeqCst) {
+                    std::thread::sleep(Duration::from_millis(50));
+                }
                 if done.load(Ordering::SeqCst) {
                     if after_end == AFTER_THE_SWAP {
                         break;
@@ -489,9 +503,7 @@ fn reindex_under_load(base_conversations: usize, live_conversations: usize, seed
                     acked_during.fetch_add(1, Ordering::SeqCst);
                 }
                 sent.fetch_add(1, Ordering::SeqCst);
-                // Paced below what a debug build indexes on a loaded 2-core
-                // machine: the reindex's catch-up must be able to overtake it.
-                std::thread::sleep(Duration::from_millis(50));
+                std::thread::sleep(live_pace(n, live_bodies.len()));
             }
         });
         // Queries: the fixed set in a loop until the job has ended.
@@ -589,7 +601,7 @@ fn reindex_under_load(base_conversations: usize, live_conversations: usize, seed
     );
     assert!(
         sent > acked_during,
-        "the live batches ran out before the reindex ended: make the pool larger"
+        "no live batch was ingested after the reindex ended: the new generation took no writes"
     );
 
     // After: the same answers, every message findable, one generation.
@@ -659,8 +671,7 @@ fn reindex_under_load(base_conversations: usize, live_conversations: usize, seed
 
 #[test]
 fn reindex_under_concurrent_ingest_and_queries_answers_everything() {
-    // ~63k messages before, more during (paced, from a pool of ~100k: it must
-    // outlast the reindex on a loaded 2-core machine).
+    // ~63k messages before, more during (paced from a pool of ~100k; see `live_pace`).
     reindex_under_load(5_500, 9_000, 61);
 }
 
