@@ -3,7 +3,6 @@
 use super::schema::{ANY_DROPOFF, Fields, flow_step};
 use crate::store::ConversationRecord;
 use crate::store::read::IndexMessage;
-use convlog_core::Role;
 use std::collections::BTreeSet;
 use tantivy::TantivyDocument;
 
@@ -60,7 +59,8 @@ impl<'a> Shared<'a> {
     }
 }
 
-/// The conversation document: facets, activity times and the text of every message.
+/// The conversation document: facets and activity times. No text: conversation
+/// search finds words through the message documents (`query::join`).
 pub fn conversation(
     fields: &Fields,
     shared: &Shared<'_>,
@@ -95,8 +95,6 @@ pub fn conversation(
         if let Some(intent) = &message.intent {
             intents.insert(intent.as_str());
         }
-        let role = Role::parse(&message.role).unwrap_or(Role::System);
-        conversation.add_text(fields.text_of(role), &message.text);
     }
     for flow in flows {
         conversation.add_text(fields.flow, flow);

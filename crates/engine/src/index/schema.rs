@@ -156,10 +156,6 @@ pub struct Fields {
     pub ts: Field,
     pub first_ts: Field,
     pub last_ts: Field,
-    pub text_user: Field,
-    pub text_bot: Field,
-    pub text_agent: Field,
-    pub text_system: Field,
     pub text: Field,
 }
 
@@ -191,10 +187,6 @@ impl Fields {
             ts: get("ts")?,
             first_ts: get("first_ts")?,
             last_ts: get("last_ts")?,
-            text_user: get("text_user")?,
-            text_bot: get("text_bot")?,
-            text_agent: get("text_agent")?,
-            text_system: get("text_system")?,
             text: get("text")?,
         })
     }
@@ -205,17 +197,6 @@ impl Fields {
         self.schema
             .get_field(name)
             .unwrap_or_else(|_| panic!("field `{name}` is missing from index-schema/schema.toml"))
-    }
-
-    /// The conversation text field of a role.
-    pub fn text_of(&self, role: convlog_core::Role) -> Field {
-        use convlog_core::Role;
-        match role {
-            Role::User => self.text_user,
-            Role::Bot => self.text_bot,
-            Role::Agent => self.text_agent,
-            Role::System => self.text_system,
-        }
     }
 }
 

@@ -1,8 +1,14 @@
 //! Turns a validated request into one tantivy query, always scoped to one bot.
+//!
+//! Conversation documents carry no text: the text part of a conversation query
+//! is a [`ConvText`] the caller worked out from the message documents
+//! ([`super::join`]), each word or phrase with [`message_text`].
 
 use super::SearchRequest;
 pub use super::filters::Dimension;
 use super::filters::{Clause, FILTERS, Scope};
+pub use super::join::ConvText;
+use super::join::ConvSetQuery;
 use crate::index::Fields;
 use crate::index::schema::{ANY_DROPOFF, flow_step};
 use convlog_core::Micros;
@@ -52,27 +58,45 @@ fn any_of<S: AsRef<str>>(field: Field, values: impl IntoIterator<Item = S>) -> B
     ))
 }
 
-/// Builds the query for `request` over `kind` documents of `bot`, leaving out the filter of `without`.
+/// What a query searches: message documents (their text from the request's
+/// `q`), or conversation documents with the conversations `q` keeps.
+#[derive(Clone, Copy)]
+pub enum Docs<'a> {
+    Messages,
+    Conversations(&'a ConvText),
+}
+
+impl Docs<'_> {
+    fn kind(self) -> DocKind {
+        match self {
+            Docs::Messages => DocKind::Message,
+            Docs::Conversations(_) => DocKind::Conversation,
+        }
+    }
+}
+
+/// Builds the query for `request` over `docs` of `bot`, leaving out the filter of `without`.
 pub fn build(
     fields: &Fields,
     bot: &str,
-    kind: DocKind,
+    docs: Docs<'_>,
     request: &SearchRequest,
     range: TimeRange,
     without: Option<Dimension>,
 ) -> Box<dyn Query> {
-    build_without(fields, bot, kind, request, range, without.as_slice())
+    build_without(fields, bot, docs, request, range, without.as_slice())
 }
 
-/// Builds the query for `request` over `kind` documents of `bot`, leaving out the filters of `without`.
+/// Builds the query for `request` over `docs` of `bot`, leaving out the filters of `without`.
 pub fn build_without(
     fields: &Fields,
     bot: &str,
-    kind: DocKind,
+    docs: Docs<'_>,
     request: &SearchRequest,
     range: TimeRange,
     without: &[Dimension],
 ) -> Box<dyn Query> {
+    let kind = docs.kind();
     let mut must: Vec<(Occur, Box<dyn Query>)> = vec![(Occur::Must, term_query(fields.bot, bot))];
     if range.from.is_some() || range.to.is_some() {
         let bound = |field: Field, value: Option<Micros>, inclusive: bool| match value {
@@ -131,14 +155,30 @@ pub fn build_without(
     if flow {
         must.extend(flow_clauses(fields, kind, request));
     }
-    if let Some(ast) = &request.ast {
-        match ast {
+    match docs {
+        Docs::Messages => match &request.ast {
             // A top-level negation needs nothing positive: the bot scope already is.
-            QueryAst::Not(inner) => must.push((Occur::MustNot, text_query(fields, kind, inner))),
-            other => must.push((Occur::Must, text_query(fields, kind, other))),
+            Some(QueryAst::Not(inner)) => must.push((Occur::MustNot, text_query(fields, inner))),
+            Some(other) => must.push((Occur::Must, text_query(fields, other))),
+            None => {}
+        },
+        Docs::Conversations(ConvText::Any) => {}
+        Docs::Conversations(ConvText::In(set)) => {
+            must.push((Occur::Must, Box::new(ConvSetQuery(set.clone()))))
+        }
+        Docs::Conversations(ConvText::NotIn(set)) => {
+            must.push((Occur::MustNot, Box::new(ConvSetQuery(set.clone()))))
         }
     }
     Box::new(BooleanQuery::new(must))
+}
+
+/// The message documents of `bot` that match one word or phrase of `q` (a `Term` node).
+pub fn message_text(fields: &Fields, bot: &str, leaf: &QueryAst) -> Box<dyn Query> {
+    Box::new(BooleanQuery::new(vec![
+        (Occur::Must, term_query(fields.bot, bot)),
+        (Occur::Must, text_query(fields, leaf)),
+    ]))
 }
 
 /// `flow`, `step` and `dropoff` together: a step within its flows, a drop-off at those steps
@@ -178,44 +218,27 @@ fn flow_clauses(
     clauses
 }
 
-/// The text part: conversations match a word if any message has it; phrases match within a message.
-fn text_query(fields: &Fields, kind: DocKind, ast: &QueryAst) -> Box<dyn Query> {
+/// The text part over message documents: phrases match within the message.
+fn text_query(fields: &Fields, ast: &QueryAst) -> Box<dyn Query> {
     match ast {
         QueryAst::Term { role, tokens } => {
-            let on_field = |field: Field| -> Box<dyn Query> {
-                if tokens.len() == 1 {
-                    Box::new(TermQuery::new(
-                        Term::from_field_text(field, &tokens[0]),
-                        IndexRecordOption::WithFreqs,
-                    ))
-                } else {
-                    Box::new(PhraseQuery::new(
-                        tokens
-                            .iter()
-                            .map(|t| Term::from_field_text(field, t))
-                            .collect(),
-                    ))
-                }
-            };
-            if tokens.is_empty() {
-                return Box::new(EmptyQuery);
-            }
-            match (kind, role) {
-                (DocKind::Conversation, Some(role)) => on_field(fields.text_of(*role)),
-                (DocKind::Conversation, None) => Box::new(BooleanQuery::new(
-                    [
-                        fields.text_user,
-                        fields.text_bot,
-                        fields.text_agent,
-                        fields.text_system,
-                    ]
-                    .into_iter()
-                    .map(|field| (Occur::Should, on_field(field)))
-                    .collect(),
+            let text: Box<dyn Query> = match tokens.as_slice() {
+                [] => return Box::new(EmptyQuery),
+                [token] => Box::new(TermQuery::new(
+                    Term::from_field_text(fields.text, token),
+                    IndexRecordOption::WithFreqs,
                 )),
-                (DocKind::Message, None) => on_field(fields.text),
-                (DocKind::Message, Some(role)) => Box::new(BooleanQuery::new(vec![
-                    (Occur::Must, on_field(fields.text)),
+                _ => Box::new(PhraseQuery::new(
+                    tokens
+                        .iter()
+                        .map(|t| Term::from_field_text(fields.text, t))
+                        .collect(),
+                )),
+            };
+            match role {
+                None => text,
+                Some(role) => Box::new(BooleanQuery::new(vec![
+                    (Occur::Must, text),
                     (Occur::Must, term_query(fields.role, role.as_str())),
                 ])),
             }
@@ -225,12 +248,10 @@ fn text_query(fields: &Fields, kind: DocKind, ast: &QueryAst) -> Box<dyn Query> 
             let mut positive = false;
             for child in children {
                 match child {
-                    QueryAst::Not(inner) => {
-                        clauses.push((Occur::MustNot, text_query(fields, kind, inner)))
-                    }
+                    QueryAst::Not(inner) => clauses.push((Occur::MustNot, text_query(fields, inner))),
                     other => {
                         positive = true;
-                        clauses.push((Occur::Must, text_query(fields, kind, other)));
+                        clauses.push((Occur::Must, text_query(fields, other)));
                     }
                 }
             }
@@ -242,12 +263,12 @@ fn text_query(fields: &Fields, kind: DocKind, ast: &QueryAst) -> Box<dyn Query> 
         QueryAst::Or(children) => Box::new(BooleanQuery::new(
             children
                 .iter()
-                .map(|child| (Occur::Should, text_query(fields, kind, child)))
+                .map(|child| (Occur::Should, text_query(fields, child)))
                 .collect(),
         )),
         QueryAst::Not(inner) => Box::new(BooleanQuery::new(vec![
             (Occur::Must, Box::new(AllQuery) as Box<dyn Query>),
-            (Occur::MustNot, text_query(fields, kind, inner)),
+            (Occur::MustNot, text_query(fields, inner)),
         ])),
     }
 }

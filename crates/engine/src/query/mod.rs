@@ -6,6 +6,7 @@ pub mod cursor;
 mod facets;
 pub mod filters;
 pub mod highlight;
+mod join;
 mod request;
 mod search;
 pub mod trace;

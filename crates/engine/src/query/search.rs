@@ -2,7 +2,7 @@
 //! per filtered facet dimension (disjunctive counts), then the store for bodies.
 
 use super::QueryError;
-use super::build::{self, Dimension, DocKind, TimeRange};
+use super::build::{self, ConvText, Dimension, DocKind, Docs, TimeRange};
 use super::collector::{
     Disjunctive, IdCollector, SearchCollector, SearchFruit, SortPosition, SortSource,
 };
@@ -10,6 +10,7 @@ use super::cursor::{Cursor, Views};
 use super::facets::FacetColumns;
 use super::filters::{FILTERS, Scope};
 use super::highlight::{snippet, terms_for_role};
+use super::join::{self, ConvCollector};
 use super::{SearchRequest, Sort};
 use crate::index::{Fields, IndexView, LiveIndex};
 use crate::settings::SearchConfig;
@@ -272,8 +273,9 @@ impl SearchService {
                 })
                 .unzip()
         };
-        let query =
-            build::build_without(fields, bot, DocKind::Conversation, request, range, &in_pass);
+        let text = self.conversation_text(&index, bot, request, range, sort == Sort::Relevance)?;
+        let docs = Docs::Conversations(&text);
+        let query = build::build_without(fields, bot, docs, request, range, &in_pass);
         let collector = SearchCollector {
             sort: match sort {
                 Sort::LastMessageAt => SortSource::Field("last_ts"),
@@ -302,14 +304,7 @@ impl SearchService {
         }
         for dimension in Dimension::all().filter(|d| d.is_filtered(request) && !in_pass.contains(d))
         {
-            let query = build::build(
-                fields,
-                bot,
-                DocKind::Conversation,
-                request,
-                range,
-                Some(dimension),
-            );
+            let query = build::build(fields, bot, docs, request, range, Some(dimension));
             let counted = self.count(
                 &index,
                 &query,
@@ -370,7 +365,7 @@ impl SearchService {
         let request = &*self.resolve(bot, request)?;
         let (index, view, after, range) = self.view_for(request, DocKind::Message, now)?;
         let limit = request.limit();
-        let query = build::build(&self.fields, bot, DocKind::Message, request, range, None);
+        let query = build::build(&self.fields, bot, Docs::Messages, request, range, None);
         let within = self.conversations_passing(&index, bot, request, range)?;
         let collector = SearchCollector {
             sort: match request.sort {
@@ -438,21 +433,48 @@ impl SearchService {
         Ok(Some(Arc::new(ids)))
     }
 
-    /// The query over conversation documents of `bot` for all of `request`.
-    fn conversation_query(
+    /// The conversations `request`'s `q` keeps, from the message documents of
+    /// the partitions `range` touches (see [`join`]); with the sum of their
+    /// messages' scores if `scored`.
+    fn conversation_text(
         &self,
+        index: &IndexView,
         bot: &str,
         request: &SearchRequest,
         range: TimeRange,
-    ) -> Box<dyn Query> {
-        build::build(
+        scored: bool,
+    ) -> Result<ConvText, QueryError> {
+        let Some(ast) = &request.ast else {
+            return Ok(ConvText::Any);
+        };
+        join::evaluate(ast, &mut |leaf| {
+            let query = build::message_text(&self.fields, bot, leaf);
+            Ok(index.search(
+                DocKind::Message,
+                (range.from, range.to),
+                &query,
+                &ConvCollector { scored },
+            )?)
+        })
+    }
+
+    /// The query over conversation documents of `bot` for all of `request`.
+    fn conversation_query(
+        &self,
+        index: &IndexView,
+        bot: &str,
+        request: &SearchRequest,
+        range: TimeRange,
+    ) -> Result<Box<dyn Query>, QueryError> {
+        let text = self.conversation_text(index, bot, request, range, false)?;
+        Ok(build::build(
             &self.fields,
             bot,
-            DocKind::Conversation,
+            Docs::Conversations(&text),
             request,
             range,
             None,
-        )
+        ))
     }
 
     /// Ids of the conversations `request` matches in `index`, ascending.
@@ -463,7 +485,7 @@ impl SearchService {
         request: &SearchRequest,
         range: TimeRange,
     ) -> Result<Vec<u64>, QueryError> {
-        let query = self.conversation_query(bot, request, range);
+        let query = self.conversation_query(index, bot, request, range)?;
         Ok(index.search(
             DocKind::Conversation,
             (range.from, range.to),
@@ -486,10 +508,9 @@ impl SearchService {
     ) -> Result<Vec<HashMap<String, u64>>, QueryError> {
         let request = &*self.resolve(bot, request)?;
         let range = time_range(request, now, default_range);
-        let query = self.conversation_query(bot, request, range);
-        Ok(self
-            .count(&self.live_view(), &query, range, dimensions)?
-            .facets)
+        let index = self.live_view();
+        let query = self.conversation_query(&index, bot, request, range)?;
+        Ok(self.count(&index, &query, range, dimensions)?.facets)
     }
 
     /// Ids of every conversation matching the filters (for bulk actions), ascending.
