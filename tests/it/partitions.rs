@@ -5,7 +5,9 @@
 //! `search_oracle.rs` (its fixture uses 6-hour partitions), and paging across
 //! partition boundaries while messages arrive in `paging.rs`.
 
-use crate::common::{ALL_FROM, ALL_TO, Server, agent, end, generated, remove_at_exit, rfc3339};
+use crate::common::{
+    ALL_FROM, ALL_TO, Server, agent, encode, end, generated, message, remove_at_exit, rfc3339,
+};
 use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -294,4 +296,64 @@ fn review_changes_rewrite_the_conversation_document_not_its_messages() {
         "/v1/bots/shop/messages?from={ALL_FROM}&to={ALL_TO}&flagged=true&label=refund"
     ));
     assert_eq!(flagged["total"].as_u64(), Some(0));
+}
+
+/// Tokens indexed in the text fields of one kind of document, over every partition.
+fn text_tokens(data_dir: &Path, kind: &str) -> u64 {
+    let mut tokens = 0;
+    for dir in partition_dirs(data_dir) {
+        let index = tantivy::Index::open_in_dir(dir.join(kind)).expect("partition index");
+        let searcher = index.reader().expect("reader").searcher();
+        let schema = index.schema();
+        for (field, entry) in schema.fields() {
+            if matches!(entry.field_type(), tantivy::schema::FieldType::Str(o) if o.get_indexing_options().is_some_and(|i| i.tokenizer() != "raw"))
+            {
+                for segment in searcher.segment_readers() {
+                    tokens += segment.inverted_index(field).unwrap().total_num_tokens();
+                }
+            }
+        }
+    }
+    tokens
+}
+
+#[test]
+fn a_conversation_text_is_indexed_once_in_its_message_documents() {
+    let root = tempfile::tempdir().unwrap();
+    let server = Server::start(root.path(), &[]);
+    // One conversation growing a message at a time, each indexed before the next arrives:
+    // every message re-creates the conversation document.
+    let base = end().timestamp_micros() - DAY;
+    let words = ["alpha", "bravo", "charlie", "delta", "echo", "foxtrot"];
+    for (n, word) in words.iter().enumerate() {
+        let text = format!("{word} says the user");
+        let at = rfc3339(base + n as i64 * 60_000_000);
+        server.ingest(&[message(&format!("m{n}"), "once", "u1", &text, &at)]);
+        server.wait_indexed();
+    }
+    let data_dir = server.data_dir();
+    assert!(text_tokens(data_dir, "messages") >= 4 * words.len() as u64);
+    assert_eq!(
+        text_tokens(data_dir, "conversations"),
+        0,
+        "conversation documents hold text: each new message re-indexed the text before it"
+    );
+
+    // Conversation search still reads the conversation as a whole: words of different
+    // messages together, a phrase within one message only, negation over all of them.
+    let total = |q: &str| {
+        server.get_ok(&format!(
+            "/v1/bots/once/conversations?from={ALL_FROM}&to={ALL_TO}&q={}",
+            encode(q)
+        ))["total"]
+            .as_u64()
+            .unwrap()
+    };
+    assert_eq!(total("alpha foxtrot"), 1);
+    assert_eq!(total("\"alpha says\""), 1);
+    assert_eq!(total("\"user bravo\""), 0, "a phrase across two messages");
+    assert_eq!(total("alpha -echo"), 0);
+    assert_eq!(total("golf OR delta"), 1);
+    assert_eq!(total("-golf"), 1);
+    assert_eq!(total("bot:alpha"), 0);
 }

@@ -425,6 +425,20 @@ impl IndexView {
         collector.merge_fruits(fruits?.into_iter().flatten().collect())
     }
 
+    /// The same view without the partitions none of whose conversation ids
+    /// `may_hold` accepts (a search for conversations whose ids are known).
+    pub fn holding(&self, may_hold: impl Fn(u64, u64) -> bool) -> IndexView {
+        IndexView {
+            id: self.id,
+            partitions: self
+                .partitions
+                .iter()
+                .filter(|p| p.ids.is_some_and(|(lo, hi)| may_hold(lo, hi)))
+                .cloned()
+                .collect(),
+        }
+    }
+
     /// The segments of every partition, both kinds.
     pub fn segment_ids(&self) -> std::collections::HashSet<tantivy::index::SegmentId> {
         self.partitions

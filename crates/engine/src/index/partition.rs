@@ -148,6 +148,7 @@ impl Partition {
         PartitionView {
             key: self.key,
             bounds: bounds(&conversations),
+            ids: ids(&conversations),
             conversations,
             messages,
         }
@@ -180,12 +181,34 @@ fn bounds(conversations: &Searcher) -> Option<(Micros, Micros)> {
     bounds
 }
 
+/// The smallest and largest conversation id in a searcher's conversation
+/// documents (deleted ones included), or `None` when it holds none.
+fn ids(conversations: &Searcher) -> Option<(u64, u64)> {
+    let mut ids: Option<(u64, u64)> = None;
+    for segment in conversations.segment_readers() {
+        if segment.num_docs() == 0 {
+            continue;
+        }
+        let Ok(column) = segment.fast_fields().u64("conv_id") else {
+            return Some((0, u64::MAX));
+        };
+        let (lo, hi) = (column.min_value(), column.max_value());
+        ids = Some(match ids {
+            Some((a, b)) => (a.min(lo), b.max(hi)),
+            None => (lo, hi),
+        });
+    }
+    ids
+}
+
 /// A point-in-time view of one partition.
 #[derive(Clone)]
 pub struct PartitionView {
     pub key: PartitionKey,
     /// See [`bounds`]; `None` when the partition is empty.
     pub bounds: Option<(Micros, Micros)>,
+    /// See [`ids`]; `None` when the partition is empty.
+    pub ids: Option<(u64, u64)>,
     pub conversations: Searcher,
     pub messages: Searcher,
 }

@@ -7,8 +7,8 @@
 use super::SearchRequest;
 pub use super::filters::Dimension;
 use super::filters::{Clause, FILTERS, Scope};
-pub use super::join::ConvText;
 use super::join::ConvSetQuery;
+pub use super::join::ConvText;
 use crate::index::Fields;
 use crate::index::schema::{ANY_DROPOFF, flow_step};
 use convlog_core::Micros;
@@ -248,7 +248,9 @@ fn text_query(fields: &Fields, ast: &QueryAst) -> Box<dyn Query> {
             let mut positive = false;
             for child in children {
                 match child {
-                    QueryAst::Not(inner) => clauses.push((Occur::MustNot, text_query(fields, inner))),
+                    QueryAst::Not(inner) => {
+                        clauses.push((Occur::MustNot, text_query(fields, inner)))
+                    }
                     other => {
                         positive = true;
                         clauses.push((Occur::Must, text_query(fields, other)));

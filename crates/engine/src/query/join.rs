@@ -14,7 +14,9 @@
 //! conversation scores the sum of the BM25 scores of its messages that matched,
 //! over every word and phrase.
 
+use crate::index::IndexView;
 use convlog_querylang::QueryAst;
+use std::borrow::Cow;
 use std::sync::Arc;
 use tantivy::collector::{Collector, SegmentCollector};
 use tantivy::columnar::Column;
@@ -42,7 +44,11 @@ impl ConvSet {
         ConvSet {
             first_word,
             words: vec![0; len],
-            scores: if scored { vec![0.0; len * 64] } else { Vec::new() },
+            scores: if scored {
+                vec![0.0; len * 64]
+            } else {
+                Vec::new()
+            },
         }
     }
 
@@ -86,7 +92,7 @@ impl ConvSet {
     }
 
     /// Whether any id in `min..=max` may be in the set.
-    fn overlaps(&self, min: u64, max: u64) -> bool {
+    pub fn overlaps(&self, min: u64, max: u64) -> bool {
         let end = self.first_word + self.words.len() as u64;
         !self.words.is_empty() && min / 64 < end && max / 64 >= self.first_word
     }
@@ -115,7 +121,11 @@ impl ConvSet {
         let mut out = ConvSet {
             first_word: from,
             words: Vec::with_capacity(len),
-            scores: if scored { vec![0.0; len * 64] } else { Vec::new() },
+            scores: if scored {
+                vec![0.0; len * 64]
+            } else {
+                Vec::new()
+            },
         };
         for at in from..to {
             let mut word = combine(self.word(at), other.word(at));
@@ -195,6 +205,18 @@ pub enum ConvText {
     Any,
     In(Arc<ConvSet>),
     NotIn(Arc<ConvSet>),
+}
+
+impl ConvText {
+    /// The partitions of `index` a conversation search with this text needs:
+    /// with `In`, only those whose conversation ids the set may hold (a rare
+    /// word opens the few partitions it was found in).
+    pub fn view<'a>(&self, index: &'a IndexView) -> Cow<'a, IndexView> {
+        match self {
+            ConvText::In(set) => Cow::Owned(index.holding(|lo, hi| set.overlaps(lo, hi))),
+            ConvText::Any | ConvText::NotIn(_) => Cow::Borrowed(index),
+        }
+    }
 }
 
 /// A set, or the complement of one (`NOT word` matches conversations without the word).
@@ -434,11 +456,8 @@ mod tests {
     use super::*;
 
     fn set(ids: &[u64]) -> ConvSet {
-        let mut set = ConvSet::covering(
-            *ids.iter().min().unwrap(),
-            *ids.iter().max().unwrap(),
-            true,
-        );
+        let mut set =
+            ConvSet::covering(*ids.iter().min().unwrap(), *ids.iter().max().unwrap(), true);
         for &id in ids {
             set.insert(id, id as f32);
         }

@@ -291,7 +291,8 @@ impl SearchService {
             within: None,
             columns: self.columns.clone(),
         };
-        let fruit = index.search(
+        let searched = text.view(&index);
+        let fruit = searched.search(
             DocKind::Conversation,
             (range.from, range.to),
             &query,
@@ -306,7 +307,7 @@ impl SearchService {
         {
             let query = build::build(fields, bot, docs, request, range, Some(dimension));
             let counted = self.count(
-                &index,
+                &searched,
                 &query,
                 range,
                 vec![(dimension.name(), dimension.field())],
@@ -458,23 +459,19 @@ impl SearchService {
         })
     }
 
-    /// The query over conversation documents of `bot` for all of `request`.
-    fn conversation_query(
+    /// The query over conversation documents of `bot` for all of `request`,
+    /// and the partitions of `index` it needs.
+    fn conversation_query<'a>(
         &self,
-        index: &IndexView,
+        index: &'a IndexView,
         bot: &str,
         request: &SearchRequest,
         range: TimeRange,
-    ) -> Result<Box<dyn Query>, QueryError> {
+    ) -> Result<(Box<dyn Query>, Cow<'a, IndexView>), QueryError> {
         let text = self.conversation_text(index, bot, request, range, false)?;
-        Ok(build::build(
-            &self.fields,
-            bot,
-            Docs::Conversations(&text),
-            request,
-            range,
-            None,
-        ))
+        let docs = Docs::Conversations(&text);
+        let query = build::build(&self.fields, bot, docs, request, range, None);
+        Ok((query, text.view(index)))
     }
 
     /// Ids of the conversations `request` matches in `index`, ascending.
@@ -485,8 +482,8 @@ impl SearchService {
         request: &SearchRequest,
         range: TimeRange,
     ) -> Result<Vec<u64>, QueryError> {
-        let query = self.conversation_query(index, bot, request, range)?;
-        Ok(index.search(
+        let (query, searched) = self.conversation_query(index, bot, request, range)?;
+        Ok(searched.search(
             DocKind::Conversation,
             (range.from, range.to),
             &query,
@@ -509,8 +506,8 @@ impl SearchService {
         let request = &*self.resolve(bot, request)?;
         let range = time_range(request, now, default_range);
         let index = self.live_view();
-        let query = self.conversation_query(&index, bot, request, range)?;
-        Ok(self.count(&index, &query, range, dimensions)?.facets)
+        let (query, searched) = self.conversation_query(&index, bot, request, range)?;
+        Ok(self.count(&searched, &query, range, dimensions)?.facets)
     }
 
     /// Ids of every conversation matching the filters (for bulk actions), ascending.
