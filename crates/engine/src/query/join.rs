@@ -21,10 +21,13 @@ use std::sync::Arc;
 use tantivy::collector::{Collector, SegmentCollector};
 use tantivy::columnar::Column;
 use tantivy::query::{EmptyScorer, EnableScoring, Explanation, Query, Scorer, Weight};
-use tantivy::{DocId, DocSet, Score, SegmentOrdinal, SegmentReader, TERMINATED};
+use tantivy::schema::IndexRecordOption;
+use tantivy::{DocId, DocSet, Score, SegmentOrdinal, SegmentReader, TERMINATED, Term};
 
 /// The id field both kinds of document carry.
 const CONV_ID: &str = "conv_id";
+/// What looking up one id's postings costs, in reads of the id column.
+const LOOKUP_COST: u64 = 16;
 
 /// A set of conversation ids, with a score per conversation when relevance is asked.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -95,6 +98,34 @@ impl ConvSet {
     pub fn overlaps(&self, min: u64, max: u64) -> bool {
         let end = self.first_word + self.words.len() as u64;
         !self.words.is_empty() && min / 64 < end && max / 64 >= self.first_word
+    }
+
+    /// The global indexes of the words that hold `min..=max`, clipped to the set.
+    fn words_between(&self, min: u64, max: u64) -> std::ops::Range<u64> {
+        (min / 64).max(self.first_word)..(max / 64 + 1).min(self.end())
+    }
+
+    /// About how many ids of `min..=max` the set holds (it counts whole words).
+    fn count_near(&self, min: u64, max: u64) -> u64 {
+        self.words_between(min, max)
+            .map(|at| u64::from(self.word(at).count_ones()))
+            .sum()
+    }
+
+    /// The ids of `min..=max` in the set, ascending.
+    fn ids_between(&self, min: u64, max: u64) -> impl Iterator<Item = u64> + '_ {
+        self.words_between(min, max)
+            .flat_map(move |at| {
+                let mut word = self.word(at);
+                std::iter::from_fn(move || {
+                    (word != 0).then(|| {
+                        let bit = u64::from(word.trailing_zeros());
+                        word &= word - 1;
+                        at * 64 + bit
+                    })
+                })
+            })
+            .filter(move |id| (min..=max).contains(id))
     }
 
     /// The word of global index `at` (0 outside the set).
@@ -381,23 +412,43 @@ struct ConvSetWeight {
 impl Weight for ConvSetWeight {
     fn scorer(&self, reader: &SegmentReader, boost: Score) -> tantivy::Result<Box<dyn Scorer>> {
         let column = reader.fast_fields().u64(CONV_ID)?;
-        if !self.set.overlaps(column.min_value(), column.max_value()) {
+        let (min, max) = (column.min_value(), column.max_value());
+        let near = self.set.count_near(min, max);
+        if near == 0 {
             return Ok(Box::new(EmptyScorer));
         }
-        // One pass over the segment's ids: conversation segments are small
-        // (a document per conversation, no text).
         let mut docs = Vec::new();
-        let mut scores = Vec::new();
-        for doc in 0..reader.max_doc() {
-            if let Some(id) = column.first(doc)
-                && self.set.contains(id)
-            {
-                docs.push(doc);
-                if self.scored {
-                    scores.push(self.set.score(id) * boost);
+        if near.saturating_mul(LOOKUP_COST) < u64::from(reader.max_doc()) {
+            // A few conversations (a rare word): each through its id's postings.
+            let field = reader.schema().get_field(CONV_ID)?;
+            let inverted = reader.inverted_index(field)?;
+            for id in self.set.ids_between(min, max) {
+                let term = Term::from_field_u64(field, id);
+                if let Some(mut postings) =
+                    inverted.read_postings(&term, IndexRecordOption::Basic)?
+                {
+                    while postings.doc() != TERMINATED {
+                        docs.push(postings.doc());
+                        postings.advance();
+                    }
                 }
             }
+            docs.sort_unstable();
+        } else {
+            // Many: one pass over the segment's ids (conversation segments are
+            // small: a document per conversation, no text).
+            docs.extend(
+                (0..reader.max_doc())
+                    .filter(|&doc| column.first(doc).is_some_and(|id| self.set.contains(id))),
+            );
         }
+        let scores = if self.scored {
+            docs.iter()
+                .map(|&doc| column.first(doc).map_or(0.0, |id| self.set.score(id)) * boost)
+                .collect()
+        } else {
+            Vec::new()
+        };
         Ok(Box::new(ListScorer {
             docs,
             scores,
@@ -478,10 +529,56 @@ mod tests {
         assert_eq!(a.and(&b).score(640), 1280.0);
         assert_eq!(a.or(&b).score(130), 130.0);
         assert_eq!(a.and(&set(&[950])).len(), 0);
+        assert_eq!(
+            a.ids_between(60, 640).collect::<Vec<_>>(),
+            vec![70, 200, 640]
+        );
+        assert_eq!(a.ids_between(641, 5000).count(), 0);
+        assert_eq!(a.count_near(0, 63), 1);
         assert!(a.and(&set(&[950])).is_empty());
         let union = ConvSet::union_all(vec![set(&[900]), ConvSet::default(), set(&[3, 70])]);
         assert_eq!(ids(&union), vec![3, 70, 900]);
         assert_eq!(union.score(900), 900.0);
+    }
+
+    #[test]
+    fn the_query_finds_a_few_ids_through_postings_and_many_through_the_column() {
+        use tantivy::collector::DocSetCollector;
+        use tantivy::schema::{FAST, INDEXED, Schema};
+        let mut schema = Schema::builder();
+        let conv_id = schema.add_u64_field(CONV_ID, INDEXED | FAST);
+        let index = tantivy::Index::create_in_ram(schema.build());
+        let mut writer: tantivy::IndexWriter =
+            index.writer_with_num_threads(1, 15_000_000).unwrap();
+        for id in 1000..1200u64 {
+            writer.add_document(tantivy::doc!(conv_id => id)).unwrap();
+        }
+        writer.commit().unwrap();
+        let searcher = index.reader().unwrap().searcher();
+        let found = |ids: &[u64]| -> Vec<u64> {
+            let docs = searcher
+                .search(&ConvSetQuery(Arc::new(set(ids))), &DocSetCollector)
+                .unwrap();
+            let column = searcher
+                .segment_reader(0)
+                .fast_fields()
+                .u64(CONV_ID)
+                .unwrap();
+            let mut found: Vec<u64> = docs
+                .into_iter()
+                .map(|address| column.first(address.doc_id).unwrap())
+                .collect();
+            found.sort_unstable();
+            found
+        };
+        // 3 ids of 200 documents: postings; 150: the column.
+        assert_eq!(
+            found(&[999, 1003, 1100, 1199, 1500]),
+            vec![1003, 1100, 1199]
+        );
+        let many: Vec<u64> = (1000..1150).collect();
+        assert_eq!(found(&many), many);
+        assert_eq!(found(&[5, 7]), Vec::<u64>::new());
     }
 
     #[test]
