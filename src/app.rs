@@ -226,6 +226,7 @@ impl App {
 
     /// Stores validated messages; returns once they are durable.
     pub async fn ingest(&self, messages: Vec<NewMessage>) -> Result<IngestOutcome, StoreError> {
+        self.within_backlog().await;
         let sessions = self.config.sessions.clone();
         self.store
             .write(move |ctx| ctx.ingest(messages, &sessions))
@@ -257,6 +258,25 @@ impl App {
         self.store
             .write(move |ctx| ctx.store_traces(traces, &sessions, capture_all))
             .await
+    }
+
+    /// Waits while the index is more than `index.max_backlog` changes behind
+    /// the store, so that a burst can't leave searches minutes behind what was
+    /// acknowledged. The request's timeout bounds the wait.
+    async fn within_backlog(&self) {
+        let max = self.config.index.max_backlog;
+        let backlog = || {
+            let position = self.index.state().position();
+            self.store.head().saturating_sub(position)
+        };
+        if max == 0 || backlog() <= max {
+            return;
+        }
+        let started = std::time::Instant::now();
+        while backlog() > max {
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        self.metrics.ingest_backlog_wait.observe(started.elapsed());
     }
 
     /// How far the index is behind the store: changes, and seconds the oldest has waited.

@@ -60,6 +60,8 @@ pub struct Metrics {
     pub duplicate_messages: AtomicU64,
     pub rejected_batches: AtomicU64,
     pub ingest_batch: Histogram,
+    /// Time ingest requests waited for the index to be within `index.max_backlog`.
+    pub ingest_backlog_wait: Histogram,
     pub traces_stored: AtomicU64,
     pub traces_dropped: AtomicU64,
     pub query_conversations: Histogram,
@@ -194,6 +196,12 @@ impl Metrics {
         );
         self.ingest_batch
             .render(&mut out, "convlog_ingest_batch_seconds", "");
+        let _ = writeln!(
+            out,
+            "# HELP convlog_ingest_backlog_wait_seconds Time ingest requests waited for the index to come within index.max_backlog changes of the store.\n# TYPE convlog_ingest_backlog_wait_seconds histogram"
+        );
+        self.ingest_backlog_wait
+            .render(&mut out, "convlog_ingest_backlog_wait_seconds", "");
         let _ = writeln!(
             out,
             "# HELP convlog_query_seconds Search latency by endpoint.\n# TYPE convlog_query_seconds histogram"

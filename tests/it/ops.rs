@@ -11,6 +11,7 @@ const METRICS: &[(&str, &str)] = &[
     ("convlog_traces_stored_total", "counter"),
     ("convlog_traces_dropped_total", "counter"),
     ("convlog_ingest_batch_seconds", "histogram"),
+    ("convlog_ingest_backlog_wait_seconds", "histogram"),
     ("convlog_query_seconds", "histogram"),
     ("convlog_store_position", "gauge"),
     ("convlog_index_position", "gauge"),
@@ -73,6 +74,58 @@ fn metrics_export_every_documented_family() {
         );
     }
     assert!(server.metric("convlog_ingested_messages_total") > 0.0);
+}
+
+#[test]
+fn ingest_waits_while_the_index_is_more_than_max_backlog_changes_behind() {
+    const MAX_BACKLOG: u64 = 200;
+    const BATCH: usize = 50;
+    const CLIENTS: usize = 4;
+    let dir = tempfile::tempdir().unwrap();
+    // Commits 2 s apart: a burst gets far ahead of the index unless ingest waits for it.
+    let server = Server::start(
+        dir.path(),
+        &[
+            "--set",
+            &format!("index.max_backlog={MAX_BACKLOG}"),
+            "--set",
+            "index.refresh_interval=2s",
+        ],
+    );
+    let messages = generated(8, 1_000, &["backlog"], 30);
+    let done = std::sync::atomic::AtomicBool::new(false);
+    let largest = std::thread::scope(|scope| {
+        let sampler = scope.spawn(|| {
+            let mut largest: f64 = 0.0;
+            while !done.load(std::sync::atomic::Ordering::SeqCst) {
+                largest = largest.max(server.metric("convlog_index_lag"));
+                std::thread::sleep(std::time::Duration::from_millis(5));
+            }
+            largest
+        });
+        let (accepted, _) = server.ingest_parallel(&messages, BATCH, CLIENTS);
+        assert_eq!(accepted, messages.len() as u64, "every batch acknowledged");
+        done.store(true, std::sync::atomic::Ordering::SeqCst);
+        sampler.join().unwrap()
+    });
+    // A request checks the backlog before it writes, so the requests already past the
+    // check (one per client) can add a batch's conversations each; the tagging job
+    // (which doesn't wait) can change each of those once more.
+    let bound = (2 * (MAX_BACKLOG + (CLIENTS * BATCH) as u64)) as f64;
+    assert!(
+        largest <= bound,
+        "the index fell {largest} changes behind during the burst; the bound is {bound}"
+    );
+    assert!(
+        largest > 0.0,
+        "the sampler saw no lag at all: nothing was tested"
+    );
+    assert!(server.metric("convlog_ingest_backlog_wait_seconds_count") > 0.0);
+    server.wait_indexed();
+    let found = server.get_ok(&format!(
+        "/v1/bots/backlog/messages?from={ALL_FROM}&to={ALL_TO}&limit=1"
+    ));
+    assert_eq!(found["total"].as_u64(), Some(messages.len() as u64));
 }
 
 #[test]

@@ -81,6 +81,8 @@ pub struct IndexConfig {
     pub writer_memory: usize,
     pub writer_threads: usize,
     pub on_schema_change: SchemaChange,
+    /// Changes the index may be behind the store before ingest waits (0: no bound).
+    pub max_backlog: u64,
 }
 
 /// `[search]`.

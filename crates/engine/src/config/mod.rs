@@ -311,6 +311,7 @@ fn validate(table: toml::Table) -> Result<Config, ConfigError> {
         )?,
         writer_memory: writer_memory as usize,
         writer_threads: raw.index.writer_threads,
+        max_backlog: raw.index.max_backlog,
         on_schema_change: match raw.index.on_schema_change.as_str() {
             "rebuild" => SchemaChange::Rebuild,
             "refuse" => SchemaChange::Refuse,

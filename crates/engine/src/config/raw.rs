@@ -64,6 +64,7 @@ pub struct RawIndex {
     pub writer_threads: usize,
     pub on_schema_change: String,
     pub partition_span: String,
+    pub max_backlog: u64,
 }
 
 /// `[search]`.
