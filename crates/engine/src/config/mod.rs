@@ -200,9 +200,16 @@ fn positive(key: &str, value: Duration) -> Result<Duration, ConfigError> {
 }
 
 fn validate(table: toml::Table) -> Result<Config, ConfigError> {
-    let raw: RawConfig = toml::Value::Table(table)
-        .try_into()
-        .map_err(|err: toml::de::Error| ConfigError::Toml(err.message().to_string()))?;
+    let raw: RawConfig = serde_path_to_error::deserialize(table).map_err(
+        |err: serde_path_to_error::Error<toml::de::Error>| match err.path().to_string() {
+            // An unknown key is refused at its table; the message names the key.
+            path if path == "." => ConfigError::Toml(err.inner().message().to_string()),
+            path => ConfigError::Invalid {
+                key: path,
+                reason: err.inner().message().to_string(),
+            },
+        },
+    )?;
 
     let listen = raw
         .server
@@ -458,6 +465,18 @@ mod tests {
         assert_eq!(config.ingest.max_text, 16 << 10);
         assert_eq!(config.search.history_days, 5);
         assert_eq!(config.retention.period, Duration::from_secs(180 * 86_400));
+    }
+
+    #[test]
+    fn a_value_of_the_wrong_type_names_its_key() {
+        for (assignment, key) in [
+            ("index.max_backlog=abc", "index.max_backlog"),
+            ("index.writer_threads=-1", "index.writer_threads"),
+            ("server.max_body=5", "server.max_body"),
+        ] {
+            let err = load_with(&[assignment]).unwrap_err().to_string();
+            assert!(err.contains(&format!("`{key}`")), "{assignment}: {err}");
+        }
     }
 
     #[test]
