@@ -155,50 +155,48 @@ impl Partition {
     }
 }
 
-/// The earliest first message and the latest last message of the
-/// conversations in a searcher (deleted ones included: it only errs wide),
-/// or `None` when it holds none.
-fn bounds(conversations: &Searcher) -> Option<(Micros, Micros)> {
-    if conversations.num_docs() == 0 {
-        return None;
-    }
-    let mut bounds: Option<(Micros, Micros)> = None;
-    for segment in conversations.segment_readers() {
+/// The smallest and largest values over the live segments of a searcher, from
+/// each segment's column statistics (deleted documents included: it only errs
+/// wide); `whole` when a segment lacks the columns, `None` when it holds none.
+fn extent<T: Ord + Copy>(
+    searcher: &Searcher,
+    whole: (T, T),
+    of_segment: impl Fn(&tantivy::SegmentReader) -> Option<(T, T)>,
+) -> Option<(T, T)> {
+    let mut extent: Option<(T, T)> = None;
+    for segment in searcher.segment_readers() {
         if segment.num_docs() == 0 {
             continue;
         }
-        let fast = segment.fast_fields();
-        let (Ok(first), Ok(last)) = (fast.i64("first_ts"), fast.i64("last_ts")) else {
+        let Some((lo, hi)) = of_segment(segment) else {
             // Without the columns nothing can be excluded.
-            return Some((Micros::MIN, Micros::MAX));
+            return Some(whole);
         };
-        let (lo, hi) = (first.min_value(), last.max_value());
-        bounds = Some(match bounds {
+        extent = Some(match extent {
             Some((a, b)) => (a.min(lo), b.max(hi)),
             None => (lo, hi),
         });
     }
-    bounds
+    extent
+}
+
+/// The earliest first message and the latest last message of the
+/// conversations in a searcher, or `None` when it holds none.
+fn bounds(conversations: &Searcher) -> Option<(Micros, Micros)> {
+    extent(conversations, (Micros::MIN, Micros::MAX), |segment| {
+        let fast = segment.fast_fields();
+        let (first, last) = (fast.i64("first_ts").ok()?, fast.i64("last_ts").ok()?);
+        Some((first.min_value(), last.max_value()))
+    })
 }
 
 /// The smallest and largest conversation id in a searcher's conversation
-/// documents (deleted ones included), or `None` when it holds none.
+/// documents, or `None` when it holds none.
 fn ids(conversations: &Searcher) -> Option<(u64, u64)> {
-    let mut ids: Option<(u64, u64)> = None;
-    for segment in conversations.segment_readers() {
-        if segment.num_docs() == 0 {
-            continue;
-        }
-        let Ok(column) = segment.fast_fields().u64("conv_id") else {
-            return Some((0, u64::MAX));
-        };
-        let (lo, hi) = (column.min_value(), column.max_value());
-        ids = Some(match ids {
-            Some((a, b)) => (a.min(lo), b.max(hi)),
-            None => (lo, hi),
-        });
-    }
-    ids
+    extent(conversations, (0, u64::MAX), |segment| {
+        let column = segment.fast_fields().u64("conv_id").ok()?;
+        Some((column.min_value(), column.max_value()))
+    })
 }
 
 /// A point-in-time view of one partition.
