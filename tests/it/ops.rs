@@ -129,6 +129,37 @@ fn ingest_waits_while_the_index_is_more_than_max_backlog_changes_behind() {
 }
 
 #[test]
+fn ingest_that_waits_past_the_request_timeout_is_refused_and_stores_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    // An index that commits once an hour stays behind the first batch for the whole test.
+    let server = Server::start(
+        dir.path(),
+        &[
+            "--set",
+            "index.max_backlog=1",
+            "--set",
+            "index.refresh_interval=1h",
+            "--set",
+            "server.request_timeout=2s",
+        ],
+    );
+    let messages = generated(9, 20, &["stalled"], 1);
+    let (first, rest) = messages.split_at(messages.len() / 2);
+    server.ingest(first);
+    let head = server.metric("convlog_store_position");
+    assert!(server.metric("convlog_index_lag") > 1.0);
+    let body = serde_json::to_vec(rest).unwrap();
+    let reply = server.post("/v1/messages", "application/json", &body);
+    assert_eq!(reply.status, 503, "{}", reply.body);
+    assert!(reply.body.contains("timeout"), "{}", reply.body);
+    assert_eq!(
+        server.metric("convlog_store_position"),
+        head,
+        "a refused batch changed the store"
+    );
+}
+
+#[test]
 fn openapi_description_is_json_listing_the_contract_paths() {
     let dir = tempfile::tempdir().unwrap();
     let server = Server::start(dir.path(), &[]);
