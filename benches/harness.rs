@@ -93,7 +93,9 @@ struct Args {
     /// Tiny CI mode: check that everything works and exit quickly; no bar is enforced.
     #[arg(long)]
     smoke: bool,
-    /// Keep the temporary data directory (its path is printed).
+    /// Keep the temporary data directory (its path is printed) as the query
+    /// workloads left it, to profile queries on it: skips W4, which archives
+    /// the store away.
     #[arg(long)]
     keep: bool,
     /// Where to write the JSON results (default: target/bench-results.json).
@@ -527,14 +529,16 @@ fn one_run(
     } else {
         None
     };
-    compare::archive(
-        args,
-        tmp.path(),
-        &data_dir,
-        data,
-        duck.as_ref(),
-        &mut outcome,
-    )?;
+    if !args.keep {
+        compare::archive(
+            args,
+            tmp.path(),
+            &data_dir,
+            data,
+            duck.as_ref(),
+            &mut outcome,
+        )?;
+    }
     outcome.rows.sort_by_key(|row| {
         [
             "W1", "W2a", "W2b", "W2c", "W2d", "W2", "check", "W3", "W4", "W6", "machine", "data",

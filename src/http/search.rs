@@ -10,6 +10,7 @@ use axum::extract::{Extension, Path, RawQuery, State};
 use convlog_core::{ConversationId, format_timestamp, is_identifier};
 use convlog_engine::query::{SearchRequest, Target};
 use serde_json::{Value, json};
+use std::collections::BTreeMap;
 use std::time::Instant;
 
 pub(super) fn bot_id(bot: &str) -> Result<String, AppError> {
@@ -63,7 +64,7 @@ pub async fn conversations(
     State(app): State<App>,
     Path(bot): Path<String>,
     RawQuery(query): RawQuery,
-) -> Result<Json<Value>, AppError> {
+) -> Result<Json<ConversationsPage>, AppError> {
     let started = Instant::now();
     let bot = bot_id(&bot)?;
     let request = request(query, Target::Conversations)?;
@@ -81,14 +82,25 @@ pub async fn conversations(
             value
         })
         .collect();
-    let body = json!({
-        "total": page.total,
-        "conversations": conversations,
-        "next_cursor": page.next_cursor,
-        "facets": page.facets,
-    });
+    // Serialised straight from the page: thousands of facet values through a
+    // `Value` would be sorted into a map a second time.
+    let body = ConversationsPage {
+        total: page.total,
+        conversations,
+        next_cursor: page.next_cursor,
+        facets: page.facets,
+    };
     app.metrics.query_conversations.observe(started.elapsed());
     Ok(Json(body))
+}
+
+/// The body of `GET /v1/bots/{bot}/conversations`.
+#[derive(serde::Serialize)]
+pub struct ConversationsPage {
+    total: u64,
+    conversations: Vec<Value>,
+    next_cursor: Option<String>,
+    facets: BTreeMap<&'static str, BTreeMap<String, u64>>,
 }
 
 /// `GET /v1/bots/{bot}/conversations/{id}`.

@@ -71,3 +71,97 @@ fn descriptor_lists_every_filter_and_searches_take_exactly_those() {
         }
     }
 }
+
+/// The facets and total of a conversation search, and its first page's ids.
+fn counts(server: &Server, query: &str) -> (Value, Value, Vec<String>) {
+    let page = server.get_ok(&format!("/v1/bots/demo/conversations?limit=10&{query}"));
+    let ids = page["conversations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["id"].as_str().unwrap().to_string())
+        .collect();
+    (page["total"].clone(), page["facets"].clone(), ids)
+}
+
+#[test]
+fn the_default_views_counts_per_hour_equal_counts_per_conversation_through_changes() {
+    // A search with nothing but a time range counts the conversations that
+    // started in its whole hours from per-segment summaries; the same search
+    // with a channel filter naming every channel counts each conversation one
+    // by one. Both must agree for ranges on and off the hour, and after labels
+    // and flags rewrite conversation documents (deletes the summaries must see).
+    use crate::common::{ALL_FROM, ALL_TO, encode, end, generated};
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), &["--set", "index.partition_span=6h"]);
+    server.ingest(&generated(11, 600, &["demo"], 3));
+    server.wait_settled();
+    let everything = format!("from={}&to={}", encode(ALL_FROM), encode(ALL_TO));
+    let (_, facets, _) = counts(&server, &everything);
+    let channels: Vec<String> = facets["channel"]
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(|c| format!("&channel={}", encode(c)))
+        .collect();
+    assert!(channels.len() >= 2, "{facets}");
+    let all_channels = channels.concat();
+    let minute = chrono::Duration::minutes(1);
+    let ranges: Vec<(chrono::DateTime<chrono::Utc>, chrono::Duration)> = vec![
+        (end() - chrono::Duration::days(1), chrono::Duration::days(1)),
+        (
+            end() - chrono::Duration::hours(30) - minute * 17,
+            chrono::Duration::hours(26),
+        ),
+        (end() - chrono::Duration::days(2) + minute * 7, minute * 50),
+        (end() - chrono::Duration::days(3), chrono::Duration::days(5)),
+        (
+            end() - chrono::Duration::hours(50) - minute * 3,
+            chrono::Duration::hours(1) + minute,
+        ),
+    ];
+    let ids: Vec<String> = server
+        .page_all(
+            &format!("/v1/bots/demo/conversations?{everything}"),
+            "conversations",
+        )
+        .iter()
+        .map(|c| c["id"].as_str().unwrap().to_string())
+        .collect();
+    for round in 0..3 {
+        for (from, span) in &ranges {
+            let range = format!(
+                "from={}&to={}",
+                encode(&from.to_rfc3339()),
+                encode(&(*from + *span).to_rfc3339())
+            );
+            let plain = counts(&server, &range);
+            let one_by_one = counts(&server, &format!("{range}{all_channels}"));
+            assert_eq!(plain, one_by_one, "round {round}, {range}");
+            assert!(
+                plain.0.as_u64().unwrap() > 0,
+                "round {round}, {range}: no match"
+            );
+        }
+        // Rewrite a tenth of the conversations' documents.
+        for id in ids.iter().skip(round).step_by(10) {
+            let base = format!("/v1/bots/demo/conversations/{id}");
+            let label = server.put(
+                &format!("{base}/labels/round-{round}"),
+                "application/json",
+                b"",
+            );
+            assert_eq!(label.status, 200, "{}", label.body);
+            let flag = server.put(&format!("{base}/flag"), "application/json", b"");
+            assert_eq!(flag.status, 200, "{}", flag.body);
+        }
+        server.wait_indexed();
+        let (_, facets, _) = counts(&server, &everything);
+        let labelled = ids.iter().skip(round).step_by(10).count() as u64;
+        assert_eq!(
+            facets["label"][format!("round-{round}")],
+            labelled,
+            "{facets}"
+        );
+    }
+}

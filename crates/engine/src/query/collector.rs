@@ -4,13 +4,14 @@
 //! Everything reads fast fields (columns), so a pass costs a few column reads
 //! per matching document and no stored-document access.
 
-use super::facets::{FacetColumn, FacetColumns};
+use super::facets::{FacetColumn, FacetColumns, Summary};
 use std::cmp::Ordering;
-use std::collections::{BinaryHeap, HashMap};
+use std::collections::HashMap;
 use std::sync::Arc;
 use tantivy::collector::{Collector, SegmentCollector};
 use tantivy::columnar::column_index::{MultiValueIndex, OptionalIndex};
 use tantivy::columnar::{Column, ColumnIndex};
+use tantivy::schema::Field;
 use tantivy::{DocId, Score, SegmentOrdinal, SegmentReader};
 
 /// A position in the result order: documents sort by `key` then `id`, both descending.
@@ -109,6 +110,36 @@ pub struct SearchCollector {
     pub within: Option<Arc<Vec<u64>>>,
     /// The facet columns of every segment, opened once.
     pub columns: Arc<FacetColumns>,
+    /// When the query is only a bot and a time range: the documents whose
+    /// first message is in these whole buckets are counted from segment
+    /// summaries (see [`super::facets`]), not one by one.
+    pub summarized: Option<Summarized>,
+}
+
+/// What [`SearchCollector::summarized`] needs: the bot and the whole buckets.
+#[derive(Debug, Clone)]
+pub struct Summarized {
+    pub bot_field: Field,
+    pub bot: String,
+    /// Bucket starts `[lo, hi)`: see [`super::facets::whole_buckets`].
+    pub buckets: (i64, i64),
+}
+
+/// Per-segment state of [`Summarized`].
+struct SegmentSummary {
+    first: Column<i64>,
+    buckets: (i64, i64),
+    summary: Arc<Summary>,
+    /// The facet fields, in the order of [`SearchSegmentCollector::facets`].
+    fields: Vec<&'static str>,
+}
+
+impl SegmentSummary {
+    /// Whether the summary counts `doc`.
+    fn holds(&self, doc: DocId) -> bool {
+        let (lo, hi) = self.buckets;
+        self.first.first(doc).is_some_and(|ts| ts >= lo && ts < hi)
+    }
 }
 
 /// A filtered facet dimension whose filter the collector applies itself.
@@ -140,24 +171,63 @@ pub struct SearchFruit {
     pub facets: Vec<HashMap<String, u64>>,
 }
 
-/// Heap entry whose "greatest" is the worst kept hit.
-#[derive(Debug, Clone, Copy)]
-struct Ranked(SortPosition);
+/// The best `limit` positions seen, kept without a heap: documents arrive
+/// roughly oldest first, so in newest-first order nearly every one beats the
+/// worst kept and a heap would sift for each. Candidates go into a buffer that
+/// is cut back to the best `limit` by selection when it fills, and the worst
+/// kept then becomes the bar the next candidates must pass.
+struct Top {
+    limit: usize,
+    kept: Vec<SortPosition>,
+    /// The worst of the best `limit` at the last cut.
+    bar: Option<SortPosition>,
+}
 
-impl PartialEq for Ranked {
-    fn eq(&self, other: &Self) -> bool {
-        self.cmp(other) == Ordering::Equal
+impl Top {
+    fn new(limit: usize) -> Top {
+        Top {
+            limit,
+            kept: Vec::with_capacity(Top::capacity(limit)),
+            bar: None,
+        }
     }
-}
-impl Eq for Ranked {}
-impl PartialOrd for Ranked {
-    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
-        Some(self.cmp(other))
+
+    fn capacity(limit: usize) -> usize {
+        (limit * 8).max(256)
     }
-}
-impl Ord for Ranked {
-    fn cmp(&self, other: &Self) -> Ordering {
-        self.0.order(&other.0)
+
+    /// Whether a document whose sort key is `key` can't be among the best.
+    fn below_bar(&self, key: f64) -> bool {
+        self.bar.is_some_and(|bar| key < bar.key)
+    }
+
+    fn push(&mut self, position: SortPosition) {
+        if self
+            .bar
+            .is_some_and(|bar| bar.order(&position) != Ordering::Greater)
+        {
+            return;
+        }
+        self.kept.push(position);
+        if self.kept.len() >= Top::capacity(self.limit) {
+            self.cut();
+            self.bar = self.kept.last().copied();
+        }
+    }
+
+    /// Keeps the best `limit`, best first.
+    fn cut(&mut self) {
+        if self.kept.len() > self.limit {
+            self.kept
+                .select_nth_unstable_by(self.limit - 1, |a, b| a.order(b));
+            self.kept.truncate(self.limit);
+        }
+        self.kept.sort_by(|a, b| a.order(b));
+    }
+
+    fn into_best(mut self) -> Vec<SortPosition> {
+        self.cut();
+        self.kept
     }
 }
 
@@ -180,8 +250,9 @@ pub struct SearchSegmentCollector {
     range: Option<SegmentRange>,
     /// The `conv_id` column and the conversations documents must belong to.
     within: Option<(Column<u64>, Arc<Vec<u64>>)>,
+    summarized: Option<SegmentSummary>,
     total: u64,
-    heap: BinaryHeap<Ranked>,
+    top: Top,
 }
 
 /// A facet column with its zeroed counts (empty when the segment has no values:
@@ -322,8 +393,25 @@ impl Collector for SearchCollector {
                 Some(ids) => Some((fast.u64("conv_id")?, ids.clone())),
                 None => None,
             },
+            summarized: match &self.summarized {
+                Some(summarized) => {
+                    let fields: Vec<&'static str> = self.facets.iter().map(|(_, f)| *f).collect();
+                    Some(SegmentSummary {
+                        first: fast.i64("first_ts")?,
+                        buckets: summarized.buckets,
+                        summary: self.columns.summary(
+                            reader,
+                            summarized.bot_field,
+                            &summarized.bot,
+                            &fields,
+                        )?,
+                        fields,
+                    })
+                }
+                None => None,
+            },
             total: 0,
-            heap: BinaryHeap::with_capacity(self.limit + 1),
+            top: Top::new(self.limit),
         })
     }
 
@@ -333,15 +421,20 @@ impl Collector for SearchCollector {
 
     fn merge_fruits(&self, fruits: Vec<SegmentFruit>) -> tantivy::Result<SearchFruit> {
         let mut total = 0;
-        let mut facets: Vec<HashMap<u32, u64>> =
-            vec![HashMap::new(); self.facets.len() + self.disjunctive.len()];
+        // Counts by value id: ids are dense, so a vector indexed by them.
+        let values = self.columns.value_count();
+        let mut facets: Vec<Vec<u64>> =
+            vec![Vec::new(); self.facets.len() + self.disjunctive.len()];
         let mut top = Vec::new();
         for fruit in fruits {
             total += fruit.total;
             top.extend(fruit.top);
             for (into, from) in facets.iter_mut().zip(fruit.facets) {
                 for (value, count) in from {
-                    *into.entry(value).or_insert(0) += count;
+                    if into.is_empty() {
+                        into.resize(values, 0);
+                    }
+                    into[value as usize] += count;
                 }
             }
         }
@@ -370,15 +463,51 @@ impl SegmentCollector for SearchSegmentCollector {
     type Fruit = SegmentFruit;
 
     fn collect(&mut self, doc: DocId, score: Score) {
+        let summarized = self.summarized.as_ref().is_some_and(|s| s.holds(doc));
+        if summarized || self.count(doc) {
+            self.rank(doc, score);
+        }
+    }
+
+    fn harvest(mut self) -> SegmentFruit {
+        for (facet, deferred) in self.facets.iter_mut().zip(&self.deferred) {
+            if *deferred {
+                count_deferred(facet, &self.matched, self.total);
+            }
+        }
+        if let Some(summarized) = &self.summarized {
+            self.total += summarized.summary.total(summarized.buckets);
+            for ((_, counts), field) in self.facets.iter_mut().zip(&summarized.fields) {
+                summarized.summary.add(field, summarized.buckets, counts);
+            }
+        }
+        let facets = self
+            .facets
+            .into_iter()
+            .chain(self.disjunctive)
+            .map(by_value)
+            .collect();
+        SegmentFruit {
+            total: self.total,
+            top: self.top.into_best(),
+            facets,
+        }
+    }
+}
+
+impl SearchSegmentCollector {
+    /// Tests `doc` against what the query left to the collector and counts it
+    /// (total and facets) if it passes; whether it did.
+    fn count(&mut self, doc: DocId) -> bool {
         if !accepted(&self.range, doc) {
-            return;
+            return false;
         }
         if let Some((column, ids)) = &self.within
             && column
                 .first(doc)
                 .is_none_or(|id| ids.binary_search(&id).is_err())
         {
-            return;
+            return false;
         }
         if !self.filters.is_empty() {
             // The one dimension whose filter the document fails, if exactly one.
@@ -391,14 +520,14 @@ impl SegmentCollector for SearchSegmentCollector {
                         .any(|ord| ords.binary_search(&ord).is_ok());
                 if !passes {
                     if failed.is_some() {
-                        return;
+                        return false;
                     }
                     failed = Some(at);
                 }
             }
             if let Some(at) = failed {
                 count_facet(&mut self.disjunctive[at], doc);
-                return;
+                return false;
             }
             for facet in &mut self.disjunctive {
                 count_facet(facet, doc);
@@ -413,6 +542,11 @@ impl SegmentCollector for SearchSegmentCollector {
         if !self.matched.is_empty() {
             self.matched[doc as usize / 64] |= 1 << (doc % 64);
         }
+        true
+    }
+
+    /// Keeps `doc` among the top hits if it is one.
+    fn rank(&mut self, doc: DocId, score: Score) {
         if self.limit == 0 {
             return;
         }
@@ -420,12 +554,9 @@ impl SegmentCollector for SearchSegmentCollector {
             Some(column) => column.first(doc).unwrap_or(i64::MIN) as f64,
             None => score as f64,
         };
-        // A full heap only takes documents better than its worst: most documents
-        // of a frequent word aren't, and this skips their id read.
-        if self.heap.len() >= self.limit
-            && let Some(worst) = self.heap.peek()
-            && key < worst.0.key
-        {
+        // Most documents of a frequent word can't be among the best: this
+        // skips their id read.
+        if self.top.below_bar(key) {
             return;
         }
         let position = SortPosition {
@@ -437,34 +568,7 @@ impl SegmentCollector for SearchSegmentCollector {
         {
             return;
         }
-        if self.heap.len() < self.limit {
-            self.heap.push(Ranked(position));
-        } else if let Some(mut worst) = self.heap.peek_mut()
-            && position.order(&worst.0) == Ordering::Less
-        {
-            // Replacing in place sifts once; documents arrive roughly oldest first,
-            // so with newest-first order this happens for most of them.
-            *worst = Ranked(position);
-        }
-    }
-
-    fn harvest(mut self) -> SegmentFruit {
-        for (facet, deferred) in self.facets.iter_mut().zip(&self.deferred) {
-            if *deferred {
-                count_deferred(facet, &self.matched, self.total);
-            }
-        }
-        let facets = self
-            .facets
-            .into_iter()
-            .chain(self.disjunctive)
-            .map(by_value)
-            .collect();
-        SegmentFruit {
-            total: self.total,
-            top: self.heap.into_iter().map(|ranked| ranked.0).collect(),
-            facets,
-        }
+        self.top.push(position);
     }
 }
 
@@ -538,5 +642,30 @@ mod tests {
         let mut all = vec![c, a, b];
         all.sort_by(|x, y| x.order(y));
         assert_eq!(all, vec![a, b, c]);
+    }
+
+    #[test]
+    fn top_keeps_the_best_limit_whatever_the_arrival_order() {
+        for limit in [1, 3, 21] {
+            // Oldest first (every one beats the last), newest first, and mixed.
+            let orders: [Vec<u64>; 3] = [
+                (0..2000).collect(),
+                (0..2000).rev().collect(),
+                (0..2000).map(|i| (i * 7919) % 2000).collect(),
+            ];
+            for order in orders {
+                let mut top = Top::new(limit);
+                for i in order {
+                    // Ties on the key are broken by id.
+                    top.push(SortPosition {
+                        key: (i / 2) as f64,
+                        id: i,
+                    });
+                }
+                let best: Vec<u64> = top.into_best().iter().map(|p| p.id).collect();
+                let wanted: Vec<u64> = (0..2000).rev().take(limit).collect();
+                assert_eq!(best, wanted, "limit {limit}");
+            }
+        }
     }
 }

@@ -8,13 +8,23 @@
 //! opened once, with its ordinals mapped to ids of values shared by all
 //! segments: a search counts ordinals, adds the counts up by value id, and
 //! names the ids with values once at the end.
+//!
+//! A search with no words and no filters (the default view: a bot's last 24
+//! hours) matches every conversation whose first message is in its range, so
+//! such documents are counted per distinct value, not per document: each
+//! segment's [`Summary`] holds its documents' counts per hour of their first
+//! message, and a search adds up the hours its range covers whole. Only the
+//! documents of the partial hours at the edges of the range, and those that
+//! started before it, are counted one by one.
 
 use crate::index::IndexView;
-use std::collections::HashMap;
+use convlog_core::Micros;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, RwLock};
-use tantivy::SegmentReader;
 use tantivy::columnar::{BytesColumn, StrColumn};
 use tantivy::index::SegmentId;
+use tantivy::schema::{Field, IndexRecordOption};
+use tantivy::{DocSet, SegmentReader, TERMINATED, Term};
 
 /// Columns kept before the cache starts over (a backstop: [`FacetColumns::follow`]
 /// drops the columns of segments the index no longer has).
@@ -58,10 +68,58 @@ impl Values {
     }
 }
 
+/// The width of a [`Summary`]'s time buckets.
+pub const BUCKET: Micros = 3_600_000_000;
+
+/// The whole buckets inside `[from, to)`, as a range of bucket starts; `None`
+/// when there is none.
+pub fn whole_buckets(from: Option<Micros>, to: Option<Micros>) -> Option<(Micros, Micros)> {
+    let lo = from.map_or(Micros::MIN, |from| {
+        from.div_euclid(BUCKET)
+            .saturating_add(i64::from(from.rem_euclid(BUCKET) != 0))
+            * BUCKET
+    });
+    let hi = to.map_or(Micros::MAX, |to| to.div_euclid(BUCKET) * BUCKET);
+    (lo < hi).then_some((lo, hi))
+}
+
+/// Counts per time bucket: bucket start → (ordinal, count), ordinals ascending.
+type Buckets = BTreeMap<Micros, Vec<(u32, u32)>>;
+
+/// One segment's live conversation documents of one bot, counted per hour
+/// (bucket) of their first message: how many, and per facet field how many
+/// have each value. Deletes only grow in a segment, so the number of deleted
+/// documents tells whether a summary is still its segment's.
+pub struct Summary {
+    deleted: u32,
+    totals: BTreeMap<Micros, u64>,
+    fields: HashMap<&'static str, Buckets>,
+}
+
+impl Summary {
+    /// Documents whose first message is in the buckets of `[lo, hi)`.
+    pub fn total(&self, (lo, hi): (Micros, Micros)) -> u64 {
+        self.totals.range(lo..hi).map(|(_, n)| n).sum()
+    }
+
+    /// Adds the counts of `field` in the buckets of `[lo, hi)` to `counts` (by ordinal).
+    pub fn add(&self, field: &str, (lo, hi): (Micros, Micros), counts: &mut [u32]) {
+        let Some(buckets) = self.fields.get(field) else {
+            return;
+        };
+        for (_, values) in buckets.range(lo..hi) {
+            for &(ord, count) in values {
+                counts[ord as usize] += count;
+            }
+        }
+    }
+}
+
 /// The cache; one per search service.
 #[derive(Default)]
 pub struct FacetColumns {
     columns: Mutex<HashMap<(SegmentId, &'static str), Arc<FacetColumn>>>,
+    summaries: Mutex<HashMap<(SegmentId, String), Arc<Summary>>>,
     values: RwLock<Values>,
     /// The newest index view the columns were pruned for.
     followed: Mutex<u64>,
@@ -81,6 +139,106 @@ impl FacetColumns {
             .lock()
             .expect("facet columns")
             .retain(|(segment, _), _| alive.contains(segment));
+        self.summaries
+            .lock()
+            .expect("facet summaries")
+            .retain(|(segment, _), _| alive.contains(segment));
+    }
+
+    /// The [`Summary`] of `bot`'s documents in `reader`'s segment with the
+    /// counts of `fields`, made by one pass over them when the cached one is
+    /// missing, lacks a field or predates a delete.
+    pub fn summary(
+        &self,
+        reader: &SegmentReader,
+        bot_field: Field,
+        bot: &str,
+        fields: &[&'static str],
+    ) -> tantivy::Result<Arc<Summary>> {
+        let key = (reader.segment_id(), bot.to_string());
+        let cached = self
+            .summaries
+            .lock()
+            .expect("facet summaries")
+            .get(&key)
+            .cloned();
+        let mut wanted: Vec<&'static str> = fields.to_vec();
+        if let Some(summary) = cached
+            && summary.deleted == reader.num_deleted_docs()
+        {
+            if fields.iter().all(|f| summary.fields.contains_key(f)) {
+                return Ok(summary);
+            }
+            wanted.extend(summary.fields.keys());
+        }
+        wanted.sort_unstable();
+        wanted.dedup();
+        let summary = Arc::new(self.summarize(reader, bot_field, bot, &wanted)?);
+        let mut summaries = self.summaries.lock().expect("facet summaries");
+        if summaries.len() >= MAX_COLUMNS {
+            summaries.clear();
+        }
+        summaries.insert(key, summary.clone());
+        Ok(summary)
+    }
+
+    fn summarize(
+        &self,
+        reader: &SegmentReader,
+        bot_field: Field,
+        bot: &str,
+        fields: &[&'static str],
+    ) -> tantivy::Result<Summary> {
+        let columns = fields
+            .iter()
+            .map(|field| self.get(reader, field))
+            .collect::<tantivy::Result<Vec<_>>>()?;
+        let first = reader.fast_fields().i64("first_ts")?;
+        let mut totals = BTreeMap::new();
+        let mut counts: Vec<BTreeMap<Micros, HashMap<u32, u32>>> =
+            vec![BTreeMap::new(); fields.len()];
+        let term = Term::from_field_text(bot_field, bot);
+        if let Some(mut postings) = reader
+            .inverted_index(bot_field)?
+            .read_postings(&term, IndexRecordOption::Basic)?
+        {
+            let mut doc = postings.doc();
+            while doc != TERMINATED {
+                if !reader.is_deleted(doc)
+                    && let Some(ts) = first.first(doc)
+                {
+                    let bucket = ts.div_euclid(BUCKET) * BUCKET;
+                    *totals.entry(bucket).or_insert(0) += 1;
+                    for (column, counts) in columns.iter().zip(&mut counts) {
+                        let bucket = counts.entry(bucket).or_default();
+                        for ord in column.column.term_ords(doc) {
+                            *bucket.entry(ord as u32).or_insert(0) += 1;
+                        }
+                    }
+                }
+                doc = postings.advance();
+            }
+        }
+        let fields = fields
+            .iter()
+            .zip(counts)
+            .map(|(field, buckets)| {
+                let buckets = buckets
+                    .into_iter()
+                    .map(|(bucket, values)| {
+                        let mut values: Vec<(u32, u32)> = values.into_iter().collect();
+                        values.sort_unstable();
+                        (bucket, values)
+                    })
+                    .collect();
+                (*field, buckets)
+            })
+            .collect();
+        Ok(Summary {
+            deleted: reader.num_deleted_docs(),
+            totals,
+            fields,
+        })
     }
 
     /// The column of `field` in `reader`'s segment (empty when it has none).
@@ -126,12 +284,39 @@ impl FacetColumns {
         ids
     }
 
-    /// Counts by value id → counts by value.
-    pub fn named(&self, counts: HashMap<u32, u64>) -> HashMap<String, u64> {
+    /// How many values have ids (all ids are below it).
+    pub fn value_count(&self) -> usize {
+        self.values.read().expect("facet values").names.len()
+    }
+
+    /// Counts by value id (an index into `counts`) → counts by value, without zeros.
+    pub fn named(&self, counts: Vec<u64>) -> HashMap<String, u64> {
         let values = self.values.read().expect("facet values");
         counts
             .into_iter()
-            .filter_map(|(id, count)| Some((values.names.get(id as usize)?.clone(), count)))
+            .enumerate()
+            .filter(|(_, count)| *count > 0)
+            .filter_map(|(id, count)| Some((values.names.get(id)?.clone(), count)))
             .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn whole_buckets_are_the_hours_inside_the_range() {
+        let h = BUCKET;
+        assert_eq!(whole_buckets(Some(h), Some(3 * h)), Some((h, 3 * h)));
+        assert_eq!(whole_buckets(Some(h + 1), Some(3 * h - 1)), None);
+        assert_eq!(
+            whole_buckets(Some(h + 1), Some(4 * h - 1)),
+            Some((2 * h, 3 * h))
+        );
+        assert_eq!(whole_buckets(Some(-h - 1), Some(0)), Some((-h, 0)));
+        assert_eq!(whole_buckets(None, Some(h)), Some((Micros::MIN, h)));
+        assert_eq!(whole_buckets(Some(h), None), Some((h, Micros::MAX)));
+        assert_eq!(whole_buckets(Some(h + 5), Some(h + 9)), None);
     }
 }

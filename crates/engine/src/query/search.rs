@@ -4,10 +4,10 @@
 use super::QueryError;
 use super::build::{self, ConvText, Dimension, DocKind, Docs, TimeRange};
 use super::collector::{
-    Disjunctive, IdCollector, SearchCollector, SearchFruit, SortPosition, SortSource,
+    Disjunctive, IdCollector, SearchCollector, SearchFruit, SortPosition, SortSource, Summarized,
 };
 use super::cursor::{Cursor, Views};
-use super::facets::FacetColumns;
+use super::facets::{FacetColumns, whole_buckets};
 use super::filters::{FILTERS, Scope};
 use super::highlight::{snippet, terms_for_role};
 use super::join::{self, ConvCollector};
@@ -194,6 +194,23 @@ impl SearchService {
         view.unwrap_or_else(|| self.views.pin(index.clone()))
     }
 
+    /// For a request with nothing but a time range: what counts its
+    /// documents per distinct value (see [`Summarized`]).
+    fn summarized(
+        &self,
+        bot: &str,
+        request: &SearchRequest,
+        range: TimeRange,
+    ) -> Option<Summarized> {
+        let plain = request.ast.is_none() && request.filters.values().all(Vec::is_empty);
+        let buckets = whole_buckets(range.from, range.to)?;
+        plain.then(|| Summarized {
+            bot_field: self.fields.bot,
+            bot: bot.to_string(),
+            buckets,
+        })
+    }
+
     /// Counts `dimensions` over the documents `query` matches.
     fn count(
         &self,
@@ -201,6 +218,7 @@ impl SearchService {
         query: &dyn Query,
         range: TimeRange,
         dimensions: Vec<(&'static str, &'static str)>,
+        summarized: Option<Summarized>,
     ) -> Result<SearchFruit, QueryError> {
         let collector = SearchCollector {
             sort: SortSource::Field("last_ts"),
@@ -212,6 +230,7 @@ impl SearchService {
             disjunctive: Vec::new(),
             within: None,
             columns: self.columns.clone(),
+            summarized,
         };
         Ok(index.search(
             DocKind::Conversation,
@@ -290,6 +309,7 @@ impl SearchService {
             disjunctive,
             within: None,
             columns: self.columns.clone(),
+            summarized: self.summarized(bot, request, range),
         };
         let searched = text.view(&index);
         let fruit = searched.search(
@@ -311,6 +331,7 @@ impl SearchService {
                 &query,
                 range,
                 vec![(dimension.name(), dimension.field())],
+                None,
             )?;
             let counts = counted.facets.into_iter().next().unwrap_or_default();
             facets.insert(dimension.name(), counts.into_iter().collect());
@@ -381,6 +402,7 @@ impl SearchService {
             disjunctive: Vec::new(),
             within,
             columns: self.columns.clone(),
+            summarized: None,
         };
         let fruit = index.search(DocKind::Message, (range.from, range.to), &query, &collector)?;
         let (top, next_cursor) = page(fruit.top, limit, |after| Cursor {
@@ -507,7 +529,10 @@ impl SearchService {
         let range = time_range(request, now, default_range);
         let index = self.live_view();
         let (query, searched) = self.conversation_query(&index, bot, request, range)?;
-        Ok(self.count(&searched, &query, range, dimensions)?.facets)
+        let summarized = self.summarized(bot, request, range);
+        Ok(self
+            .count(&searched, &query, range, dimensions, summarized)?
+            .facets)
     }
 
     /// Ids of every conversation matching the filters (for bulk actions), ascending.
