@@ -142,6 +142,15 @@ fn the_default_views_counts_per_hour_equal_counts_per_conversation_through_chang
                 plain.0.as_u64().unwrap() > 0,
                 "round {round}, {range}: no match"
             );
+            // The aggregate lists count from the same summaries.
+            for list in ["tags", "labels"] {
+                let path = format!("/v1/bots/demo/{list}?{range}");
+                assert_eq!(
+                    server.get_ok(&path),
+                    server.get_ok(&format!("{path}{all_channels}")),
+                    "round {round}, {path}"
+                );
+            }
         }
         // Rewrite a tenth of the conversations' documents.
         for id in ids.iter().skip(round).step_by(10) {

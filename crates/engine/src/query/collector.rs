@@ -2,7 +2,9 @@
 //! hits after a cursor position.
 //!
 //! Everything reads fast fields (columns), so a pass costs a few column reads
-//! per matching document and no stored-document access.
+//! per matching document and no stored-document access. A search with only a
+//! time range takes the count and facets of the conversations that started in
+//! its whole hours from segment summaries ([`Summarized`]) instead.
 
 use super::facets::{FacetColumn, FacetColumns, Summary};
 use std::cmp::Ordering;
