@@ -142,6 +142,23 @@ fn the_default_views_counts_per_hour_equal_counts_per_conversation_through_chang
                 plain.0.as_u64().unwrap() > 0,
                 "round {round}, {range}: no match"
             );
+            // First pages (top hits from the summaries' best per hour) in
+            // both time orders, at the largest page size, and the pages after
+            // them (cursor pages count from summaries but rank one by one).
+            for order in ["sort=last_message_at", "sort=started_at"] {
+                for limit in [3, 100] {
+                    let path = format!("/v1/bots/demo/conversations?limit={limit}&{order}&{range}");
+                    let ids = |path: &str| -> Vec<Value> {
+                        let all = server.page_all(path, "conversations");
+                        all.iter().map(|c| c["id"].clone()).collect()
+                    };
+                    assert_eq!(
+                        ids(&path),
+                        ids(&format!("{path}{all_channels}")),
+                        "round {round}, {path}"
+                    );
+                }
+            }
             // The aggregate lists count from the same summaries.
             for list in ["tags", "labels"] {
                 let path = format!("/v1/bots/demo/{list}?{range}");

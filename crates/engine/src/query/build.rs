@@ -87,6 +87,61 @@ pub fn build(
     build_without(fields, bot, docs, request, range, without.as_slice())
 }
 
+/// The conversations of `bot` with a message in `range` whose first message
+/// is outside the buckets `[lo, hi)`: what a search with nothing but a time
+/// range still visits when summaries give all it needs of the others
+/// (`SearchCollector::unvisited`). Each branch is led by a narrow range of
+/// first-message times (the edges of the range, and the conversations that
+/// started before it), so the search doesn't walk every conversation of the
+/// range to skip most of them.
+pub fn outside_buckets(
+    fields: &Fields,
+    bot: &str,
+    range: TimeRange,
+    (lo, hi): (Micros, Micros),
+) -> Box<dyn Query> {
+    let started = |from: Option<Micros>, to: Option<Micros>| -> Box<dyn Query> {
+        Box::new(RangeQuery::new(
+            bound(fields.first_ts, from, true),
+            bound(fields.first_ts, to, false),
+        ))
+    };
+    // Intersections are led by their cheapest clause, and a range costs less
+    // than a term matching the whole segment: the bot goes last.
+    let branch = |mut clauses: Vec<Box<dyn Query>>| -> (Occur, Box<dyn Query>) {
+        clauses.push(term_query(fields.bot, bot));
+        let clauses = clauses.into_iter().map(|c| (Occur::Must, c)).collect();
+        (Occur::Should, Box::new(BooleanQuery::new(clauses)))
+    };
+    let mut branches = Vec::new();
+    if let Some(from) = range.from.filter(|from| *from < lo) {
+        branches.push(branch(vec![started(Some(from), Some(lo))]));
+    }
+    if let Some(to) = range.to.filter(|to| hi < *to) {
+        branches.push(branch(vec![started(Some(hi), Some(to))]));
+    }
+    if let Some(from) = range.from {
+        let still_open = RangeQuery::new(bound(fields.last_ts, Some(from), true), Bound::Unbounded);
+        branches.push(branch(vec![
+            started(None, Some(from)),
+            Box::new(still_open),
+        ]));
+    }
+    if branches.is_empty() {
+        return Box::new(EmptyQuery);
+    }
+    Box::new(BooleanQuery::new(branches))
+}
+
+/// A bound on an i64 field: none, inclusive or exclusive.
+fn bound(field: Field, value: Option<Micros>, inclusive: bool) -> Bound<Term> {
+    match value {
+        None => Bound::Unbounded,
+        Some(v) if inclusive => Bound::Included(Term::from_field_i64(field, v)),
+        Some(v) => Bound::Excluded(Term::from_field_i64(field, v)),
+    }
+}
+
 /// Builds the query for `request` over `docs` of `bot`, leaving out the filters of `without`.
 pub fn build_without(
     fields: &Fields,
@@ -99,11 +154,6 @@ pub fn build_without(
     let kind = docs.kind();
     let mut must: Vec<(Occur, Box<dyn Query>)> = vec![(Occur::Must, term_query(fields.bot, bot))];
     if range.from.is_some() || range.to.is_some() {
-        let bound = |field: Field, value: Option<Micros>, inclusive: bool| match value {
-            None => Bound::Unbounded,
-            Some(v) if inclusive => Bound::Included(Term::from_field_i64(field, v)),
-            Some(v) => Bound::Excluded(Term::from_field_i64(field, v)),
-        };
         match kind {
             // The span overlaps the range; the collector finishes the exact test (ExactRange).
             DocKind::Conversation => {

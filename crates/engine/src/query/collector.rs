@@ -6,32 +6,17 @@
 //! time range takes the count and facets of the conversations that started in
 //! its whole hours from segment summaries ([`Summarized`]) instead.
 
-use super::facets::{FacetColumn, FacetColumns, Summary};
+use super::facets::{FacetColumn, FacetColumns, RANKED_PER_BUCKET, Summary};
+pub use super::top::SortPosition;
+use super::top::Top;
 use std::cmp::Ordering;
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use tantivy::collector::{Collector, SegmentCollector};
 use tantivy::columnar::column_index::{MultiValueIndex, OptionalIndex};
 use tantivy::columnar::{Column, ColumnIndex};
 use tantivy::schema::Field;
 use tantivy::{DocId, Score, SegmentOrdinal, SegmentReader};
-
-/// A position in the result order: documents sort by `key` then `id`, both descending.
-#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct SortPosition {
-    pub key: f64,
-    pub id: u64,
-}
-
-impl SortPosition {
-    /// Descending order: `Less` means `self` comes first.
-    fn order(&self, other: &SortPosition) -> Ordering {
-        other
-            .key
-            .total_cmp(&self.key)
-            .then_with(|| other.id.cmp(&self.id))
-    }
-}
 
 /// The exact "any message in [from, to)" test for conversation documents.
 ///
@@ -134,6 +119,9 @@ struct SegmentSummary {
     summary: Arc<Summary>,
     /// The facet fields, in the order of [`SearchSegmentCollector::facets`].
     fields: Vec<&'static str>,
+    /// The sort field whose best positions the summary gives, when it gives
+    /// the top hits of the documents it holds too.
+    ranked: Option<&'static str>,
 }
 
 impl SegmentSummary {
@@ -170,67 +158,7 @@ pub struct SearchFruit {
     /// Best first.
     pub top: Vec<SortPosition>,
     /// Per dimension (in the order asked, then those of `disjunctive`): value → count.
-    pub facets: Vec<HashMap<String, u64>>,
-}
-
-/// The best `limit` positions seen, kept without a heap: documents arrive
-/// roughly oldest first, so in newest-first order nearly every one beats the
-/// worst kept and a heap would sift for each. Candidates go into a buffer that
-/// is cut back to the best `limit` by selection when it fills, and the worst
-/// kept then becomes the bar the next candidates must pass.
-struct Top {
-    limit: usize,
-    kept: Vec<SortPosition>,
-    /// The worst of the best `limit` at the last cut.
-    bar: Option<SortPosition>,
-}
-
-impl Top {
-    fn new(limit: usize) -> Top {
-        Top {
-            limit,
-            kept: Vec::with_capacity(Top::capacity(limit)),
-            bar: None,
-        }
-    }
-
-    fn capacity(limit: usize) -> usize {
-        (limit * 8).max(256)
-    }
-
-    /// Whether a document whose sort key is `key` can't be among the best.
-    fn below_bar(&self, key: f64) -> bool {
-        self.bar.is_some_and(|bar| key < bar.key)
-    }
-
-    fn push(&mut self, position: SortPosition) {
-        if self
-            .bar
-            .is_some_and(|bar| bar.order(&position) != Ordering::Greater)
-        {
-            return;
-        }
-        self.kept.push(position);
-        if self.kept.len() >= Top::capacity(self.limit) {
-            self.cut();
-            self.bar = self.kept.last().copied();
-        }
-    }
-
-    /// Keeps the best `limit`, best first.
-    fn cut(&mut self) {
-        if self.kept.len() > self.limit {
-            self.kept
-                .select_nth_unstable_by(self.limit - 1, |a, b| a.order(b));
-            self.kept.truncate(self.limit);
-        }
-        self.kept.sort_by(|a, b| a.order(b));
-    }
-
-    fn into_best(mut self) -> Vec<SortPosition> {
-        self.cut();
-        self.kept
-    }
+    pub facets: Vec<BTreeMap<String, u64>>,
 }
 
 /// Per-segment state.
@@ -292,12 +220,7 @@ fn count_deferred((column, counts): &mut Counting, matched: &[u64], total: u64) 
         return;
     };
     if total.saturating_mul(8) < u64::from(optional.num_non_nulls()) {
-        let docs = matched.iter().enumerate().flat_map(|(word, bits)| {
-            (0..64)
-                .filter(move |bit| bits & (1 << bit) != 0)
-                .map(move |bit| (word * 64 + bit) as u32)
-        });
-        for doc in docs {
+        for doc in set_bits(matched) {
             for ord in column.column.term_ords(doc) {
                 counts[ord as usize] += 1;
             }
@@ -326,6 +249,20 @@ fn count_deferred((column, counts): &mut Counting, matched: &[u64], total: u64) 
     }
 }
 
+/// The positions of the set bits, ascending; empty words cost one test each.
+fn set_bits(words: &[u64]) -> impl Iterator<Item = u32> + '_ {
+    words.iter().enumerate().flat_map(|(word, &bits)| {
+        let mut rest = bits;
+        std::iter::from_fn(move || {
+            (rest != 0).then(|| {
+                let bit = rest.trailing_zeros();
+                rest &= rest - 1;
+                word as u32 * 64 + bit
+            })
+        })
+    })
+}
+
 fn count_facet((column, counts): &mut Counting, doc: DocId) {
     if counts.is_empty() {
         return;
@@ -343,6 +280,32 @@ fn by_value((column, counts): Counting) -> Vec<(u32, u64)> {
         .filter(|(_, count)| *count > 0)
         .map(|(ord, count)| (column.ids[ord], count as u64))
         .collect()
+}
+
+impl SearchCollector {
+    /// The sort field whose best positions per bucket the summaries give: on
+    /// a first page sorted by a time they hold the top hits of the documents
+    /// they count.
+    fn ranked(&self) -> Option<&'static str> {
+        match self.sort {
+            SortSource::Field(field)
+                if self.after.is_none()
+                    && self.limit <= RANKED_PER_BUCKET
+                    && Summary::ranks(field) =>
+            {
+                Some(field)
+            }
+            _ => None,
+        }
+    }
+
+    /// The buckets whose documents this collector takes entirely from
+    /// summaries (counts, facets and top hits, or no top hits asked): the
+    /// query may leave them out, so the search doesn't visit them.
+    pub fn unvisited(&self) -> Option<(i64, i64)> {
+        let summarized = self.summarized.as_ref()?;
+        (self.limit == 0 || self.ranked().is_some()).then_some(summarized.buckets)
+    }
 }
 
 impl Collector for SearchCollector {
@@ -408,6 +371,7 @@ impl Collector for SearchCollector {
                             &fields,
                         )?,
                         fields,
+                        ranked: self.ranked(),
                     })
                 }
                 None => None,
@@ -465,8 +429,13 @@ impl SegmentCollector for SearchSegmentCollector {
     type Fruit = SegmentFruit;
 
     fn collect(&mut self, doc: DocId, score: Score) {
-        let summarized = self.summarized.as_ref().is_some_and(|s| s.holds(doc));
-        if summarized || self.count(doc) {
+        if let Some(summarized) = &self.summarized
+            && summarized.holds(doc)
+        {
+            if summarized.ranked.is_none() {
+                self.rank(doc, score);
+            }
+        } else if self.count(doc) {
             self.rank(doc, score);
         }
     }
@@ -481,6 +450,15 @@ impl SegmentCollector for SearchSegmentCollector {
             self.total += summarized.summary.total(summarized.buckets);
             for ((_, counts), field) in self.facets.iter_mut().zip(&summarized.fields) {
                 summarized.summary.add(field, summarized.buckets, counts);
+            }
+            if self.limit > 0
+                && let Some(best) = summarized
+                    .ranked
+                    .and_then(|sort| summarized.summary.best(sort, summarized.buckets))
+            {
+                for position in best {
+                    self.top.push(position);
+                }
             }
         }
         let facets = self
@@ -637,37 +615,11 @@ mod tests {
     use super::*;
 
     #[test]
-    fn positions_order_newest_first_then_by_id() {
-        let a = SortPosition { key: 10.0, id: 1 };
-        let b = SortPosition { key: 5.0, id: 9 };
-        let c = SortPosition { key: 5.0, id: 3 };
-        let mut all = vec![c, a, b];
-        all.sort_by(|x, y| x.order(y));
-        assert_eq!(all, vec![a, b, c]);
-    }
-
-    #[test]
-    fn top_keeps_the_best_limit_whatever_the_arrival_order() {
-        for limit in [1, 3, 21] {
-            // Oldest first (every one beats the last), newest first, and mixed.
-            let orders: [Vec<u64>; 3] = [
-                (0..2000).collect(),
-                (0..2000).rev().collect(),
-                (0..2000).map(|i| (i * 7919) % 2000).collect(),
-            ];
-            for order in orders {
-                let mut top = Top::new(limit);
-                for i in order {
-                    // Ties on the key are broken by id.
-                    top.push(SortPosition {
-                        key: (i / 2) as f64,
-                        id: i,
-                    });
-                }
-                let best: Vec<u64> = top.into_best().iter().map(|p| p.id).collect();
-                let wanted: Vec<u64> = (0..2000).rev().take(limit).collect();
-                assert_eq!(best, wanted, "limit {limit}");
-            }
-        }
+    fn set_bits_lists_every_set_bit_in_order() {
+        let words = [0b1001u64, 0, 1 << 63, u64::MAX];
+        let bits: Vec<u32> = set_bits(&words).collect();
+        let mut wanted = vec![0, 3, 191];
+        wanted.extend(192..256);
+        assert_eq!(bits, wanted);
     }
 }

@@ -13,10 +13,14 @@
 //! hours) matches every conversation whose first message is in its range, so
 //! such documents are counted per distinct value, not per document: each
 //! segment's [`Summary`] holds its documents' counts per hour of their first
-//! message, and a search adds up the hours its range covers whole. Only the
-//! documents of the partial hours at the edges of the range, and those that
-//! started before it, are counted one by one.
+//! message, and a search adds up the hours its range covers whole. A summary
+//! also keeps each hour's best positions in both time orders, so a first page
+//! takes its top hits from them too, and the query then leaves those hours
+//! out altogether. Only the documents of the partial hours at the edges of the
+//! range, and those that started before it, are visited one by one.
 
+use super::request::MAX_LIMIT;
+use super::top::{SortPosition, Top};
 use crate::index::IndexView;
 use convlog_core::Micros;
 use std::collections::{BTreeMap, HashMap};
@@ -54,6 +58,8 @@ impl FacetColumn {
 struct Values {
     ids: HashMap<String, u32>,
     names: Vec<String>,
+    /// Id → rank of its name in sorted order; stale while shorter than `names`.
+    ranks: Vec<u32>,
 }
 
 impl Values {
@@ -65,6 +71,15 @@ impl Values {
         self.names.push(name.to_string());
         self.ids.insert(name.to_string(), id);
         id
+    }
+
+    fn rank(&mut self) {
+        let mut by_name: Vec<u32> = (0..self.names.len() as u32).collect();
+        by_name.sort_unstable_by(|a, b| self.names[*a as usize].cmp(&self.names[*b as usize]));
+        self.ranks = vec![0; by_name.len()];
+        for (rank, id) in by_name.into_iter().enumerate() {
+            self.ranks[id as usize] = rank as u32;
+        }
     }
 }
 
@@ -86,14 +101,25 @@ pub fn whole_buckets(from: Option<Micros>, to: Option<Micros>) -> Option<(Micros
 /// Counts per time bucket: bucket start → (ordinal, count), ordinals ascending.
 type Buckets = BTreeMap<Micros, Vec<(u32, u32)>>;
 
+/// The sort fields (i64 columns) whose best positions a [`Summary`] keeps per bucket.
+const RANKED: [&str; 2] = ["last_ts", "first_ts"];
+
+/// How many best positions a [`Summary`] keeps per bucket and sort field: a
+/// page's largest limit and the one more that tells whether a next page exists.
+pub const RANKED_PER_BUCKET: usize = MAX_LIMIT + 1;
+
 /// One segment's live conversation documents of one bot, counted per hour
-/// (bucket) of their first message: how many, and per facet field how many
-/// have each value. Deletes only grow in a segment, so the number of deleted
-/// documents tells whether a summary is still its segment's.
+/// (bucket) of their first message: how many, per facet field how many have
+/// each value, and per sort field of [`RANKED`] the best
+/// [`RANKED_PER_BUCKET`] positions (the first page of any search over whole
+/// buckets is among them). Deletes only grow in a segment, so the number of
+/// deleted documents tells whether a summary is still its segment's.
 pub struct Summary {
     deleted: u32,
     totals: BTreeMap<Micros, u64>,
     fields: HashMap<&'static str, Buckets>,
+    /// Sort field → bucket → its best positions (`conv_id` as the id), best first.
+    best: HashMap<&'static str, BTreeMap<Micros, Vec<SortPosition>>>,
 }
 
 impl Summary {
@@ -112,6 +138,26 @@ impl Summary {
                 counts[ord as usize] += count;
             }
         }
+    }
+
+    /// The best positions by `sort` of each bucket of `[lo, hi)`, when `sort`
+    /// is one of [`RANKED`].
+    pub fn best(
+        &self,
+        sort: &str,
+        (lo, hi): (Micros, Micros),
+    ) -> Option<impl Iterator<Item = SortPosition> + '_> {
+        let buckets = self.best.get(sort)?;
+        Some(
+            buckets
+                .range(lo..hi)
+                .flat_map(|(_, best)| best.iter().copied()),
+        )
+    }
+
+    /// Whether `sort` is one of the fields whose best positions are kept.
+    pub fn ranks(sort: &str) -> bool {
+        RANKED.contains(&sort)
     }
 }
 
@@ -193,10 +239,17 @@ impl FacetColumns {
             .iter()
             .map(|field| self.get(reader, field))
             .collect::<tantivy::Result<Vec<_>>>()?;
-        let first = reader.fast_fields().i64("first_ts")?;
+        let fast = reader.fast_fields();
+        let first = fast.i64("first_ts")?;
+        let ids = fast.u64("conv_id")?;
+        let sorts = RANKED
+            .iter()
+            .map(|field| fast.i64(field))
+            .collect::<tantivy::Result<Vec<_>>>()?;
         let mut totals = BTreeMap::new();
         let mut counts: Vec<BTreeMap<Micros, HashMap<u32, u32>>> =
             vec![BTreeMap::new(); fields.len()];
+        let mut best: Vec<BTreeMap<Micros, Top>> = RANKED.iter().map(|_| BTreeMap::new()).collect();
         let term = Term::from_field_text(bot_field, bot);
         if let Some(mut postings) = reader
             .inverted_index(bot_field)?
@@ -214,6 +267,14 @@ impl FacetColumns {
                         for ord in column.column.term_ords(doc) {
                             *bucket.entry(ord as u32).or_insert(0) += 1;
                         }
+                    }
+                    // Keys and ids as the collector reads them (`rank`).
+                    let id = ids.first(doc).unwrap_or(0);
+                    for (column, best) in sorts.iter().zip(&mut best) {
+                        let key = column.first(doc).unwrap_or(i64::MIN) as f64;
+                        best.entry(bucket)
+                            .or_insert_with(|| Top::new(RANKED_PER_BUCKET))
+                            .push(SortPosition { key, id });
                     }
                 }
                 doc = postings.advance();
@@ -234,10 +295,22 @@ impl FacetColumns {
                 (*field, buckets)
             })
             .collect();
+        let best = RANKED
+            .into_iter()
+            .zip(best)
+            .map(|(field, buckets)| {
+                let buckets = buckets
+                    .into_iter()
+                    .map(|(bucket, top)| (bucket, top.into_best()))
+                    .collect();
+                (field, buckets)
+            })
+            .collect();
         Ok(Summary {
             deleted: reader.num_deleted_docs(),
             totals,
             fields,
+            best,
         })
     }
 
@@ -289,14 +362,27 @@ impl FacetColumns {
         self.values.read().expect("facet values").names.len()
     }
 
-    /// Counts by value id (an index into `counts`) → counts by value, without zeros.
-    pub fn named(&self, counts: Vec<u64>) -> HashMap<String, u64> {
+    /// Counts by value id (an index into `counts`) → counts by value, without
+    /// zeros. Ids are put in name order by their ranks, so the map is built
+    /// from sorted input without hashing or comparing names.
+    pub fn named(&self, counts: Vec<u64>) -> BTreeMap<String, u64> {
+        let stale = {
+            let values = self.values.read().expect("facet values");
+            values.ranks.len() < values.names.len()
+        };
+        if stale {
+            self.values.write().expect("facet values").rank();
+        }
         let values = self.values.read().expect("facet values");
-        counts
+        let mut hits: Vec<(u32, u32, u64)> = counts
             .into_iter()
             .enumerate()
-            .filter(|(_, count)| *count > 0)
-            .filter_map(|(id, count)| Some((values.names.get(id)?.clone(), count)))
+            .filter(|(id, count)| *count > 0 && *id < values.ranks.len())
+            .map(|(id, count)| (values.ranks[id], id as u32, count))
+            .collect();
+        hits.sort_unstable();
+        hits.into_iter()
+            .map(|(_, id, count)| (values.names[id as usize].clone(), count))
             .collect()
     }
 }

@@ -9,6 +9,7 @@ pub mod highlight;
 mod join;
 mod request;
 mod search;
+mod top;
 pub mod trace;
 
 pub use request::{DEFAULT_LIMIT, MAX_LIMIT, SearchRequest, Sort, Target};

@@ -20,7 +20,7 @@ use crate::store::{
 use convlog_core::Micros;
 use convlog_querylang::{QueryAst, Role};
 use std::borrow::Cow;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use tantivy::query::Query;
 
@@ -211,6 +211,22 @@ impl SearchService {
         })
     }
 
+    /// `query`, or when `collector` takes the documents of whole buckets
+    /// from summaries, the query of the others only.
+    fn unvisiting(
+        &self,
+        query: Box<dyn Query>,
+        range: TimeRange,
+        collector: &SearchCollector,
+    ) -> Box<dyn Query> {
+        match (collector.unvisited(), &collector.summarized) {
+            (Some(buckets), Some(summarized)) => {
+                build::outside_buckets(&self.fields, &summarized.bot, range, buckets)
+            }
+            _ => query,
+        }
+    }
+
     /// Counts `dimensions` over the documents `query` matches.
     fn count(
         &self,
@@ -232,10 +248,11 @@ impl SearchService {
             columns: self.columns.clone(),
             summarized,
         };
+        let query = self.unvisiting(query.box_clone(), range, &collector);
         Ok(index.search(
             DocKind::Conversation,
             (range.from, range.to),
-            query,
+            query.as_ref(),
             &collector,
         )?)
     }
@@ -311,6 +328,7 @@ impl SearchService {
             columns: self.columns.clone(),
             summarized: self.summarized(bot, request, range),
         };
+        let query = self.unvisiting(query, range, &collector);
         let searched = text.view(&index);
         let fruit = searched.search(
             DocKind::Conversation,
@@ -321,7 +339,7 @@ impl SearchService {
 
         let mut facets: BTreeMap<&'static str, BTreeMap<String, u64>> = BTreeMap::new();
         for (dimension, counts) in unfiltered.iter().chain(&in_pass).zip(fruit.facets) {
-            facets.insert(dimension.name(), counts.into_iter().collect());
+            facets.insert(dimension.name(), counts);
         }
         for dimension in Dimension::all().filter(|d| d.is_filtered(request) && !in_pass.contains(d))
         {
@@ -334,7 +352,7 @@ impl SearchService {
                 None,
             )?;
             let counts = counted.facets.into_iter().next().unwrap_or_default();
-            facets.insert(dimension.name(), counts.into_iter().collect());
+            facets.insert(dimension.name(), counts);
         }
 
         let (top, next_cursor) = page(fruit.top, limit, |after| Cursor {
@@ -524,7 +542,7 @@ impl SearchService {
         now: Micros,
         default_range: bool,
         dimensions: Vec<(&'static str, &'static str)>,
-    ) -> Result<Vec<HashMap<String, u64>>, QueryError> {
+    ) -> Result<Vec<BTreeMap<String, u64>>, QueryError> {
         let request = &*self.resolve(bot, request)?;
         let range = time_range(request, now, default_range);
         let index = self.live_view();
@@ -739,9 +757,9 @@ fn snippets(ast: &QueryAst, messages: &[MessageRecord]) -> Vec<String> {
 }
 
 fn funnels(
-    flows: HashMap<String, u64>,
-    reached: HashMap<String, u64>,
-    dropped: HashMap<String, u64>,
+    flows: BTreeMap<String, u64>,
+    reached: BTreeMap<String, u64>,
+    dropped: BTreeMap<String, u64>,
 ) -> Vec<FlowFunnel> {
     let split = |value: &str| -> Option<(String, String)> {
         value
