@@ -91,21 +91,10 @@ fn the_default_views_counts_per_hour_equal_counts_per_conversation_through_chang
     // with a channel filter naming every channel counts each conversation one
     // by one. Both must agree for ranges on and off the hour, and after labels
     // and flags rewrite conversation documents (deletes the summaries must see).
-    use crate::common::{ALL_FROM, ALL_TO, encode, end, generated};
+    use crate::common::{ALL_FROM, ALL_TO, encode, end, generated, message};
     let dir = tempfile::tempdir().unwrap();
     let server = Server::start(dir.path(), &["--set", "index.partition_span=6h"]);
     server.ingest(&generated(11, 600, &["demo"], 3));
-    server.wait_settled();
-    let everything = format!("from={}&to={}", encode(ALL_FROM), encode(ALL_TO));
-    let (_, facets, _) = counts(&server, &everything);
-    let channels: Vec<String> = facets["channel"]
-        .as_object()
-        .unwrap()
-        .keys()
-        .map(|c| format!("&channel={}", encode(c)))
-        .collect();
-    assert!(channels.len() >= 2, "{facets}");
-    let all_channels = channels.concat();
     let minute = chrono::Duration::minutes(1);
     let ranges: Vec<(chrono::DateTime<chrono::Utc>, chrono::Duration)> = vec![
         (end() - chrono::Duration::days(1), chrono::Duration::days(1)),
@@ -120,6 +109,35 @@ fn the_default_views_counts_per_hour_equal_counts_per_conversation_through_chang
             chrono::Duration::hours(1) + minute,
         ),
     ];
+    // Conversations that started hours before each range and go on into it:
+    // a plain search doesn't visit them through its query but through the
+    // summaries' list of long conversations.
+    let mut long = Vec::new();
+    for (r, (from, _)) in ranges.iter().enumerate() {
+        for k in 0..8i32 {
+            let mut m = message(
+                &format!("long-{r}-{k}"),
+                "demo",
+                &format!("long-user-{r}"),
+                "still waiting for my order",
+                &(*from - minute * (150 - 25 * k)).to_rfc3339(),
+            );
+            m.session_id = Some(format!("long-{r}"));
+            long.push(m);
+        }
+    }
+    server.ingest(&long);
+    server.wait_settled();
+    let everything = format!("from={}&to={}", encode(ALL_FROM), encode(ALL_TO));
+    let (_, facets, _) = counts(&server, &everything);
+    let channels: Vec<String> = facets["channel"]
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(|c| format!("&channel={}", encode(c)))
+        .collect();
+    assert!(channels.len() >= 2, "{facets}");
+    let all_channels = channels.concat();
     let ids: Vec<String> = server
         .page_all(
             &format!("/v1/bots/demo/conversations?{everything}"),

@@ -5,6 +5,7 @@
 //! ([`super::join`]), each word or phrase with [`message_text`].
 
 use super::SearchRequest;
+use super::facets::BUCKET;
 pub use super::filters::Dimension;
 use super::filters::{Clause, FILTERS, Scope};
 use super::join::ConvSetQuery;
@@ -92,8 +93,10 @@ pub fn build(
 /// range still visits when summaries give all it needs of the others
 /// (`SearchCollector::unvisited`). Each branch is led by a narrow range of
 /// first-message times (the edges of the range, and the conversations that
-/// started before it), so the search doesn't walk every conversation of the
-/// range to skip most of them.
+/// started in the bucket before it and are still open in it), so the search
+/// doesn't walk every conversation of a day to skip most of them. Those that
+/// started earlier and are still open are few (conversations lasting a bucket
+/// or more) and the collector takes them from the summaries too.
 pub fn outside_buckets(
     fields: &Fields,
     bot: &str,
@@ -122,10 +125,8 @@ pub fn outside_buckets(
     }
     if let Some(from) = range.from {
         let still_open = RangeQuery::new(bound(fields.last_ts, Some(from), true), Bound::Unbounded);
-        branches.push(branch(vec![
-            started(None, Some(from)),
-            Box::new(still_open),
-        ]));
+        let just_before = started(Some(from.saturating_sub(BUCKET)), Some(from));
+        branches.push(branch(vec![just_before, Box::new(still_open)]));
     }
     if branches.is_empty() {
         return Box::new(EmptyQuery);

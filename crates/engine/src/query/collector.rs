@@ -122,6 +122,11 @@ struct SegmentSummary {
     /// The sort field whose best positions the summary gives, when it gives
     /// the top hits of the documents it holds too.
     ranked: Option<&'static str>,
+    /// When the query visits only the documents outside the summary (see
+    /// [`SearchCollector::unvisited`]): the range's start, before which the
+    /// query looks back one bucket only; the summary's long conversations
+    /// that started earlier and are still open at it are collected at harvest.
+    open_at: Option<i64>,
 }
 
 impl SegmentSummary {
@@ -372,6 +377,10 @@ impl Collector for SearchCollector {
                         )?,
                         fields,
                         ranked: self.ranked(),
+                        open_at: self
+                            .unvisited()
+                            .and(self.exact_range)
+                            .map(|range| range.from),
                     })
                 }
                 None => None,
@@ -441,6 +450,16 @@ impl SegmentCollector for SearchSegmentCollector {
     }
 
     fn harvest(mut self) -> SegmentFruit {
+        if let Some(summarized) = &self.summarized
+            && let Some(at) = summarized.open_at
+        {
+            let summary = summarized.summary.clone();
+            for doc in summary.open_long_before(at) {
+                if self.count(doc) {
+                    self.rank(doc, 0.0);
+                }
+            }
+        }
         for (facet, deferred) in self.facets.iter_mut().zip(&self.deferred) {
             if *deferred {
                 count_deferred(facet, &self.matched, self.total);

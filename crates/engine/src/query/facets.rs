@@ -28,7 +28,7 @@ use std::sync::{Arc, Mutex, RwLock};
 use tantivy::columnar::{BytesColumn, StrColumn};
 use tantivy::index::SegmentId;
 use tantivy::schema::{Field, IndexRecordOption};
-use tantivy::{DocSet, SegmentReader, TERMINATED, Term};
+use tantivy::{DocId, DocSet, SegmentReader, TERMINATED, Term};
 
 /// Columns kept before the cache starts over (a backstop: [`FacetColumns::follow`]
 /// drops the columns of segments the index no longer has).
@@ -120,6 +120,10 @@ pub struct Summary {
     fields: HashMap<&'static str, Buckets>,
     /// Sort field → bucket → its best positions (`conv_id` as the id), best first.
     best: HashMap<&'static str, BTreeMap<Micros, Vec<SortPosition>>>,
+    /// The documents whose conversation lasts a bucket or more, with their
+    /// first and last message times: the only ones that can have started a
+    /// bucket or more before a range and still be in it.
+    long: Vec<(DocId, Micros, Micros)>,
 }
 
 impl Summary {
@@ -153,6 +157,15 @@ impl Summary {
                 .range(lo..hi)
                 .flat_map(|(_, best)| best.iter().copied()),
         )
+    }
+
+    /// The documents that started before `at - BUCKET` and whose last message
+    /// is at or after `at`.
+    pub fn open_long_before(&self, at: Micros) -> impl Iterator<Item = DocId> + '_ {
+        self.long
+            .iter()
+            .filter(move |(_, first, last)| *first < at - BUCKET && *last >= at)
+            .map(|(doc, _, _)| *doc)
     }
 
     /// Whether `sort` is one of the fields whose best positions are kept.
@@ -250,6 +263,8 @@ impl FacetColumns {
         let mut counts: Vec<BTreeMap<Micros, HashMap<u32, u32>>> =
             vec![BTreeMap::new(); fields.len()];
         let mut best: Vec<BTreeMap<Micros, Top>> = RANKED.iter().map(|_| BTreeMap::new()).collect();
+        let last = fast.i64("last_ts")?;
+        let mut long = Vec::new();
         let term = Term::from_field_text(bot_field, bot);
         if let Some(mut postings) = reader
             .inverted_index(bot_field)?
@@ -262,6 +277,11 @@ impl FacetColumns {
                 {
                     let bucket = ts.div_euclid(BUCKET) * BUCKET;
                     *totals.entry(bucket).or_insert(0) += 1;
+                    if let Some(end) = last.first(doc)
+                        && end - ts >= BUCKET
+                    {
+                        long.push((doc, ts, end));
+                    }
                     for (column, counts) in columns.iter().zip(&mut counts) {
                         let bucket = counts.entry(bucket).or_default();
                         for ord in column.column.term_ords(doc) {
@@ -311,6 +331,7 @@ impl FacetColumns {
             totals,
             fields,
             best,
+            long,
         })
     }
 
