@@ -250,10 +250,19 @@ pub fn build(spec: &Spec) -> anyhow::Result<Dataset> {
         })
         .collect();
     // Query words are plain lowercase ASCII words never seen inside a compound
-    // chunk, so every peer's tokenizer cuts them the way convlog's does.
+    // chunk, so every peer's tokenizer cuts them the way convlog's does, and
+    // with no other inflection in the data (convlog finds `thanks` in "thank
+    // you", the peers only the word itself): like is compared with like.
     let joined = builder.joined;
-    let plain =
-        |token: &str| token.chars().all(|c| c.is_ascii_lowercase()) && !joined.contains(token);
+    let mut stems: HashMap<String, u32> = HashMap::new();
+    for token in builder.counts.keys() {
+        *stems.entry(english_stem(token)).or_default() += 1;
+    }
+    let plain = |token: &str| {
+        token.chars().all(|c| c.is_ascii_lowercase())
+            && !joined.contains(token)
+            && stems.get(&english_stem(token)) == Some(&1)
+    };
     let mut words: Vec<(String, u32)> = builder
         .counts
         .into_iter()
@@ -284,4 +293,9 @@ pub fn build(spec: &Spec) -> anyhow::Result<Dataset> {
         text_bytes: builder.text_bytes,
         body_bytes,
     })
+}
+
+/// The stem convlog gives an English word (generated text is English).
+fn english_stem(word: &str) -> String {
+    convlog_querylang::analysis::stem("en", word)
 }

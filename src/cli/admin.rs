@@ -8,7 +8,7 @@ use super::output::{
 };
 use super::{ArchiveArgs, ClientArgs, RestoreArgs};
 use crate::app::{self, App};
-use anyhow::{Context, bail};
+use anyhow::bail;
 use serde_json::{Value, json};
 use std::time::Instant;
 
@@ -233,17 +233,22 @@ fn archive_sentence(summary: &Value) -> String {
 
 /// `convlog restore`.
 pub fn restore(args: RestoreArgs) -> anyhow::Result<()> {
-    let from = convlog_core::parse_timestamp(&args.from)
-        .with_context(|| format!("--from {:?} is not an RFC 3339 timestamp", args.from))?;
-    let to = convlog_core::parse_timestamp(&args.to)
-        .with_context(|| format!("--to {:?} is not an RFC 3339 timestamp", args.to))?;
+    let now = convlog_core::now_micros();
+    let time = |flag: &str, text: &str| {
+        convlog_core::parse_time(text, now).map_err(|reason| anyhow::anyhow!("{flag} {reason}"))
+    };
+    let (from, to) = (time("--from", &args.from)?, time("--to", &args.to)?);
+    let (from_text, to_text) = (
+        convlog_core::format_timestamp(from),
+        convlog_core::format_timestamp(to),
+    );
     if from >= to {
         bail!("--to must be after --from");
     }
     let bar = progress_bar("restoring", Measure::Items);
     let (summary, job) = match resolve(&args.client, Missing::Refuse, NEEDS_ADMIN)? {
         Target::Server(server) => {
-            let body = json!({"bot_id": args.bot_id, "from": args.from, "to": args.to});
+            let body = json!({"bot_id": args.bot_id, "from": from_text, "to": to_text});
             let job = server.post("/v1/admin/restore", Some(&body))?;
             let job = server.follow(job, &bar)?;
             let summary = match &job["result"] {
@@ -268,19 +273,15 @@ pub fn restore(args: RestoreArgs) -> anyhow::Result<()> {
     let (restored, hot) = (number("conversations"), number("already_hot"));
     if restored == 0 && hot == 0 {
         bail!(
-            "nothing archived for bot {:?} in [{}, {})",
+            "nothing archived for bot {:?} in [{from_text}, {to_text})",
             args.bot_id,
-            args.from,
-            args.to
         );
     }
     let mut sentence = format!(
-        "restored {} ({}) of bot {:?} in [{}, {})",
+        "restored {} ({}) of bot {:?} in [{from_text}, {to_text})",
         count(restored, "conversation"),
         count(number("messages"), "message"),
         args.bot_id,
-        args.from,
-        args.to
     );
     if hot > 0 {
         sentence.push_str(&format!(

@@ -160,10 +160,10 @@ pub struct RestoreArgs {
     /// The bot whose conversations come back.
     #[arg(long = "bot")]
     pub bot_id: String,
-    /// Start of the range (RFC 3339): conversations active in [from, to).
+    /// Start of the range (RFC 3339, `now` or `now-7d`…): conversations active in [from, to).
     #[arg(long)]
     pub from: String,
-    /// End of the range (RFC 3339, exclusive).
+    /// End of the range (RFC 3339, `now` or `now-<n><unit>`; exclusive).
     #[arg(long)]
     pub to: String,
     #[command(flatten)]

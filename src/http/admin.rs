@@ -7,7 +7,7 @@ use axum::Json;
 use axum::body::Bytes;
 use axum::extract::{Path, RawQuery, State};
 use axum::http::StatusCode;
-use convlog_core::parse_timestamp;
+use convlog_core::parse_time;
 use convlog_engine::audit::AuditFilter;
 use convlog_engine::auth::{KeyRecord, KeyRequest, OPEN_MODE_WARNING};
 use convlog_engine::jobs::JobRecord;
@@ -97,9 +97,9 @@ pub async fn restore(
     if !convlog_core::is_identifier(&body.bot_id) {
         return Err(invalid("bot_id", "must match [A-Za-z0-9._-]{1,64}"));
     }
-    let from =
-        parse_timestamp(&body.from).ok_or_else(|| invalid("from", "not an RFC 3339 timestamp"))?;
-    let to = parse_timestamp(&body.to).ok_or_else(|| invalid("to", "not an RFC 3339 timestamp"))?;
+    let now = app.clock.now();
+    let from = parse_time(&body.from, now).map_err(|reason| invalid("from", reason))?;
+    let to = parse_time(&body.to, now).map_err(|reason| invalid("to", reason))?;
     if from >= to {
         return Err(invalid("to", "must be after `from`"));
     }
@@ -237,12 +237,11 @@ pub async fn audit(
 ) -> Result<Json<Value>, AppError> {
     let query: AuditQuery = serde_urlencoded::from_str(query.as_deref().unwrap_or(""))
         .map_err(|err| invalid("query string", err.to_string()))?;
+    let now = app.clock.now();
     let time = |name: &str, value: &Option<String>| -> Result<Option<i64>, AppError> {
         value
             .as_deref()
-            .map(|text| {
-                parse_timestamp(text).ok_or_else(|| invalid(name, "not an RFC 3339 timestamp"))
-            })
+            .map(|text| parse_time(text, now).map_err(|reason| invalid(name, reason)))
             .transpose()
     };
     let filter = AuditFilter {

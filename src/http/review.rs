@@ -244,7 +244,7 @@ pub async fn bulk(
     body: Bytes,
 ) -> Result<Json<Value>, AppError> {
     let bot = bot_id(&bot)?;
-    let request = request(query, Target::Aggregates)?;
+    let request = request(query, Target::Aggregates, app.clock.now())?;
     let body: BulkBody =
         serde_json::from_slice(&body).map_err(|err| AppError::InvalidParameter {
             name: "body".into(),

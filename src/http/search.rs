@@ -23,13 +23,18 @@ pub(super) fn bot_id(bot: &str) -> Result<String, AppError> {
     Ok(bot.to_string())
 }
 
-pub(super) fn request(query: Option<String>, target: Target) -> Result<SearchRequest, AppError> {
+/// The search request of a query string; relative times (`now-7d`) from `now`.
+pub(super) fn request(
+    query: Option<String>,
+    target: Target,
+    now: convlog_core::Micros,
+) -> Result<SearchRequest, AppError> {
     let pairs: Vec<(String, String)> = serde_urlencoded::from_str(query.as_deref().unwrap_or(""))
         .map_err(|err| AppError::InvalidParameter {
         name: "query string".into(),
         reason: err.to_string(),
     })?;
-    Ok(SearchRequest::from_pairs(&pairs, target)?)
+    Ok(SearchRequest::from_pairs(&pairs, target, now)?)
 }
 
 /// `GET /v1/filters`: the search filters (the engine's filter table), which
@@ -67,7 +72,7 @@ pub async fn conversations(
 ) -> Result<Json<ConversationsPage>, AppError> {
     let started = Instant::now();
     let bot = bot_id(&bot)?;
-    let request = request(query, Target::Conversations)?;
+    let request = request(query, Target::Conversations, app.clock.now())?;
     let page = app
         .search
         .conversations(bot, request, app.clock.now())
@@ -112,7 +117,7 @@ pub async fn conversation(
     let started = Instant::now();
     let bot = bot_id(&bot)?;
     let id = ConversationId::parse(&id).ok_or(AppError::NotFound("conversation"))?;
-    let request = request(query, Target::Aggregates)?;
+    let request = request(query, Target::Aggregates, app.clock.now())?;
     let detail = app.search.conversation(bot, id.0, request.ast).await?;
     let mut body =
         serde_json::to_value(ConversationView::new(&detail.record)).expect("view serialises");
@@ -150,7 +155,7 @@ pub async fn messages(
 ) -> Result<Json<Value>, AppError> {
     let started = Instant::now();
     let bot = bot_id(&bot)?;
-    let request = request(query, Target::Messages)?;
+    let request = request(query, Target::Messages, app.clock.now())?;
     let page = app.search.messages(bot, request, app.clock.now()).await?;
     let messages: Vec<Value> = page
         .hits
@@ -177,7 +182,7 @@ pub async fn nodes(
     RawQuery(query): RawQuery,
 ) -> Result<Json<Value>, AppError> {
     let bot = bot_id(&bot)?;
-    let request = request(query, Target::Aggregates)?;
+    let request = request(query, Target::Aggregates, app.clock.now())?;
     let nodes = app.search.nodes(bot, request, app.clock.now()).await?;
     let nodes: Vec<Value> = nodes
         .iter()
@@ -193,7 +198,7 @@ pub async fn flows(
     RawQuery(query): RawQuery,
 ) -> Result<Json<Value>, AppError> {
     let bot = bot_id(&bot)?;
-    let request = request(query, Target::Aggregates)?;
+    let request = request(query, Target::Aggregates, app.clock.now())?;
     let flows = app.search.flows(bot, request, app.clock.now()).await?;
     Ok(Json(json!({"flows": flows})))
 }
@@ -206,7 +211,7 @@ async fn value_counts(
     key: &'static str,
 ) -> Result<Json<Value>, AppError> {
     let bot = bot_id(&bot)?;
-    let request = request(query, Target::Aggregates)?;
+    let request = request(query, Target::Aggregates, app.clock.now())?;
     let counts = app
         .search
         .value_counts(bot, request, field, app.clock.now())

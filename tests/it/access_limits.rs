@@ -390,7 +390,7 @@ fn hundred_thousand_fuzzed_queries_parse_or_are_refused_without_panic() {
         let one = Instant::now();
         let outcome = std::panic::catch_unwind(|| {
             let parsed = parse(&q, QueryLimits::default());
-            let request = SearchRequest::from_pairs(&pairs, target);
+            let request = SearchRequest::from_pairs(&pairs, target, 0);
             (parsed, request.map(|_| ()).map_err(|e| e.to_string()))
         });
         slowest = slowest.max(one.elapsed());

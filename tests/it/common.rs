@@ -579,6 +579,7 @@ pub fn message(id: &str, bot: &str, user: &str, text: &str, timestamp: &str) -> 
         unidentified: None,
         flow_completed: None,
         metadata: None,
+        lang: None,
     }
 }
 

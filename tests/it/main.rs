@@ -19,6 +19,7 @@ mod filters;
 mod hardening;
 mod ingest;
 mod isolation;
+mod languages;
 mod ops;
 mod oracle;
 mod paging;

@@ -1,6 +1,9 @@
 //! The oracle: what the server should answer, computed by a plain scan of the
 //! generated messages, written from the contract (API.md) without calling the
-//! crate's sessioniser, tokenizer or query parser.
+//! crate's sessioniser, tokenizer or query parser. Generated messages say they
+//! are English (`lang: "en"`), so a word matches its English inflections: the
+//! oracle compares words by their Snowball English stem (the `frostem` crate,
+//! the reference implementation, not the crate's analysis).
 
 use crate::common::{Rng, micros};
 use convlog_gen::GenMessage;
@@ -56,8 +59,17 @@ pub struct Conv {
 pub struct World {
     pub msgs: Vec<Msg>,
     pub convs: Vec<Conv>,
+    /// English stem → id.
     vocabulary: HashMap<String, u32>,
+    /// Id → the first spelling seen of its stem (what queries type).
     words: Vec<String>,
+}
+
+/// The English Snowball stem of a lowercased word.
+pub fn stem(word: &str) -> String {
+    frostem::Stemmer::new(frostem::Algorithm::English)
+        .stem(word)
+        .into_owned()
 }
 
 /// Session timeout of a channel under the default configuration.
@@ -147,13 +159,19 @@ impl World {
     }
 
     fn intern(&mut self, word: String) -> u32 {
-        if let Some(&id) = self.vocabulary.get(&word) {
+        let stem = stem(&word);
+        if let Some(&id) = self.vocabulary.get(&stem) {
             return id;
         }
         let id = self.words.len() as u32;
-        self.words.push(word.clone());
-        self.vocabulary.insert(word, id);
+        self.words.push(word);
+        self.vocabulary.insert(stem, id);
         id
+    }
+
+    /// The id of a query word: the id of its stem, if any message has it.
+    fn id_of(&self, word: &str) -> Option<u32> {
+        self.vocabulary.get(&stem(word)).copied()
     }
 
     /// The text of an interned word.
@@ -265,10 +283,7 @@ impl World {
     pub fn text_matches(&self, q: &Query, c: usize) -> bool {
         match q {
             Query::Term { role, tokens } => {
-                let wanted: Option<Vec<u32>> = tokens
-                    .iter()
-                    .map(|t| self.vocabulary.get(t).copied())
-                    .collect();
+                let wanted: Option<Vec<u32>> = tokens.iter().map(|t| self.id_of(t)).collect();
                 let Some(wanted) = wanted else { return false };
                 self.convs[c].msgs.iter().any(|&i| {
                     let m = &self.msgs[i];
@@ -292,10 +307,7 @@ impl World {
         let m = &self.msgs[i];
         match q {
             Query::Term { role, tokens } => {
-                let wanted: Option<Vec<u32>> = tokens
-                    .iter()
-                    .map(|t| self.vocabulary.get(t).copied())
-                    .collect();
+                let wanted: Option<Vec<u32>> = tokens.iter().map(|t| self.id_of(t)).collect();
                 let Some(wanted) = wanted else { return false };
                 role.as_ref().is_none_or(|r| *r == m.role)
                     && !wanted.is_empty()

@@ -291,6 +291,7 @@ pub fn msg(id: &str, bot: &str, user: &str, role: &str, text: &str, ts: &str) ->
         unidentified: None,
         flow_completed: None,
         metadata: None,
+        lang: None,
     }
 }
 

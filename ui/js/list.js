@@ -29,7 +29,7 @@ export function resetList() {
 
 function mountList(bot) {
   current.page = "list:" + bot;
-  const searchIn = h("input", { type: "search", id: "q", name: "q", placeholder: "Search messages…", "aria-label": "Search messages", autocomplete: "off", spellcheck: "false", "aria-describedby": "q-help", title: 'Words, "phrases", AND OR NOT, -exclude, (groups), user:/bot:/agent: prefixes. Click ? for details.' });
+  const searchIn = h("input", { type: "search", id: "q", name: "q", placeholder: "Search messages…", "aria-label": "Search messages", autocomplete: "off", spellcheck: "false", "aria-describedby": "q-help", title: 'Words (with their inflections), "phrases", refu* prefixes, refnud~ typos, AND OR NOT, -exclude, (groups), user:/bot:/agent:/intent:/node:/flow: prefixes. Click ? for details.' });
   const help = h("div", { class: "help-wrap" },
     h("button", { type: "button", class: "icon-btn help-btn", "aria-label": "Query syntax", "aria-expanded": "false", id: "q-help-btn", onclick: (e) => {
       const tip = $("#q-help");
@@ -44,7 +44,9 @@ function mountList(bot) {
         h("li", null, h("code", null, "refund OR return"), ", ", h("code", null, "NOT spam"), ", ", h("code", null, "-spam"), ", ", h("code", null, "+must")),
         h("li", null, h("code", null, "(a OR b) c"), " parentheses group"),
         h("li", null, h("code", null, "user:refund"), ", ", h("code", null, 'bot:"did not understand"'), ", ", h("code", null, "agent:"), " limit to one side"),
-        h("li", null, "Case-insensitive, matches whole words (letters and digits). ", h("code", null, "AND OR NOT"), " only in capitals."),
+        h("li", null, h("code", null, "refu*"), " words starting with it (2+ letters); ", h("code", null, "refnud~"), " one typo away, ", h("code", null, "refnud~2"), " two"),
+        h("li", null, h("code", null, "intent:greeting"), ", ", h("code", null, "node:n_12"), ", ", h("code", null, "flow:checkout"), " messages with that intent, node or flow"),
+        h("li", null, "Words match their inflections in the message's language (", h("code", null, "refunds"), " finds “refunded”), ignoring case and accents (", h("code", null, "cafe"), " = café). Chinese, Japanese, Korean and Thai match any part of 2+ characters. ", h("code", null, "AND OR NOT"), " only in capitals."),
       ),
       h("p", { class: "muted" }, "Press / to jump to the search box."),
     ),

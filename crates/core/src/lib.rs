@@ -57,6 +57,51 @@ pub fn parse_timestamp(text: &str) -> Option<Micros> {
         .map(|t| t.with_timezone(&Utc).timestamp_micros())
 }
 
+/// The units of relative times (`now-7d`), in microseconds.
+const TIME_UNITS: [(char, Micros); 5] = [
+    ('s', 1_000_000),
+    ('m', 60_000_000),
+    ('h', 3_600_000_000),
+    ('d', 86_400_000_000),
+    ('w', 604_800_000_000),
+];
+
+/// What [`parse_time`] accepts, for error messages.
+pub const TIME_SYNTAX: &str =
+    "an RFC 3339 timestamp, `now`, or `now-<n><unit>` with unit s, m, h, d or w (e.g. `now-7d`)";
+
+/// Parses a time as `from` and `to` take it: RFC 3339, `now`, or
+/// `now-<n><unit>` (`now-15m`, `now-24h`, `now-7d`, `now-2w`) before `now`;
+/// the error says what is wrong.
+pub fn parse_time(text: &str, now: Micros) -> Result<Micros, String> {
+    let Some(relative) = text.strip_prefix("now") else {
+        return parse_timestamp(text).ok_or_else(|| format!("{text:?} is not {TIME_SYNTAX}"));
+    };
+    if relative.is_empty() {
+        return Ok(now);
+    }
+    let Some(span) = relative.strip_prefix('-') else {
+        return Err(format!("{text:?} is not {TIME_SYNTAX}"));
+    };
+    let digits = span.chars().take_while(char::is_ascii_digit).count();
+    let (count, unit) = span.split_at(digits);
+    let count: Micros = count
+        .parse()
+        .map_err(|_| format!("{text:?}: `now-` needs a number, then a unit (s, m, h, d or w)"))?;
+    let Some((_, size)) = TIME_UNITS
+        .iter()
+        .find(|(name, _)| unit.len() == 1 && unit.starts_with(*name))
+    else {
+        return Err(format!(
+            "{text:?}: the unit {unit:?} is not one of s, m, h, d, w"
+        ));
+    };
+    count
+        .checked_mul(*size)
+        .and_then(|span| now.checked_sub(span))
+        .ok_or_else(|| format!("{text:?} is too far in the past"))
+}
+
 /// Formats UTC microseconds as RFC 3339 with a `Z` and only the fractional digits needed.
 pub fn format_timestamp(micros: Micros) -> String {
     DateTime::<Utc>::from_timestamp_micros(micros)
@@ -224,6 +269,8 @@ pub struct NewMessage {
     pub flow_completed: bool,
     /// The `metadata` object serialised as JSON.
     pub metadata: Option<String>,
+    /// The language the message says it is in (a BCP 47 primary tag), when it says.
+    pub lang: Option<String>,
 }
 
 /// A validated debug trace event.
@@ -243,6 +290,34 @@ pub struct NewTrace {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn times_are_rfc3339_or_relative_to_now() {
+        let now = 1_000_000_000_000_000;
+        let hour = 3_600_000_000;
+        assert_eq!(parse_time("now", now), Ok(now));
+        assert_eq!(parse_time("now-15m", now), Ok(now - hour / 4));
+        assert_eq!(parse_time("now-24h", now), Ok(now - 24 * hour));
+        assert_eq!(parse_time("now-7d", now), Ok(now - 7 * 24 * hour));
+        assert_eq!(parse_time("now-2w", now), Ok(now - 14 * 24 * hour));
+        assert_eq!(parse_time("now-30s", now), Ok(now - 30_000_000));
+        assert_eq!(
+            parse_time("2026-11-24T09:00:00Z", now),
+            Ok(parse_timestamp("2026-11-24T09:00:00Z").unwrap())
+        );
+        for (bad, says) in [
+            ("now-7y", "the unit \"y\""),
+            ("now-7", "the unit \"\""),
+            ("now-d", "needs a number"),
+            ("now+1d", "is not an RFC 3339"),
+            ("now-1dd", "the unit \"dd\""),
+            ("yesterday", "is not an RFC 3339"),
+            ("now-99999999999999w", "too far"),
+        ] {
+            let err = parse_time(bad, now).unwrap_err();
+            assert!(err.contains(says), "{bad}: {err}");
+        }
+    }
 
     #[test]
     fn timestamps_round_trip_through_utc() {

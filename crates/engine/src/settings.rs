@@ -6,9 +6,10 @@
 //! it reads `config.toml` and validates each section into these types (and the
 //! tagging rules into `tag`'s).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 /// `[server]`.
@@ -83,6 +84,8 @@ pub struct IndexConfig {
     pub on_schema_change: SchemaChange,
     /// Changes the index may be behind the store before ingest waits (0: no bound).
     pub max_backlog: u64,
+    /// The languages messages are analysed in (`[search]`; shared with [`SearchConfig`]).
+    pub languages: Arc<Languages>,
 }
 
 /// `[search]`.
@@ -91,6 +94,39 @@ pub struct SearchConfig {
     pub history_days: u32,
     pub cursor_ttl: Duration,
     pub max_open_cursors: usize,
+    pub languages: Arc<Languages>,
+}
+
+/// How a message without `lang` gets its language: detected from its text
+/// when detection is on and confident, else the default; per bot or for all.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Languages {
+    pub default: LanguageChoice,
+    pub bots: HashMap<String, LanguageChoice>,
+}
+
+/// One bot's (or every bot's) language settings.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LanguageChoice {
+    /// A BCP 47 primary tag.
+    pub default_language: String,
+    pub detect: bool,
+}
+
+impl Languages {
+    /// The language a message of `bot` is analysed in: `given` (its `lang`),
+    /// else detected from `text`, else the bot's default.
+    pub fn resolve(&self, bot: &str, given: Option<&str>, text: &str) -> String {
+        if let Some(lang) = given {
+            return lang.to_string();
+        }
+        let choice = self.bots.get(bot).unwrap_or(&self.default);
+        if choice.detect {
+            convlog_querylang::analysis::detect(text, &choice.default_language)
+        } else {
+            choice.default_language.clone()
+        }
+    }
 }
 
 /// `[review]`.

@@ -1,30 +1,38 @@
 //! The `q` query language of conversation search: the grammar, the parser
-//! and the tokenizer the index shares with it.
+//! and the text analysis the index shares with it ([`analysis`]).
 //!
-//! It imports only `convlog-core` (for message roles): no index, store or
-//! HTTP, so the language can be tested, fuzzed and reused on its own.
+//! It imports only `convlog-core` (for message roles) and text-processing
+//! crates: no index, store or HTTP, so the language can be tested, fuzzed and
+//! reused on its own.
 //!
 //! Parsing is a single left-to-right pass with one token of lookahead; the
 //! only recursion is through parentheses, which `QueryLimits::max_depth`
 //! bounds, so hostile input costs at most linear time and bounded stack.
 
-use std::fmt;
+pub mod analysis;
 
-/// Max token length in bytes; longer tokens are dropped by the index and by `tokenize`.
-pub const MAX_TOKEN_LEN: usize = 64;
+use analysis::{PieceKind, Token};
+use std::fmt;
 
 pub use convlog_core::Role;
 
 /// A parsed query.
 #[derive(Debug, Clone, PartialEq)]
 pub enum QueryAst {
-    /// One word (tokens.len()==1) or a phrase (tokens.len()>1), optionally limited to a role.
+    /// One word or run (tokens.len()==1) or a phrase (tokens.len()>1),
+    /// optionally limited to a role.
     Term {
         /// Only messages of this role can match, when set.
         role: Option<Role>,
-        /// Lowercased tokens, as produced by `tokenize`.
+        /// The pieces of the term (see [`analysis::pieces`]), lowercased
+        /// ([`analysis::lower`]); analysed per language when the query is built.
         tokens: Vec<String>,
+        /// How the (single) word matches: exactly (with its inflections), as
+        /// a prefix, or within some edits.
+        mode: Mode,
     },
+    /// A message field equals a value: `intent:greeting`.
+    Field { field: FieldPrefix, value: String },
     /// Every child must match.
     And(Vec<QueryAst>),
     /// At least one child must match.
@@ -32,6 +40,52 @@ pub enum QueryAst {
     /// The child must not match.
     Not(Box<QueryAst>),
 }
+
+/// How a term's word matches.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// The word and its inflections (phrases: each word so).
+    Exact,
+    /// `word*`: any word starting with it.
+    Prefix,
+    /// `word~N`: any word within N edits (a swap of two neighbours is one).
+    Fuzzy(u8),
+}
+
+/// The message fields a query can name: `intent:`, `node:`, `flow:`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FieldPrefix {
+    /// The intent the bot's NLU gave the message.
+    Intent,
+    /// The id of the node the message went through.
+    Node,
+    /// The flow the message was in.
+    Flow,
+}
+
+impl FieldPrefix {
+    /// Every prefix, in the order error messages list them.
+    pub const ALL: [FieldPrefix; 3] = [FieldPrefix::Intent, FieldPrefix::Node, FieldPrefix::Flow];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FieldPrefix::Intent => "intent",
+            FieldPrefix::Node => "node",
+            FieldPrefix::Flow => "flow",
+        }
+    }
+
+    fn parse(name: &str) -> Option<FieldPrefix> {
+        FieldPrefix::ALL
+            .into_iter()
+            .find(|f| f.as_str().eq_ignore_ascii_case(name))
+    }
+}
+
+/// Most edits `word~N` allows.
+pub const MAX_EDITS: u8 = 2;
+/// Fewest characters before `*`.
+pub const MIN_PREFIX_CHARS: usize = 2;
 
 /// Why a query was refused; `position` is the 0-based character (not byte) offset in the input.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -80,39 +134,16 @@ impl Default for QueryLimits {
     }
 }
 
-/// Splits text into lowercased word tokens exactly like the index does; returns (byte_start, byte_end, token).
-pub fn tokenize(text: &str) -> Vec<(usize, usize, String)> {
-    let mut out = Vec::new();
-    let mut start: Option<usize> = None;
-    for (i, c) in text.char_indices() {
-        match (c.is_alphanumeric(), start) {
-            (true, None) => start = Some(i),
-            (false, Some(s)) => {
-                push_token(text, s, i, &mut out);
-                start = None;
-            }
-            _ => {}
-        }
-    }
-    if let Some(s) = start {
-        push_token(text, s, text.len(), &mut out);
-    }
-    out
-}
-
-fn push_token(text: &str, start: usize, end: usize, out: &mut Vec<(usize, usize, String)>) {
-    // The index's RemoveLongFilter runs before lowercasing, so the limit
-    // applies to the original bytes, not the lowercased ones.
-    if end - start > MAX_TOKEN_LEN {
-        return;
-    }
-    // tantivy's LowerCaser maps char by char (no final-sigma rule), unlike
-    // `str::to_lowercase`; query tokens must equal indexed tokens exactly.
-    let token: String = text[start..end]
-        .chars()
-        .flat_map(char::to_lowercase)
-        .collect();
-    out.push((start, end, token));
+/// The prefixes a query may start a word with, for error messages.
+fn known_prefixes() -> String {
+    let roles =
+        [Role::User, Role::Bot, Role::Agent, Role::System].map(|r| format!("{}:", r.as_str()));
+    let fields = FieldPrefix::ALL.map(|f| format!("{}:", f.as_str()));
+    roles
+        .into_iter()
+        .chain(fields)
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// Parses `q`; Ok(None) when it holds no searchable term (empty or only punctuation).
@@ -143,51 +174,96 @@ pub fn parse(q: &str, limits: QueryLimits) -> Result<Option<QueryAst>, ParseErro
 }
 
 impl QueryAst {
-    /// The positive (not under NOT) terms, for highlighting: (role, tokens).
-    ///
-    /// A term under an even number of NOTs counts as positive.
-    pub fn positive_terms(&self) -> Vec<(Option<Role>, Vec<String>)> {
-        let mut out = Vec::new();
-        self.collect_positive(true, &mut out);
-        out
-    }
-
-    fn collect_positive(&self, positive: bool, out: &mut Vec<(Option<Role>, Vec<String>)>) {
-        match self {
-            QueryAst::Term { role, tokens } => {
-                if positive {
-                    out.push((*role, tokens.clone()));
-                }
+    /// The byte ranges of `text` (a message of `role` analysed in `lang` into
+    /// `tokens`) that the query's positive terms (those under an even number
+    /// of NOTs) match: what snippets and highlights mark, sorted, merged.
+    pub fn hits(&self, role: Role, lang: &str, tokens: &[Token]) -> Vec<(usize, usize)> {
+        let mut hits = Vec::new();
+        self.collect_hits(true, role, lang, tokens, &mut hits);
+        hits.sort_unstable();
+        let mut merged: Vec<(usize, usize)> = Vec::with_capacity(hits.len());
+        for (start, end) in hits {
+            match merged.last_mut() {
+                Some(last) if start <= last.1 => last.1 = last.1.max(end),
+                _ => merged.push((start, end)),
             }
-            QueryAst::And(children) | QueryAst::Or(children) => {
-                for child in children {
-                    child.collect_positive(positive, out);
-                }
-            }
-            QueryAst::Not(inner) => inner.collect_positive(!positive, out),
         }
+        merged
     }
 
-    /// Evaluates the query against one message (role + its tokens in order); phrases need adjacent tokens.
-    pub fn matches_message(&self, role: Role, tokens: &[String]) -> bool {
+    fn collect_hits(
+        &self,
+        positive: bool,
+        role: Role,
+        lang: &str,
+        tokens: &[Token],
+        out: &mut Vec<(usize, usize)>,
+    ) {
         match self {
             QueryAst::Term {
                 role: wanted,
-                tokens: needle,
+                tokens: pieces,
+                mode,
             } => {
-                if wanted.is_some_and(|w| w != role) {
-                    return false;
+                if !positive || wanted.is_some_and(|w| w != role) || pieces.is_empty() {
+                    return;
                 }
-                match needle.len() {
-                    // Never produced by `parse`; `windows(0)` would panic.
-                    0 => false,
-                    1 => tokens.contains(&needle[0]),
-                    n => tokens.windows(n).any(|w| w == needle.as_slice()),
+                let range = |t: &Token| (t.start, t.end);
+                match (mode, pieces.as_slice()) {
+                    (Mode::Prefix, [word]) => {
+                        let prefix = analysis::fold(word);
+                        out.extend(
+                            tokens
+                                .iter()
+                                .filter(|t| t.word.as_ref().is_some_and(|w| w.starts_with(&prefix)))
+                                .map(range),
+                        );
+                    }
+                    (Mode::Fuzzy(edits), [word]) => {
+                        let word = analysis::fold(word);
+                        out.extend(
+                            tokens
+                                .iter()
+                                .filter(|t| {
+                                    t.word.as_ref().is_some_and(|w| {
+                                        analysis::edit_distance(w, &word) <= usize::from(*edits)
+                                    })
+                                })
+                                .map(range),
+                        );
+                    }
+                    (_, [word]) if !analysis::is_run(word) => {
+                        let wanted = analysis::word_tokens(lang, word);
+                        out.extend(
+                            tokens
+                                .iter()
+                                .filter(|t| {
+                                    wanted.contains(&t.text)
+                                        || t.written.as_ref().is_some_and(|w| wanted.contains(w))
+                                })
+                                .map(range),
+                        );
+                    }
+                    _ => {
+                        let wanted = analysis::term_tokens(lang, pieces);
+                        if wanted.is_empty() || wanted.len() > tokens.len() {
+                            return;
+                        }
+                        for window in tokens.windows(wanted.len()) {
+                            if window.iter().zip(&wanted).all(|(t, w)| t.text == *w) {
+                                out.extend(window.iter().map(range));
+                            }
+                        }
+                    }
                 }
             }
-            QueryAst::And(children) => children.iter().all(|c| c.matches_message(role, tokens)),
-            QueryAst::Or(children) => children.iter().any(|c| c.matches_message(role, tokens)),
-            QueryAst::Not(inner) => !inner.matches_message(role, tokens),
+            QueryAst::Field { .. } => {}
+            QueryAst::And(children) | QueryAst::Or(children) => {
+                for child in children {
+                    child.collect_hits(positive, role, lang, tokens, out);
+                }
+            }
+            QueryAst::Not(inner) => inner.collect_hits(!positive, role, lang, tokens, out),
         }
     }
 }
@@ -202,12 +278,13 @@ enum Kind {
     Minus,
     Plus,
     /// Tokens may be empty: the term is syntactically present but dropped.
-    Term(Option<Role>, Vec<String>),
+    Term(Option<Role>, Vec<String>, Mode),
+    Field(FieldPrefix, String),
     Eof,
 }
 
 #[derive(Debug)]
-struct Token {
+struct Lexeme {
     pos: usize,
     kind: Kind,
 }
@@ -220,6 +297,13 @@ struct Lexer<'a> {
 
 fn is_word_char(c: char) -> bool {
     !c.is_whitespace() && c != '(' && c != ')' && c != '"'
+}
+
+/// A prefix that names a field or a role: a letter, then letters, digits or `_`.
+fn is_prefix_name(head: &str) -> bool {
+    let mut chars = head.chars();
+    chars.next().is_some_and(|c| c.is_ascii_alphabetic())
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
 }
 
 impl<'a> Lexer<'a> {
@@ -243,18 +327,18 @@ impl<'a> Lexer<'a> {
         &self.src[self.byte(from)..self.byte(to)]
     }
 
-    fn next_token(&mut self) -> Result<Token, ParseError> {
+    fn next_token(&mut self) -> Result<Lexeme, ParseError> {
         while self.ch(self.i).is_some_and(char::is_whitespace) {
             self.i += 1;
         }
         let pos = self.i;
         let Some(c) = self.ch(pos) else {
-            return Ok(Token {
+            return Ok(Lexeme {
                 pos,
                 kind: Kind::Eof,
             });
         };
-        let simple = |kind| Token { pos, kind };
+        let simple = |kind| Lexeme { pos, kind };
         match c {
             '(' => {
                 self.i += 1;
@@ -279,31 +363,65 @@ impl<'a> Lexer<'a> {
         }
     }
 
-    fn word(&mut self, pos: usize) -> Result<Token, ParseError> {
+    fn word(&mut self, pos: usize) -> Result<Lexeme, ParseError> {
         let mut end = pos;
         while self.ch(end).is_some_and(is_word_char) {
             end += 1;
         }
         let text = self.slice(pos, end);
-        if let Some((head, _)) = text.split_once(':')
-            && let Some(role) = Role::parse(head)
+        if let Some((head, rest)) = text.split_once(':')
+            && is_prefix_name(head)
+            // `https://…` is text, not a field.
+            && !rest.starts_with('/')
         {
-            // Role names are ASCII, so their byte length is their char length.
-            let rest = pos + head.len() + 1;
-            if rest < end {
-                self.i = end;
-                return Ok(term(pos, Some(role), self.slice(rest, end)));
+            // Prefix names are ASCII, so their byte length is their char length.
+            let value_at = pos + head.len() + 1;
+            let role = Role::parse(&head.to_ascii_lowercase());
+            let field = FieldPrefix::parse(head);
+            if role.is_none() && field.is_none() && (value_at < end || self.ch(end) == Some('"')) {
+                return Err(ParseError::new(
+                    pos,
+                    format!(
+                        "unknown field `{head}:`; known prefixes are {}; to search for the text itself, quote it",
+                        known_prefixes()
+                    ),
+                ));
             }
-            match self.ch(end) {
-                Some('"') => return self.phrase(pos, Some(role), end),
-                Some('(') => {
+            if let Some(field) = field {
+                let value = if value_at < end {
+                    self.i = end;
+                    self.slice(value_at, end).to_string()
+                } else if self.ch(end) == Some('"') {
+                    let close = self.closing_quote(end)?;
+                    self.i = close + 1;
+                    self.slice(end + 1, close).to_string()
+                } else {
                     return Err(ParseError::new(
-                        end,
-                        format!("{head}: applies to a word or phrase, not to parentheses"),
+                        pos,
+                        format!("`{head}:` needs a value, e.g. `{head}:greeting`"),
                     ));
+                };
+                return Ok(Lexeme {
+                    pos,
+                    kind: Kind::Field(field, value),
+                });
+            }
+            if let Some(role) = role {
+                if value_at < end {
+                    self.i = end;
+                    return word_term(pos, value_at, Some(role), self.slice(value_at, end));
                 }
-                // "user:" followed by a space is ordinary text.
-                _ => {}
+                match self.ch(end) {
+                    Some('"') => return self.phrase(pos, Some(role), end),
+                    Some('(') => {
+                        return Err(ParseError::new(
+                            end,
+                            format!("{head}: applies to a word or phrase, not to parentheses"),
+                        ));
+                    }
+                    // "user:" followed by a space is ordinary text.
+                    _ => {}
+                }
             }
         }
         self.i = end;
@@ -311,9 +429,20 @@ impl<'a> Lexer<'a> {
             "AND" => Kind::And,
             "OR" => Kind::Or,
             "NOT" => Kind::Not,
-            _ => return Ok(term(pos, None, text)),
+            _ => return word_term(pos, pos, None, text),
         };
-        Ok(Token { pos, kind })
+        Ok(Lexeme { pos, kind })
+    }
+
+    fn closing_quote(&self, quote: usize) -> Result<usize, ParseError> {
+        let mut close = quote + 1;
+        loop {
+            match self.ch(close) {
+                Some('"') => return Ok(close),
+                Some(_) => close += 1,
+                None => return Err(ParseError::new(quote, "unterminated quote")),
+            }
+        }
     }
 
     fn phrase(
@@ -321,32 +450,91 @@ impl<'a> Lexer<'a> {
         pos: usize,
         role: Option<Role>,
         quote: usize,
-    ) -> Result<Token, ParseError> {
-        let mut close = quote + 1;
-        loop {
-            match self.ch(close) {
-                Some('"') => break,
-                Some(_) => close += 1,
-                None => return Err(ParseError::new(quote, "unterminated quote")),
-            }
-        }
+    ) -> Result<Lexeme, ParseError> {
+        let close = self.closing_quote(quote)?;
         self.i = close + 1;
-        Ok(term(pos, role, self.slice(quote + 1, close)))
+        let text = self.slice(quote + 1, close);
+        if let Some(at) = text.chars().position(|c| c == '*' || c == '~') {
+            return Err(ParseError::new(
+                quote + 1 + at,
+                "`*` and `~` apply to single words, not inside quotes",
+            ));
+        }
+        Ok(term(pos, role, text, Mode::Exact))
     }
 }
 
-fn term(pos: usize, role: Option<Role>, text: &str) -> Token {
-    let tokens = tokenize(text).into_iter().map(|(_, _, t)| t).collect();
-    Token {
+/// A word outside quotes (its text starting at character `at`), with its
+/// `*` or `~N` suffix read.
+fn word_term(pos: usize, at: usize, role: Option<Role>, text: &str) -> Result<Lexeme, ParseError> {
+    let (stem, mode) = if let Some(stem) = text.strip_suffix('*') {
+        (stem, Mode::Prefix)
+    } else if let Some((stem, edits)) = text.rsplit_once('~')
+        && edits.chars().all(|c| c.is_ascii_digit())
+    {
+        let edits = match edits {
+            "" => 1,
+            digits => match digits.parse::<u8>() {
+                Ok(n @ 1..=MAX_EDITS) => n,
+                _ => {
+                    return Err(ParseError::new(
+                        at + stem.chars().count(),
+                        format!("`~` allows 1 to {MAX_EDITS} edits, not {digits}"),
+                    ));
+                }
+            },
+        };
+        (stem, Mode::Fuzzy(edits))
+    } else {
+        (text, Mode::Exact)
+    };
+    if mode != Mode::Exact {
+        let operator = if mode == Mode::Prefix { "*" } else { "~" };
+        let pieces = analysis::pieces(stem);
+        match pieces.as_slice() {
+            [piece]
+                if piece.kind == PieceKind::Word && piece.start == 0 && piece.end == stem.len() => {
+            }
+            [piece] if piece.kind == PieceKind::Run => {
+                return Err(ParseError::new(
+                    at,
+                    format!(
+                        "`{operator}` applies to words of spaced scripts; CJK and Thai text already matches any part of two or more characters"
+                    ),
+                ));
+            }
+            _ => {
+                return Err(ParseError::new(
+                    at,
+                    format!("`{operator}` applies to one word of letters and digits"),
+                ));
+            }
+        }
+        if mode == Mode::Prefix && stem.chars().count() < MIN_PREFIX_CHARS {
+            return Err(ParseError::new(
+                at,
+                format!("`*` needs at least {MIN_PREFIX_CHARS} characters before it"),
+            ));
+        }
+    }
+    Ok(term(pos, role, stem, mode))
+}
+
+fn term(pos: usize, role: Option<Role>, text: &str, mode: Mode) -> Lexeme {
+    let tokens = analysis::pieces(text)
+        .into_iter()
+        .map(|piece| analysis::lower(&text[piece.start..piece.end]))
+        .collect();
+    Lexeme {
         pos,
-        kind: Kind::Term(role, tokens),
+        kind: Kind::Term(role, tokens, mode),
     }
 }
 
 fn can_start_unary(kind: &Kind) -> bool {
     matches!(
         kind,
-        Kind::LParen | Kind::Not | Kind::Minus | Kind::Plus | Kind::Term(..)
+        Kind::LParen | Kind::Not | Kind::Minus | Kind::Plus | Kind::Term(..) | Kind::Field(..)
     )
 }
 
@@ -385,7 +573,7 @@ fn combine(is_and: bool, items: Vec<QueryAst>) -> Option<QueryAst> {
 struct Parser<'a> {
     lex: Lexer<'a>,
     /// The lookahead token.
-    cur: Token,
+    cur: Lexeme,
     limits: QueryLimits,
     terms: usize,
 }
@@ -402,7 +590,7 @@ impl<'a> Parser<'a> {
         })
     }
 
-    fn bump(&mut self) -> Result<Token, ParseError> {
+    fn bump(&mut self) -> Result<Lexeme, ParseError> {
         let next = self.lex.next_token()?;
         Ok(std::mem::replace(&mut self.cur, next))
     }
@@ -490,13 +678,13 @@ impl<'a> Parser<'a> {
                 self.bump()?;
                 Ok(inner)
             }
-            Kind::Term(..) => {
-                let Kind::Term(role, tokens) = self.bump()?.kind else {
-                    return Err(ParseError::new(pos, "unexpected token"));
+            Kind::Term(..) | Kind::Field(..) => {
+                let ast = match self.bump()?.kind {
+                    Kind::Term(_, tokens, _) if tokens.is_empty() => return Ok(None),
+                    Kind::Term(role, tokens, mode) => QueryAst::Term { role, tokens, mode },
+                    Kind::Field(field, value) => QueryAst::Field { field, value },
+                    _ => return Err(ParseError::new(pos, "unexpected token")),
                 };
-                if tokens.is_empty() {
-                    return Ok(None);
-                }
                 self.terms += 1;
                 if self.terms > self.limits.max_terms {
                     return Err(ParseError::new(
@@ -504,7 +692,7 @@ impl<'a> Parser<'a> {
                         format!("query has more than {} terms", self.limits.max_terms),
                     ));
                 }
-                Ok(Some(QueryAst::Term { role, tokens }))
+                Ok(Some(ast))
             }
             Kind::And | Kind::Or => Err(ParseError::new(
                 pos,
@@ -539,6 +727,7 @@ mod tests {
         QueryAst::Term {
             role: None,
             tokens: vec![s.to_string()],
+            mode: Mode::Exact,
         }
     }
 
@@ -546,15 +735,20 @@ mod tests {
         QueryAst::Term {
             role,
             tokens: s.iter().map(|t| t.to_string()).collect(),
+            mode: Mode::Exact,
+        }
+    }
+
+    fn moded(s: &str, mode: Mode) -> QueryAst {
+        QueryAst::Term {
+            role: None,
+            tokens: vec![s.to_string()],
+            mode,
         }
     }
 
     fn not(a: QueryAst) -> QueryAst {
         QueryAst::Not(Box::new(a))
-    }
-
-    fn toks(text: &str) -> Vec<String> {
-        tokenize(text).into_iter().map(|(_, _, t)| t).collect()
     }
 
     #[test]
@@ -564,35 +758,6 @@ mod tests {
         }
         assert_eq!(Role::parse("User"), None);
         assert_eq!(Role::parse("customer"), None);
-    }
-
-    #[test]
-    fn tokenize_offsets_and_case() {
-        assert_eq!(
-            tokenize("Hello, World42!"),
-            vec![(0, 5, "hello".into()), (7, 14, "world42".into())]
-        );
-        assert_eq!(
-            toks("café Größe ПРИВЕТ мир"),
-            ["café", "größe", "привет", "мир"]
-        );
-        assert!(tokenize("  ,.;!? ").is_empty());
-    }
-
-    #[test]
-    fn tokenize_drops_long_tokens_by_original_bytes() {
-        let ok = "a".repeat(MAX_TOKEN_LEN);
-        let long = "a".repeat(MAX_TOKEN_LEN + 1);
-        assert_eq!(toks(&format!("{ok} {long} b")), [ok.as_str(), "b"]);
-        // 32 two-byte chars is exactly the limit; 33 is over it.
-        assert_eq!(toks(&"é".repeat(32)).len(), 1);
-        assert!(toks(&"é".repeat(33)).is_empty());
-    }
-
-    #[test]
-    fn tokenize_lowercases_per_char_like_tantivy() {
-        // No final-sigma special case, matching the index's LowerCaser.
-        assert_eq!(toks("ΟΔΟΣ"), ["οδοσ"]);
     }
 
     #[test]
@@ -625,9 +790,21 @@ mod tests {
         );
         assert_eq!(p("agent:Hi"), Some(ph(Some(Role::Agent), &["hi"])));
         assert_eq!(p("system:x"), Some(ph(Some(Role::System), &["x"])));
-        // Unknown or capitalised prefixes are just text.
-        assert_eq!(p("foo:bar"), Some(ph(None, &["foo", "bar"])));
-        assert_eq!(p("User:x"), Some(ph(None, &["user", "x"])));
+        // Prefixes are case-insensitive; unknown ones are refused, naming the known ones.
+        assert_eq!(p("User:x"), Some(ph(Some(Role::User), &["x"])));
+        let unknown = err("refund foo:bar");
+        assert_eq!(unknown.position, 7);
+        assert!(
+            unknown.reason.contains("unknown field `foo:`"),
+            "{}",
+            unknown.reason
+        );
+        assert!(unknown.reason.contains("intent:"), "{}", unknown.reason);
+        // Not prefixes: times, URLs, a colon at the end, quoted text.
+        assert_eq!(p("12:30"), Some(ph(None, &["12", "30"])));
+        assert_eq!(p("https://x.io"), Some(ph(None, &["https", "x", "io"])));
+        assert_eq!(p("\"foo:bar\""), Some(ph(None, &["foo", "bar"])));
+        assert_eq!(p("note:"), Some(w("note")));
         // A qualifier followed by a space qualifies nothing.
         assert_eq!(p("user: x"), Some(QueryAst::And(vec![w("user"), w("x")])));
         assert_eq!(p("user:AND"), Some(ph(Some(Role::User), &["and"])));
@@ -834,60 +1011,81 @@ mod tests {
     }
 
     #[test]
-    fn positive_terms_skip_negated() {
-        let ast = p("user:a (b OR -c) NOT \"d e\" NOT NOT f").unwrap();
+    fn prefixes_and_typos() {
+        assert_eq!(p("Refu*"), Some(moded("refu", Mode::Prefix)));
+        assert_eq!(p("refnud~"), Some(moded("refnud", Mode::Fuzzy(1))));
+        assert_eq!(p("refnud~2"), Some(moded("refnud", Mode::Fuzzy(2))));
         assert_eq!(
-            ast.positive_terms(),
-            vec![
-                (Some(Role::User), vec!["a".to_string()]),
-                (None, vec!["b".to_string()]),
-                (None, vec!["f".to_string()]),
-            ]
+            p("user:refu*"),
+            Some(QueryAst::Term {
+                role: Some(Role::User),
+                tokens: vec!["refu".into()],
+                mode: Mode::Prefix
+            })
         );
+        for (q, position, reason) in [
+            ("r*", 0, "at least 2 characters"),
+            ("*", 0, "one word"),
+            ("refund~3", 6, "1 to 2 edits"),
+            ("refund~0", 6, "1 to 2 edits"),
+            ("e-mail*", 0, "one word"),
+            ("退款*", 0, "CJK"),
+            ("a \"refu* now\"", 7, "not inside quotes"),
+            ("\"x ~ y\"", 3, "not inside quotes"),
+        ] {
+            let e = err(q);
+            assert_eq!(e.position, position, "{q}: {e}");
+            assert!(e.reason.contains(reason), "{q}: {e}");
+        }
     }
 
     #[test]
-    fn matches_message_words_and_phrases() {
-        let msg = toks("Sorry, I did not understand your refund request.");
-        let m = |q: &str| p(q).unwrap().matches_message(Role::Bot, &msg);
-        assert!(m("refund"));
-        assert!(m("REFUND sorry"));
-        assert!(!m("refund cancel"));
-        assert!(m("refund OR cancel"));
-        assert!(m("\"did not understand\""));
-        assert!(!m("\"did understand\""));
-        assert!(!m("\"refund your\""));
-        assert!(m("-cancel"));
-        assert!(!m("NOT refund"));
-        assert!(m("(cancel OR request) -spam"));
-        assert!(!m("under-stand"));
-    }
-
-    #[test]
-    fn matches_message_roles() {
-        let msg = toks("I want a refund");
-        let ast = p("user:refund").unwrap();
-        assert!(ast.matches_message(Role::User, &msg));
-        assert!(!ast.matches_message(Role::Bot, &msg));
-        let ast = p("bot:\"a refund\"").unwrap();
-        assert!(ast.matches_message(Role::Bot, &msg));
-        assert!(!ast.matches_message(Role::Agent, &msg));
-        let ast = p("-user:refund").unwrap();
-        assert!(!ast.matches_message(Role::User, &msg));
-        assert!(ast.matches_message(Role::Bot, &msg));
-    }
-
-    #[test]
-    fn matches_message_handles_degenerate_terms() {
-        let empty = QueryAst::Term {
-            role: None,
-            tokens: vec![],
+    fn field_prefixes() {
+        let field = |field, value: &str| QueryAst::Field {
+            field,
+            value: value.into(),
         };
-        assert!(!empty.matches_message(Role::User, &toks("x")));
-        let long = ph(None, &["a", "b", "c"]);
-        assert!(!long.matches_message(Role::User, &toks("a b")));
-        assert!(!QueryAst::Or(vec![]).matches_message(Role::User, &[]));
-        assert!(QueryAst::And(vec![]).matches_message(Role::User, &[]));
+        assert_eq!(
+            p("intent:greeting"),
+            Some(field(FieldPrefix::Intent, "greeting"))
+        );
+        assert_eq!(
+            p("refund node:\"n 1\""),
+            Some(QueryAst::And(vec![
+                w("refund"),
+                field(FieldPrefix::Node, "n 1")
+            ]))
+        );
+        assert_eq!(
+            p("-Flow:checkout"),
+            Some(not(field(FieldPrefix::Flow, "checkout")))
+        );
+        assert!(err("intent: x").reason.contains("needs a value"));
+    }
+
+    #[test]
+    fn hits_mark_inflected_words_phrases_prefixes_and_typos() {
+        let text = "Sorry, I did not understand your Refunds request. Refundable? 我想申请退款";
+        let tokens = analysis::analyse("en", text);
+        let marked = |q: &str, role: Role| -> Vec<&str> {
+            p(q).unwrap()
+                .hits(role, "en", &tokens)
+                .into_iter()
+                .map(|(s, e)| &text[s..e])
+                .collect()
+        };
+        // "Refundable" is an inflection of "refund" in English.
+        assert_eq!(marked("refund", Role::Bot), ["Refunds", "Refundable"]);
+        assert_eq!(marked("user:refund", Role::Bot), Vec::<&str>::new());
+        assert_eq!(
+            marked("\"did not understand\"", Role::Bot),
+            ["did", "not", "understand"]
+        );
+        assert_eq!(marked("refu*", Role::Bot), ["Refunds", "Refundable"]);
+        assert_eq!(marked("refnuds~", Role::Bot), ["Refunds"]);
+        assert_eq!(marked("退款", Role::Bot), ["退款"]);
+        assert_eq!(marked("申请退款 -sorry", Role::Bot), ["申请退款"]);
+        assert_eq!(marked("NOT refund", Role::Bot), Vec::<&str>::new());
     }
 
     fn hostile_query() -> impl Strategy<Value = String> {
@@ -940,10 +1138,9 @@ mod tests {
             let len = q.chars().count();
             match parse(&q, limits) {
                 Ok(Some(ast)) => {
-                    let msg = toks(&q);
-                    let _ = ast.matches_message(Role::User, &msg);
-                    for (_, tokens) in ast.positive_terms() {
-                        prop_assert!(!tokens.is_empty());
+                    let tokens = analysis::analyse("en", &q);
+                    for (start, end) in ast.hits(Role::User, "en", &tokens) {
+                        prop_assert!(start < end && end <= q.len());
                     }
                 }
                 Ok(None) => {}
@@ -952,13 +1149,13 @@ mod tests {
         }
 
         #[test]
-        fn tokenize_spans_are_consistent(s in "\\PC{0,80}") {
+        fn pieces_are_ordered_and_within_the_text(s in "\\PC{0,80}") {
             let mut last_end = 0;
-            for (start, end, token) in tokenize(&s) {
-                prop_assert!(start >= last_end && start < end && end - start <= MAX_TOKEN_LEN);
-                prop_assert!(s[start..end].chars().all(char::is_alphanumeric));
-                prop_assert!(!token.is_empty());
-                last_end = end;
+            for piece in analysis::pieces(&s) {
+                prop_assert!(piece.start >= last_end && piece.start < piece.end);
+                prop_assert!(piece.end - piece.start <= analysis::MAX_PIECE_LEN);
+                prop_assert!(s.is_char_boundary(piece.start) && s.is_char_boundary(piece.end));
+                last_end = piece.end;
             }
         }
 
@@ -966,7 +1163,7 @@ mod tests {
         fn a_single_word_parses_to_its_tokens(s in "[a-zA-Zé0-9]{1,20}") {
             prop_assume!(!matches!(s.as_str(), "AND" | "OR" | "NOT"));
             let ast = parse(&s, QueryLimits::default()).unwrap();
-            prop_assert_eq!(ast, Some(QueryAst::Term { role: None, tokens: vec![s.to_lowercase()] }));
+            prop_assert_eq!(ast, Some(QueryAst::Term { role: None, tokens: vec![s.to_lowercase()], mode: Mode::Exact }));
         }
     }
 }

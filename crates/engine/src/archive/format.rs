@@ -34,7 +34,8 @@ use std::fmt::Write as _;
 use std::sync::{Arc, LazyLock};
 
 /// Version of the archive's schema, written into every file's key-value metadata.
-pub const SCHEMA_VERSION: u32 = 1;
+/// 2 added the messages' `lang`; files of version 1 lack it and read as null.
+pub const SCHEMA_VERSION: u32 = 2;
 
 /// Rows per row group: large enough for good compression and few footers,
 /// small enough that an engine can skip by statistics.
@@ -76,6 +77,9 @@ pub struct Column<'a, R, T> {
     pub name: &'static str,
     /// Its kind, writer and reader.
     pub value: Value<'a, R, T>,
+    /// The schema version that added it: files written before lack it, and a
+    /// restore leaves the record's default.
+    pub since: u32,
 }
 
 /// A column's kind, which fixes its arrow type and nullability, with how a
@@ -113,7 +117,11 @@ pub enum Value<'a, R, T> {
 }
 
 fn column<'a, R, T>(name: &'static str, value: Value<'a, R, T>) -> Column<'a, R, T> {
-    Column { name, value }
+    Column {
+        name,
+        value,
+        since: 1,
+    }
 }
 
 /// The messages table, in file order: one row per message (`bot_id` and
@@ -216,6 +224,13 @@ pub fn message_columns<'a>() -> Vec<Column<'a, MessageRow<'a>, MessageRecord>> {
                 Some(|m, metadata| m.metadata = metadata),
             ),
         ),
+        Column {
+            since: 2,
+            ..column(
+                "lang",
+                OptionalText(|r| r.message.lang.as_deref(), Some(|m, lang| m.lang = lang)),
+            )
+        },
         column(
             "tags",
             TextList(
@@ -783,6 +798,9 @@ fn batches<R, T>(
         let found = batch.schema();
         for column in columns {
             let Ok(field) = found.field_with_name(column.name) else {
+                if column.since > 1 {
+                    continue;
+                }
                 return Err(FormatError(format!(
                     "the file lacks column {:?} of the archive schema",
                     column.name
@@ -811,9 +829,10 @@ fn records<R, T>(
 ) -> Result<Vec<T>, FormatError> {
     let mut records: Vec<T> = rows.iter().map(|_| empty()).collect();
     for column in columns {
-        let array = batch
-            .column_by_name(column.name)
-            .expect("the columns were checked against the file's");
+        // Only a column added after the file was written may be missing (see `batches`).
+        let Some(array) = batch.column_by_name(column.name) else {
+            continue;
+        };
         column.value.read(column.name, array, rows, &mut records)?;
     }
     Ok(records)
@@ -857,6 +876,7 @@ fn empty_message() -> MessageRecord {
         unidentified: false,
         flow_completed: false,
         metadata: None,
+        lang: None,
     }
 }
 
@@ -972,6 +992,7 @@ mod tests {
             unidentified: true,
             flow_completed: false,
             metadata: Some(r#"{"k":1}"#.into()),
+            lang: Some("de".into()),
         }
     }
 
@@ -987,6 +1008,7 @@ mod tests {
             unidentified: false,
             flow_completed: true,
             metadata: None,
+            lang: None,
             ..full_message(conversation, seq)
         }
     }
@@ -1223,7 +1245,7 @@ mod tests {
             role in text(),
             text in text(),
             timestamp in any::<i64>(),
-            optional in prop::collection::vec(prop::option::of(text()), 7),
+            optional in prop::collection::vec(prop::option::of(text()), 8),
             confidence in prop::option::of(-1e9..1e9f64),
             unidentified in any::<bool>(),
             flow_completed in any::<bool>(),
@@ -1234,7 +1256,7 @@ mod tests {
                 seq: 0, id, conversation_id: 0, role, text, timestamp,
                 flow: next(), step: next(), node_id: next(), node_type: next(),
                 node_name: next(), intent: next(), confidence, unidentified,
-                flow_completed, metadata: next(),
+                flow_completed, metadata: next(), lang: next(),
             }
         }
     }

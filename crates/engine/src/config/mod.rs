@@ -9,8 +9,8 @@
 mod raw;
 
 pub use crate::settings::{
-    AuthConfig, IndexConfig, IngestConfig, RetentionConfig, ReviewConfig, S3Config, SchemaChange,
-    SearchConfig, ServerConfig, SessionConfig,
+    AuthConfig, IndexConfig, IngestConfig, LanguageChoice, Languages, RetentionConfig,
+    ReviewConfig, S3Config, SchemaChange, SearchConfig, ServerConfig, SessionConfig,
 };
 pub use convlog_core::{parse_duration, parse_size};
 
@@ -18,6 +18,7 @@ use raw::RawConfig;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 /// The defaults, embedded so that the binary runs with no file at all.
@@ -310,6 +311,39 @@ fn validate(table: toml::Table) -> Result<Config, ConfigError> {
             "must be between 1m and 366d",
         ));
     }
+    let language = |key: &str, tag: &str| {
+        convlog_querylang::analysis::primary_tag(tag).map_err(|reason| invalid(key, reason))
+    };
+    let default = LanguageChoice {
+        default_language: language("search.default_language", &raw.search.default_language)?,
+        detect: raw.search.detect_language,
+    };
+    let languages = Arc::new(Languages {
+        bots: raw
+            .search
+            .bots
+            .iter()
+            .map(|(bot, choice)| {
+                let key = format!("search.bots.{bot}");
+                if !convlog_core::is_identifier(bot) {
+                    return Err(invalid(&key, "not a valid bot id"));
+                }
+                let default_language = match &choice.default_language {
+                    Some(tag) => language(&format!("{key}.default_language"), tag)?,
+                    None => default.default_language.clone(),
+                };
+                let detect = choice.detect_language.unwrap_or(default.detect);
+                Ok((
+                    bot.clone(),
+                    LanguageChoice {
+                        default_language,
+                        detect,
+                    },
+                ))
+            })
+            .collect::<Result<_, _>>()?,
+        default,
+    });
     let index = IndexConfig {
         partition_span,
         refresh_interval: positive(
@@ -319,6 +353,7 @@ fn validate(table: toml::Table) -> Result<Config, ConfigError> {
         writer_memory: writer_memory as usize,
         writer_threads: raw.index.writer_threads,
         max_backlog: raw.index.max_backlog,
+        languages: languages.clone(),
         on_schema_change: match raw.index.on_schema_change.as_str() {
             "rebuild" => SchemaChange::Rebuild,
             "refuse" => SchemaChange::Refuse,
@@ -335,6 +370,7 @@ fn validate(table: toml::Table) -> Result<Config, ConfigError> {
         history_days: raw.search.history_days,
         cursor_ttl: duration("search.cursor_ttl", &raw.search.cursor_ttl)?,
         max_open_cursors: raw.search.max_open_cursors,
+        languages,
     };
 
     let review = ReviewConfig {

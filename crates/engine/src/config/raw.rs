@@ -74,6 +74,18 @@ pub struct RawSearch {
     pub history_days: u32,
     pub cursor_ttl: String,
     pub max_open_cursors: usize,
+    pub default_language: String,
+    pub detect_language: bool,
+    #[serde(default)]
+    pub bots: std::collections::BTreeMap<String, RawSearchBot>,
+}
+
+/// `[search.bots.<bot>]`: a bot's own language settings.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawSearchBot {
+    pub default_language: Option<String>,
+    pub detect_language: Option<bool>,
 }
 
 /// `[retention]`.

@@ -3,8 +3,10 @@
 use super::schema::{ANY_DROPOFF, Fields, flow_step};
 use crate::store::ConversationRecord;
 use crate::store::read::IndexMessage;
+use convlog_querylang::analysis;
 use std::collections::BTreeSet;
 use tantivy::TantivyDocument;
+use tantivy::tokenizer::PreTokenizedString;
 
 /// A conversation's fields as its documents carry them.
 pub struct Shared<'a> {
@@ -118,7 +120,13 @@ pub fn conversation(
 }
 
 /// The document of one message, with the fixed fields of its conversation.
-pub fn message(fields: &Fields, shared: &Shared<'_>, message: &IndexMessage) -> TantivyDocument {
+/// `lang` is the language its text is analysed in (see `convlog_querylang::analysis`).
+pub fn message(
+    fields: &Fields,
+    shared: &Shared<'_>,
+    message: &IndexMessage,
+    lang: &str,
+) -> TantivyDocument {
     let mut doc = TantivyDocument::default();
     shared.add_fixed(&mut doc, fields);
     doc.add_u64(fields.msg_seq, message.seq);
@@ -136,6 +144,34 @@ pub fn message(fields: &Fields, shared: &Shared<'_>, message: &IndexMessage) -> 
     if let Some(intent) = &message.intent {
         doc.add_text(fields.get("intent"), intent);
     }
-    doc.add_text(fields.text, &message.text);
+    let analysed = analysis::analyse(lang, &message.text);
+    let mut words: Vec<&str> = analysed.iter().filter_map(|t| t.word.as_deref()).collect();
+    words.sort_unstable();
+    words.dedup();
+    for word in words {
+        doc.add_text(fields.words, word);
+    }
+    let tokens = analysed
+        .iter()
+        .flat_map(|token| {
+            std::iter::once(&token.text)
+                .chain(&token.written)
+                .map(|text| tantivy::tokenizer::Token {
+                    offset_from: token.start,
+                    offset_to: token.end,
+                    position: token.position,
+                    text: text.clone(),
+                    position_length: 1,
+                })
+        })
+        .collect();
+    doc.add_pre_tokenized_text(
+        fields.text,
+        PreTokenizedString {
+            text: message.text.clone(),
+            tokens,
+        },
+    );
+    doc.add_text(fields.lang, lang);
     doc
 }

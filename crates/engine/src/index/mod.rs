@@ -449,6 +449,40 @@ impl IndexView {
             .collect()
     }
 
+    /// The distinct terms of a raw (untokenised) field of `kind`'s documents
+    /// starting with `prefix`, across every segment, at most `limit`: `None`
+    /// when there are more. Deleted documents' terms may count.
+    pub fn terms(
+        &self,
+        kind: DocKind,
+        field: tantivy::schema::Field,
+        prefix: &str,
+        limit: usize,
+    ) -> tantivy::Result<Option<std::collections::BTreeSet<String>>> {
+        let mut found = std::collections::BTreeSet::new();
+        for segment in self
+            .partitions
+            .iter()
+            .flat_map(|p| p.searcher(kind).segment_readers())
+        {
+            let index = segment.inverted_index(field)?;
+            let mut terms = index.terms().range().ge(prefix.as_bytes()).into_stream()?;
+            while terms.advance() {
+                let Ok(term) = std::str::from_utf8(terms.key()) else {
+                    continue;
+                };
+                if !term.starts_with(prefix) {
+                    break;
+                }
+                if found.len() == limit && !found.contains(term) {
+                    return Ok(None);
+                }
+                found.insert(term.to_string());
+            }
+        }
+        Ok(Some(found))
+    }
+
     /// Live documents of one kind.
     pub fn num_docs(&self, kind: DocKind) -> u64 {
         self.partitions

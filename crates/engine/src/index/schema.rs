@@ -157,6 +157,8 @@ pub struct Fields {
     pub first_ts: Field,
     pub last_ts: Field,
     pub text: Field,
+    pub words: Field,
+    pub lang: Field,
 }
 
 impl Fields {
@@ -188,6 +190,8 @@ impl Fields {
             first_ts: get("first_ts")?,
             last_ts: get("last_ts")?,
             text: get("text")?,
+            words: get("words")?,
+            lang: get("lang")?,
         })
     }
 

@@ -2,7 +2,7 @@
 //! stream and commits every refresh interval with its position in the payload.
 
 use super::{CommitPayload, IndexError, PartitionKey, SearchIndex, document};
-use crate::settings::IndexConfig;
+use crate::settings::{IndexConfig, Languages};
 use crate::store::read::{IndexMessage, any_placed_in, placed_page};
 use crate::store::{ChangedConversation, Store, read_changes_page};
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
@@ -149,6 +149,8 @@ struct Writers {
     threads: usize,
     memory: usize,
     pages: u64,
+    /// The language each message is analysed in.
+    languages: Arc<Languages>,
 }
 
 impl Writers {
@@ -165,6 +167,7 @@ impl Writers {
             threads,
             memory: config.writer_memory,
             pages: 0,
+            languages: config.languages.clone(),
         }
     }
 
@@ -357,8 +360,6 @@ fn plan(known: Option<&Indexed>, messages: &[IndexMessage]) -> Plan {
     }
 }
 
-/// Indexes every change after `position` that is committed in the store, committing page by page
-/// and reporting each committed position.
 /// Writes the documents of one changed conversation into its partition:
 /// the conversation document always, and the message documents `previous`
 /// doesn't already account for (all of them when `replace` is false: a build
@@ -373,6 +374,7 @@ fn write(
     let fields = index.fields();
     let (record, messages) = (&changed.record, &changed.messages);
     let key = PartitionKey::of(changed.placed_at, index.span());
+    let languages = writer.languages.clone();
     let partition = writer.get(index, key)?;
     let shared = document::Shared::of(record);
     let term = Term::from_field_u64(fields.conv_id, record.id);
@@ -393,9 +395,10 @@ fn write(
         }
     };
     for message in messages.iter().filter(|m| m.seq > after) {
+        let lang = languages.resolve(&record.bot_id, message.lang.as_deref(), &message.text);
         partition
             .messages
-            .add_document(document::message(fields, &shared, message))?;
+            .add_document(document::message(fields, &shared, message, &lang))?;
     }
     let state = Indexed {
         messages: messages.len(),

@@ -203,6 +203,7 @@ const MESSAGE_FIELDS: &[&str] = &[
     "unidentified",
     "flow_completed",
     "metadata",
+    "lang",
 ];
 
 const TRACE_FIELDS: &[&str] = &[
@@ -521,6 +522,16 @@ fn validate_message(
     let unidentified = item.boolean("unidentified");
     let flow_completed = item.boolean("flow_completed");
     let metadata = item.object_json("metadata", limits.max_metadata);
+    let lang =
+        item.string("lang", false, 35).and_then(
+            |tag| match convlog_querylang::analysis::primary_tag(tag) {
+                Ok(lang) => Some(lang),
+                Err(reason) => {
+                    item.error("lang", reason);
+                    None
+                }
+            },
+        );
 
     let message = (|| {
         let bot_id = bot_id?;
@@ -543,6 +554,7 @@ fn validate_message(
             unidentified,
             flow_completed,
             metadata,
+            lang,
         })
     })();
     item.finish(message)

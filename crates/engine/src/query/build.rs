@@ -13,12 +13,14 @@ pub use super::join::ConvText;
 use crate::index::Fields;
 use crate::index::schema::{ANY_DROPOFF, flow_step};
 use convlog_core::Micros;
-use convlog_querylang::QueryAst;
+use convlog_querylang::analysis;
+use convlog_querylang::{Mode, QueryAst};
+use std::collections::{BTreeSet, HashMap};
 use std::ops::Bound;
 use tantivy::Term;
 use tantivy::query::{
-    AllQuery, BooleanQuery, EmptyQuery, Occur, PhraseQuery, Query, RangeQuery, TermQuery,
-    TermSetQuery,
+    AllQuery, BooleanQuery, EmptyQuery, FuzzyTermQuery, Occur, PhraseQuery, Query, RangeQuery,
+    TermQuery, TermSetQuery,
 };
 use tantivy::schema::{Field, IndexRecordOption};
 
@@ -63,14 +65,25 @@ fn any_of<S: AsRef<str>>(field: Field, values: impl IntoIterator<Item = S>) -> B
 /// `q`), or conversation documents with the conversations `q` keeps.
 #[derive(Clone, Copy)]
 pub enum Docs<'a> {
-    Messages,
+    /// Message documents, with what the query's words become in the index.
+    Messages(&'a Vocabulary),
     Conversations(&'a ConvText),
+}
+
+/// What a query's words become in one index view: the languages its
+/// messages were analysed in (a word is looked up in each), and the indexed
+/// words each prefix (`refu*`) expands to.
+#[derive(Debug, Default)]
+pub struct Vocabulary {
+    pub langs: Vec<String>,
+    /// Folded prefix → the words it expands to.
+    pub prefixes: HashMap<String, Vec<String>>,
 }
 
 impl Docs<'_> {
     fn kind(self) -> DocKind {
         match self {
-            Docs::Messages => DocKind::Message,
+            Docs::Messages(_) => DocKind::Message,
             Docs::Conversations(_) => DocKind::Conversation,
         }
     }
@@ -207,10 +220,12 @@ pub fn build_without(
         must.extend(flow_clauses(fields, kind, request));
     }
     match docs {
-        Docs::Messages => match &request.ast {
+        Docs::Messages(words) => match &request.ast {
             // A top-level negation needs nothing positive: the bot scope already is.
-            Some(QueryAst::Not(inner)) => must.push((Occur::MustNot, text_query(fields, inner))),
-            Some(other) => must.push((Occur::Must, text_query(fields, other))),
+            Some(QueryAst::Not(inner)) => {
+                must.push((Occur::MustNot, text_query(fields, words, inner)))
+            }
+            Some(other) => must.push((Occur::Must, text_query(fields, words, other))),
             None => {}
         },
         Docs::Conversations(ConvText::Any) => {}
@@ -224,12 +239,82 @@ pub fn build_without(
     Box::new(BooleanQuery::new(must))
 }
 
-/// The message documents of `bot` that match one word or phrase of `q` (a `Term` node).
-pub fn message_text(fields: &Fields, bot: &str, leaf: &QueryAst) -> Box<dyn Query> {
+/// The message documents of `bot` that match one leaf of `q` (a word, a
+/// phrase or a field).
+pub fn message_text(
+    fields: &Fields,
+    words: &Vocabulary,
+    bot: &str,
+    leaf: &QueryAst,
+) -> Box<dyn Query> {
     Box::new(BooleanQuery::new(vec![
         (Occur::Must, term_query(fields.bot, bot)),
-        (Occur::Must, text_query(fields, leaf)),
+        (Occur::Must, text_query(fields, words, leaf)),
     ]))
+}
+
+/// The text of one term: in every language of `words`, its analysed tokens
+/// (a term, or a phrase of consecutive positions); a prefix's words; or the
+/// words within its edits.
+fn term_text(fields: &Fields, words: &Vocabulary, tokens: &[String], mode: Mode) -> Box<dyn Query> {
+    let word = || analysis::fold(&tokens[0]);
+    match mode {
+        Mode::Prefix => {
+            let expanded = words.prefixes.get(&word()).map_or(&[][..], Vec::as_slice);
+            Box::new(TermSetQuery::new(
+                expanded
+                    .iter()
+                    .map(|w| Term::from_field_text(fields.words, w)),
+            ))
+        }
+        Mode::Fuzzy(edits) => Box::new(FuzzyTermQuery::new(
+            Term::from_field_text(fields.words, &word()),
+            edits,
+            true,
+        )),
+        Mode::Exact => {
+            // A single word: each of its tokens per language. A phrase: its
+            // sequence of tokens per language. Runs of CJK are the same in
+            // every language: distinct sequences only.
+            let sequences: BTreeSet<Vec<String>> = match tokens {
+                [word] if !analysis::is_run(word) => words
+                    .langs
+                    .iter()
+                    .flat_map(|lang| analysis::word_tokens(lang, word))
+                    .map(|token| vec![token])
+                    .collect(),
+                _ => words
+                    .langs
+                    .iter()
+                    .map(|lang| analysis::term_tokens(lang, tokens))
+                    .filter(|sequence| !sequence.is_empty())
+                    .collect(),
+            };
+            let mut alternatives: Vec<(Occur, Box<dyn Query>)> = sequences
+                .into_iter()
+                .map(|sequence| {
+                    let query: Box<dyn Query> = match sequence.as_slice() {
+                        [token] => Box::new(TermQuery::new(
+                            Term::from_field_text(fields.text, token),
+                            IndexRecordOption::WithFreqs,
+                        )),
+                        _ => Box::new(PhraseQuery::new(
+                            sequence
+                                .iter()
+                                .map(|t| Term::from_field_text(fields.text, t))
+                                .collect(),
+                        )),
+                    };
+                    (Occur::Should, query)
+                })
+                .collect();
+            match alternatives.len() {
+                0 => Box::new(EmptyQuery),
+                1 => alternatives.pop().expect("one alternative").1,
+                _ => Box::new(BooleanQuery::new(alternatives)),
+            }
+        }
+    }
 }
 
 /// `flow`, `step` and `dropoff` together: a step within its flows, a drop-off at those steps
@@ -270,22 +355,14 @@ fn flow_clauses(
 }
 
 /// The text part over message documents: phrases match within the message.
-fn text_query(fields: &Fields, ast: &QueryAst) -> Box<dyn Query> {
+fn text_query(fields: &Fields, words: &Vocabulary, ast: &QueryAst) -> Box<dyn Query> {
     match ast {
-        QueryAst::Term { role, tokens } => {
-            let text: Box<dyn Query> = match tokens.as_slice() {
-                [] => return Box::new(EmptyQuery),
-                [token] => Box::new(TermQuery::new(
-                    Term::from_field_text(fields.text, token),
-                    IndexRecordOption::WithFreqs,
-                )),
-                _ => Box::new(PhraseQuery::new(
-                    tokens
-                        .iter()
-                        .map(|t| Term::from_field_text(fields.text, t))
-                        .collect(),
-                )),
-            };
+        QueryAst::Field { field, value } => term_query(fields.get(field.as_str()), value),
+        QueryAst::Term { role, tokens, mode } => {
+            if tokens.is_empty() {
+                return Box::new(EmptyQuery);
+            }
+            let text = term_text(fields, words, tokens, *mode);
             match role {
                 None => text,
                 Some(role) => Box::new(BooleanQuery::new(vec![
@@ -300,11 +377,11 @@ fn text_query(fields: &Fields, ast: &QueryAst) -> Box<dyn Query> {
             for child in children {
                 match child {
                     QueryAst::Not(inner) => {
-                        clauses.push((Occur::MustNot, text_query(fields, inner)))
+                        clauses.push((Occur::MustNot, text_query(fields, words, inner)))
                     }
                     other => {
                         positive = true;
-                        clauses.push((Occur::Must, text_query(fields, other)));
+                        clauses.push((Occur::Must, text_query(fields, words, other)));
                     }
                 }
             }
@@ -316,12 +393,12 @@ fn text_query(fields: &Fields, ast: &QueryAst) -> Box<dyn Query> {
         QueryAst::Or(children) => Box::new(BooleanQuery::new(
             children
                 .iter()
-                .map(|child| (Occur::Should, text_query(fields, child)))
+                .map(|child| (Occur::Should, text_query(fields, words, child)))
                 .collect(),
         )),
         QueryAst::Not(inner) => Box::new(BooleanQuery::new(vec![
             (Occur::Must, Box::new(AllQuery) as Box<dyn Query>),
-            (Occur::MustNot, text_query(fields, inner)),
+            (Occur::MustNot, text_query(fields, words, inner)),
         ])),
     }
 }

@@ -1,29 +1,29 @@
 //! Snippets and highlights from message text.
 //!
-//! Matching reuses `tokenize`, so a word is highlighted exactly when the
-//! index would have matched it; the original spelling and case are kept.
-
-use std::collections::HashSet;
-
-use convlog_querylang::{QueryAst, Role, tokenize};
+//! What to mark comes from `QueryAst::hits` over the text analysed as the
+//! index analysed it, so a word is highlighted exactly when the index would
+//! have matched it (inflected, folded, prefixed or misspelt); the original
+//! spelling and case are kept.
 
 const ELLIPSIS: &str = "…";
 
-/// Wraps every token of `text` that equals one of `terms` (already lowercased tokens) in <b>…</b>, HTML-escaping everything else (& < > " ').
-pub fn highlight(text: &str, terms: &HashSet<String>) -> String {
-    render(text, &tokenize(text), terms, 0, text.len())
+/// Wraps every range of `hits` (byte ranges of `text`, sorted, disjoint) in
+/// <b>…</b>, HTML-escaping everything else (& < > " ').
+pub fn highlight(text: &str, hits: &[(usize, usize)]) -> String {
+    render(text, hits, 0, text.len())
 }
 
-/// A window of at most `max_chars` characters of `text` around its first matching token, highlighted like `highlight`, with "…" where text was cut; None when no token matches.
+/// A window of at most `max_chars` characters of `text` around its first
+/// hit, highlighted like `highlight`, with "…" where text was cut; None when
+/// there is no hit.
 ///
 /// The "…" markers are not counted in `max_chars`.
-pub fn snippet(text: &str, terms: &HashSet<String>, max_chars: usize) -> Option<String> {
-    let tokens = tokenize(text);
-    let &(hit_start, hit_end, _) = tokens.iter().find(|t| terms.contains(&t.2))?;
+pub fn snippet(text: &str, hits: &[(usize, usize)], max_chars: usize) -> Option<String> {
+    let &(hit_start, hit_end) = hits.first()?;
     let chars: Vec<(usize, char)> = text.char_indices().collect();
     let n = chars.len();
     if n <= max_chars {
-        return Some(render(text, &tokens, terms, 0, text.len()));
+        return Some(render(text, hits, 0, text.len()));
     }
     if max_chars == 0 {
         return Some(ELLIPSIS.to_string());
@@ -75,38 +75,23 @@ pub fn snippet(text: &str, terms: &HashSet<String>, max_chars: usize) -> Option<
     if start > 0 {
         out.push_str(ELLIPSIS);
     }
-    out.push_str(&render(text, &tokens, terms, byte_of(start), byte_of(end)));
+    out.push_str(&render(text, hits, byte_of(start), byte_of(end)));
     if end < n {
         out.push_str(ELLIPSIS);
     }
     Some(out)
 }
 
-/// The set of tokens worth highlighting for a message of `role`: the positive terms of `ast` whose role is None or equals `role`.
-pub fn terms_for_role(ast: &QueryAst, role: Role) -> HashSet<String> {
-    ast.positive_terms()
-        .into_iter()
-        .filter(|(r, _)| r.is_none_or(|r| r == role))
-        .flat_map(|(_, tokens)| tokens)
-        .collect()
-}
-
-/// Renders `text[from..to]`; `tokens` come from the whole text so a window
+/// Renders `text[from..to]`; `hits` come from the whole text so a window
 /// edge never turns a cut word into a spurious match.
-fn render(
-    text: &str,
-    tokens: &[(usize, usize, String)],
-    terms: &HashSet<String>,
-    from: usize,
-    to: usize,
-) -> String {
+fn render(text: &str, hits: &[(usize, usize)], from: usize, to: usize) -> String {
     let mut out = String::with_capacity(to - from + 16);
     let mut pos = from;
-    for (start, end, token) in tokens {
-        if *end <= from || *start >= to || !terms.contains(token) {
+    for &(start, end) in hits {
+        if end <= from || start >= to {
             continue;
         }
-        let (s, e) = ((*start).max(from), (*end).min(to));
+        let (s, e) = (start.max(from), end.min(to));
         escape_into(&text[pos..s], &mut out);
         out.push_str("<b>");
         escape_into(&text[s..e], &mut out);
@@ -133,11 +118,13 @@ fn escape_into(s: &str, out: &mut String) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use convlog_querylang::{QueryLimits, parse};
+    use convlog_querylang::{QueryLimits, Role, analysis, parse};
     use proptest::prelude::*;
 
-    fn set(words: &[&str]) -> HashSet<String> {
-        words.iter().map(|w| w.to_string()).collect()
+    /// What `q` marks in `text`, as an English user message.
+    fn hits(text: &str, q: &str) -> Vec<(usize, usize)> {
+        let ast = parse(q, QueryLimits::default()).unwrap().unwrap();
+        ast.hits(Role::User, "en", &analysis::analyse("en", text))
     }
 
     /// The visible text of a rendered snippet, for counting characters.
@@ -153,45 +140,51 @@ mod tests {
     }
 
     #[test]
-    fn highlights_whole_tokens_case_insensitively() {
+    fn highlights_whole_words_inflected_or_not() {
+        let text = "Refund? refunding, REFUND. refuse";
         assert_eq!(
-            highlight("Refund? refunding, REFUND.", &set(&["refund"])),
-            "<b>Refund</b>? refunding, <b>REFUND</b>."
+            highlight(text, &hits(text, "refund")),
+            "<b>Refund</b>? <b>refunding</b>, <b>REFUND</b>. refuse"
         );
-        assert_eq!(highlight("nothing here", &set(&["x"])), "nothing here");
-        assert_eq!(highlight("", &set(&["x"])), "");
+        assert_eq!(
+            highlight("nothing here", &hits("nothing here", "x")),
+            "nothing here"
+        );
+        assert_eq!(highlight("", &[]), "");
     }
 
     #[test]
     fn escapes_html() {
+        let text = "<a href='x'>Refund & \"more\"</a>";
         assert_eq!(
-            highlight("<a href='x'>Refund & \"more\"</a>", &set(&["refund"])),
+            highlight(text, &hits(text, "refund")),
             "&lt;a href=&#39;x&#39;&gt;<b>Refund</b> &amp; &quot;more&quot;&lt;/a&gt;"
         );
     }
 
     #[test]
     fn unicode_highlight() {
+        let text = "Die Größe: CAFÉ, Возврат! 我想申请退款";
         assert_eq!(
-            highlight(
-                "Die Größe: CAFÉ, Возврат!",
-                &set(&["größe", "café", "возврат"])
-            ),
-            "Die <b>Größe</b>: <b>CAFÉ</b>, <b>Возврат</b>!"
+            highlight(text, &hits(text, "GRÖSSE OR cafe OR возврат OR 退款")),
+            "Die <b>Größe</b>: <b>CAFÉ</b>, <b>Возврат</b>! 我想申请<b>退款</b>"
         );
     }
 
     #[test]
     fn snippet_none_without_match() {
-        assert_eq!(snippet("hello world", &set(&["bye"]), 50), None);
-        assert_eq!(snippet("", &set(&["bye"]), 50), None);
-        assert_eq!(snippet("refunding", &set(&["refund"]), 50), None);
+        assert_eq!(
+            snippet("hello world", &hits("hello world", "bye"), 50),
+            None
+        );
+        assert_eq!(snippet("", &[], 50), None);
+        assert_eq!(snippet("refuse", &hits("refuse", "refund"), 50), None);
     }
 
     #[test]
     fn snippet_short_text_is_whole() {
         assert_eq!(
-            snippet("a <refund>", &set(&["refund"]), 50).as_deref(),
+            snippet("a <refund>", &hits("a <refund>", "refund"), 50).as_deref(),
             Some("a &lt;<b>refund</b>&gt;")
         );
     }
@@ -203,7 +196,7 @@ mod tests {
             "lorem ipsum ".repeat(20),
             "dolor sit ".repeat(20)
         );
-        let s = snippet(&text, &set(&["refund"]), 40).unwrap();
+        let s = snippet(&text, &hits(&text, "refund"), 40).unwrap();
         assert!(s.starts_with(ELLIPSIS) && s.ends_with(ELLIPSIS), "{s}");
         let visible = plain(&s);
         assert!(visible.chars().count() <= 40, "{s}");
@@ -220,12 +213,12 @@ mod tests {
     #[test]
     fn snippet_hit_at_edges() {
         let text = format!("refund {}", "word ".repeat(50));
-        let s = snippet(&text, &set(&["refund"]), 30).unwrap();
+        let s = snippet(&text, &hits(&text, "refund"), 30).unwrap();
         assert!(s.starts_with("<b>refund</b> "), "{s}");
         assert!(s.ends_with(ELLIPSIS));
 
         let text = format!("{}refund", "word ".repeat(50));
-        let s = snippet(&text, &set(&["refund"]), 30).unwrap();
+        let s = snippet(&text, &hits(&text, "refund"), 30).unwrap();
         assert!(
             s.starts_with(ELLIPSIS) && s.ends_with("<b>refund</b>"),
             "{s}"
@@ -241,7 +234,7 @@ mod tests {
             "ёжик ".repeat(30)
         );
         for max in [1, 2, 5, 7, 10, 33, 100] {
-            let s = snippet(&text, &set(&["возврат"]), max).unwrap();
+            let s = snippet(&text, &hits(&text, "возврат"), max).unwrap();
             assert!(plain(&s).chars().count() <= max, "{max}: {s}");
             assert!(s.contains("<b>"), "{max}: {s}");
         }
@@ -249,34 +242,18 @@ mod tests {
 
     #[test]
     fn snippet_does_not_match_words_cut_by_the_window() {
-        // "refunding" cut to "refund" by the window edge must not light up.
-        let text = format!("refund {}refunding", "x ".repeat(3));
-        let s = snippet(&text, &set(&["refund"]), 14).unwrap();
+        // "refundxyz" cut to "refund" by the window edge must not light up.
+        let text = format!("refund {}refundxyz", "x ".repeat(3));
+        let s = snippet(&text, &hits(&text, "refund"), 14).unwrap();
         assert_eq!(s.matches("<b>").count(), 1, "{s}");
     }
 
     #[test]
     fn snippet_zero_width() {
         assert_eq!(
-            snippet("a refund", &set(&["refund"]), 0).as_deref(),
+            snippet("a refund", &hits("a refund", "refund"), 0).as_deref(),
             Some(ELLIPSIS)
         );
-    }
-
-    #[test]
-    fn terms_for_role_filters_roles_and_negations() {
-        let ast = parse(
-            "user:refund bot:\"did not understand\" cancel -spam NOT agent:hi",
-            QueryLimits::default(),
-        )
-        .unwrap()
-        .unwrap();
-        assert_eq!(terms_for_role(&ast, Role::User), set(&["refund", "cancel"]));
-        assert_eq!(
-            terms_for_role(&ast, Role::Bot),
-            set(&["did", "not", "understand", "cancel"])
-        );
-        assert_eq!(terms_for_role(&ast, Role::Agent), set(&["cancel"]));
     }
 
     proptest! {
@@ -285,9 +262,9 @@ mod tests {
             text in "[a-zé日 .,<&\n]{0,200}",
             max in 0usize..80,
         ) {
-            let terms = set(&["a", "é", "日日", "ab"]);
-            match snippet(&text, &terms, max) {
-                None => prop_assert!(tokenize(&text).iter().all(|t| !terms.contains(&t.2))),
+            let marked = hits(&text, "a OR é OR 日日 OR ab");
+            match snippet(&text, &marked, max) {
+                None => prop_assert!(marked.is_empty()),
                 Some(s) => {
                     prop_assert!(plain(&s).chars().count() <= max);
                     if max >= 1 {
@@ -295,7 +272,7 @@ mod tests {
                     }
                 }
             }
-            let h = highlight(&text, &terms);
+            let h = highlight(&text, &marked);
             prop_assert_eq!(plain(&h), text);
         }
     }

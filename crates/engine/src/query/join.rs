@@ -269,7 +269,7 @@ fn signed<E>(
     leaf: &mut impl FnMut(&QueryAst) -> Result<ConvSet, E>,
 ) -> Result<Signed, E> {
     Ok(match ast {
-        QueryAst::Term { .. } => Signed {
+        QueryAst::Term { .. } | QueryAst::Field { .. } => Signed {
             set: leaf(ast)?,
             negated: false,
         },

@@ -2,7 +2,7 @@
 
 use super::QueryError;
 use super::filters::{self, Dimension, FILTERS, Filter, Kind};
-use convlog_core::{Micros, parse_timestamp};
+use convlog_core::{Micros, parse_time};
 use convlog_querylang::{QueryAst, QueryLimits, parse};
 use std::collections::BTreeMap;
 
@@ -82,9 +82,11 @@ fn add_value(request: &mut SearchRequest, filter: &Filter, value: &str) -> Resul
 
 impl SearchRequest {
     /// Parses query-string pairs, refusing unknown parameters and bad values.
+    /// Relative times (`now-7d`) are taken from `now`.
     pub fn from_pairs(
         pairs: &[(String, String)],
         target: Target,
+        now: Micros,
     ) -> Result<SearchRequest, QueryError> {
         let mut request = SearchRequest::default();
         for (name, value) in pairs {
@@ -95,9 +97,7 @@ impl SearchRequest {
             }
             match name.as_str() {
                 "from" | "to" => {
-                    let micros = parse_timestamp(value).ok_or_else(|| {
-                        invalid(name, format!("{value:?} is not an RFC 3339 timestamp"))
-                    })?;
+                    let micros = parse_time(value, now).map_err(|reason| invalid(name, reason))?;
                     if name == "from" {
                         request.from = Some(micros);
                     } else {
@@ -228,6 +228,7 @@ mod tests {
                 ("flagged", "true"),
             ]),
             Target::Conversations,
+            0,
         )
         .unwrap();
         assert_eq!(request.values("channel"), ["web", "whatsapp"]);
@@ -245,7 +246,8 @@ mod tests {
             ("sort", "size"),
             ("step", "ask-email"),
         ] {
-            let err = SearchRequest::from_pairs(&pairs(&[bad]), Target::Conversations).unwrap_err();
+            let err =
+                SearchRequest::from_pairs(&pairs(&[bad]), Target::Conversations, 0).unwrap_err();
             assert!(
                 matches!(err, QueryError::InvalidParameter { .. }),
                 "{bad:?}: {err:?}"
@@ -255,7 +257,7 @@ mod tests {
 
     #[test]
     fn invalid_query_names_the_position() {
-        let err = SearchRequest::from_pairs(&pairs(&[("q", "(refund")]), Target::Conversations)
+        let err = SearchRequest::from_pairs(&pairs(&[("q", "(refund")]), Target::Conversations, 0)
             .unwrap_err();
         assert!(
             matches!(err, QueryError::InvalidQuery { position: 0, .. }),
@@ -267,7 +269,7 @@ mod tests {
     fn every_filter_changes_the_fingerprint() {
         let base = pairs(&[("flow", "f")]);
         let fingerprint = |pairs: &[(String, String)]| {
-            SearchRequest::from_pairs(pairs, Target::Messages)
+            SearchRequest::from_pairs(pairs, Target::Messages, 0)
                 .unwrap()
                 .fingerprint()
         };

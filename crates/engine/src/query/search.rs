@@ -2,26 +2,27 @@
 //! per filtered facet dimension (disjunctive counts), then the store for bodies.
 
 use super::QueryError;
-use super::build::{self, ConvText, Dimension, DocKind, Docs, TimeRange};
+use super::build::{self, ConvText, Dimension, DocKind, Docs, TimeRange, Vocabulary};
 use super::collector::{
     Disjunctive, IdCollector, SearchCollector, SearchFruit, SortPosition, SortSource, Summarized,
 };
 use super::cursor::{Cursor, Views};
 use super::facets::{FacetColumns, whole_buckets};
 use super::filters::{FILTERS, Scope};
-use super::highlight::{snippet, terms_for_role};
+use super::highlight::{highlight, snippet};
 use super::join::{self, ConvCollector};
 use super::{SearchRequest, Sort};
 use crate::index::{Fields, IndexView, LiveIndex};
-use crate::settings::SearchConfig;
+use crate::settings::{Languages, SearchConfig};
 use crate::store::{
     ConversationRecord, MessageRecord, NodeRecord, Store, StoreError, read, review,
 };
 use convlog_core::Micros;
-use convlog_querylang::{QueryAst, Role};
+use convlog_querylang::analysis;
+use convlog_querylang::{Mode, QueryAst, Role};
 use std::borrow::Cow;
-use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
 use tantivy::query::Query;
 
 const DAY: Micros = 86_400_000_000;
@@ -108,8 +109,16 @@ pub struct SearchService {
     store: Store,
     views: Arc<Views>,
     columns: Arc<FacetColumns>,
+    /// The languages of the message documents of the last view asked: (view id, languages).
+    langs: Arc<Mutex<(u64, Arc<Vec<String>>)>>,
     config: SearchConfig,
 }
+
+/// Most words one prefix (`re*`) may expand to; more is a 400 asking for a longer one.
+pub const MAX_PREFIX_WORDS: usize = 500;
+
+/// Most distinct languages looked up per word (a bound on the index's `lang` terms).
+const MAX_LANGS: usize = 256;
 
 impl SearchService {
     /// A service over `index` and `store`.
@@ -121,6 +130,7 @@ impl SearchService {
             store,
             views,
             columns: Arc::default(),
+            langs: Arc::default(),
             config,
         }
     }
@@ -192,6 +202,44 @@ impl SearchService {
     /// The id of `index`'s view, pinning it if it isn't yet.
     fn pin(&self, view: Option<u64>, index: &Arc<IndexView>) -> u64 {
         view.unwrap_or_else(|| self.views.pin(index.clone()))
+    }
+
+    /// What the words of `ast` become in `index` (see [`Vocabulary`]): a 400
+    /// when a prefix expands to more than [`MAX_PREFIX_WORDS`] words.
+    fn vocabulary(
+        &self,
+        index: &IndexView,
+        ast: Option<&QueryAst>,
+    ) -> Result<Vocabulary, QueryError> {
+        let Some(ast) = ast else {
+            return Ok(Vocabulary::default());
+        };
+        let langs = {
+            let mut cached = self.langs.lock().expect("languages");
+            if cached.0 != index.id {
+                let langs = index
+                    .terms(DocKind::Message, self.fields.lang, "", MAX_LANGS)?
+                    .unwrap_or_default();
+                *cached = (index.id, Arc::new(langs.into_iter().collect()));
+            }
+            cached.1.clone()
+        };
+        let mut prefixes = HashMap::new();
+        for prefix in ast_prefixes(ast) {
+            let words = index
+                .terms(DocKind::Message, self.fields.words, &prefix, MAX_PREFIX_WORDS)?
+                .ok_or_else(|| QueryError::InvalidParameter {
+                    name: "q".into(),
+                    reason: format!(
+                        "`{prefix}*` matches more than {MAX_PREFIX_WORDS} different words; make the prefix longer"
+                    ),
+                })?;
+            prefixes.insert(prefix, words.into_iter().collect());
+        }
+        Ok(Vocabulary {
+            langs: langs.as_ref().clone(),
+            prefixes,
+        })
     }
 
     /// For a request with nothing but a time range: what counts its
@@ -364,13 +412,17 @@ impl SearchService {
         let ids: Vec<u64> = top.iter().map(|p| p.id).collect();
         let bot_owned = bot.to_string();
         let ast = request.ast.clone();
+        let languages = self.config.languages.clone();
         let hits = self.store.read(move |conn| {
             let records = read::conversations(conn, &bot_owned, &ids)?;
             records
                 .into_iter()
                 .map(|record| {
                     let snippets = match &ast {
-                        Some(ast) => snippets(ast, &read::messages(conn, record.id)?),
+                        Some(ast) => {
+                            let messages = read::messages(conn, record.id)?;
+                            snippets(&languages, &bot_owned, ast, &messages)
+                        }
                         None => Vec::new(),
                     };
                     Ok(ConversationHit { record, snippets })
@@ -405,7 +457,15 @@ impl SearchService {
         let request = &*self.resolve(bot, request)?;
         let (index, view, after, range) = self.view_for(request, DocKind::Message, now)?;
         let limit = request.limit();
-        let query = build::build(&self.fields, bot, Docs::Messages, request, range, None);
+        let words = self.vocabulary(&index, request.ast.as_ref())?;
+        let query = build::build(
+            &self.fields,
+            bot,
+            Docs::Messages(&words),
+            request,
+            range,
+            None,
+        );
         let within = self.conversations_passing(&index, bot, request, range)?;
         let collector = SearchCollector {
             sort: match request.sort {
@@ -437,8 +497,8 @@ impl SearchService {
             .into_iter()
             .map(|record| {
                 let snippet = request.ast.as_ref().and_then(|ast| {
-                    let role = Role::parse(&record.role)?;
-                    snippet(&record.text, &terms_for_role(ast, role), SNIPPET_CHARS)
+                    let hits = message_hits(&self.config.languages, bot, ast, &record);
+                    snippet(&record.text, &hits, SNIPPET_CHARS)
                 });
                 MessageHit { record, snippet }
             })
@@ -488,8 +548,9 @@ impl SearchService {
         let Some(ast) = &request.ast else {
             return Ok(ConvText::Any);
         };
+        let words = self.vocabulary(index, Some(ast))?;
         join::evaluate(ast, &mut |leaf| {
-            let query = build::message_text(&self.fields, bot, leaf);
+            let query = build::message_text(&self.fields, &words, bot, leaf);
             Ok(index.search(
                 DocKind::Message,
                 (range.from, range.to),
@@ -652,6 +713,7 @@ impl SearchService {
         ast: Option<QueryAst>,
     ) -> Result<ConversationDetail, QueryError> {
         let history_span = self.config.history_days as Micros * DAY;
+        let languages = self.config.languages.clone();
         let detail = self
             .store
             .read_async(move |conn| {
@@ -670,7 +732,7 @@ impl SearchService {
                     .map(|message| {
                         let highlight = ast
                             .as_ref()
-                            .and_then(|ast| highlight_message(ast, &message));
+                            .and_then(|ast| highlight_message(&languages, &bot, ast, &message));
                         (message, highlight)
                     })
                     .collect();
@@ -689,6 +751,22 @@ impl SearchService {
 }
 
 /// Identifies the filters and the kind of search a cursor belongs to.
+/// The folded prefixes (`refu*`) of `ast`'s terms.
+fn ast_prefixes(ast: &QueryAst) -> Vec<String> {
+    match ast {
+        QueryAst::Term {
+            tokens,
+            mode: Mode::Prefix,
+            ..
+        } => tokens.iter().map(|t| analysis::fold(t)).collect(),
+        QueryAst::Term { .. } | QueryAst::Field { .. } => Vec::new(),
+        QueryAst::And(children) | QueryAst::Or(children) => {
+            children.iter().flat_map(ast_prefixes).collect()
+        }
+        QueryAst::Not(inner) => ast_prefixes(inner),
+    }
+}
+
 fn fingerprint(request: &SearchRequest, kind: DocKind) -> u64 {
     request.fingerprint() ^ (kind == DocKind::Message) as u64
 }
@@ -723,34 +801,44 @@ fn page(
     }
 }
 
-fn tokens_of(text: &str) -> Vec<String> {
-    convlog_querylang::tokenize(text)
-        .into_iter()
-        .map(|(_, _, token)| token)
-        .collect()
+/// The byte ranges of `message` (of `bot`) that `ast` marks, with the text
+/// analysed in the language the index analysed it in.
+fn message_hits(
+    languages: &Languages,
+    bot: &str,
+    ast: &QueryAst,
+    message: &MessageRecord,
+) -> Vec<(usize, usize)> {
+    let Some(role) = Role::parse(&message.role) else {
+        return Vec::new();
+    };
+    let lang = languages.resolve(bot, message.lang.as_deref(), &message.text);
+    let tokens = analysis::analyse(&lang, &message.text);
+    ast.hits(role, &lang, &tokens)
 }
 
 /// The highlighted text of a message that matches `ast` on its own.
-fn highlight_message(ast: &QueryAst, message: &MessageRecord) -> Option<String> {
-    let role = Role::parse(&message.role)?;
-    let terms = terms_for_role(ast, role);
-    if terms.is_empty() {
-        return None;
-    }
-    let tokens = tokens_of(&message.text);
-    let any_term = tokens.iter().any(|t| terms.contains(t));
-    if !any_term {
-        return None;
-    }
-    Some(super::highlight::highlight(&message.text, &terms))
+fn highlight_message(
+    languages: &Languages,
+    bot: &str,
+    ast: &QueryAst,
+    message: &MessageRecord,
+) -> Option<String> {
+    let hits = message_hits(languages, bot, ast, message);
+    (!hits.is_empty()).then(|| highlight(&message.text, &hits))
 }
 
-fn snippets(ast: &QueryAst, messages: &[MessageRecord]) -> Vec<String> {
+fn snippets(
+    languages: &Languages,
+    bot: &str,
+    ast: &QueryAst,
+    messages: &[MessageRecord],
+) -> Vec<String> {
     messages
         .iter()
         .filter_map(|message| {
-            let role = Role::parse(&message.role)?;
-            snippet(&message.text, &terms_for_role(ast, role), SNIPPET_CHARS)
+            let hits = message_hits(languages, bot, ast, message);
+            snippet(&message.text, &hits, SNIPPET_CHARS)
         })
         .take(SNIPPETS_PER_CONVERSATION)
         .collect()

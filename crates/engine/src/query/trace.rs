@@ -89,6 +89,7 @@ mod tests {
             unidentified: false,
             flow_completed: false,
             metadata: None,
+            lang: None,
         }
     }
 

@@ -239,8 +239,8 @@ impl WriteCtx<'_> {
         let mut statement = self.conn.prepare_cached(
             "INSERT INTO messages
                (bot_id, msg_id, conversation_id, role, text, ts, flow, step, node_id, node_type,
-                node_name, intent, confidence, unidentified, flow_completed, metadata)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)",
+                node_name, intent, confidence, unidentified, flow_completed, metadata, lang)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)",
         )?;
         for (message, &conversation) in messages.iter().zip(conversation_of) {
             statement.execute(params![
@@ -260,6 +260,7 @@ impl WriteCtx<'_> {
                 message.unidentified,
                 message.flow_completed,
                 message.metadata,
+                message.lang,
             ])?;
         }
         Ok(())

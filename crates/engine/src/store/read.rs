@@ -68,6 +68,8 @@ pub struct MessageRecord {
     pub unidentified: bool,
     pub flow_completed: bool,
     pub metadata: Option<String>,
+    /// The language the message said it is in (`lang` at ingest), if it did.
+    pub lang: Option<String>,
 }
 
 /// A node seen in a bot's messages.
@@ -109,6 +111,8 @@ pub struct IndexMessage {
     pub node_id: Option<String>,
     pub node_type: Option<String>,
     pub intent: Option<String>,
+    /// The language the message said it is in, if it did.
+    pub lang: Option<String>,
 }
 
 /// A changed conversation, as the index needs it.
@@ -142,7 +146,7 @@ pub(super) const CONVERSATION_COLUMNS: &str = "id, bot_id, user_key, channel, se
      last_message_at, message_count, flows, dropoff_flow, dropoff_step, flagged_at, flag_note, debug";
 
 pub(super) const MESSAGE_COLUMNS: &str = "seq, msg_id, conversation_id, role, text, ts, flow, step, node_id, \
-     node_type, node_name, intent, confidence, unidentified, flow_completed, metadata";
+     node_type, node_name, intent, confidence, unidentified, flow_completed, metadata, lang";
 
 pub(super) fn conversation_from_row(row: &Row<'_>) -> rusqlite::Result<ConversationRecord> {
     let flows: String = row.get(8)?;
@@ -184,6 +188,7 @@ pub(super) fn message_from_row(row: &Row<'_>) -> rusqlite::Result<MessageRecord>
         unidentified: row.get(13)?,
         flow_completed: row.get(14)?,
         metadata: row.get(15)?,
+        lang: row.get(16)?,
     })
 }
 
@@ -269,7 +274,7 @@ fn index_messages(
     conversation_id: u64,
 ) -> Result<Vec<IndexMessage>, StoreError> {
     let mut statement = conn.prepare_cached(
-        "SELECT seq, role, text, ts, flow, step, node_id, node_type, intent FROM messages
+        "SELECT seq, role, text, ts, flow, step, node_id, node_type, intent, lang FROM messages
          WHERE conversation_id = ?1 ORDER BY ts, seq",
     )?;
     let rows = statement.query_map(params![conversation_id as i64], |row| {
@@ -283,6 +288,7 @@ fn index_messages(
             node_id: row.get(6)?,
             node_type: row.get(7)?,
             intent: row.get(8)?,
+            lang: row.get(9)?,
         })
     })?;
     Ok(rows.collect::<Result<_, _>>()?)

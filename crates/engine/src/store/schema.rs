@@ -51,6 +51,13 @@ pub const ADDED_COLUMNS: &[AddedColumn] = &[
         fill: None,
         index: None,
     },
+    AddedColumn {
+        table: "messages",
+        column: "lang",
+        declaration: "TEXT",
+        fill: None,
+        index: None,
+    },
 ];
 
 /// Creates every table and index (idempotent).
@@ -98,7 +105,9 @@ CREATE TABLE IF NOT EXISTS messages (
     confidence       REAL,
     unidentified     INTEGER NOT NULL,
     flow_completed   INTEGER NOT NULL,
-    metadata         TEXT
+    metadata         TEXT,
+    lang             TEXT               -- the language the message said it is in (BCP 47
+                                        -- primary tag); NULL: detected when indexed
 );
 CREATE UNIQUE INDEX IF NOT EXISTS messages_id ON messages(bot_id, msg_id);
 CREATE INDEX IF NOT EXISTS messages_conversation ON messages(conversation_id, ts, seq);

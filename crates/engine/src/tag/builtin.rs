@@ -261,6 +261,7 @@ mod tests {
             unidentified: true,
             flow_completed: false,
             metadata: None,
+            lang: None,
         };
         let agent = MessageRecord {
             role: "agent".into(),

@@ -947,6 +947,7 @@ mod tests {
             unidentified: false,
             flow_completed: false,
             metadata: None,
+            lang: None,
         }
     }
 
