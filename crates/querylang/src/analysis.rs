@@ -337,38 +337,78 @@ pub fn fold(lowered: &str) -> String {
     out.nfc().collect()
 }
 
-/// The stem of a lowercased word in `lang`, folded; the word folded when
-/// `lang` has no stemmer. The word is folded before it is stemmed, so a
-/// word written without its accents (`cafe`, `pedido`, `iade`) has the stem
-/// of the word written with them.
-pub fn stem(lang: &str, lowered: &str) -> String {
-    let folded = fold(lowered);
-    match stemmer(lang) {
-        Some(stemmer) => fold(&stemmer.stem(&folded)),
-        None => folded,
+/// The analysis of words in one language: its tag and stemmer, looked up once.
+#[derive(Clone, Copy)]
+pub struct Analyzer<'a> {
+    lang: &'a str,
+    stemmer: Option<frostem::Stemmer>,
+}
+
+impl<'a> Analyzer<'a> {
+    pub fn new(lang: &'a str) -> Analyzer<'a> {
+        Analyzer {
+            lang,
+            stemmer: stemmer(lang),
+        }
+    }
+
+    /// The stem of a lowercased word, folded; the word folded when the
+    /// language has no stemmer. The word is folded before it is stemmed, so
+    /// a word written without its accents (`cafe`, `pedido`, `iade`) has the
+    /// stem of the word written with them.
+    pub fn stem(&self, lowered: &str) -> String {
+        let folded = fold(lowered);
+        match self.stemmer {
+            Some(stemmer) => fold(&stemmer.stem(&folded)),
+            None => folded,
+        }
+    }
+
+    /// The token of a word's stem: `lang:stem`.
+    pub fn token(&self, lowered: &str) -> String {
+        self.tagged(&self.stem(lowered))
+    }
+
+    /// The token of the word's stem as written (stemmed, then folded), when
+    /// it differs from [`Analyzer::token`]: stemmers know their language's
+    /// letters (Turkish `ı` in `-ları`), so an accurately written word also
+    /// gets this one. Words of plain ASCII never differ.
+    pub fn written_token(&self, lowered: &str) -> Option<String> {
+        let stemmer = self.stemmer.filter(|_| !lowered.is_ascii())?;
+        let written = fold(&stemmer.stem(lowered));
+        (written != self.stem(lowered)).then(|| self.tagged(&written))
+    }
+
+    /// The tokens a single query word looks for: its token, and its written
+    /// token when there is one.
+    pub fn tokens(&self, lowered: &str) -> Vec<String> {
+        let mut tokens = vec![self.token(lowered)];
+        tokens.extend(self.written_token(lowered));
+        tokens
+    }
+
+    fn tagged(&self, stem: &str) -> String {
+        let mut token = String::with_capacity(self.lang.len() + 1 + stem.len());
+        token.push_str(self.lang);
+        token.push(':');
+        token.push_str(stem);
+        token
     }
 }
 
-/// The stem of the word as written (stemmed, then folded), when it differs
-/// from [`stem`]: stemmers know their language's letters (Turkish `ı` in
-/// `-ları`), so an accurately written word also gets this stem.
-pub fn written_stem(lang: &str, lowered: &str) -> Option<String> {
-    let stemmer = stemmer(lang)?;
-    let written = fold(&stemmer.stem(lowered));
-    (written != stem(lang, lowered)).then_some(written)
+/// The stem of a lowercased word in `lang` (see [`Analyzer::stem`]).
+pub fn stem(lang: &str, lowered: &str) -> String {
+    Analyzer::new(lang).stem(lowered)
 }
 
 /// The analysed token of a word in `lang`: `lang:stem`.
 pub fn word_token(lang: &str, lowered: &str) -> String {
-    format!("{lang}:{}", stem(lang, lowered))
+    Analyzer::new(lang).token(lowered)
 }
 
-/// The tokens a single query word looks for in `lang`: its [`word_token`],
-/// and the token of its [`written_stem`] when there is one.
+/// The tokens a single query word looks for in `lang` (see [`Analyzer::tokens`]).
 pub fn word_tokens(lang: &str, lowered: &str) -> Vec<String> {
-    let mut tokens = vec![word_token(lang, lowered)];
-    tokens.extend(written_stem(lang, lowered).map(|written| format!("{lang}:{written}")));
-    tokens
+    Analyzer::new(lang).tokens(lowered)
 }
 
 /// The tokens of a run of unspaced script: its overlapping bigrams (each
@@ -407,13 +447,14 @@ pub fn is_run(piece: &str) -> bool {
 /// The index tokens a query term's pieces (lowercased) look for in messages
 /// of `lang`, in order: consecutive positions for a phrase.
 pub fn term_tokens(lang: &str, pieces: &[String]) -> Vec<String> {
+    let analyzer = Analyzer::new(lang);
     pieces
         .iter()
         .flat_map(|piece| {
             if is_run(piece) {
                 run_tokens(piece)
             } else {
-                vec![word_token(lang, piece)]
+                vec![analyzer.token(piece)]
             }
         })
         .collect()
@@ -430,7 +471,7 @@ pub struct Token {
     /// The analysed token (`en:refund`, or a bigram).
     pub text: String,
     /// The token of the word's stem as written, at the same position, when it
-    /// differs from `text` (see [`written_stem`]).
+    /// differs from `text` (see [`Analyzer::written_token`]).
     pub written: Option<String>,
     /// The folded unstemmed word, for words (prefixes and typos match it).
     pub word: Option<String>,
@@ -438,6 +479,7 @@ pub struct Token {
 
 /// Analyses a message's text in its language.
 pub fn analyse(lang: &str, text: &str) -> Vec<Token> {
+    let analyzer = Analyzer::new(lang);
     let mut tokens = Vec::new();
     for piece in pieces(text) {
         let slice = &text[piece.start..piece.end];
@@ -448,8 +490,8 @@ pub fn analyse(lang: &str, text: &str) -> Vec<Token> {
                     start: piece.start,
                     end: piece.end,
                     position: tokens.len(),
-                    text: word_token(lang, &lowered),
-                    written: written_stem(lang, &lowered).map(|w| format!("{lang}:{w}")),
+                    text: analyzer.token(&lowered),
+                    written: analyzer.written_token(&lowered),
                     word: Some(fold(&lowered)),
                 });
             }
@@ -468,6 +510,34 @@ pub fn analyse(lang: &str, text: &str) -> Vec<Token> {
         }
     }
     tokens
+}
+
+/// The folded unstemmed words of `text`, each once, sorted: what prefixes
+/// and typos match (no stemming, so cheaper than [`analyse`]).
+pub fn folded_words(text: &str) -> Vec<String> {
+    let mut words: Vec<String> = pieces(text)
+        .into_iter()
+        .filter(|piece| piece.kind == PieceKind::Word)
+        .map(|piece| fold(&lower(&text[piece.start..piece.end])))
+        .collect();
+    words.sort_unstable();
+    words.dedup();
+    words
+}
+
+/// Text with the language it is to be analysed in, as the index's `text`
+/// field takes it: `lang`, U+0001, the text (see [`split_tagged`]).
+pub fn tagged(lang: &str, text: &str) -> String {
+    let mut out = String::with_capacity(lang.len() + 1 + text.len());
+    out.push_str(lang);
+    out.push('\u{1}');
+    out.push_str(text);
+    out
+}
+
+/// The language and text of [`tagged`] text; untagged text is in `default`.
+pub fn split_tagged<'a>(text: &'a str, default: &'a str) -> (&'a str, &'a str) {
+    text.split_once('\u{1}').unwrap_or((default, text))
 }
 
 /// The optimal string alignment distance between two words (Levenshtein
@@ -524,7 +594,7 @@ mod tests {
         assert_eq!(stem("es", "dias"), stem("es", "días"));
         assert_eq!(stem("tr", "iadeler"), stem("tr", &lower("İadeler")));
         // A word written accurately also keeps its own stem when that differs.
-        assert_eq!(written_stem("en", "refunds"), None);
+        assert_eq!(Analyzer::new("en").written_token("refunds"), None);
         assert_eq!(fold(&lower("Новый")), "новый");
     }
 

@@ -1170,6 +1170,31 @@ mod tests {
     }
 
     #[test]
+    fn a_file_written_before_a_column_was_added_reads_it_as_null() {
+        // A version 1 messages file: every column but `lang`.
+        let full = full_conversation();
+        let message = full_message(&full, 0);
+        let batch = messages_batch(&[(&full, vec![&message])], 99);
+        let without = |name: &str| {
+            let at = batch.schema().index_of(name).unwrap();
+            let mut old = batch.clone();
+            old.remove_column(at);
+            old
+        };
+        let found = decode_messages(file(&without("lang"), "messages"), &|_| true).unwrap();
+        assert_eq!(
+            found,
+            vec![MessageRecord {
+                lang: None,
+                ..message.clone()
+            }]
+        );
+        // A column every version has is still required.
+        let err = decode_messages(file(&without("text"), "messages"), &|_| true).unwrap_err();
+        assert!(err.to_string().contains("\"text\""), "{err}");
+    }
+
+    #[test]
     fn a_column_of_another_type_is_refused_not_read() {
         // The conversations schema with `message_count` as text.
         let mut fields: Vec<Field> = CONVERSATIONS

@@ -6,7 +6,6 @@ use crate::store::read::IndexMessage;
 use convlog_querylang::analysis;
 use std::collections::BTreeSet;
 use tantivy::TantivyDocument;
-use tantivy::tokenizer::PreTokenizedString;
 
 /// A conversation's fields as its documents carry them.
 pub struct Shared<'a> {
@@ -144,34 +143,10 @@ pub fn message(
     if let Some(intent) = &message.intent {
         doc.add_text(fields.get("intent"), intent);
     }
-    let analysed = analysis::analyse(lang, &message.text);
-    let mut words: Vec<&str> = analysed.iter().filter_map(|t| t.word.as_deref()).collect();
-    words.sort_unstable();
-    words.dedup();
-    for word in words {
+    for word in analysis::folded_words(&message.text) {
         doc.add_text(fields.words, word);
     }
-    let tokens = analysed
-        .iter()
-        .flat_map(|token| {
-            std::iter::once(&token.text)
-                .chain(&token.written)
-                .map(|text| tantivy::tokenizer::Token {
-                    offset_from: token.start,
-                    offset_to: token.end,
-                    position: token.position,
-                    text: text.clone(),
-                    position_length: 1,
-                })
-        })
-        .collect();
-    doc.add_pre_tokenized_text(
-        fields.text,
-        PreTokenizedString {
-            text: message.text.clone(),
-            tokens,
-        },
-    );
+    doc.add_text(fields.text, analysis::tagged(lang, &message.text));
     doc.add_text(fields.lang, lang);
     doc
 }

@@ -1,11 +1,12 @@
 //! Builds the tantivy schema from the declaration in `index-schema/schema.toml`.
 
+use convlog_querylang::analysis;
 use serde::Deserialize;
 use tantivy::Index;
 use tantivy::schema::{
     Field, IndexRecordOption, NumericOptions, Schema, TextFieldIndexing, TextOptions,
 };
-use tantivy::tokenizer::{LowerCaser, RemoveLongFilter, SimpleTokenizer, TextAnalyzer};
+use tantivy::tokenizer::{Token, TokenStream, Tokenizer};
 
 /// The declaration, embedded so the binary and its schema can't drift apart.
 pub const SCHEMA_TOML: &str = include_str!("../../../../index-schema/schema.toml");
@@ -31,7 +32,6 @@ struct RawSchema {
 #[serde(deny_unknown_fields)]
 struct RawTokenizer {
     name: String,
-    max_token_len: usize,
 }
 
 #[derive(Debug, Deserialize)]
@@ -53,7 +53,6 @@ pub struct IndexSchema {
     pub schema: Schema,
     pub fields: Fields,
     tokenizer_name: String,
-    max_token_len: usize,
 }
 
 impl IndexSchema {
@@ -121,17 +120,66 @@ impl IndexSchema {
             schema,
             fields,
             tokenizer_name: raw.tokenizer.name,
-            max_token_len: raw.tokenizer.max_token_len,
         })
     }
 
     /// Registers the tokenizer the text fields use on `index`.
     pub fn register_tokenizer(&self, index: &Index) {
-        let analyzer = TextAnalyzer::builder(SimpleTokenizer::default())
-            .filter(RemoveLongFilter::limit(self.max_token_len + 1))
-            .filter(LowerCaser)
-            .build();
-        index.tokenizers().register(&self.tokenizer_name, analyzer);
+        index
+            .tokenizers()
+            .register(&self.tokenizer_name, Analysed::default());
+    }
+}
+
+/// The tokenizer of the `text` field: text tagged with its language
+/// (`analysis::tagged`) becomes the tokens of `analysis::analyse`, a word's
+/// written stem at the same position as its stem. Analysis runs inside the
+/// index writer's threads, and nothing but the tagged text crosses to them.
+#[derive(Clone, Default)]
+pub struct Analysed;
+
+/// The tokens of one text, in order.
+pub struct AnalysedTokens {
+    tokens: Vec<Token>,
+    next: usize,
+}
+
+impl Tokenizer for Analysed {
+    type TokenStream<'a> = AnalysedTokens;
+
+    fn token_stream<'a>(&'a mut self, text: &'a str) -> AnalysedTokens {
+        let (lang, body) = analysis::split_tagged(text, "und");
+        let shift = text.len() - body.len();
+        let mut tokens = Vec::new();
+        for token in analysis::analyse(lang, body) {
+            let at = |text: String| Token {
+                offset_from: shift + token.start,
+                offset_to: shift + token.end,
+                position: token.position,
+                text,
+                position_length: 1,
+            };
+            if let Some(written) = token.written {
+                tokens.push(at(written));
+            }
+            tokens.push(at(token.text));
+        }
+        AnalysedTokens { tokens, next: 0 }
+    }
+}
+
+impl TokenStream for AnalysedTokens {
+    fn advance(&mut self) -> bool {
+        self.next += 1;
+        self.next <= self.tokens.len()
+    }
+
+    fn token(&self) -> &Token {
+        &self.tokens[self.next - 1]
+    }
+
+    fn token_mut(&mut self) -> &mut Token {
+        &mut self.tokens[self.next - 1]
     }
 }
 
