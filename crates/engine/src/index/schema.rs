@@ -125,9 +125,7 @@ impl IndexSchema {
 
     /// Registers the tokenizer the text fields use on `index`.
     pub fn register_tokenizer(&self, index: &Index) {
-        index
-            .tokenizers()
-            .register(&self.tokenizer_name, Analysed::default());
+        index.tokenizers().register(&self.tokenizer_name, Analysed);
     }
 }
 
