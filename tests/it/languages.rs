@@ -442,7 +442,7 @@ fn a_bots_default_language_analyses_its_messages_without_lang() {
             "--set",
             "search.bots.kunde.default_language=de",
             "--set",
-            "search.bots.kunde.detect_language=false",
+            "search.bots.kunde.detect_language=off",
         ],
     );
     let body = |bot: &str| {

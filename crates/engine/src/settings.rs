@@ -110,7 +110,7 @@ pub struct Languages {
 pub struct LanguageChoice {
     /// A BCP 47 primary tag.
     pub default_language: String,
-    pub detect: bool,
+    pub detect: convlog_querylang::analysis::Detection,
 }
 
 impl Languages {
@@ -121,11 +121,7 @@ impl Languages {
             return lang.to_string();
         }
         let choice = self.bots.get(bot).unwrap_or(&self.default);
-        if choice.detect {
-            convlog_querylang::analysis::detect(text, &choice.default_language)
-        } else {
-            choice.default_language.clone()
-        }
+        convlog_querylang::analysis::detect(text, &choice.default_language, choice.detect)
     }
 }
 

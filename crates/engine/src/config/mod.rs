@@ -314,9 +314,20 @@ fn validate(table: toml::Table) -> Result<Config, ConfigError> {
     let language = |key: &str, tag: &str| {
         convlog_querylang::analysis::primary_tag(tag).map_err(|reason| invalid(key, reason))
     };
+    let detection = |key: &str, name: &str| {
+        let names = convlog_querylang::analysis::Detection::NAMES;
+        names
+            .iter()
+            .find(|(known, _)| *known == name)
+            .map(|(_, detection)| *detection)
+            .ok_or_else(|| {
+                let known: Vec<&str> = names.iter().map(|(known, _)| *known).collect();
+                invalid(key, format!("{name:?} is not one of {}", known.join(", ")))
+            })
+    };
     let default = LanguageChoice {
         default_language: language("search.default_language", &raw.search.default_language)?,
-        detect: raw.search.detect_language,
+        detect: detection("search.detect_language", &raw.search.detect_language)?,
     };
     let languages = Arc::new(Languages {
         bots: raw
@@ -332,7 +343,10 @@ fn validate(table: toml::Table) -> Result<Config, ConfigError> {
                     Some(tag) => language(&format!("{key}.default_language"), tag)?,
                     None => default.default_language.clone(),
                 };
-                let detect = choice.detect_language.unwrap_or(default.detect);
+                let detect = match &choice.detect_language {
+                    Some(name) => detection(&format!("{key}.detect_language"), name)?,
+                    None => default.detect,
+                };
                 Ok((
                     bot.clone(),
                     LanguageChoice {
@@ -560,6 +574,31 @@ mod tests {
     fn invalid_tagging_rule_is_refused_with_its_name() {
         let err = load_with(&["tagging.rules.repeated_unidentified.n=0"]).unwrap_err();
         assert!(err.to_string().contains("repeated_unidentified"), "{err}");
+    }
+
+    #[test]
+    fn language_settings_are_validated_naming_their_key() {
+        for (set, key) in [
+            ("search.detect_language=maybe", "search.detect_language"),
+            ("search.default_language=english", "search.default_language"),
+            (
+                "search.bots.b.detect_language=yes",
+                "search.bots.b.detect_language",
+            ),
+        ] {
+            let err = load_with(&[set]).unwrap_err().to_string();
+            assert!(err.contains(key), "{set}: {err}");
+        }
+        let config = load_with(&["search.bots.b.default_language=pt-BR"]).unwrap();
+        let languages = &config.search.languages;
+        assert_eq!(languages.bots["b"].default_language, "pt");
+        assert_eq!(
+            languages.resolve("b", None, "Где мой заказ?"),
+            "ru",
+            "the default detection is by script"
+        );
+        assert_eq!(languages.resolve("b", None, "onde está"), "pt");
+        assert_eq!(languages.resolve("b", Some("es"), "onde está"), "es");
     }
 
     #[test]

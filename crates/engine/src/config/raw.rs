@@ -75,7 +75,7 @@ pub struct RawSearch {
     pub cursor_ttl: String,
     pub max_open_cursors: usize,
     pub default_language: String,
-    pub detect_language: bool,
+    pub detect_language: String,
     #[serde(default)]
     pub bots: std::collections::BTreeMap<String, RawSearchBot>,
 }
@@ -85,7 +85,7 @@ pub struct RawSearch {
 #[serde(deny_unknown_fields)]
 pub struct RawSearchBot {
     pub default_language: Option<String>,
-    pub detect_language: Option<bool>,
+    pub detect_language: Option<String>,
 }
 
 /// `[retention]`.
