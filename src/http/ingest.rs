@@ -198,6 +198,15 @@ pub fn message_body(components: &mut Components) -> Value {
                 ("unidentified", json!({ "type": "boolean" })),
                 ("flow_completed", json!({ "type": "boolean" })),
                 ("metadata", json!({ "type": "object" })),
+                (
+                    "lang",
+                    json!({
+                        "type": "string",
+                        "maxLength": 35,
+                        "pattern": "^[A-Za-z]{2,3}([-_].*)?$",
+                        "description": "The language of `text` (BCP 47, e.g. `en`, `pt-BR`); its words are stemmed in it. Without it, `search.detect_language` decides."
+                    }),
+                ),
             ],
             &["bot_id", "user_id", "channel", "role", "text", "timestamp"],
         )
