@@ -407,6 +407,22 @@ fn relative_times_are_taken_from_now_and_bad_units_are_a_400_naming_the_paramete
             );
         }
     }
+    // Admin endpoints that take times: the audit log and restore.
+    assert_eq!(server.get("/v1/admin/audit?from=now-1d&to=now").status, 200);
+    let reply = server.get("/v1/admin/audit?from=now-7y");
+    assert_eq!(reply.status, 400, "{}", reply.body);
+    assert!(reply.body.contains("from"), "{}", reply.body);
+    let reply = server.post(
+        "/v1/admin/restore",
+        "application/json",
+        br#"{"bot_id": "b", "from": "now-30d", "to": "now-7x"}"#,
+    );
+    assert_eq!(reply.status, 400, "{}", reply.body);
+    assert!(
+        reply.body.contains("`to`") && reply.body.contains("unit \\\"x\\\""),
+        "{}",
+        reply.body
+    );
     // The bulk endpoint counts with relative times too (a dry run changes nothing).
     let reply = server.post(
         "/v1/bots/b/conversations/bulk?from=now-7d",

@@ -200,6 +200,60 @@ fn positive(key: &str, value: Duration) -> Result<Duration, ConfigError> {
     Ok(value)
 }
 
+/// A table of per-bot settings (`<section>.<bot>`), each parsed by `parse`
+/// with its key; a key that is no bot id is refused.
+fn per_bot<V, T, C: FromIterator<(String, T)>>(
+    section: &str,
+    bots: &BTreeMap<String, V>,
+    parse: impl Fn(&str, &V) -> Result<T, ConfigError>,
+) -> Result<C, ConfigError> {
+    bots.iter()
+        .map(|(bot, value)| {
+            let key = format!("{section}.{bot}");
+            if !convlog_core::is_identifier(bot) {
+                return Err(invalid(&key, "not a valid bot id"));
+            }
+            Ok((bot.clone(), parse(&key, value)?))
+        })
+        .collect()
+}
+
+/// `[search]`'s language settings, and those of `[search.bots.<bot>]`
+/// (each key falling back to `[search]`'s).
+fn languages(search: &raw::RawSearch) -> Result<Languages, ConfigError> {
+    let language = |key: &str, tag: &str| {
+        convlog_querylang::analysis::primary_tag(tag).map_err(|reason| invalid(key, reason))
+    };
+    let detection = |key: &str, name: &str| {
+        let names = convlog_querylang::analysis::Detection::NAMES;
+        names
+            .iter()
+            .find(|(known, _)| *known == name)
+            .map(|(_, detection)| *detection)
+            .ok_or_else(|| {
+                let known: Vec<&str> = names.iter().map(|(known, _)| *known).collect();
+                invalid(key, format!("{name:?} is not one of {}", known.join(", ")))
+            })
+    };
+    let default = LanguageChoice {
+        default_language: language("search.default_language", &search.default_language)?,
+        detect: detection("search.detect_language", &search.detect_language)?,
+    };
+    let bots = per_bot("search.bots", &search.bots, |key, choice| {
+        Ok(LanguageChoice {
+            default_language: match &choice.default_language {
+                Some(tag) => language(&format!("{key}.default_language"), tag)?,
+                None => default.default_language.clone(),
+            },
+            detect: match &choice.detect_language {
+                Some(name) => detection(&format!("{key}.detect_language"), name)?,
+                None => default.detect,
+            },
+        })
+    })?;
+    Ok(Languages { default, bots })
+}
+
 fn validate(table: toml::Table) -> Result<Config, ConfigError> {
     let raw: RawConfig = serde_path_to_error::deserialize(table).map_err(
         |err: serde_path_to_error::Error<toml::de::Error>| match err.path().to_string() {
@@ -311,53 +365,7 @@ fn validate(table: toml::Table) -> Result<Config, ConfigError> {
             "must be between 1m and 366d",
         ));
     }
-    let language = |key: &str, tag: &str| {
-        convlog_querylang::analysis::primary_tag(tag).map_err(|reason| invalid(key, reason))
-    };
-    let detection = |key: &str, name: &str| {
-        let names = convlog_querylang::analysis::Detection::NAMES;
-        names
-            .iter()
-            .find(|(known, _)| *known == name)
-            .map(|(_, detection)| *detection)
-            .ok_or_else(|| {
-                let known: Vec<&str> = names.iter().map(|(known, _)| *known).collect();
-                invalid(key, format!("{name:?} is not one of {}", known.join(", ")))
-            })
-    };
-    let default = LanguageChoice {
-        default_language: language("search.default_language", &raw.search.default_language)?,
-        detect: detection("search.detect_language", &raw.search.detect_language)?,
-    };
-    let languages = Arc::new(Languages {
-        bots: raw
-            .search
-            .bots
-            .iter()
-            .map(|(bot, choice)| {
-                let key = format!("search.bots.{bot}");
-                if !convlog_core::is_identifier(bot) {
-                    return Err(invalid(&key, "not a valid bot id"));
-                }
-                let default_language = match &choice.default_language {
-                    Some(tag) => language(&format!("{key}.default_language"), tag)?,
-                    None => default.default_language.clone(),
-                };
-                let detect = match &choice.detect_language {
-                    Some(name) => detection(&format!("{key}.detect_language"), name)?,
-                    None => default.detect,
-                };
-                Ok((
-                    bot.clone(),
-                    LanguageChoice {
-                        default_language,
-                        detect,
-                    },
-                ))
-            })
-            .collect::<Result<_, _>>()?,
-        default,
-    });
+    let languages = Arc::new(languages(&raw.search)?);
     let index = IndexConfig {
         partition_span,
         refresh_interval: positive(
@@ -428,18 +436,9 @@ fn validate(table: toml::Table) -> Result<Config, ConfigError> {
             "retention.period",
             duration("retention.period", &raw.retention.period)?,
         )?,
-        bots: raw
-            .retention
-            .bots
-            .iter()
-            .map(|(bot, period)| {
-                let key = format!("retention.bots.{bot}");
-                if !convlog_core::is_identifier(bot) {
-                    return Err(invalid(&key, "not a valid bot id"));
-                }
-                Ok((bot.clone(), positive(&key, duration(&key, period)?)?))
-            })
-            .collect::<Result<_, _>>()?,
+        bots: per_bot("retention.bots", &raw.retention.bots, |key, period| {
+            positive(key, duration(key, period)?)
+        })?,
         keep_flagged: raw.retention.keep_flagged,
         schedule: Some(duration("retention.schedule", &raw.retention.schedule)?)
             .filter(|every| !every.is_zero()),

@@ -17,7 +17,8 @@
 //! also keeps each hour's best positions in both time orders, so a first page
 //! takes its top hits from them too, and the query then leaves those hours
 //! out altogether. Only the documents of the partial hours at the edges of the
-//! range, and those that started before it, are visited one by one.
+//! range and those open from the hour before it are visited one by one; those
+//! open from earlier come from the summary's list of long conversations.
 
 use super::request::MAX_LIMIT;
 use super::top::{SortPosition, Top};
