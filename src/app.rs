@@ -398,6 +398,10 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     if !has_keys {
         tracing::warn!(%address, "no API keys: every request is accepted (loopback only)");
     }
+    if app.index.outdated() {
+        tracing::info!("the index schema changed: reindexing, the old index serves until then");
+        app.start_reindex().await?;
+    }
     if app.tagger.rules_changed {
         tracing::info!(
             "tagging rules changed since the last full run; re-tagging every conversation"

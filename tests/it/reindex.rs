@@ -8,6 +8,8 @@
 //!    refused with a message naming `convlog reindex` (`refuse`).
 //! 4. The jobs API and the command line: one reindex at a time, cancel, `convlog reindex`
 //!    and `convlog jobs` through a server and directly on a stopped data directory.
+//! 5. An index of schema 5 (before language analysis, issue #16): served, and kept up to
+//!    date, while the reindex that start-up begins builds the current schema; then swapped.
 //!
 //! Also probed, each in a test of its own: simultaneous POSTs start one job; a cancel
 //! accepted late in the run still ends the job "cancelled"; `processed` never exceeds
@@ -1349,4 +1351,269 @@ fn convlog_reindex_and_jobs_through_a_server_and_on_a_stopped_data_dir() {
         "after convlog reindex --direct",
     );
     assert_eq!(message_total(&http, bot), messages.len() as u64);
+}
+
+// ---------------------------------------------------------------------------
+// 5. An upgrade from index schema 5 (issue #16): no downtime
+// ---------------------------------------------------------------------------
+
+/// Replaces the served index of `data_dir` (its server stopped) with one of
+/// schema 5, built from the store the way the release before language
+/// analysis built it: the same code this binary keeps such an index up to
+/// date with. (The schema it writes is checked against the one that release
+/// recorded by `schema_5_builds_what_its_release_wrote`.)
+fn downgrade_to_schema_5(data_dir: &Path) {
+    use convlog_engine::index::{IndexSchema, LiveIndex, SchemaChange};
+    let store = convlog_engine::store::Store::open(&data_dir.join("convlog.db")).unwrap();
+    let index = LiveIndex::open(
+        data_dir,
+        store.clone(),
+        convlog_engine::config::Config::defaults().index,
+        IndexSchema::older(5).expect("schema 5 is served"),
+        SchemaChange::Rebuild,
+    )
+    .unwrap();
+    let started = Instant::now();
+    while let Err(why) = index.state().ready() {
+        assert!(started.elapsed() < PATIENCE, "schema 5 build: {why}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    index.shutdown();
+    store.shutdown();
+}
+
+/// Words of `messages` by frequency rank whose English stem no other word of
+/// theirs shares: schema 5 (exact words) and the current schema (stems) find
+/// the same messages for them.
+fn same_in_both_schemas(messages: &[GenMessage], ranks: &[usize]) -> Vec<String> {
+    let mut spellings: HashMap<String, BTreeSet<String>> = HashMap::new();
+    for m in messages {
+        for word in words(&m.text) {
+            spellings
+                .entry(crate::oracle::stem(&word))
+                .or_default()
+                .insert(word);
+        }
+    }
+    let single: BTreeSet<String> = spellings
+        .into_values()
+        .filter(|s| s.len() == 1)
+        .flatten()
+        .collect();
+    let ranked = words_by_rank(messages, &(0..5_000).collect::<Vec<_>>());
+    let kept: Vec<&String> = ranked.iter().filter(|w| single.contains(*w)).collect();
+    ranks
+        .iter()
+        .map(|&r| kept[r.min(kept.len() - 1)].clone())
+        .collect()
+}
+
+/// Who answered a search: the schema 5 index (the pointer named it before and
+/// after the answer; it moves before the new index is swapped in) or the new one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Served {
+    Old,
+    New,
+    Unsure,
+}
+
+#[test]
+fn an_index_of_schema_5_serves_searches_and_new_messages_while_the_upgrade_reindexes() {
+    let bot = "rxv5";
+    let words_bot = "rxv5words";
+    let root = tempfile::tempdir().unwrap();
+    // ~63k messages: a rebuild of some seconds, for searches and ingest to happen during it.
+    let messages = generated(91, 5_500, &[bot], 30);
+    let at = |minute: usize| {
+        rfc3339(end().timestamp_micros() - 86_400_000_000 + minute as i64 * 60_000_000)
+    };
+    let texts = [
+        "my refund arrived",
+        "two refunds are pending",
+        "it was refunded yesterday",
+        "the café is closed",
+    ];
+    let hand_made: Vec<GenMessage> = texts
+        .iter()
+        .enumerate()
+        .map(|(i, text)| {
+            crate::common::message(&format!("w{i}"), words_bot, &format!("u{i}"), text, &at(i))
+        })
+        .collect();
+    let mut server = loaded_server(root.path(), &messages, &[]);
+    assert_eq!(server.ingest(&hand_made), (texts.len() as u64, 0));
+    server.wait_indexed();
+    let http = Http::of(&server);
+    let queries = fixed_queries(
+        &[bot],
+        &same_in_both_schemas(&messages, &[0, 30, 300]),
+        ALL_FROM,
+        ALL_TO,
+    );
+    let expected = snapshot(&http, &queries);
+    assert!(expected.iter().all(|(total, _)| *total > 0), "{expected:?}");
+    assert!(server.terminate().success());
+    let data_dir = root.path().join("data");
+    downgrade_to_schema_5(&data_dir);
+    assert_eq!(built_schema_versions(&data_dir), BTreeSet::from([5]));
+    let old_generation = assert_one_generation(&data_dir, "schema 5");
+
+    // How each word search on the hand-made bot answers, per schema, once the
+    // message "zyxmarker refunds" below is in: (q, schema 5 total, current
+    // total). Prefixes and typos work in both.
+    let word_checks: [(&str, u64, u64); 6] = [
+        ("refund", 1, 4),
+        ("refu*", 4, 4),
+        ("refnud~", 1, 1),
+        ("\"my refund\"", 1, 1),
+        ("cafe", 0, 1),
+        ("café", 1, 1),
+    ];
+    let word_path = |q: &str| {
+        format!(
+            "/v1/bots/{words_bot}/messages?from={}&to={}&q={}",
+            encode(ALL_FROM),
+            encode(ALL_TO),
+            encode(q)
+        )
+    };
+
+    // The upgrade: the new binary starts on the schema 5 index, serves it and reindexes.
+    let server = Server::start_unready(root.path(), &[]);
+    let http = Http::of(&server);
+    let served = |answer: &dyn Fn() -> Value| -> (Served, Value) {
+        let before = pointer(&data_dir);
+        let value = answer();
+        let after = pointer(&data_dir);
+        let who = match (before == old_generation, after == old_generation) {
+            (true, true) => Served::Old,
+            (false, false) => Served::New,
+            _ => Served::Unsure,
+        };
+        (who, value)
+    };
+    // Green from the start: the old index is caught up with the store.
+    let started = Instant::now();
+    loop {
+        match http.call("GET", "/readyz") {
+            Ok((status, body)) => {
+                assert_eq!(status, 200, "/readyz during the upgrade: {body}");
+                break;
+            }
+            Err(_) => {
+                assert!(started.elapsed() < PATIENCE, "the server did not answer");
+                std::thread::sleep(Duration::from_millis(10));
+            }
+        }
+    }
+    let jobs = http.expect("GET", "/v1/admin/jobs", 200);
+    let job = jobs["jobs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|job| job["kind"] == "reindex")
+        .unwrap_or_else(|| panic!("start-up began no reindex: {jobs}"))
+        .clone();
+    let id = job["id"].as_str().unwrap().to_string();
+
+    // A message ingested during the rebuild is searchable from the old index.
+    let marker = crate::common::message("w-new", words_bot, "u-new", "zyxmarker refunds", &at(30));
+    let reply = server.post(
+        "/v1/messages",
+        "application/json",
+        &serde_json::to_vec(&[&marker]).unwrap(),
+    );
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    let marker_path = word_path("zyxmarker");
+    loop {
+        let (who, value) = served(&|| http.expect("GET", &marker_path, 200));
+        if value["total"] == 1 {
+            assert_eq!(
+                who,
+                Served::Old,
+                "the message ingested during the rebuild was first found by the new index: \
+                 the old one did not take it (or the rebuild ended too soon to tell)"
+            );
+            break;
+        }
+        assert_eq!(
+            who,
+            Served::Old,
+            "the rebuild ended before the old index found the new message"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+
+    // Searches until the job ends: every answer as before the upgrade, /readyz green.
+    let (mut old_answers, mut new_answers) = (0, 0);
+    let final_job = loop {
+        let job = http.job(&id);
+        for (path, expected) in queries.iter().zip(&expected) {
+            let (status, body) = http.call("GET", path).unwrap();
+            assert_eq!(status, 200, "GET {path} during the upgrade: {body}");
+            assert_eq!(
+                &answer_of(&body).unwrap(),
+                expected,
+                "GET {path} during the upgrade"
+            );
+        }
+        for (q, old, new) in word_checks {
+            let (who, value) = served(&|| http.expect("GET", &word_path(q), 200));
+            let total = value["total"].as_u64().unwrap();
+            match who {
+                Served::Old => {
+                    assert_eq!(total, old, "q={q} from the schema 5 index: {value}");
+                    old_answers += 1;
+                }
+                Served::New => {
+                    assert_eq!(total, new, "q={q} from the new index: {value}");
+                    new_answers += 1;
+                }
+                Served::Unsure => {}
+            }
+        }
+        let (status, body) = http.call("GET", "/readyz").unwrap();
+        assert_eq!(status, 200, "/readyz during the upgrade: {body}");
+        if matches!(job["state"].as_str(), Some("succeeded" | "failed")) {
+            break job;
+        }
+        assert!(
+            started.elapsed() < PATIENCE,
+            "the upgrade's reindex did not end: {job}"
+        );
+    };
+    assert_eq!(final_job["state"], "succeeded", "{final_job}");
+    eprintln!(
+        "schema 5 upgrade: {old_answers} word searches answered by the old index, \
+         {new_answers} by the new one, in {:.1}s",
+        started.elapsed().as_secs_f64()
+    );
+    assert!(
+        old_answers > 0,
+        "no search was answered by the schema 5 index"
+    );
+
+    // Swapped: the current schema everywhere, the new analysis, nothing lost.
+    assert_eq!(
+        built_schema_versions(&data_dir),
+        BTreeSet::from([convlog_engine::index::IndexSchema::load().unwrap().version as u64])
+    );
+    assert_ne!(
+        assert_one_generation(&data_dir, "after the upgrade"),
+        old_generation
+    );
+    for (q, _, new) in word_checks {
+        assert_eq!(http.total(&word_path(q)), new, "q={q} after the upgrade");
+    }
+    assert_eq!(
+        http.total(&marker_path),
+        1,
+        "the message ingested during the rebuild"
+    );
+    assert_same(
+        &queries,
+        &expected,
+        &snapshot(&http, &queries),
+        "after the upgrade",
+    );
 }

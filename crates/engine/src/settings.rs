@@ -178,7 +178,9 @@ pub struct S3Config {
 /// What the service does when the index on disk was built with another schema.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SchemaChange {
-    /// Build a new generation from the store (readiness stays red until it has caught up).
+    /// Serve an index of an older schema this binary knows while a reindex
+    /// builds the current one; rebuild any other in place from the store
+    /// (readiness stays red until it has caught up).
     Rebuild,
     /// Refuse to start, saying how to rebuild.
     Refuse,

@@ -1,6 +1,6 @@
 //! Turns a stored conversation and its messages into index documents.
 
-use super::schema::{ANY_DROPOFF, Fields, flow_step};
+use super::schema::{ANY_DROPOFF, Fields, TextAnalysis, flow_step};
 use crate::store::ConversationRecord;
 use crate::store::read::IndexMessage;
 use convlog_querylang::analysis;
@@ -119,11 +119,13 @@ pub fn conversation(
 }
 
 /// The document of one message, with the fixed fields of its conversation.
-/// `lang` is the language its text is analysed in (see `convlog_querylang::analysis`).
+/// `lang` is the language its text is analysed in (see `convlog_querylang::analysis`),
+/// unless the index is of schema 5, which has no languages.
 pub fn message(
     fields: &Fields,
     shared: &Shared<'_>,
     message: &IndexMessage,
+    analysis: &TextAnalysis,
     lang: &str,
 ) -> TantivyDocument {
     let mut doc = TantivyDocument::default();
@@ -143,10 +145,16 @@ pub fn message(
     if let Some(intent) = &message.intent {
         doc.add_text(fields.get("intent"), intent);
     }
-    for word in analysis::folded_words(&message.text) {
-        doc.add_text(fields.words, word);
+    match analysis {
+        TextAnalysis::Languages(language) => {
+            for word in analysis::folded_words(&message.text) {
+                doc.add_text(language.words, word);
+            }
+            doc.add_text(fields.text, analysis::tagged(lang, &message.text));
+            doc.add_text(language.lang, lang);
+        }
+        // A schema 5 index, served while a reindex replaces it: plain words.
+        TextAnalysis::PlainWords { .. } => doc.add_text(fields.text, &message.text),
     }
-    doc.add_text(fields.text, analysis::tagged(lang, &message.text));
-    doc.add_text(fields.lang, lang);
     doc
 }

@@ -130,7 +130,28 @@ impl LiveIndex {
                 });
             }
         }
-        let (index, position) = SearchIndex::open(&dir, schema.clone(), span)?;
+        // An index of an older schema this binary still serves goes on
+        // serving, and indexing, while a reindex builds the current one.
+        let older = match SearchIndex::built_with(&dir)? {
+            Some((found, Some(found_span)))
+                if found != schema.version
+                    && found_span == span
+                    && on_schema_change == SchemaChange::Rebuild =>
+            {
+                IndexSchema::older(found)
+            }
+            _ => None,
+        };
+        if let Some(older) = &older {
+            tracing::warn!(
+                generation = %name,
+                found = older.version,
+                current = schema.version,
+                "the index was built with an older schema: it serves searches while a reindex builds the current one"
+            );
+        }
+        let served = older.unwrap_or_else(|| schema.clone());
+        let (index, position) = SearchIndex::open(&dir, served, span)?;
         let indexer = Indexer::spawn(
             index.clone(),
             store.clone(),
@@ -147,6 +168,12 @@ impl LiveIndex {
             current: RwLock::new((index, Arc::new(indexer))),
             rebuilding: Mutex::new(()),
         })
+    }
+
+    /// Whether the index being served was built with an older schema, which a
+    /// reindex replaces.
+    pub fn outdated(&self) -> bool {
+        self.index().schema().version != self.schema.version
     }
 
     /// The index being served.

@@ -18,7 +18,7 @@ pub use crate::settings::SchemaChange;
 pub use live::LiveIndex;
 use partition::Partition;
 pub use partition::{DocKind, PartitionKey, PartitionView};
-pub use schema::{Fields, IndexSchema};
+pub use schema::{Fields, IndexSchema, LanguageFields, TextAnalysis};
 pub use writer::{IndexState, Indexer};
 
 use convlog_core::Micros;
@@ -159,6 +159,7 @@ impl SearchIndex {
         }
         let view = IndexView {
             id: next_view_id(),
+            analysis: schema.analysis,
             partitions: partitions.values().map(|(_, view)| view.clone()).collect(),
         };
         Ok((
@@ -287,6 +288,7 @@ impl SearchIndex {
         }
         *self.inner.view.write().expect("view lock") = Arc::new(IndexView {
             id: next_view_id(),
+            analysis: self.inner.schema.analysis,
             partitions: partitions.values().map(|(_, view)| view.clone()).collect(),
         });
         Ok(())
@@ -327,10 +329,12 @@ fn clear_generation(dir: &Path) -> std::io::Result<()> {
 }
 
 /// A point-in-time view of every partition: what a search runs over and a cursor pins.
-#[derive(Clone, Default)]
+#[derive(Clone)]
 pub struct IndexView {
     /// Grows with every view published, across generations.
     pub id: u64,
+    /// How its text was analysed (the generation's schema).
+    pub analysis: TextAnalysis,
     /// Oldest first.
     pub partitions: Vec<PartitionView>,
 }
@@ -430,6 +434,7 @@ impl IndexView {
     pub fn holding(&self, may_hold: impl Fn(u64, u64) -> bool) -> IndexView {
         IndexView {
             id: self.id,
+            analysis: self.analysis,
             partitions: self
                 .partitions
                 .iter()

@@ -1,4 +1,5 @@
-//! Builds the tantivy schema from the declaration in `index-schema/schema.toml`.
+//! Builds the tantivy schema from the declaration in `index-schema/schema.toml`
+//! (and from the declarations of older versions this binary still serves).
 
 use convlog_querylang::analysis;
 use serde::Deserialize;
@@ -6,10 +7,18 @@ use tantivy::Index;
 use tantivy::schema::{
     Field, IndexRecordOption, NumericOptions, Schema, TextFieldIndexing, TextOptions,
 };
-use tantivy::tokenizer::{Token, TokenStream, Tokenizer};
+use tantivy::tokenizer::{
+    LowerCaser, RemoveLongFilter, SimpleTokenizer, TextAnalyzer, Token, TokenStream, Tokenizer,
+};
 
 /// The declaration, embedded so the binary and its schema can't drift apart.
 pub const SCHEMA_TOML: &str = include_str!("../../../../index-schema/schema.toml");
+
+/// Declarations of older versions, as they were released: an index built
+/// with one of them is served (searched, and kept up to date with new
+/// messages) while a reindex builds the current schema beside it, so an
+/// upgrade costs no downtime. An index of any other version is rebuilt in place.
+const OLDER: &[&str] = &[include_str!("../../../../index-schema/v5.toml")];
 
 /// A problem with the schema declaration.
 #[derive(Debug, thiserror::Error)]
@@ -32,6 +41,8 @@ struct RawSchema {
 #[serde(deny_unknown_fields)]
 struct RawTokenizer {
     name: String,
+    /// Only for `words`: longer words are dropped.
+    max_token_len: Option<usize>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -46,12 +57,25 @@ struct RawField {
     fast: bool,
 }
 
+/// How the `text` field was analysed: what a query word must become to match it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TextAnalysis {
+    /// Schema 6 on (tokenizer `analysed`): words folded, stemmed in their
+    /// message's language and tagged with it; unspaced scripts as bigrams
+    /// (see [`Analysed`]); with the fields that go with it.
+    Languages(LanguageFields),
+    /// Schema 5 (tokenizer `words`): runs of letters and digits, lowercased,
+    /// longer than `max_token_len` bytes dropped (see [`plain_words`]).
+    PlainWords { max_token_len: usize },
+}
+
 /// The schema with its version and tokenizer.
 #[derive(Clone)]
 pub struct IndexSchema {
     pub version: u32,
     pub schema: Schema,
     pub fields: Fields,
+    pub analysis: TextAnalysis,
     tokenizer_name: String,
 }
 
@@ -59,6 +83,14 @@ impl IndexSchema {
     /// Parses and builds the embedded declaration.
     pub fn load() -> Result<IndexSchema, SchemaError> {
         IndexSchema::parse(SCHEMA_TOML)
+    }
+
+    /// The declaration of an older `version` this binary still serves, if it is one.
+    pub fn older(version: u32) -> Option<IndexSchema> {
+        OLDER
+            .iter()
+            .map(|text| IndexSchema::parse(text).expect("older schema declarations build"))
+            .find(|schema| schema.version == version)
     }
 
     /// Parses and builds a declaration.
@@ -115,18 +147,67 @@ impl IndexSchema {
         }
         let schema = builder.build();
         let fields = Fields::from_schema(&schema)?;
+        let tokenizer = &raw.tokenizer;
+        let analysis = match (tokenizer.name.as_str(), tokenizer.max_token_len) {
+            ("analysed", None) => match (schema.get_field("words"), schema.get_field("lang")) {
+                (Ok(words), Ok(lang)) => TextAnalysis::Languages(LanguageFields { words, lang }),
+                _ => {
+                    return Err(SchemaError::Field {
+                        field: "words".into(),
+                        reason: "the analysed tokenizer needs the words and lang fields".into(),
+                    });
+                }
+            },
+            ("words", Some(max_token_len)) => TextAnalysis::PlainWords { max_token_len },
+            (name, _) => {
+                return Err(SchemaError::Field {
+                    field: "tokenizer".into(),
+                    reason: format!(
+                        "{name:?}: expected \"analysed\", or \"words\" with max_token_len"
+                    ),
+                });
+            }
+        };
         Ok(IndexSchema {
             version: raw.version,
             schema,
             fields,
+            analysis,
             tokenizer_name: raw.tokenizer.name,
         })
     }
 
     /// Registers the tokenizer the text fields use on `index`.
     pub fn register_tokenizer(&self, index: &Index) {
-        index.tokenizers().register(&self.tokenizer_name, Analysed);
+        match self.analysis {
+            TextAnalysis::Languages(_) => {
+                index.tokenizers().register(&self.tokenizer_name, Analysed)
+            }
+            TextAnalysis::PlainWords { max_token_len } => index
+                .tokenizers()
+                .register(&self.tokenizer_name, plain_words_analyzer(max_token_len)),
+        }
     }
+}
+
+/// The tokenizer of schema 5's `text` field.
+fn plain_words_analyzer(max_token_len: usize) -> TextAnalyzer {
+    TextAnalyzer::builder(SimpleTokenizer::default())
+        .filter(RemoveLongFilter::limit(max_token_len + 1))
+        .filter(LowerCaser)
+        .build()
+}
+
+/// The words of `text` as schema 5 indexed them: what a query word becomes
+/// in an index of that version.
+pub fn plain_words(text: &str, max_token_len: usize) -> Vec<String> {
+    let mut analyzer = plain_words_analyzer(max_token_len);
+    let mut stream = analyzer.token_stream(text);
+    let mut words = Vec::new();
+    while stream.advance() {
+        words.push(stream.token().text.clone());
+    }
+    words
 }
 
 /// The tokenizer of the `text` field: text tagged with its language
@@ -203,7 +284,14 @@ pub struct Fields {
     pub first_ts: Field,
     pub last_ts: Field,
     pub text: Field,
+}
+
+/// The fields that go with [`TextAnalysis::Languages`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LanguageFields {
+    /// The folded, unstemmed words of a message: what prefixes and typos look up.
     pub words: Field,
+    /// The language its text was analysed in.
     pub lang: Field,
 }
 
@@ -236,8 +324,6 @@ impl Fields {
             first_ts: get("first_ts")?,
             last_ts: get("last_ts")?,
             text: get("text")?,
-            words: get("words")?,
-            lang: get("lang")?,
         })
     }
 
@@ -265,6 +351,43 @@ mod tests {
     fn embedded_schema_builds_and_resolves_every_field() {
         let schema = IndexSchema::load().unwrap();
         assert!(schema.version >= 1);
+    }
+
+    #[test]
+    fn the_current_schema_analyses_languages_and_schema_5_plain_words() {
+        let current = IndexSchema::load().unwrap();
+        assert!(matches!(current.analysis, TextAnalysis::Languages(_)));
+        let v5 = IndexSchema::older(5).expect("schema 5 is served");
+        assert_eq!(v5.analysis, TextAnalysis::PlainWords { max_token_len: 64 });
+        assert!(IndexSchema::older(current.version).is_none());
+        assert!(IndexSchema::older(1).is_none());
+        // Every field of schema 5 keeps its id in the current schema: a query
+        // built for the current fields reads a schema 5 index the same way.
+        for (field, entry) in v5.schema.fields() {
+            assert_eq!(current.schema.get_field(entry.name()).unwrap(), field);
+        }
+    }
+
+    /// The schema a real schema 5 index records in its `meta.json` (written by
+    /// the release that had it): the declaration kept must still build it, or
+    /// opening such an index would take it for another schema and rebuild it
+    /// in place.
+    #[test]
+    fn schema_5_builds_what_its_release_wrote() {
+        let released: serde_json::Value =
+            serde_json::from_str(include_str!("../../../../index-schema/v5.meta-schema.json"))
+                .unwrap();
+        let built = serde_json::to_value(IndexSchema::older(5).unwrap().schema).unwrap();
+        assert_eq!(built, released);
+    }
+
+    #[test]
+    fn plain_words_are_schema_5_tokens() {
+        assert_eq!(
+            plain_words("Refund's ÉTÉ 注文がまだ", 64),
+            ["refund", "s", "été", "注文がまだ"]
+        );
+        assert_eq!(plain_words(&"a".repeat(65), 64), Vec::<String>::new());
     }
 
     #[test]

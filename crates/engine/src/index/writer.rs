@@ -396,9 +396,13 @@ fn write(
     };
     for message in messages.iter().filter(|m| m.seq > after) {
         let lang = languages.resolve(&record.bot_id, message.lang.as_deref(), &message.text);
-        partition
-            .messages
-            .add_document(document::message(fields, &shared, message, &lang))?;
+        partition.messages.add_document(document::message(
+            fields,
+            &shared,
+            message,
+            &index.schema().analysis,
+            &lang,
+        ))?;
     }
     let state = Indexed {
         messages: messages.len(),

@@ -11,7 +11,7 @@ use super::filters::{Clause, FILTERS, Scope};
 use super::join::ConvSetQuery;
 pub use super::join::ConvText;
 use crate::index::Fields;
-use crate::index::schema::{ANY_DROPOFF, flow_step};
+use crate::index::schema::{ANY_DROPOFF, flow_step, plain_words};
 use convlog_core::Micros;
 use convlog_querylang::analysis;
 use convlog_querylang::{Mode, QueryAst};
@@ -70,14 +70,62 @@ pub enum Docs<'a> {
     Conversations(&'a ConvText),
 }
 
-/// What a query's words become in one index view: the languages its
-/// messages were analysed in (a word is looked up in each), and the indexed
-/// words each prefix (`refu*`) expands to.
-#[derive(Debug, Default)]
+/// What a query's words become in one index view: how its text was
+/// analysed, and the indexed words each prefix (`refu*`) expands to.
+#[derive(Debug)]
 pub struct Vocabulary {
-    pub langs: Vec<String>,
+    pub analysis: WordLookup,
     /// Folded prefix → the words it expands to.
     pub prefixes: HashMap<String, Vec<String>>,
+}
+
+/// Where a query word is looked up in one index view.
+#[derive(Debug)]
+pub enum WordLookup {
+    /// In each language its messages were analysed in; prefixes and typos in
+    /// the folded words of `words`.
+    Languages { langs: Vec<String>, words: Field },
+    /// An index of schema 5, served while a reindex replaces it: plain
+    /// lowercase words of `text`, prefixes and typos among them too.
+    PlainWords { max_token_len: usize },
+}
+
+impl Vocabulary {
+    /// The field prefixes and typos are looked up in, and `token` as indexed there.
+    pub fn words(&self, fields: &Fields, token: &str) -> (Field, String) {
+        match &self.analysis {
+            WordLookup::Languages { words, .. } => (*words, analysis::fold(token)),
+            WordLookup::PlainWords { .. } => (fields.text, token.to_string()),
+        }
+    }
+
+    /// The term sequences that `tokens` (one word, or a phrase) may be indexed as.
+    fn sequences(&self, tokens: &[String]) -> BTreeSet<Vec<String>> {
+        match &self.analysis {
+            // A single word: each of its tokens per language. A phrase: its
+            // sequence of tokens per language. Runs of CJK are the same in
+            // every language: distinct sequences only.
+            WordLookup::Languages { langs, .. } => match tokens {
+                [word] if !analysis::is_run(word) => langs
+                    .iter()
+                    .flat_map(|lang| analysis::word_tokens(lang, word))
+                    .map(|token| vec![token])
+                    .collect(),
+                _ => langs
+                    .iter()
+                    .map(|lang| analysis::term_tokens(lang, tokens))
+                    .filter(|sequence| !sequence.is_empty())
+                    .collect(),
+            },
+            WordLookup::PlainWords { max_token_len } => {
+                let words: Vec<String> = tokens
+                    .iter()
+                    .flat_map(|token| plain_words(token, *max_token_len))
+                    .collect();
+                BTreeSet::from_iter((!words.is_empty()).then_some(words))
+            }
+        }
+    }
 }
 
 impl Docs<'_> {
@@ -257,40 +305,22 @@ pub fn message_text(
 /// (a term, or a phrase of consecutive positions); a prefix's words; or the
 /// words within its edits.
 fn term_text(fields: &Fields, words: &Vocabulary, tokens: &[String], mode: Mode) -> Box<dyn Query> {
-    let word = || analysis::fold(&tokens[0]);
+    let (field, word) = words.words(fields, &tokens[0]);
     match mode {
         Mode::Prefix => {
-            let expanded = words.prefixes.get(&word()).map_or(&[][..], Vec::as_slice);
+            let expanded = words.prefixes.get(&word).map_or(&[][..], Vec::as_slice);
             Box::new(TermSetQuery::new(
-                expanded
-                    .iter()
-                    .map(|w| Term::from_field_text(fields.words, w)),
+                expanded.iter().map(|w| Term::from_field_text(field, w)),
             ))
         }
         Mode::Fuzzy(edits) => Box::new(FuzzyTermQuery::new(
-            Term::from_field_text(fields.words, &word()),
+            Term::from_field_text(field, &word),
             edits,
             true,
         )),
         Mode::Exact => {
-            // A single word: each of its tokens per language. A phrase: its
-            // sequence of tokens per language. Runs of CJK are the same in
-            // every language: distinct sequences only.
-            let sequences: BTreeSet<Vec<String>> = match tokens {
-                [word] if !analysis::is_run(word) => words
-                    .langs
-                    .iter()
-                    .flat_map(|lang| analysis::word_tokens(lang, word))
-                    .map(|token| vec![token])
-                    .collect(),
-                _ => words
-                    .langs
-                    .iter()
-                    .map(|lang| analysis::term_tokens(lang, tokens))
-                    .filter(|sequence| !sequence.is_empty())
-                    .collect(),
-            };
-            let mut alternatives: Vec<(Occur, Box<dyn Query>)> = sequences
+            let mut alternatives: Vec<(Occur, Box<dyn Query>)> = words
+                .sequences(tokens)
                 .into_iter()
                 .map(|sequence| {
                     let query: Box<dyn Query> = match sequence.as_slice() {

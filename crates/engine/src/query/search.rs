@@ -2,7 +2,7 @@
 //! per filtered facet dimension (disjunctive counts), then the store for bodies.
 
 use super::QueryError;
-use super::build::{self, ConvText, Dimension, DocKind, Docs, TimeRange, Vocabulary};
+use super::build::{self, ConvText, Dimension, DocKind, Docs, TimeRange, Vocabulary, WordLookup};
 use super::collector::{
     Disjunctive, IdCollector, SearchCollector, SearchFruit, SortPosition, SortSource, Summarized,
 };
@@ -12,7 +12,7 @@ use super::filters::{FILTERS, Scope};
 use super::highlight::{highlight, snippet};
 use super::join::{self, ConvCollector};
 use super::{SearchRequest, Sort};
-use crate::index::{Fields, IndexView, LiveIndex};
+use crate::index::{Fields, IndexView, LiveIndex, TextAnalysis};
 use crate::settings::{Languages, SearchConfig};
 use crate::store::{
     ConversationRecord, MessageRecord, NodeRecord, Store, StoreError, read, review,
@@ -24,6 +24,7 @@ use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 use tantivy::query::Query;
+use tantivy::schema::Field;
 
 const DAY: Micros = 86_400_000_000;
 /// Characters of context in a snippet.
@@ -211,35 +212,47 @@ impl SearchService {
         index: &IndexView,
         ast: Option<&QueryAst>,
     ) -> Result<Vocabulary, QueryError> {
-        let Some(ast) = ast else {
-            return Ok(Vocabulary::default());
+        let analysis = match index.analysis {
+            TextAnalysis::Languages(language) => WordLookup::Languages {
+                langs: match ast {
+                    Some(_) => self.langs(index, language.lang)?,
+                    None => Vec::new(),
+                },
+                words: language.words,
+            },
+            TextAnalysis::PlainWords { max_token_len } => WordLookup::PlainWords { max_token_len },
         };
-        let langs = {
-            let mut cached = self.langs.lock().expect("languages");
-            if cached.0 != index.id {
-                let langs = index
-                    .terms(DocKind::Message, self.fields.lang, "", MAX_LANGS)?
-                    .unwrap_or_default();
-                *cached = (index.id, Arc::new(langs.into_iter().collect()));
-            }
-            cached.1.clone()
+        let mut vocabulary = Vocabulary {
+            analysis,
+            prefixes: HashMap::new(),
         };
-        let mut prefixes = HashMap::new();
-        for prefix in ast_prefixes(ast) {
+        for token in ast.map(ast_prefixes).unwrap_or_default() {
+            let (field, prefix) = vocabulary.words(&self.fields, &token);
             let words = index
-                .terms(DocKind::Message, self.fields.words, &prefix, MAX_PREFIX_WORDS)?
+                .terms(DocKind::Message, field, &prefix, MAX_PREFIX_WORDS)?
                 .ok_or_else(|| QueryError::InvalidParameter {
                     name: "q".into(),
                     reason: format!(
                         "`{prefix}*` matches more than {MAX_PREFIX_WORDS} different words; make the prefix longer"
                     ),
                 })?;
-            prefixes.insert(prefix, words.into_iter().collect());
+            vocabulary
+                .prefixes
+                .insert(prefix, words.into_iter().collect());
         }
-        Ok(Vocabulary {
-            langs: langs.as_ref().clone(),
-            prefixes,
-        })
+        Ok(vocabulary)
+    }
+
+    /// The languages the messages of `index` were analysed in (kept per view).
+    fn langs(&self, index: &IndexView, lang: Field) -> Result<Vec<String>, QueryError> {
+        let mut cached = self.langs.lock().expect("languages");
+        if cached.0 != index.id {
+            let langs = index
+                .terms(DocKind::Message, lang, "", MAX_LANGS)?
+                .unwrap_or_default();
+            *cached = (index.id, Arc::new(langs.into_iter().collect()));
+        }
+        Ok(cached.1.as_ref().clone())
     }
 
     /// For a request with nothing but a time range: what counts its
@@ -758,7 +771,7 @@ fn ast_prefixes(ast: &QueryAst) -> Vec<String> {
             tokens,
             mode: Mode::Prefix,
             ..
-        } => tokens.iter().map(|t| analysis::fold(t)).collect(),
+        } => tokens.clone(),
         QueryAst::Term { .. } | QueryAst::Field { .. } => Vec::new(),
         QueryAst::And(children) | QueryAst::Or(children) => {
             children.iter().flat_map(ast_prefixes).collect()
