@@ -345,7 +345,10 @@ await step("search: full-text query with highlighted snippets", async () => {
   assert(await page.locator("#rows .snip mark").count(), "no highlighted snippet");
   // The help tooltip explains the syntax.
   await page.click("#q-help-btn");
-  assert((await page.locator("#q-help").innerText()).includes("user:"), "query help");
+  const help = await page.locator("#q-help").innerText();
+  for (const syntax of ["user:", '"phone number"', "OR", "refu*", "refnud~", "refnud~2", "intent:", "node:", "flow:", "inflections", "accents"]) {
+    assert(help.includes(syntax), `query help lists ${syntax}: ${help}`);
+  }
 });
 
 await step("errors: an invalid query is explained in words", async () => {
