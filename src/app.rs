@@ -251,10 +251,15 @@ impl App {
             .write_blocking(move |ctx| ctx.ingest(messages, &sessions))
     }
 
-    /// Stores trace events as configured; returns (stored, dropped).
-    pub async fn store_traces(&self, traces: Vec<NewTrace>) -> Result<(usize, usize), StoreError> {
+    /// Stores trace events of conversations with debug logging on (of all with
+    /// `keep_all` or `ingest.capture_all_traces`); returns (stored, dropped).
+    pub async fn store_traces(
+        &self,
+        traces: Vec<NewTrace>,
+        keep_all: bool,
+    ) -> Result<(usize, usize), StoreError> {
         let sessions = self.config.sessions.clone();
-        let capture_all = self.config.ingest.capture_all_traces;
+        let capture_all = keep_all || self.config.ingest.capture_all_traces;
         self.store
             .write(move |ctx| ctx.store_traces(traces, &sessions, capture_all))
             .await

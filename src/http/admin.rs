@@ -1,7 +1,10 @@
 //! Admin endpoints: jobs and the runs that create them.
 
 use super::error::AppError;
-use super::openapi::{self, Components, array, closed, count, nullable, object, string, timestamp};
+use super::openapi::{
+    self, Components, array, closed, count, nullable, object, of_type, query_parameter, string,
+    timestamp,
+};
 use crate::app::App;
 use axum::Json;
 use axum::body::Bytes;
@@ -273,24 +276,6 @@ pub async fn audit(
         })
         .collect();
     Ok(Json(json!({"entries": entries})))
-}
-
-fn query_parameter(
-    name: &str,
-    description: &str,
-    schema: utoipa::openapi::schema::ObjectBuilder,
-) -> utoipa::openapi::path::Parameter {
-    use utoipa::openapi::path::{ParameterBuilder, ParameterIn};
-    ParameterBuilder::new()
-        .name(name)
-        .parameter_in(ParameterIn::Query)
-        .description(Some(description))
-        .schema(Some(schema))
-        .build()
-}
-
-fn of_type(kind: utoipa::openapi::schema::Type) -> utoipa::openapi::schema::ObjectBuilder {
-    utoipa::openapi::schema::ObjectBuilder::new().schema_type(kind)
 }
 
 /// The query of `POST /v1/admin/archive`.

@@ -1,20 +1,30 @@
-//! `POST /v1/messages` and `POST /v1/traces`.
+//! `POST /v1/messages` and `POST /v1/traces`, and the adapters that take what
+//! bots already emit: `POST /otlp/v1/traces` (OpenTelemetry) and
+//! `POST /v1/ingest/rasa` (Rasa tracker events).
 
 use super::error::AppError;
 use super::guard::Caller;
-use super::openapi::{Components, closed, count, nullable, object, reference, timestamp};
+use super::openapi::{
+    Components, closed, count, nullable, object, of_type, query_parameter, reference, timestamp,
+};
 use crate::app::App;
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{Extension, State};
+use axum::extract::{Extension, RawQuery, State};
 use axum::http::{HeaderMap, StatusCode, header};
-use convlog_engine::config::IngestConfig;
+use axum::response::{IntoResponse, Response};
+use convlog_core::{NewMessage, NewTrace};
+use convlog_engine::config::{IngestConfig, KeepTraces};
 use convlog_engine::ingest::pseudonym::UserKeyer;
 use convlog_engine::ingest::validate::{
-    BodyFormat, ItemError, ValidationError, parse_items, validate_messages, validate_traces,
+    BodyFormat, ItemError, ValidationError, parse_items, validate_built, validate_message,
+    validate_messages, validate_trace, validate_traces,
 };
+use convlog_engine::ingest::{otlp, rasa};
+use convlog_engine::store::IngestOutcome;
 use serde_json::{Value, json};
+use std::collections::BTreeMap;
 use std::sync::atomic::Ordering;
 use std::time::Instant;
 
@@ -106,13 +116,7 @@ pub async fn messages(
             return Err(err);
         }
     };
-    let outcome = app.ingest(messages).await?;
-    app.metrics
-        .ingested_messages
-        .fetch_add(outcome.accepted as u64, Ordering::Relaxed);
-    app.metrics
-        .duplicate_messages
-        .fetch_add(outcome.duplicates as u64, Ordering::Relaxed);
+    let outcome = store_messages(&app, messages).await?;
     app.metrics.ingest_batch.observe(started.elapsed());
     Ok(Json(
         json!({"accepted": outcome.accepted, "duplicates": outcome.duplicates}),
@@ -129,14 +133,294 @@ pub async fn traces(
     let body = body_or_413(&app, body)?;
     let traces = validate_body(&app, body, format(&headers), validate_traces).await?;
     check_scope(&caller, traces.iter().map(|t| t.bot_id.as_str()))?;
-    let (stored, dropped) = app.store_traces(traces).await?;
+    let (stored, dropped) = store_traces(&app, traces, false).await?;
+    Ok(Json(json!({"accepted": stored, "dropped": dropped})))
+}
+
+/// Stores messages as `POST /v1/messages` does, counting them.
+async fn store_messages(app: &App, messages: Vec<NewMessage>) -> Result<IngestOutcome, AppError> {
+    if messages.is_empty() {
+        return Ok(IngestOutcome::default());
+    }
+    let outcome = app.ingest(messages).await?;
+    app.metrics
+        .ingested_messages
+        .fetch_add(outcome.accepted as u64, Ordering::Relaxed);
+    app.metrics
+        .duplicate_messages
+        .fetch_add(outcome.duplicates as u64, Ordering::Relaxed);
+    Ok(outcome)
+}
+
+/// Stores trace events as `POST /v1/traces` does, counting them; (stored, dropped).
+async fn store_traces(
+    app: &App,
+    traces: Vec<NewTrace>,
+    keep_all: bool,
+) -> Result<(usize, usize), AppError> {
+    if traces.is_empty() {
+        return Ok((0, 0));
+    }
+    let (stored, dropped) = app.store_traces(traces, keep_all).await?;
     app.metrics
         .traces_stored
         .fetch_add(stored as u64, Ordering::Relaxed);
     app.metrics
         .traces_dropped
         .fetch_add(dropped as u64, Ordering::Relaxed);
-    Ok(Json(json!({"accepted": stored, "dropped": dropped})))
+    Ok((stored, dropped))
+}
+
+/// A body as sent, or inflated when it came gzip-compressed (at most
+/// `server.max_body` once inflated: 413 past it).
+fn inflate(app: &App, headers: &HeaderMap, body: Bytes) -> Result<Bytes, AppError> {
+    let encoding = headers
+        .get(header::CONTENT_ENCODING)
+        .and_then(|value| value.to_str().ok())
+        .map(|value| value.trim().to_ascii_lowercase());
+    match encoding.as_deref() {
+        None | Some("identity") => Ok(body),
+        Some("gzip") => {
+            use std::io::Read;
+            let limit = app.config.server.max_body;
+            let mut inflated = Vec::new();
+            flate2::read::GzDecoder::new(&body[..])
+                .take(limit as u64 + 1)
+                .read_to_end(&mut inflated)
+                .map_err(|err| AppError::InvalidParameter {
+                    name: "body".into(),
+                    reason: format!("is not valid gzip: {err}"),
+                })?;
+            if inflated.len() > limit {
+                return Err(AppError::PayloadTooLarge { limit });
+            }
+            Ok(inflated.into())
+        }
+        Some(other) => Err(AppError::UnsupportedMediaType {
+            given: format!(
+                "Content-Encoding: {}",
+                other.chars().take(50).collect::<String>()
+            ),
+            accepted: "gzip or identity",
+        }),
+    }
+}
+
+/// `POST /otlp/v1/traces`: OpenTelemetry traces over OTLP/HTTP (protobuf or
+/// JSON, gzip or not). Answers as OTLP says: 200 with the spans that were
+/// rejected and why (partial success), 400 for a body that doesn't decode.
+pub async fn otlp_traces(
+    State(app): State<App>,
+    Extension(caller): Extension<Caller>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, AppError> {
+    let started = Instant::now();
+    let encoding = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|value| value.to_str().ok())
+        .and_then(otlp::Encoding::of)
+        .unwrap_or(otlp::Encoding::Json);
+    let body = inflate(&app, &headers, body_or_413(&app, body)?)?;
+    let (limits, keyer) = (app.config.ingest.clone(), app.keyer.clone());
+    let decoded = tokio::task::spawn_blocking(move || -> Result<_, AppError> {
+        let request =
+            otlp::parse(&body, encoding).map_err(|reason| AppError::InvalidParameter {
+                name: "body".into(),
+                reason: format!("is not an OTLP ExportTraceServiceRequest: {reason}"),
+            })?;
+        Ok(otlp_items(otlp::decode(&request), &limits, &keyer, &caller))
+    })
+    .await
+    .map_err(|err| AppError::InvalidParameter {
+        name: "body".into(),
+        reason: err.to_string(),
+    })??;
+    if decoded.messages.len() > app.config.ingest.max_batch_messages {
+        return Err(AppError::InvalidParameter {
+            name: "body".into(),
+            reason: format!(
+                "holds {} messages; at most {} (ingest.max_batch_messages) are accepted at once",
+                decoded.messages.len(),
+                app.config.ingest.max_batch_messages
+            ),
+        });
+    }
+    store_messages(&app, decoded.messages).await?;
+    let keep_all = app.config.ingest.otlp_keep_traces == KeepTraces::Always;
+    store_traces(&app, decoded.traces, keep_all).await?;
+    app.metrics.ingest_batch.observe(started.elapsed());
+    let content_type = match encoding {
+        otlp::Encoding::Protobuf => "application/x-protobuf",
+        otlp::Encoding::Json => "application/json",
+    };
+    let answer = otlp::answer(encoding, decoded.rejected.len(), &decoded.reason);
+    Ok(([(header::CONTENT_TYPE, content_type)], answer).into_response())
+}
+
+/// What an export request stores: the messages and events of the spans that
+/// passed validation and the caller's scope, and the spans that did not.
+struct OtlpItems {
+    messages: Vec<NewMessage>,
+    traces: Vec<NewTrace>,
+    rejected: BTreeMap<otlp::SpanId, String>,
+    /// The first reasons, for the answer's `error_message`.
+    reason: String,
+}
+
+fn otlp_items(
+    decoded: otlp::Decoded,
+    limits: &IngestConfig,
+    keyer: &UserKeyer,
+    caller: &Caller,
+) -> OtlpItems {
+    let mut rejected: BTreeMap<otlp::SpanId, String> = decoded.rejected.into_iter().collect();
+    let mut reject = |span: &otlp::SpanId, errors: Vec<ItemError>| {
+        let reason = errors
+            .iter()
+            .map(|e| format!("`{}` {}", e.field, e.reason))
+            .collect::<Vec<_>>()
+            .join("; ");
+        rejected.entry(span.clone()).or_insert(reason);
+    };
+    let out_of_scope = |bot: &str| {
+        (!caller.scope.includes(bot)).then(|| ItemError {
+            index: None,
+            field: "bot_id".into(),
+            reason: format!("this API key may not write to bot {bot:?}"),
+        })
+    };
+    let mut messages = Vec::new();
+    for (index, (span, item)) in decoded.messages.iter().enumerate() {
+        match validate_message(index, item, limits, keyer) {
+            Ok(message) => match out_of_scope(&message.bot_id) {
+                Some(error) => reject(span, vec![error]),
+                None => messages.push((span, message)),
+            },
+            Err(errors) => reject(span, errors),
+        }
+    }
+    let mut traces = Vec::new();
+    for (index, (span, item)) in decoded.traces.iter().enumerate() {
+        match validate_trace(index, item, limits, keyer) {
+            Ok(trace) => match out_of_scope(&trace.bot_id) {
+                Some(error) => reject(span, vec![error]),
+                None => traces.push((span, trace)),
+            },
+            Err(errors) => reject(span, errors),
+        }
+    }
+    // A span is taken whole or not at all.
+    let messages = messages
+        .into_iter()
+        .filter(|(span, _)| !rejected.contains_key(*span))
+        .map(|(_, message)| message)
+        .collect();
+    let traces = traces
+        .into_iter()
+        .filter(|(span, _)| !rejected.contains_key(*span))
+        .map(|(_, trace)| trace)
+        .collect();
+    let reason = rejected
+        .iter()
+        .take(3)
+        .map(|(span, reason)| format!("span {} of trace {}: {reason}", span.span, span.trace))
+        .collect::<Vec<_>>()
+        .join("; ");
+    OtlpItems {
+        messages,
+        traces,
+        rejected,
+        reason,
+    }
+}
+
+/// `?bot=` of `POST /v1/ingest/rasa`.
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RasaQuery {
+    bot: Option<String>,
+}
+
+/// `POST /v1/ingest/rasa?bot=B`: Rasa tracker events (one, an array, a
+/// tracker, or NDJSON), stored as `POST /v1/messages` and `POST /v1/traces`
+/// store theirs: all or nothing, 422 naming the event and field.
+pub async fn rasa(
+    State(app): State<App>,
+    Extension(caller): Extension<Caller>,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Json<Value>, AppError> {
+    let started = Instant::now();
+    let query: RasaQuery =
+        serde_urlencoded::from_str(query.as_deref().unwrap_or("")).map_err(|err| {
+            AppError::InvalidParameter {
+                name: "query string".into(),
+                reason: err.to_string(),
+            }
+        })?;
+    let bot = match query.bot {
+        Some(bot) if convlog_core::is_identifier(&bot) => bot,
+        Some(_) => {
+            return Err(AppError::InvalidParameter {
+                name: "bot".into(),
+                reason: "must be 1–64 letters, digits, '.', '_' or '-'".into(),
+            });
+        }
+        None => {
+            return Err(AppError::InvalidParameter {
+                name: "bot".into(),
+                reason: "is required: the bot the events belong to".into(),
+            });
+        }
+    };
+    check_scope(&caller, std::iter::once(bot.as_str()))?;
+    let body = inflate(&app, &headers, body_or_413(&app, body)?)?;
+    let (limits, keyer) = (app.config.ingest.clone(), app.keyer.clone());
+    let decoded = tokio::task::spawn_blocking(move || -> Result<_, ValidationError> {
+        let events = rasa::events(&body).map_err(ValidationError::Malformed)?;
+        let decoded = rasa::decode(&bot, &events).map_err(|errors| {
+            ValidationError::Invalid(
+                errors
+                    .into_iter()
+                    .map(|e| ItemError {
+                        index: Some(e.index),
+                        field: e.field.into(),
+                        reason: e.reason,
+                    })
+                    .collect(),
+            )
+        })?;
+        let messages = validate_built(&decoded.messages, &limits, |index, item| {
+            validate_message(index, item, &limits, &keyer)
+        })?;
+        let traces = validate_built(&decoded.traces, &limits, |index, item| {
+            validate_trace(index, item, &limits, &keyer)
+        })?;
+        Ok((messages, traces, decoded.skipped))
+    })
+    .await
+    .map_err(|err| AppError::InvalidParameter {
+        name: "body".into(),
+        reason: err.to_string(),
+    })?;
+    let (messages, traces, skipped) = match decoded {
+        Ok(decoded) => decoded,
+        Err(err) => {
+            app.metrics.rejected_batches.fetch_add(1, Ordering::Relaxed);
+            return Err(err.into());
+        }
+    };
+    let outcome = store_messages(&app, messages).await?;
+    let (stored, dropped) = store_traces(&app, traces, false).await?;
+    app.metrics.ingest_batch.observe(started.elapsed());
+    Ok(Json(json!({
+        "accepted": outcome.accepted,
+        "duplicates": outcome.duplicates,
+        "traces": {"accepted": stored, "dropped": dropped},
+        "skipped": skipped,
+    })))
 }
 
 /// A string that is not blank, of at most `max` characters.
@@ -251,5 +535,52 @@ pub fn accepted_traces(_: &mut Components) -> Value {
     object(
         &[("accepted", count()), ("dropped", count())],
         &["accepted", "dropped"],
+    )
+}
+
+/// The body of `POST /otlp/v1/traces` in OTLP JSON (protobuf is the same message).
+pub fn otlp_body(_: &mut Components) -> Value {
+    json!({
+        "type": "object",
+        "description": "An OTLP ExportTraceServiceRequest (opentelemetry-proto), \
+            as protobuf (application/x-protobuf) or OTLP JSON (application/json), \
+            optionally with Content-Encoding: gzip. The mapping is in docs/ingest.md.",
+        "properties": { "resourceSpans": { "type": "array", "items": { "type": "object" } } },
+    })
+}
+
+/// The body of `POST /v1/ingest/rasa`.
+pub fn rasa_body(_: &mut Components) -> Value {
+    json!({
+        "description": "Rasa tracker events: one event, an array of events, a tracker \
+            ({\"sender_id\", \"events\": [...]}), or NDJSON of these. The mapping is in docs/ingest.md.",
+        "oneOf": [
+            { "type": "object" },
+            { "type": "array", "items": { "type": "object" } },
+        ],
+    })
+}
+
+/// The query of `POST /v1/ingest/rasa`.
+pub fn rasa_params() -> Vec<utoipa::openapi::path::Parameter> {
+    let mut bot = query_parameter(
+        "bot",
+        "The bot the events belong to (Rasa events don't say).",
+        of_type(utoipa::openapi::schema::Type::String),
+    );
+    bot.required = utoipa::openapi::Required::True;
+    vec![bot]
+}
+
+/// The answer of `POST /v1/ingest/rasa`.
+pub fn accepted_rasa(components: &mut Components) -> Value {
+    object(
+        &[
+            ("accepted", count()),
+            ("duplicates", count()),
+            ("traces", accepted_traces(components)),
+            ("skipped", count()),
+        ],
+        &["accepted", "duplicates", "traces", "skipped"],
     )
 }

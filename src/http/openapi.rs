@@ -526,11 +526,20 @@ fn operation(route: &Route, components: &mut Components) -> Value {
         let schema = body(components);
         let mut content = Map::new();
         content.insert("application/json".into(), json!({ "schema": schema }));
-        if route.accepts == Accepts::JsonOrNdjson {
-            content.insert(
-                "application/x-ndjson".into(),
-                json!({ "schema": { "type": "string" } }),
-            );
+        match route.accepts {
+            Accepts::JsonOrNdjson => {
+                content.insert(
+                    "application/x-ndjson".into(),
+                    json!({ "schema": { "type": "string" } }),
+                );
+            }
+            Accepts::ProtobufOrJson => {
+                content.insert(
+                    "application/x-protobuf".into(),
+                    json!({ "schema": { "type": "string", "format": "binary" } }),
+                );
+            }
+            Accepts::Nothing | Accepts::Json => {}
         }
         operation["requestBody"] = json!({ "required": !route.body_optional, "content": content });
     }
@@ -568,6 +577,26 @@ pub fn document() -> Value {
 pub static DOCUMENT: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
     serde_json::to_string_pretty(&document()).expect("the document serialises") + "\n"
 });
+
+/// A query parameter of a route that parses its own query (see [`Query::Params`]).
+pub fn query_parameter(
+    name: &str,
+    description: &str,
+    schema: utoipa::openapi::schema::ObjectBuilder,
+) -> utoipa::openapi::path::Parameter {
+    use utoipa::openapi::path::{ParameterBuilder, ParameterIn};
+    ParameterBuilder::new()
+        .name(name)
+        .parameter_in(ParameterIn::Query)
+        .description(Some(description))
+        .schema(Some(schema))
+        .build()
+}
+
+/// A schema of one type.
+pub fn of_type(kind: utoipa::openapi::schema::Type) -> utoipa::openapi::schema::ObjectBuilder {
+    utoipa::openapi::schema::ObjectBuilder::new().schema_type(kind)
+}
 
 #[cfg(test)]
 mod tests {

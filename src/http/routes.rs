@@ -35,6 +35,8 @@ pub enum Accepts {
     Json,
     /// `application/json` or NDJSON (`application/x-ndjson`, `application/jsonl`).
     JsonOrNdjson,
+    /// OTLP/HTTP: `application/x-protobuf` or `application/json`.
+    ProtobufOrJson,
 }
 
 impl Accepts {
@@ -53,6 +55,12 @@ impl Accepts {
                 essence.as_str(),
                 "application/json" | "application/x-ndjson" | "application/jsonl"
             ),
+            Accepts::ProtobufOrJson => {
+                matches!(
+                    essence.as_str(),
+                    "application/x-protobuf" | "application/json"
+                )
+            }
         }
     }
 
@@ -62,11 +70,18 @@ impl Accepts {
             Accepts::Nothing => "no body",
             Accepts::Json => "application/json",
             Accepts::JsonOrNdjson => "application/json or application/x-ndjson",
+            Accepts::ProtobufOrJson => "application/x-protobuf or application/json",
         }
     }
 }
 
 impl Route {
+    /// Takes OTLP bodies: protobuf or JSON.
+    fn protobuf(mut self) -> Route {
+        self.accepts = Accepts::ProtobufOrJson;
+        self
+    }
+
     /// Also accepts NDJSON bodies.
     fn ndjson(mut self) -> Route {
         self.accepts = Accepts::JsonOrNdjson;
@@ -144,6 +159,26 @@ pub fn routes() -> Vec<Route> {
                 body: Some(ingest::trace_body),
                 ok: json(ingest::accepted_traces),
                 // 409: a session held by the archive (being archived or restored).
+                also: &[409, 422],
+                ..Doc::default()
+            }),
+        route(M::POST, "/otlp/v1/traces", Ingest, ingest::otlp_traces)
+            .protobuf()
+            .doc(Doc {
+                summary: "Ingest OpenTelemetry traces (OTLP/HTTP, protobuf or JSON, gzip or not): \
+                          GenAI inference spans become messages, other spans debugger events",
+                body: Some(ingest::otlp_body),
+                ok: Answer::Text(&["application/x-protobuf", "application/json"]),
+                also: HELD,
+                ..Doc::default()
+            }),
+        route(M::POST, "/v1/ingest/rasa", Ingest, ingest::rasa)
+            .ndjson()
+            .doc(Doc {
+                summary: "Ingest Rasa tracker events: one, an array, a tracker, or NDJSON",
+                query: Q::Params(ingest::rasa_params),
+                body: Some(ingest::rasa_body),
+                ok: json(ingest::accepted_rasa),
                 also: &[409, 422],
                 ..Doc::default()
             }),

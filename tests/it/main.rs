@@ -8,6 +8,7 @@ mod access;
 mod access_isolation;
 mod access_limits;
 mod access_secrets;
+mod adapters;
 mod anonymity;
 mod archive;
 mod archive_s3;

@@ -276,6 +276,9 @@ pub struct NewMessage {
 /// A validated debug trace event.
 #[derive(Debug, Clone, PartialEq)]
 pub struct NewTrace {
+    /// Its id, when the sender gives one: a second event with the same id (a
+    /// retried export) is not stored again.
+    pub id: Option<String>,
     pub bot_id: String,
     pub user_key: UserKey,
     pub channel: String,

@@ -46,6 +46,17 @@ pub struct IngestConfig {
     pub max_metadata: usize,
     pub max_batch_messages: usize,
     pub capture_all_traces: bool,
+    /// Whether the spans of OTLP traces that aren't messages are kept always,
+    /// or (like other trace events) only for conversations with debug logging on.
+    pub otlp_keep_traces: KeepTraces,
+}
+
+/// `ingest.otlp.keep_traces`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeepTraces {
+    /// When the conversation's debug logging is on (or `capture_all_traces`).
+    Debug,
+    Always,
 }
 
 impl IngestConfig {

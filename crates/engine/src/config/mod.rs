@@ -9,7 +9,7 @@
 mod raw;
 
 pub use crate::settings::{
-    AuthConfig, IndexConfig, IngestConfig, LanguageChoice, Languages, RetentionConfig,
+    AuthConfig, IndexConfig, IngestConfig, KeepTraces, LanguageChoice, Languages, RetentionConfig,
     ReviewConfig, S3Config, SchemaChange, SearchConfig, ServerConfig, SessionConfig,
 };
 pub use convlog_core::{parse_duration, parse_size};
@@ -334,6 +334,16 @@ fn validate(table: toml::Table) -> Result<Config, ConfigError> {
         max_metadata: size("ingest.max_metadata", &raw.ingest.max_metadata)? as usize,
         max_batch_messages: raw.ingest.max_batch_messages,
         capture_all_traces: raw.ingest.capture_all_traces,
+        otlp_keep_traces: match raw.ingest.otlp.keep_traces.as_str() {
+            "debug" => KeepTraces::Debug,
+            "always" => KeepTraces::Always,
+            _ => {
+                return Err(invalid(
+                    "ingest.otlp.keep_traces",
+                    "must be \"debug\" or \"always\"",
+                ));
+            }
+        },
     };
 
     let mut channels = BTreeMap::new();

@@ -44,6 +44,14 @@ pub struct RawIngest {
     pub max_metadata: String,
     pub max_batch_messages: usize,
     pub capture_all_traces: bool,
+    pub otlp: RawOtlp,
+}
+
+/// `[ingest.otlp]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawOtlp {
+    pub keep_traces: String,
 }
 
 /// `[sessions]`.

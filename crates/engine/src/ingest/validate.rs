@@ -207,6 +207,7 @@ const MESSAGE_FIELDS: &[&str] = &[
 ];
 
 const TRACE_FIELDS: &[&str] = &[
+    "id",
     "bot_id",
     "user_id",
     "channel",
@@ -231,6 +232,33 @@ pub fn validate_messages(
     collect(items, |index, map| {
         validate_message(index, map, limits, keyer)
     })
+}
+
+/// Validates items an adapter built (see `otlp`, `rasa`) with `validate`
+/// ([`validate_message`] or [`validate_trace`]), as a batch of
+/// `POST /v1/messages` would be: all or nothing.
+///
+/// Each item comes with the index its problems are reported at (the position
+/// of what it was made from, in the body the client sent).
+pub fn validate_built<T>(
+    items: &[(usize, Map<String, Value>)],
+    limits: &IngestConfig,
+    validate: impl Fn(usize, &Map<String, Value>) -> Result<T, Vec<ItemError>>,
+) -> Result<Vec<T>, ValidationError> {
+    check_batch_size(items.len(), limits.max_batch_messages)?;
+    let mut valid = Vec::with_capacity(items.len());
+    let mut errors = Vec::new();
+    for (index, item) in items {
+        match validate(*index, item) {
+            Ok(value) => valid.push(value),
+            Err(mut item_errors) => errors.append(&mut item_errors),
+        }
+    }
+    errors.truncate(MAX_DETAILS);
+    match errors.is_empty() {
+        true => Ok(valid),
+        false => Err(ValidationError::Invalid(errors)),
+    }
 }
 
 /// Validates every item of a batch of trace events; all or nothing.
@@ -473,7 +501,7 @@ impl<'a> Item<'a> {
     }
 }
 
-fn validate_message(
+pub fn validate_message(
     index: usize,
     map: &Map<String, Value>,
     limits: &IngestConfig,
@@ -560,13 +588,14 @@ fn validate_message(
     item.finish(message)
 }
 
-fn validate_trace(
+pub fn validate_trace(
     index: usize,
     map: &Map<String, Value>,
     limits: &IngestConfig,
     keyer: &UserKeyer,
 ) -> Result<NewTrace, Vec<ItemError>> {
     let mut item = Item::new(index, map, TRACE_FIELDS);
+    let id = item.non_empty("id", false, 128);
     let bot_id = item.identifier("bot_id");
     let user_id = item.non_empty("user_id", true, 256);
     let channel = item.channel();
@@ -589,6 +618,7 @@ fn validate_trace(
     let trace = (|| {
         let bot_id = bot_id?;
         Some(NewTrace {
+            id,
             user_key: keyer.key(&bot_id, &user_id?),
             bot_id,
             channel: channel?,

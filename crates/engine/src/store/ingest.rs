@@ -366,8 +366,9 @@ impl WriteCtx<'_> {
              ORDER BY ABS(last_message_at - ?4) LIMIT 1",
         )?;
         let mut insert = self.conn.prepare_cached(
-            "INSERT INTO traces (bot_id, conversation_id, ts, message_id, action, detail, duration_ms, level)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+            "INSERT OR IGNORE INTO traces
+                 (bot_id, conversation_id, ts, message_id, action, detail, duration_ms, level, source_id)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
         )?;
         let total = traces.len();
         for trace in traces {
@@ -388,6 +389,7 @@ impl WriteCtx<'_> {
             if !(capture_all || debug_on) {
                 continue;
             }
+            // An event whose id is already stored (a retry) counts as stored.
             insert.execute(params![
                 trace.bot_id,
                 found.map(|(id, _)| id),
@@ -396,7 +398,8 @@ impl WriteCtx<'_> {
                 trace.action,
                 trace.detail,
                 trace.duration_ms,
-                trace.level
+                trace.level,
+                trace.id
             ])?;
             stored += 1;
         }

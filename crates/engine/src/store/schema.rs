@@ -52,6 +52,15 @@ pub const ADDED_COLUMNS: &[AddedColumn] = &[
         index: None,
     },
     AddedColumn {
+        table: "traces",
+        column: "source_id",
+        declaration: "TEXT",
+        fill: None,
+        index: Some(
+            "CREATE UNIQUE INDEX IF NOT EXISTS traces_source ON traces(bot_id, source_id) WHERE source_id IS NOT NULL",
+        ),
+    },
+    AddedColumn {
         table: "messages",
         column: "lang",
         declaration: "TEXT",
@@ -228,7 +237,8 @@ CREATE TABLE IF NOT EXISTS traces (
     action           TEXT NOT NULL,
     detail           TEXT,
     duration_ms      REAL,
-    level            TEXT NOT NULL
+    level            TEXT NOT NULL,
+    source_id        TEXT               -- the sender's id of the event, if it gave one
 );
 CREATE INDEX IF NOT EXISTS traces_conversation ON traces(conversation_id, ts, id);
 -- The archive's state machine (src/archive). One row per run, in a state that
