@@ -549,6 +549,23 @@ pub fn otlp_body(_: &mut Components) -> Value {
     })
 }
 
+/// The answer of `POST /otlp/v1/traces` in OTLP JSON: `{}`, or the spans not taken and why.
+pub fn otlp_answer(_: &mut Components) -> Value {
+    object(
+        &[(
+            "partialSuccess",
+            object(
+                &[
+                    ("rejectedSpans", json!({ "type": "integer", "minimum": 0 })),
+                    ("errorMessage", json!({ "type": "string" })),
+                ],
+                &[],
+            ),
+        )],
+        &[],
+    )
+}
+
 /// The body of `POST /v1/ingest/rasa`.
 pub fn rasa_body(_: &mut Components) -> Value {
     json!({

@@ -72,6 +72,8 @@ pub enum Ok {
     Json(u16, SchemaFn),
     /// A body of one of these content types (the UI's files, metrics).
     Text(&'static [&'static str]),
+    /// 200 in the request's encoding: JSON of this schema, or its protobuf form.
+    JsonOrProtobuf(SchemaFn),
 }
 
 /// The component schemas a document collects as it is built.
@@ -465,6 +467,13 @@ fn operation(route: &Route, components: &mut Components) -> Value {
         Ok::Json(status, schema) => (
             status,
             json!({ "application/json": { "schema": schema(components) } }),
+        ),
+        Ok::JsonOrProtobuf(schema) => (
+            200,
+            json!({
+                "application/json": { "schema": schema(components) },
+                "application/x-protobuf": { "schema": { "type": "string", "format": "binary" } },
+            }),
         ),
         Ok::Text(types) => (
             200,

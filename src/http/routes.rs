@@ -168,7 +168,7 @@ pub fn routes() -> Vec<Route> {
                 summary: "Ingest OpenTelemetry traces (OTLP/HTTP, protobuf or JSON, gzip or not): \
                           GenAI inference spans become messages, other spans debugger events",
                 body: Some(ingest::otlp_body),
-                ok: Answer::Text(&["application/x-protobuf", "application/json"]),
+                ok: Answer::JsonOrProtobuf(ingest::otlp_answer),
                 also: HELD,
                 ..Doc::default()
             }),

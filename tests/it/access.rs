@@ -408,6 +408,19 @@ impl Matrix {
                 "bot_id": "a", "user_id": "matrix-user", "channel": "web",
                 "timestamp": "2026-11-18T09:00:01Z", "action": "matrix"
             }])),
+            ("POST", "/otlp/v1/traces") => Some(json!({"resourceSpans": [{
+                "resource": {"attributes": [{"key": "service.name", "value": {"stringValue": "a"}}]},
+                "scopeSpans": [{"spans": [{
+                    "traceId": format!("{n:032x}"), "spanId": "00f067aa0ba902b7", "name": "step",
+                    "startTimeUnixNano": "1763456401000000000", "endTimeUnixNano": "1763456402000000000",
+                    "attributes": [{"key": "user.id", "value": {"stringValue": "matrix-user"}}]
+                }]}]
+            }]})),
+            ("POST", "/v1/ingest/rasa") => {
+                path = format!("{path}?bot=a");
+                Some(json!({"sender_id": "matrix-user", "event": "user",
+                            "timestamp": 1763456400.0 + n as f64, "text": "matrix"}))
+            }
             ("POST", p) if p.ends_with("/bulk") => {
                 path = format!("{path}?from={ALL_FROM}&to={ALL_TO}");
                 Some(json!({"add_labels": ["bulklabel"], "dry_run": true}))

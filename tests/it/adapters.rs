@@ -391,6 +391,7 @@ fn otlp_json_partial_success_and_bodies_that_dont_decode() {
         (&b"\xff\x00garbage"[..], "application/x-protobuf", &[][..]),
         (&b"{\"resourceSpans\": 7}"[..], "application/json", &[][..]),
         (&b"not json"[..], "application/json", &[][..]),
+        (&b"[]"[..], "application/json", &[][..]),
         (
             &b"plain bytes"[..],
             "application/json",

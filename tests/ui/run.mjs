@@ -551,6 +551,43 @@ await step("debugger: turn debug logging on, then see the bot's trace", async ()
   assert(await page.locator("#trace .lvl-warn").count(), "warn level shown");
 });
 
+// ------------------------------------------------------------------ OpenTelemetry
+await step("debugger: an OpenTelemetry-ingested conversation shows its tool spans", async () => {
+  const trace = "4bf92f3577b34da6a3ce929d0e0e47aa";
+  const ns = (ms) => (BigInt(Math.round(ms)) * 1000000n).toString();
+  const t0 = NOW - 2 * 3600e3;
+  const str = (key, value) => ({ key, value: { stringValue: value } });
+  const request = (spans) => ({ resourceSpans: [{ resource: { attributes: [str("service.name", BOT)] }, scopeSpans: [{ spans }] }] });
+  const chat = { traceId: trace, spanId: "00f067aa0ba902a1", name: "chat gpt-4o",
+    startTimeUnixNano: ns(t0), endTimeUnixNano: ns(t0 + 900),
+    attributes: [str("gen_ai.operation.name", "chat"), str("user.id", "otel-ui-user"), str("gen_ai.conversation.id", "otel-ui-conv"),
+      str("gen_ai.input.messages", JSON.stringify([{ role: "user", parts: [{ type: "text", content: "otelmarker where is my parcel" }] }])),
+      str("gen_ai.output.messages", JSON.stringify([{ role: "assistant", parts: [{ type: "text", content: "It left the depot." }] }]))] };
+  const tool = { traceId: trace, spanId: "00f067aa0ba902a2", parentSpanId: "00f067aa0ba902a1", name: "execute_tool track_parcel",
+    startTimeUnixNano: ns(t0 + 200), endTimeUnixNano: ns(t0 + 450), status: { code: 2, message: "carrier timeout" },
+    attributes: [str("gen_ai.operation.name", "execute_tool"), str("gen_ai.tool.name", "track_parcel"), str("user.id", "otel-ui-user")] };
+  // The conversation first (its messages), debug logging on, then the tool's span.
+  await api("POST", "/otlp/v1/traces", request([chat]));
+  let found = null;
+  for (let i = 0; i < 100 && !found; i++) {
+    const r = await get(`/v1/bots/${BOT}/messages?${RANGE}&q=otelmarker`);
+    found = r.messages[0] || null;
+    if (!found) await new Promise((ok) => setTimeout(ok, 50));
+  }
+  assert(found, "the OTLP message is searchable");
+  const id = found.conversation_id;
+  await api("PUT", `/v1/bots/${BOT}/conversations/${id}/debug`);
+  await api("POST", "/otlp/v1/traces", request([tool]));
+  await page.goto(BASE + `/bots/${BOT}/conversations/${id}?${RANGE}&tab=debug`);
+  await page.waitForSelector("#trace details.tinput");
+  await page.click("text=Expand all");
+  assert(await page.locator("#trace .evaction", { hasText: "execute_tool track_parcel" }).count(), "the tool span in the debugger");
+  assert((await page.locator("#trace details.tinput", { hasText: "otelmarker" }).innerText()).includes("execute_tool track_parcel"),
+    "the tool span under its input");
+  assert(await page.locator("#trace .lvl-error").count(), "its error status shown as level error");
+  await shot("debugger-otel");
+});
+
 // ------------------------------------------------------------------ share link
 
 await step("share: Copy link, open it in a fresh browser context", async () => {

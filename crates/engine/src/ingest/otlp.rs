@@ -39,6 +39,10 @@ pub fn parse(body: &[u8], encoding: Encoding) -> Result<ExportTraceServiceReques
         Encoding::Protobuf => {
             <ExportTraceServiceRequest as prost::Message>::decode(body).map_err(|e| e.to_string())
         }
+        // serde would also take a struct from an array of its fields; OTLP JSON is an object.
+        Encoding::Json if !body.trim_ascii_start().starts_with(b"{") => {
+            Err("OTLP JSON is an object ({\"resourceSpans\": [...]})".into())
+        }
         Encoding::Json => serde_json::from_slice(body).map_err(|e| e.to_string()),
     }
 }
@@ -770,6 +774,13 @@ mod tests {
         ];
         let decoded = decode(&request(vec![span(2, "chat", 1, attributes)]));
         assert_eq!(texts(&decoded), [("user".into(), "hola".into())]);
+    }
+
+    #[test]
+    fn otlp_json_is_an_object() {
+        assert!(parse(b"[]", Encoding::Json).is_err());
+        assert!(parse(b" {}", Encoding::Json).is_ok());
+        assert!(parse(b"\x0a\x00", Encoding::Protobuf).is_ok());
     }
 
     #[test]
