@@ -275,52 +275,14 @@ fn otlp_items(
     caller: &Caller,
 ) -> OtlpItems {
     let mut rejected: BTreeMap<otlp::SpanId, String> = decoded.rejected.into_iter().collect();
-    let mut reject = |span: &otlp::SpanId, errors: Vec<ItemError>| {
-        let reason = errors
-            .iter()
-            .map(|e| format!("`{}` {}", e.field, e.reason))
-            .collect::<Vec<_>>()
-            .join("; ");
-        rejected.entry(span.clone()).or_insert(reason);
-    };
-    let out_of_scope = |bot: &str| {
-        (!caller.scope.includes(bot)).then(|| ItemError {
-            index: None,
-            field: "bot_id".into(),
-            reason: format!("this API key may not write to bot {bot:?}"),
-        })
-    };
-    let mut messages = Vec::new();
-    for (index, (span, item)) in decoded.messages.iter().enumerate() {
-        match validate_message(index, item, limits, keyer) {
-            Ok(message) => match out_of_scope(&message.bot_id) {
-                Some(error) => reject(span, vec![error]),
-                None => messages.push((span, message)),
-            },
-            Err(errors) => reject(span, errors),
-        }
-    }
-    let mut traces = Vec::new();
-    for (index, (span, item)) in decoded.traces.iter().enumerate() {
-        match validate_trace(index, item, limits, keyer) {
-            Ok(trace) => match out_of_scope(&trace.bot_id) {
-                Some(error) => reject(span, vec![error]),
-                None => traces.push((span, trace)),
-            },
-            Err(errors) => reject(span, errors),
-        }
-    }
+    let messages = take_valid(&decoded.messages, &mut rejected, caller, |i, item| {
+        validate_message(i, item, limits, keyer).map(|m| (m.bot_id.clone(), m))
+    });
+    let traces = take_valid(&decoded.traces, &mut rejected, caller, |i, item| {
+        validate_trace(i, item, limits, keyer).map(|t| (t.bot_id.clone(), t))
+    });
     // A span is taken whole or not at all.
-    let messages = messages
-        .into_iter()
-        .filter(|(span, _)| !rejected.contains_key(*span))
-        .map(|(_, message)| message)
-        .collect();
-    let traces = traces
-        .into_iter()
-        .filter(|(span, _)| !rejected.contains_key(*span))
-        .map(|(_, trace)| trace)
-        .collect();
+    let (messages, traces) = (whole(messages, &rejected), whole(traces, &rejected));
     let reason = rejected
         .iter()
         .take(3)
@@ -333,6 +295,44 @@ fn otlp_items(
         rejected,
         reason,
     }
+}
+
+/// The items that pass `validate` and the caller's scope, each with its span;
+/// the spans of the others go to `rejected` with why.
+fn take_valid<T>(
+    items: &[(otlp::SpanId, serde_json::Map<String, Value>)],
+    rejected: &mut BTreeMap<otlp::SpanId, String>,
+    caller: &Caller,
+    validate: impl Fn(usize, &serde_json::Map<String, Value>) -> Result<(String, T), Vec<ItemError>>,
+) -> Vec<(otlp::SpanId, T)> {
+    let mut taken = Vec::new();
+    for (index, (span, item)) in items.iter().enumerate() {
+        let reason = match validate(index, item) {
+            Ok((bot, _)) if !caller.scope.includes(&bot) => {
+                format!("`bot_id` this API key may not write to bot {bot:?}")
+            }
+            Ok((_, value)) => {
+                taken.push((span.clone(), value));
+                continue;
+            }
+            Err(errors) => errors
+                .iter()
+                .map(|e| format!("`{}` {}", e.field, e.reason))
+                .collect::<Vec<_>>()
+                .join("; "),
+        };
+        rejected.entry(span.clone()).or_insert(reason);
+    }
+    taken
+}
+
+/// What `taken` holds of the spans not `rejected`.
+fn whole<T>(taken: Vec<(otlp::SpanId, T)>, rejected: &BTreeMap<otlp::SpanId, String>) -> Vec<T> {
+    taken
+        .into_iter()
+        .filter(|(span, _)| !rejected.contains_key(span))
+        .map(|(_, value)| value)
+        .collect()
 }
 
 /// `?bot=` of `POST /v1/ingest/rasa`.
