@@ -352,6 +352,28 @@ fn otlp_json_partial_success_and_bodies_that_dont_decode() {
         "the intent of the span's user message: {page}"
     );
 
+    // A tool span of that conversation: with its debug logging off (the default
+    // `ingest.otlp.keep_traces = "debug"`), dropped and counted, not stored.
+    let dropped = |server: &AuthServer| {
+        let metrics = server.api.get("/metrics", Some(&admin)).body;
+        crate::common::metric_value(&metrics, "convlog_traces_dropped_total").unwrap()
+    };
+    let before = dropped(&server);
+    let mut tool = otlp_json("4bf92f3577b34da6a3ce929d0e0e4736", Some("u1"), now);
+    let span = &mut tool["resourceSpans"][0]["scopeSpans"][0]["spans"][0];
+    span["spanId"] = json!("00f067aa0ba902c1");
+    span["name"] = json!("execute_tool track");
+    span["attributes"] = json!([{"key": "enduser.id", "value": {"stringValue": "u1"}}]);
+    span["events"] = json!([]);
+    let reply = post(&serde_json::to_vec(&tool).unwrap(), "application/json", &[]);
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    assert_eq!(dropped(&server), before + 1.0);
+    let trace = server.api.get_ok(
+        &format!("/v1/bots/json-bot/conversations/{}/trace", found[0].0),
+        Some(&admin),
+    );
+    assert!(!trace.to_string().contains("execute_tool"), "{trace}");
+
     // Partial success: a span with no end user is rejected with the reason, the other lands.
     let mut two = otlp_json("5bf92f3577b34da6a3ce929d0e0e4736", Some("u2"), now + 100);
     let orphan = otlp_json("6bf92f3577b34da6a3ce929d0e0e4736", None, now + 200);
