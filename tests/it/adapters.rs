@@ -73,14 +73,24 @@ fn sdk_bot(server: &AuthServer, key: &str, args: &[&str], extra_env: &[(&str, &s
     })
 }
 
+/// A server with keys: (server, an admin key, an ingest key for `bot`).
+fn keyed_server(root: &Path, extra: &[&str], bot: &str) -> (AuthServer, String, String) {
+    let server = AuthServer::start(root, extra, "warn");
+    let data = server.data_dir_str();
+    let admin = cli_create_key(&data, "admin", "*", "admin");
+    let ingest = cli_create_key(&data, "ingest", bot, "adapter");
+    (server, admin, ingest)
+}
+
+/// `path` (with a query string) over all time.
+fn all_time(path: &str) -> String {
+    format!("{path}&from={}&to={}", encode(ALL_FROM), encode(ALL_TO))
+}
+
 /// Conversations of `bot` over all time, as (id, channel), oldest first.
 fn conversations(server: &AuthServer, key: &str, bot: &str) -> Vec<(String, String)> {
     let page = server.api.get_ok(
-        &format!(
-            "/v1/bots/{bot}/conversations?from={}&to={}&limit=100",
-            encode(ALL_FROM),
-            encode(ALL_TO)
-        ),
+        &all_time(&format!("/v1/bots/{bot}/conversations?limit=100")),
         Some(key),
     );
     let mut found: Vec<(String, String, String)> = page["conversations"]
@@ -163,11 +173,7 @@ fn pairs(items: &[(&str, &str)]) -> Vec<(String, String)> {
 /// A store-wide count of messages of `bot` (to see that nothing was stored).
 fn message_total(server: &AuthServer, key: &str, bot: &str) -> u64 {
     server.api.get_ok(
-        &format!(
-            "/v1/bots/{bot}/messages?from={}&to={}&limit=1",
-            encode(ALL_FROM),
-            encode(ALL_TO)
-        ),
+        &all_time(&format!("/v1/bots/{bot}/messages?limit=1")),
         Some(key),
     )["total"]
         .as_u64()
@@ -180,14 +186,11 @@ fn an_otel_instrumented_bot_lands_with_its_tool_calls_under_each_input() {
         return;
     }
     let root = tempfile::tempdir().unwrap();
-    let server = AuthServer::start(
+    let (server, admin, ingest) = keyed_server(
         root.path(),
         &["--set", "ingest.otlp.keep_traces=always"],
-        "warn",
+        "shop-bot",
     );
-    let data = server.data_dir_str();
-    let admin = cli_create_key(&data, "admin", "*", "admin");
-    let ingest = cli_create_key(&data, "ingest", "shop-bot", "otel");
 
     // Two turns, exported, then the same spans exported again (a retry).
     let run = sdk_bot(&server, &ingest, &["conv-1", "alice", "--twice"], &[]);
@@ -238,11 +241,7 @@ fn an_otel_instrumented_bot_lands_with_its_tool_calls_under_each_input() {
     );
     // A search finds the words of an OTel message.
     let page = server.api.get_ok(
-        &format!(
-            "/v1/bots/shop-bot/messages?from={}&to={}&q=refunds",
-            encode(ALL_FROM),
-            encode(ALL_TO)
-        ),
+        &all_time("/v1/bots/shop-bot/messages?q=refunds"),
         Some(&admin),
     );
     assert_eq!(page["total"], 2, "{page}");
@@ -299,10 +298,7 @@ fn otlp_json(trace: &str, user: Option<&str>, start_s: u64) -> Value {
 #[test]
 fn otlp_json_partial_success_and_bodies_that_dont_decode() {
     let root = tempfile::tempdir().unwrap();
-    let server = AuthServer::start(root.path(), &[], "warn");
-    let data = server.data_dir_str();
-    let admin = cli_create_key(&data, "admin", "*", "admin");
-    let ingest = cli_create_key(&data, "ingest", "json-bot", "otel");
+    let (server, admin, ingest) = keyed_server(root.path(), &[], "json-bot");
     let now = chrono::Utc::now().timestamp() as u64 - 3600;
     let post = |body: &[u8], content_type: &str, extra: &[(&str, &str)]| {
         let mut headers = vec![("Content-Type", content_type)];
@@ -340,11 +336,7 @@ fn otlp_json_partial_success_and_bodies_that_dont_decode() {
         ])
     );
     let page = server.api.get_ok(
-        &format!(
-            "/v1/bots/json-bot/messages?from={}&to={}&intent=order_status",
-            encode(ALL_FROM),
-            encode(ALL_TO)
-        ),
+        &all_time("/v1/bots/json-bot/messages?intent=order_status"),
         Some(&admin),
     );
     assert_eq!(
@@ -481,14 +473,11 @@ fn rasa_tracker(sender: &str, start: f64) -> Value {
 #[test]
 fn a_rasa_tracker_replays_into_sessions_with_intents_and_actions() {
     let root = tempfile::tempdir().unwrap();
-    let server = AuthServer::start(
+    let (server, admin, ingest) = keyed_server(
         root.path(),
         &["--set", "ingest.capture_all_traces=true"],
-        "warn",
+        "rasa-bot",
     );
-    let data = server.data_dir_str();
-    let admin = cli_create_key(&data, "admin", "*", "admin");
-    let ingest = cli_create_key(&data, "ingest", "rasa-bot", "rasa");
     let start = (chrono::Utc::now().timestamp() - 3 * 86_400) as f64;
     let tracker = serde_json::to_vec(&rasa_tracker("sender-42", start)).unwrap();
     let post = |path: &str, body: &[u8], content_type: &str| {
@@ -540,11 +529,7 @@ fn a_rasa_tracker_replays_into_sessions_with_intents_and_actions() {
     );
     // Intents are facets; the fallback's answer is unidentified.
     let page = server.api.get_ok(
-        &format!(
-            "/v1/bots/rasa-bot/conversations?from={}&to={}&intent=order_status",
-            encode(ALL_FROM),
-            encode(ALL_TO)
-        ),
+        &all_time("/v1/bots/rasa-bot/conversations?intent=order_status"),
         Some(&admin),
     );
     assert_eq!(page["total"], 1, "{page}");
