@@ -98,12 +98,29 @@ struct Args {
     /// the store away.
     #[arg(long)]
     keep: bool,
+    /// The server binary to measure, instead of this build's: another build's,
+    /// to compare two builds on the same data and queries in one session.
+    #[arg(long)]
+    server: Option<PathBuf>,
+    /// Send messages without their `lang` (`en`), as builds before #16 require;
+    /// a build that takes it finds English from `search.default_language`.
+    #[arg(long)]
+    without_lang: bool,
     /// Where to write the JSON results (default: target/bench-results.json).
     #[arg(long)]
     json: Option<PathBuf>,
     /// Passed by `cargo bench`; ignored.
     #[arg(long, hide = true)]
     bench: bool,
+}
+
+impl Args {
+    /// The server binary measured: `--server`, or this build's.
+    fn server_bin(&self) -> &Path {
+        self.server
+            .as_deref()
+            .unwrap_or(Path::new(env!("CARGO_BIN_EXE_convlog")))
+    }
 }
 
 /// Bars of BENCHMARKS.md at 1M and at 10M messages.
@@ -297,6 +314,7 @@ fn run(args: &Args) -> anyhow::Result<()> {
         end,
         span_days: 30,
         bots: vec!["demo".to_string()],
+        without_lang: args.without_lang,
     })?;
     log(format!(
         "{} messages in {} requests ({}, text {}) in {:.1}s; marker words for {}/{} batches",
@@ -500,8 +518,12 @@ fn one_run(
         .prefix("convlog-bench-")
         .tempdir()?;
     let data_dir = tmp.path().join("data");
-    let bin = Path::new(env!("CARGO_BIN_EXE_convlog"));
-    let mut server = Server::start(bin, &data_dir, &tmp.path().join("server.log"), &[])?;
+    let mut server = Server::start(
+        args.server_bin(),
+        &data_dir,
+        &tmp.path().join("server.log"),
+        &[],
+    )?;
     log(format!(
         "server pid {} at {} on {}",
         server.pid,

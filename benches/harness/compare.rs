@@ -384,9 +384,8 @@ pub fn archive(
     duck: Option<&peer_duckdb::Duck>,
     outcome: &mut RunOutcome,
 ) -> anyhow::Result<()> {
-    let bin = Path::new(env!("CARGO_BIN_EXE_convlog"));
     let mut server = Server::start(
-        bin,
+        args.server_bin(),
         data_dir,
         &tmp.join("server-archive.log"),
         &["--set", "retention.period=1d"],

@@ -46,6 +46,8 @@ pub struct Spec {
     pub end: DateTime<Utc>,
     pub span_days: u32,
     pub bots: Vec<String>,
+    /// Leave out each message's `lang` (builds before #16 refuse the field).
+    pub without_lang: bool,
 }
 
 /// Words as the server's tokenizer cuts them: maximal alphanumeric runs, lowercased.
@@ -65,6 +67,7 @@ pub fn tokens(text: &str) -> impl Iterator<Item = Cow<'_, str>> {
 struct Builder {
     limit: usize,
     batch_size: usize,
+    without_lang: bool,
     batches: Vec<Vec<u8>>,
     current: Vec<u8>,
     current_count: usize,
@@ -96,7 +99,16 @@ impl Builder {
         }
         self.current
             .push(if self.current_count == 0 { b'[' } else { b',' });
-        if let Err(err) = serde_json::to_writer(&mut self.current, message) {
+        let written = if self.without_lang {
+            let message = GenMessage {
+                lang: None,
+                ..message.clone()
+            };
+            serde_json::to_writer(&mut self.current, &message)
+        } else {
+            serde_json::to_writer(&mut self.current, message)
+        };
+        if let Err(err) = written {
             self.error = Some(err.into());
             return;
         }
@@ -182,6 +194,7 @@ pub fn build(spec: &Spec) -> anyhow::Result<Dataset> {
     let mut builder = Builder {
         limit: spec.messages,
         batch_size: spec.batch_size,
+        without_lang: spec.without_lang,
         batches: Vec::new(),
         current: Vec::new(),
         current_count: 0,
