@@ -8,6 +8,7 @@ use convlog_engine::archive::{ArchiveError, Archiver};
 use convlog_engine::config::Config;
 use convlog_engine::index::{DocKind, IndexSchema, LiveIndex};
 use convlog_engine::ingest::pseudonym::UserKeyer;
+use convlog_engine::ingest::validate::IngestRules;
 use convlog_engine::jobs::{JobRecord, Jobs};
 use convlog_engine::query::SearchService;
 use convlog_engine::review::ReviewService;
@@ -28,7 +29,8 @@ pub struct Inner {
     /// HTTP handlers and the CLI go through the engine's services and the
     /// methods below, never the store itself; benches read it to measure.
     pub store: Store,
-    pub keyer: UserKeyer,
+    /// Limits, pseudonyms and redaction: what every ingest path applies.
+    pub rules: Arc<IngestRules>,
     pub search: SearchService,
     pub review: ReviewService,
     pub audit: convlog_engine::audit::AuditLog,
@@ -139,6 +141,11 @@ impl App {
         let dir = config.server.data_dir.clone();
         let keyer = UserKeyer::load_or_create(&dir.join("user-key.secret"))
             .context("loading the user-key secret")?;
+        let rules = Arc::new(IngestRules {
+            limits: config.ingest.clone(),
+            keyer,
+            redaction: config.privacy.clone(),
+        });
         let store = Store::open(&dir.join("convlog.db")).context("opening the store")?;
         let schema = IndexSchema::load().context("loading index-schema")?;
         let index = Arc::new(
@@ -189,7 +196,7 @@ impl App {
             inner: Arc::new(Inner {
                 config,
                 store,
-                keyer,
+                rules,
                 search,
                 review,
                 audit,
@@ -310,6 +317,7 @@ impl App {
             ],
             index_commits: state.commits(),
             ready: state.ready().is_ok(),
+            redactions: self.rules.redaction.counts(),
         })
     }
 
@@ -374,6 +382,79 @@ impl App {
             .await
     }
 
+    /// Records the erasure of end user `user_id` (the raw id as ingested; only
+    /// its keyed hash goes further) of `bot_id` with its audit entry, and
+    /// starts it as a job; its result is the [`ErasureSummary`](convlog_engine::archive::ErasureSummary).
+    pub async fn start_erasure(
+        &self,
+        bot_id: String,
+        user_id: &str,
+        key_id: Option<String>,
+        request_id: String,
+    ) -> Result<JobRecord, StoreError> {
+        let id = self
+            .plan_erasure(bot_id, user_id, key_id, request_id)
+            .await?;
+        let archiver = self.archiver.clone();
+        self.jobs
+            .start_another("erase", move |progress| {
+                let summary = archiver
+                    .erase(id, &progress)
+                    .map_err(|err: ArchiveError| err.to_string())?;
+                tracing::info!(?summary, "erasure finished");
+                Ok(serde_json::to_value(summary).ok())
+            })
+            .await
+    }
+
+    /// Carries on, as a job, the erasures a crash left unfinished.
+    pub async fn resume_erasures(&self) -> Result<(), StoreError> {
+        let unfinished = self
+            .store
+            .read_async(convlog_engine::store::erasure::unfinished_erasures)
+            .await?;
+        if unfinished.is_empty() {
+            return Ok(());
+        }
+        tracing::info!(count = unfinished.len(), "resuming unfinished erasures");
+        let archiver = self.archiver.clone();
+        self.jobs
+            .start_another("erase", move |_| {
+                let resumed = archiver
+                    .resume_erasures()
+                    .map_err(|err: ArchiveError| err.to_string())?;
+                Ok(Some(serde_json::json!({ "resumed": resumed })))
+            })
+            .await?;
+        Ok(())
+    }
+
+    /// Records an erasure and its audit entry (action `erase`, target `user
+    /// <user key>`: never the raw id); its id.
+    pub async fn plan_erasure(
+        &self,
+        bot_id: String,
+        user_id: &str,
+        key_id: Option<String>,
+        request_id: String,
+    ) -> Result<u64, StoreError> {
+        let user_key = self.rules.keyer.key(&bot_id, user_id).0;
+        let audit = convlog_engine::store::keys::NewAuditEntry {
+            at: self.clock.now(),
+            key_id,
+            action: "erase".into(),
+            target: format!("user {user_key}"),
+            bot_id: Some(bot_id.clone()),
+            request_id,
+            status: 202,
+        };
+        let archiver = self.archiver.clone();
+        tokio::task::spawn_blocking(move || archiver.plan_erasure(&bot_id, &user_key, audit))
+            .await
+            .map_err(|err| StoreError::Unavailable(err.to_string()))?
+            .map_err(|err| StoreError::Unavailable(err.to_string()))
+    }
+
     /// Stops jobs and the tagger, finishes pending writes, then indexes and commits what is left.
     pub fn shutdown(&self) {
         self.jobs.cancel_all();
@@ -413,6 +494,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         );
         app.start_full_tagging().await?;
     }
+    app.resume_erasures().await?;
     if let Some(every) = app.config.retention.schedule {
         tokio::spawn(archive_schedule(app.clone(), every));
     }

@@ -126,6 +126,8 @@ pub struct Gauges {
     pub index_documents: [(u64, u64); 2],
     pub index_commits: u64,
     pub ready: bool,
+    /// Matches replaced at ingest, per detector configured anywhere.
+    pub redactions: Vec<(String, u64)>,
 }
 
 fn counter(out: &mut String, name: &str, help: &str, value: u64) {
@@ -316,6 +318,16 @@ impl Metrics {
                 "convlog_auth_refusals_total{{reason=\"{}\"}} {}",
                 reason.as_str(),
                 load(&self.refusals[reason as usize])
+            );
+        }
+        let _ = writeln!(
+            out,
+            "# HELP convlog_redactions_total Matches replaced in ingested text, by detector (privacy.redact, privacy.patterns).\n# TYPE convlog_redactions_total counter"
+        );
+        for (detector, count) in &gauges.redactions {
+            let _ = writeln!(
+                out,
+                "convlog_redactions_total{{detector=\"{detector}\"}} {count}"
             );
         }
         out

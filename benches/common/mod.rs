@@ -14,7 +14,7 @@ pub fn load(app: &App, generator: &GenConfig, messages: usize) -> anyhow::Result
     let mut flush = |batch: &mut Vec<String>| -> anyhow::Result<()> {
         let items = std::mem::take(batch);
         let items: Vec<&str> = items.iter().map(String::as_str).collect();
-        let valid = validate_messages(&items, &app.config.ingest, &app.keyer)
+        let valid = validate_messages(&items, &app.rules)
             .map_err(|err| anyhow::anyhow!("generated data is invalid: {err:?}"))?;
         loaded += app.ingest_blocking(valid)?.accepted as u64;
         Ok(())

@@ -6,7 +6,7 @@ use super::client::{Missing, Target, resolve};
 use super::output::{
     Column, Measure, count, outcome, print_json, progress_bar, table, with_progress,
 };
-use super::{ArchiveArgs, ClientArgs, RestoreArgs};
+use super::{ArchiveArgs, ClientArgs, EraseArgs, RestoreArgs};
 use crate::app::{self, App};
 use anyhow::bail;
 use serde_json::{Value, json};
@@ -397,6 +397,56 @@ fn job_outcome(job: &Value) -> String {
         Some("tagging") => format!("tagged {}", count(number("conversations"), "conversation")),
         _ => result.to_string(),
     }
+}
+
+/// `convlog erase --bot B --user U`.
+pub fn erase(args: EraseArgs) -> anyhow::Result<()> {
+    if !convlog_core::is_identifier(&args.bot_id) {
+        bail!("--bot must match [A-Za-z0-9._-]{{1,64}}");
+    }
+    if args.user_id.trim().is_empty() || args.user_id.chars().count() > 256 {
+        bail!("--user must be a non-blank id of at most 256 characters");
+    }
+    let bar = progress_bar("erasing", Measure::Items);
+    let (summary, job) = match resolve(&args.client, Missing::Refuse, NEEDS_ADMIN)? {
+        Target::Server(server) => {
+            let body = json!({"bot_id": args.bot_id, "user_id": args.user_id});
+            let job = server.post("/v1/admin/erase", Some(&body))?;
+            let job = server.follow(job, &bar)?;
+            (job["result"].clone(), Some(job))
+        }
+        Target::Direct(config) => {
+            let app = App::open(*config)?;
+            let id = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?
+                .block_on(app.plan_erasure(
+                    args.bot_id.clone(),
+                    &args.user_id,
+                    None,
+                    "cli".to_string(),
+                ))?;
+            let archiver = app.archiver.clone();
+            let (summary, _) = with_progress(&bar, move |progress| archiver.erase(id, &progress))?;
+            app.shutdown();
+            (serde_json::to_value(summary?)?, None)
+        }
+    };
+    bar.finish_and_clear();
+    let number = |field: &str| summary[field].as_u64().unwrap_or(0);
+    let sentence = format!(
+        "erased {} ({}) of the user from bot {:?}; {} rewritten without their {}",
+        count(number("conversations"), "conversation"),
+        count(number("messages"), "message"),
+        args.bot_id,
+        count(number("archive_objects"), "archive object"),
+        count(number("archive_rows"), "row"),
+    );
+    outcome(
+        args.client.json,
+        &with_job(summary.clone(), job.as_ref()),
+        &sentence,
+    )
 }
 
 #[cfg(test)]

@@ -556,7 +556,7 @@ impl Sink for DirectSink<'_> {
             certain: true,
         };
         let items: Vec<&str> = batch.items.iter().map(|item| item.json.get()).collect();
-        let messages = match validate_messages(&items, &self.app.config.ingest, &self.app.keyer) {
+        let messages = match validate_messages(&items, &self.app.rules) {
             Ok(messages) => messages,
             Err(ValidationError::Invalid(details)) => {
                 let problems =

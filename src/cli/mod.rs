@@ -1,7 +1,7 @@
 //! The command line: raw arguments (clap) resolved into actions.
 //!
-//! Client commands (`ingest`, `jobs`, `archive`, `restore`, `reindex`,
-//! `retag`) reach convlog one of two ways, chosen in [`client::resolve`]: over
+//! Client commands (`ingest`, `jobs`, `archive`, `restore`, `erase`,
+//! `reindex`, `retag`) reach convlog one of two ways, chosen in [`client::resolve`]: over
 //! HTTP through a running server (with an API key when the server has keys),
 //! or directly on a data directory no server holds. `keys` and `audit` always
 //! work on the store itself, beside a running server. docs/cli.md is the
@@ -61,6 +61,11 @@ pub enum Command {
     /// `retention.restore_hold`. Fails when nothing of the bot is archived in
     /// that range.
     Restore(RestoreArgs),
+    /// Erase one end user of one bot: every message, conversation, label,
+    /// flag, share link, trace and tag, from the store, the index and the
+    /// archive (whose objects holding their rows are rewritten). Erasing again
+    /// changes nothing. Through a server this is `POST /v1/admin/erase`.
+    Erase(EraseArgs),
     /// Re-run the tagging rules over every hot conversation.
     ///
     /// The tagging job tags new and changed conversations by itself; run this
@@ -170,6 +175,19 @@ pub struct RestoreArgs {
     pub client: ClientArgs,
 }
 
+/// `convlog erase`.
+#[derive(Debug, Args)]
+pub struct EraseArgs {
+    /// The bot the user talked to.
+    #[arg(long = "bot")]
+    pub bot_id: String,
+    /// The end user's id as ingested (hashed here; never stored or logged).
+    #[arg(long = "user")]
+    pub user_id: String,
+    #[command(flatten)]
+    pub client: ClientArgs,
+}
+
 /// Where settings come from.
 #[derive(Debug, Args, Clone, Default)]
 pub struct ConfigArgs {
@@ -248,6 +266,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Reindex(args) => admin::reindex(args),
         Command::Archive(args) => admin::archive(args),
         Command::Restore(args) => admin::restore(args),
+        Command::Erase(args) => admin::erase(args),
         Command::Retag(args) => admin::retag(args),
         Command::Jobs(args) => admin::jobs(args),
         Command::Keys(command) => keys::keys(command),

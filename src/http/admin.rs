@@ -1,6 +1,7 @@
 //! Admin endpoints: jobs and the runs that create them.
 
 use super::error::AppError;
+use super::guard::Caller;
 use super::openapi::{
     self, Components, array, closed, count, nullable, object, of_type, query_parameter, string,
     timestamp,
@@ -8,7 +9,7 @@ use super::openapi::{
 use crate::app::App;
 use axum::Json;
 use axum::body::Bytes;
-use axum::extract::{Path, RawQuery, State};
+use axum::extract::{Extension, Path, RawQuery, State};
 use axum::http::StatusCode;
 use convlog_core::parse_time;
 use convlog_engine::audit::AuditFilter;
@@ -107,6 +108,63 @@ pub async fn restore(
         return Err(invalid("to", "must be after `from`"));
     }
     let job = app.start_restore(body.bot_id, from, to).await?;
+    Ok((StatusCode::ACCEPTED, Json(job_json(&job))))
+}
+
+/// `POST /v1/admin/erase {"bot_id", "user_id"}`: remove every trace of one end
+/// user of one bot — hot store, index and archive — as a job. `user_id` is
+/// the raw id as ingested: it is hashed here and goes no further.
+pub async fn erase(
+    State(app): State<App>,
+    Extension(caller): Extension<Caller>,
+    body: Bytes,
+) -> Result<(StatusCode, Json<Value>), AppError> {
+    let body: Value = serde_json::from_slice(&body).map_err(|err| {
+        invalid(
+            "body",
+            format!("expected {{\"bot_id\", \"user_id\"}}: {err}"),
+        )
+    })?;
+    let Some(fields) = body.as_object() else {
+        return Err(invalid(
+            "body",
+            "expected an object {\"bot_id\", \"user_id\"}",
+        ));
+    };
+    if let Some(unknown) = fields
+        .keys()
+        .find(|k| !["bot_id", "user_id"].contains(&k.as_str()))
+    {
+        return Err(invalid(
+            unknown,
+            "is not a field of an erasure (bot_id, user_id)",
+        ));
+    }
+    let bot_id = match fields.get("bot_id") {
+        None => return Err(invalid("bot_id", "is required: the bot the user talked to")),
+        Some(Value::String(bot)) if convlog_core::is_identifier(bot) => bot.clone(),
+        Some(_) => return Err(invalid("bot_id", "must match [A-Za-z0-9._-]{1,64}")),
+    };
+    let user_id = match fields.get("user_id") {
+        None => {
+            return Err(invalid(
+                "user_id",
+                "is required: the end user's id as ingested",
+            ));
+        }
+        Some(Value::String(user)) if !user.trim().is_empty() && user.chars().count() <= 256 => {
+            user.clone()
+        }
+        Some(_) => {
+            return Err(invalid(
+                "user_id",
+                "must be a non-blank string of at most 256 characters",
+            ));
+        }
+    };
+    let job = app
+        .start_erasure(bot_id, &user_id, caller.key_id, caller.request_id)
+        .await?;
     Ok((StatusCode::ACCEPTED, Json(job_json(&job))))
 }
 
@@ -311,6 +369,24 @@ pub fn partitions_schema(_: &mut Components) -> Value {
 }
 
 /// The body of `POST /v1/admin/restore`.
+/// The body of `POST /v1/admin/erase`.
+pub fn erase_body(_: &mut Components) -> Value {
+    closed(object(
+        &[
+            (
+                "bot_id",
+                json!({ "type": "string", "pattern": "^[A-Za-z0-9._-]{1,64}$" }),
+            ),
+            (
+                "user_id",
+                json!({ "type": "string", "minLength": 1, "maxLength": 256, "pattern": "\\S",
+                        "description": "The end user's id as ingested; hashed, never stored." }),
+            ),
+        ],
+        &["bot_id", "user_id"],
+    ))
+}
+
 pub fn restore_body(_: &mut Components) -> Value {
     closed(object(
         &[

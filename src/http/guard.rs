@@ -23,6 +23,8 @@ use std::sync::atomic::Ordering;
 pub struct Caller {
     pub key_id: Option<String>,
     pub scope: Scope,
+    /// The request's id (`x-request-id`), which the audit log records.
+    pub request_id: String,
 }
 
 fn request_id(request: &Request) -> String {
@@ -119,7 +121,11 @@ pub async fn guard(
     next: Next,
 ) -> Response {
     let request_id = request_id(&request);
+    let otlp = super::ingest::otlp_errors(&request);
     let mut response = guarded(&app, params, request, next, &request_id).await;
+    if let Some(encoding) = otlp {
+        response = super::ingest::otlp_error(response, encoding).await;
+    }
     if let Ok(value) = HeaderValue::from_str(&request_id) {
         response.headers_mut().insert("x-request-id", value);
     }
@@ -198,7 +204,10 @@ async fn guarded(
     };
     let key_id = caller.key_id.clone();
     let mut request = request;
-    request.extensions_mut().insert(caller);
+    request.extensions_mut().insert(Caller {
+        request_id: request_id.to_string(),
+        ..caller
+    });
     let response = next.run(request).await;
     if let Some(matched) = &matched
         && audited(&method, spec.policy)
@@ -288,6 +297,7 @@ async fn authorize(
     let open_caller = Caller {
         key_id: None,
         scope: Scope::All,
+        request_id: String::new(),
     };
     let key_id = presented.and_then(parse_key).map(|(id, _)| id.to_string());
     let (any_key, record) = app
@@ -344,6 +354,7 @@ async fn authorize(
     Ok(Caller {
         key_id: Some(record.id),
         scope: record.scope,
+        request_id: String::new(),
     })
 }
 

@@ -15,14 +15,13 @@ use axum::extract::{Extension, RawQuery, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use convlog_core::{NewMessage, NewTrace};
-use convlog_engine::config::{IngestConfig, KeepTraces};
-use convlog_engine::ingest::pseudonym::UserKeyer;
+use convlog_engine::config::KeepTraces;
 use convlog_engine::ingest::validate::{
-    BodyFormat, ItemError, ValidationError, parse_items, validate_built, validate_message,
-    validate_messages, validate_trace, validate_traces,
+    BodyFormat, IngestRules, ItemError, ValidationError, parse_items, validate_built,
+    validate_message, validate_messages, validate_trace, validate_traces,
 };
 use convlog_engine::ingest::{otlp, rasa};
-use convlog_engine::store::IngestOutcome;
+use convlog_engine::store::{IngestOutcome, read};
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
 use std::sync::atomic::Ordering;
@@ -52,7 +51,7 @@ fn format(headers: &HeaderMap) -> BodyFormat {
 }
 
 /// A validation of raw JSON items: messages or trace events.
-type Validate<T> = fn(&[&str], &IngestConfig, &UserKeyer) -> Result<Vec<T>, ValidationError>;
+type Validate<T> = fn(&[&str], &IngestRules) -> Result<Vec<T>, ValidationError>;
 
 /// Splits, parses and validates a body off the async workers (a full body
 /// takes milliseconds): `validate` gets the items' raw JSON texts.
@@ -62,10 +61,10 @@ async fn validate_body<T: Send + 'static>(
     format: BodyFormat,
     validate: Validate<T>,
 ) -> Result<Vec<T>, AppError> {
-    let (limits, keyer) = (app.config.ingest.clone(), app.keyer.clone());
+    let rules = app.rules.clone();
     tokio::task::spawn_blocking(move || {
-        let items = parse_items(&body, format, &limits)?;
-        validate(&items, &limits, &keyer)
+        let items = parse_items(&body, format, &rules.limits)?;
+        validate(&items, &rules)
     })
     .await
     .map_err(|err| AppError::InvalidParameter {
@@ -222,14 +221,14 @@ pub async fn otlp_traces(
         .and_then(otlp::Encoding::of)
         .unwrap_or(otlp::Encoding::Json);
     let body = inflate(&app, &headers, body_or_413(&app, body)?)?;
-    let (limits, keyer) = (app.config.ingest.clone(), app.keyer.clone());
+    let rules = app.rules.clone();
     let decoded = tokio::task::spawn_blocking(move || -> Result<_, AppError> {
         let request =
             otlp::parse(&body, encoding).map_err(|reason| AppError::InvalidParameter {
                 name: "body".into(),
                 reason: format!("is not an OTLP ExportTraceServiceRequest: {reason}"),
             })?;
-        Ok(otlp_items(otlp::decode(&request), &limits, &keyer, &caller))
+        Ok(otlp_items(otlp::decode(&request), &rules, &caller))
     })
     .await
     .map_err(|err| AppError::InvalidParameter {
@@ -250,12 +249,56 @@ pub async fn otlp_traces(
     let keep_all = app.config.ingest.otlp_keep_traces == KeepTraces::Always;
     store_traces(&app, decoded.traces, keep_all).await?;
     app.metrics.ingest_batch.observe(started.elapsed());
-    let content_type = match encoding {
-        otlp::Encoding::Protobuf => "application/x-protobuf",
-        otlp::Encoding::Json => "application/json",
-    };
     let answer = otlp::answer(encoding, decoded.rejected.len(), &decoded.reason);
-    Ok(([(header::CONTENT_TYPE, content_type)], answer).into_response())
+    Ok(([(header::CONTENT_TYPE, encoding.media_type())], answer).into_response())
+}
+
+/// How errors of `request` are to be encoded when its route takes OTLP
+/// (OTLP/HTTP answers every failure with a `google.rpc.Status`): JSON for a
+/// JSON request, protobuf for any other. `None` for other routes.
+pub fn otlp_errors(request: &axum::extract::Request) -> Option<otlp::Encoding> {
+    let path = request.extensions().get::<axum::extract::MatchedPath>()?;
+    let spec = super::routes::spec(request.method(), path.as_str())?;
+    (spec.accepts == super::routes::Accepts::ProtobufOrJson).then(|| {
+        request
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|value| value.to_str().ok())
+            .and_then(otlp::Encoding::of)
+            .unwrap_or(otlp::Encoding::Protobuf)
+    })
+}
+
+/// An error answer of an OTLP route re-encoded as a `google.rpc.Status`
+/// carrying the error's message (its status and headers, such as
+/// `Retry-After`, kept); any other answer as it is.
+pub async fn otlp_error(response: Response, encoding: otlp::Encoding) -> Response {
+    let status = response.status();
+    if !(status.is_client_error() || status.is_server_error()) {
+        return response;
+    }
+    let (mut parts, body) = response.into_parts();
+    let bytes = axum::body::to_bytes(body, 1 << 20)
+        .await
+        .unwrap_or_default();
+    let message = serde_json::from_slice::<Value>(&bytes)
+        .ok()
+        .and_then(|error| {
+            let error = &error["error"];
+            Some(format!(
+                "{}: {}",
+                error["code"].as_str()?,
+                error["message"].as_str()?
+            ))
+        })
+        .unwrap_or_else(|| String::from_utf8_lossy(&bytes).into_owned());
+    parts.headers.insert(
+        header::CONTENT_TYPE,
+        header::HeaderValue::from_static(encoding.media_type()),
+    );
+    parts.headers.remove(header::CONTENT_LENGTH);
+    let body = otlp::error_body(encoding, status.as_u16(), &message);
+    Response::from_parts(parts, axum::body::Body::from(body))
 }
 
 /// What an export request stores: the messages and events of the spans that
@@ -268,18 +311,13 @@ struct OtlpItems {
     reason: String,
 }
 
-fn otlp_items(
-    decoded: otlp::Decoded,
-    limits: &IngestConfig,
-    keyer: &UserKeyer,
-    caller: &Caller,
-) -> OtlpItems {
+fn otlp_items(decoded: otlp::Decoded, rules: &IngestRules, caller: &Caller) -> OtlpItems {
     let mut rejected: BTreeMap<otlp::SpanId, String> = decoded.rejected.into_iter().collect();
     let messages = take_valid(&decoded.messages, &mut rejected, caller, |i, item| {
-        validate_message(i, item, limits, keyer).map(|m| (m.bot_id.clone(), m))
+        validate_message(i, item, rules).map(|m| (m.bot_id.clone(), m))
     });
     let traces = take_valid(&decoded.traces, &mut rejected, caller, |i, item| {
-        validate_trace(i, item, limits, keyer).map(|t| (t.bot_id.clone(), t))
+        validate_trace(i, item, rules).map(|t| (t.bot_id.clone(), t))
     });
     // A span is taken whole or not at all.
     let (messages, traces) = (whole(messages, &rejected), whole(traces, &rejected));
@@ -377,50 +415,84 @@ pub async fn rasa(
     };
     check_scope(&caller, std::iter::once(bot.as_str()))?;
     let body = inflate(&app, &headers, body_or_413(&app, body)?)?;
-    let (limits, keyer) = (app.config.ingest.clone(), app.keyer.clone());
-    let decoded = tokio::task::spawn_blocking(move || -> Result<_, ValidationError> {
-        let events = rasa::events(&body).map_err(ValidationError::Malformed)?;
-        let decoded = rasa::decode(&bot, &events).map_err(|errors| {
-            ValidationError::Invalid(
-                errors
-                    .into_iter()
-                    .map(|e| ItemError {
-                        index: Some(e.index),
-                        field: e.field.into(),
-                        reason: e.reason,
-                    })
-                    .collect(),
-            )
-        })?;
-        let messages = validate_built(&decoded.messages, &limits, |index, item| {
-            validate_message(index, item, &limits, &keyer)
-        })?;
-        let traces = validate_built(&decoded.traces, &limits, |index, item| {
-            validate_trace(index, item, &limits, &keyer)
-        })?;
-        Ok((messages, traces, decoded.skipped))
-    })
-    .await
-    .map_err(|err| AppError::InvalidParameter {
-        name: "body".into(),
-        reason: err.to_string(),
-    })?;
-    let (messages, traces, skipped) = match decoded {
-        Ok(decoded) => decoded,
+    let rules = app.rules.clone();
+    let bot_id = bot.clone();
+    // Decoded beside the store: a sender's events continue what earlier
+    // requests stored of it (its session, channel and last input).
+    let decoded = app
+        .store
+        .read_async(move |conn| {
+            let events = match rasa::events(&body) {
+                Ok(events) => events,
+                Err(reason) => return Ok(Err(ValidationError::Malformed(reason))),
+            };
+            let senders = read::StoredSenders::new(conn, &bot, &rules.keyer);
+            let decoded = rasa::decode(&bot, &events, &senders);
+            senders.finish()?;
+            Ok(validated_rasa(decoded, &rules))
+        })
+        .await?;
+    let items = match decoded {
+        Ok(items) => items,
         Err(err) => {
             app.metrics.rejected_batches.fetch_add(1, Ordering::Relaxed);
             return Err(err.into());
         }
     };
-    let outcome = store_messages(&app, messages).await?;
-    let (stored, dropped) = store_traces(&app, traces, false).await?;
+    if !items.sessions.is_empty() {
+        let sessions = items.sessions;
+        app.store
+            .write(move |ctx| ctx.record_session_starts(&bot_id, &sessions))
+            .await?;
+    }
+    let outcome = store_messages(&app, items.messages).await?;
+    let (stored, dropped) = store_traces(&app, items.traces, false).await?;
     app.metrics.ingest_batch.observe(started.elapsed());
     Ok(Json(json!({
         "accepted": outcome.accepted,
         "duplicates": outcome.duplicates,
         "traces": {"accepted": stored, "dropped": dropped},
-        "skipped": skipped,
+        "skipped": items.skipped,
     })))
+}
+
+/// What a body of Rasa events stores, validated like the items of
+/// `POST /v1/messages` and `POST /v1/traces`.
+struct RasaItems {
+    messages: Vec<NewMessage>,
+    traces: Vec<NewTrace>,
+    /// The sessions `session_started` opened.
+    sessions: Vec<rasa::SessionStart>,
+    /// Events that are neither (counted in the answer).
+    skipped: usize,
+}
+
+fn validated_rasa(
+    decoded: Result<rasa::Decoded, Vec<rasa::EventError>>,
+    rules: &IngestRules,
+) -> Result<RasaItems, ValidationError> {
+    let decoded = decoded.map_err(|errors| {
+        ValidationError::Invalid(
+            errors
+                .into_iter()
+                .map(|e| ItemError {
+                    index: Some(e.index),
+                    field: e.field.into(),
+                    reason: e.reason,
+                })
+                .collect(),
+        )
+    })?;
+    Ok(RasaItems {
+        messages: validate_built(&decoded.messages, &rules.limits, |index, item| {
+            validate_message(index, item, rules)
+        })?,
+        traces: validate_built(&decoded.traces, &rules.limits, |index, item| {
+            validate_trace(index, item, rules)
+        })?,
+        sessions: decoded.sessions,
+        skipped: decoded.skipped,
+    })
 }
 
 /// A string that is not blank, of at most `max` characters.

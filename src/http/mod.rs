@@ -62,7 +62,7 @@ async fn deadline_and_log(State(app): State<App>, request: Request, next: Next) 
         AppError::PayloadTooLarge { limit: max_body }.into_response()
     } else {
         match tokio::time::timeout(app.config.server.request_timeout, next.run(request)).await {
-            Ok(response) if !is_json(&response) => contract_error(response, &method, max_body),
+            Ok(response) if !is_encoded(&response) => contract_error(response, &method, max_body),
             Ok(response) => response,
             Err(_) => AppError::Timeout.into_response(),
         }
@@ -105,11 +105,15 @@ fn contract_error(response: Response, method: &axum::http::Method, max_body: usi
     }
 }
 
-fn is_json(response: &Response) -> bool {
+/// Whether `response` has a body of its own: JSON, or an OTLP route's protobuf.
+fn is_encoded(response: &Response) -> bool {
     response
         .headers()
         .get(header::CONTENT_TYPE)
-        .is_some_and(|value| value.as_bytes().starts_with(b"application/json"))
+        .is_some_and(|value| {
+            let value = value.as_bytes();
+            value.starts_with(b"application/json") || value.starts_with(b"application/x-protobuf")
+        })
 }
 
 /// Paths are logged without share tokens.

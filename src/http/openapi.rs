@@ -152,7 +152,21 @@ pub fn any_object(_: &mut Components) -> Value {
     json!({ "type": "object" })
 }
 
-/// The error object every refusal answers with (`http/error.rs`).
+/// `google.rpc.Status` as OTLP/HTTP answers errors in JSON.
+fn otlp_status(components: &mut Components) -> Value {
+    components.named("OtlpStatus", |_| {
+        object(
+            &[
+                ("code", json!({ "type": "integer" })),
+                ("message", string()),
+            ],
+            &["code", "message"],
+        )
+    })
+}
+
+/// The error object every refusal answers with (`http/error.rs`), on every
+/// route but OTLP's ([`otlp_status`]).
 fn error(components: &mut Components) -> Value {
     components.named("Error", |_| {
         let item = object(
@@ -495,11 +509,18 @@ fn operation(route: &Route, components: &mut Components) -> Value {
                     "content": { "application/json": { "schema": schema(components) } } }),
         );
     }
-    let error = error(components);
+    // OTLP routes answer errors with a google.rpc.Status in the request's encoding.
+    let content = match route.accepts {
+        Accepts::ProtobufOrJson => json!({
+            "application/json": { "schema": otlp_status(components) },
+            "application/x-protobuf": { "schema": { "type": "string", "format": "binary" } },
+        }),
+        _ => json!({ "application/json": { "schema": error(components) } }),
+    };
     for status in error_statuses(route) {
         let mut response = json!({
             "description": reason(status),
-            "content": { "application/json": { "schema": error } },
+            "content": content,
         });
         if status == 414 {
             // Answered by the HTTP layer before any handler: no body.

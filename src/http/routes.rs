@@ -419,6 +419,12 @@ pub fn routes() -> Vec<Route> {
             also: &[409],
             ..Doc::default()
         }),
+        route(M::POST, "/v1/admin/erase", Admin, admin::erase).doc(Doc {
+            summary: "Erase one end user of one bot: hot store, index and archive (a job)",
+            body: Some(admin::erase_body),
+            ok: job,
+            ..Doc::default()
+        }),
         route(M::GET, "/v1/admin/jobs", Admin, admin::jobs).doc(Doc {
             summary: "Recent jobs, newest first",
             ok: json(admin::jobs_schema),

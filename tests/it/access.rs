@@ -20,7 +20,10 @@ const PATIENCE: Duration = Duration::from_secs(90);
 #[derive(Debug, Clone)]
 pub struct Resp {
     pub status: u16,
+    /// The body as text (invalid UTF-8 replaced).
     pub body: String,
+    /// The body as sent (protobuf answers are not text).
+    pub bytes: Vec<u8>,
     pub headers: Vec<(String, String)>,
 }
 
@@ -30,10 +33,19 @@ impl Resp {
         serde_json::from_str(&self.body).unwrap_or(Value::Null)
     }
 
-    /// The error code of an error body.
+    /// The error code of an error body (an OTLP route's `google.rpc.Status`
+    /// in JSON says it first in its message: `"<code>: <message>"`).
     pub fn code(&self) -> String {
-        self.json()["error"]["code"]
+        let json = self.json();
+        let otlp = || {
+            json["message"]
+                .as_str()?
+                .split_once(':')
+                .map(|(code, _)| code)
+        };
+        json["error"]["code"]
             .as_str()
+            .or_else(otlp)
             .unwrap_or("")
             .to_string()
     }
@@ -91,15 +103,16 @@ impl Api {
             .iter()
             .map(|(n, v)| (n.to_string(), v.to_str().unwrap_or("").to_string()))
             .collect();
-        let body = response
+        let bytes = response
             .body_mut()
             .with_config()
             .limit(64 << 20)
-            .read_to_string()
+            .read_to_vec()
             .unwrap_or_default();
         Resp {
             status,
-            body,
+            body: String::from_utf8_lossy(&bytes).into_owned(),
+            bytes,
             headers,
         }
     }
@@ -431,6 +444,9 @@ impl Matrix {
             ("POST", "/v1/admin/restore") => Some(
                 json!({"bot_id": "a", "from": "2020-01-01T00:00:00Z", "to": "2020-01-02T00:00:00Z"}),
             ),
+            ("POST", "/v1/admin/erase") => {
+                Some(json!({"bot_id": "a", "user_id": "nobody-of-the-matrix"}))
+            }
             ("POST", p) if p.ends_with("/share") => Some(json!({"ttl": "1d"})),
             ("PUT", p) if p.ends_with("/flag") => Some(json!({"note": "matrix"})),
             _ => None,
@@ -590,10 +606,13 @@ fn every_route_every_role_every_bot_matches_the_policy_table() {
         .expect("entries")
         .clone();
     let mut audit_problems = Vec::new();
-    let by_request: BTreeMap<String, &Value> = entries
-        .iter()
-        .map(|e| (e["request_id"].as_str().unwrap_or("").to_string(), e))
-        .collect();
+    // A request's own entry is its newest: an erasure's entry saying which
+    // user (same request id) is written before it, by the handler.
+    let mut by_request: BTreeMap<String, &Value> = BTreeMap::new();
+    for entry in &entries {
+        let request_id = entry["request_id"].as_str().unwrap_or("").to_string();
+        by_request.entry(request_id).or_insert(entry);
+    }
     for (request_id, (action, key, bot)) in &audited {
         match by_request.get(request_id) {
             None => audit_problems.push(format!("{request_id} ({action}) is not in the audit")),

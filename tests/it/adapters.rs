@@ -6,15 +6,18 @@
 //!    messages in order, the tool calls sit in the debugger under their input, a
 //!    retried export adds nothing, a gzip export lands too.
 //! 2. Hand-built OTLP JSON (the older GenAI conventions), partial success for
-//!    spans that can't be taken, and bodies that don't decode: 400, nothing stored.
-//! 3. A Rasa tracker with two sessions, intents, actions and slots.
+//!    spans that can't be taken, and bodies that don't decode: 400, nothing
+//!    stored; every error a `google.rpc.Status` in the request's encoding.
+//! 3. A Rasa tracker with two sessions, intents, actions and slots, replayed
+//!    whole and sent one event per request as an event broker does.
 //!
 //! The SDK comes from PyPI (`opentelemetry-sdk`, `opentelemetry-exporter-otlp-proto-http`,
 //! installed by `.ci/run`); without it (1) is skipped, unless
 //! `CONVLOG_REQUIRE_OTEL_SDK=1` makes its absence a failure.
 
-use crate::access::{AuthServer, cli_create_key};
+use crate::access::{AuthServer, Resp, cli_create_key};
 use crate::common::{ALL_FROM, ALL_TO, encode};
+use convlog_engine::ingest::otlp;
 use serde_json::{Value, json};
 use std::path::Path;
 use std::process::Command;
@@ -400,7 +403,8 @@ fn otlp_json_partial_success_and_bodies_that_dont_decode() {
     assert_eq!(message_total(&server, &admin, "json-bot"), 4);
     assert_eq!(message_total(&server, &admin, "other-bot"), 0);
 
-    // Bodies that don't decode: 400 naming the body, nothing stored.
+    // Bodies that don't decode: 400 naming the body, nothing stored; every
+    // error is a google.rpc.Status in the request's encoding.
     for (body, content_type, extra) in [
         (&b"\xff\x00garbage"[..], "application/x-protobuf", &[][..]),
         (&b"{\"resourceSpans\": 7}"[..], "application/json", &[][..]),
@@ -414,12 +418,24 @@ fn otlp_json_partial_success_and_bodies_that_dont_decode() {
     ] {
         let reply = post(body, content_type, extra);
         assert_eq!(reply.status, 400, "{content_type} {body:?}: {}", reply.body);
-        assert!(reply.body.contains("body"), "{}", reply.body);
+        let status = otlp_status(&reply);
+        assert_eq!(status.code, 3, "INVALID_ARGUMENT: {status:?}");
+        assert!(status.message.contains("body"), "{status:?}");
     }
     let reply = post(&body, "text/plain", &[]);
     assert_eq!(reply.status, 415, "{}", reply.body);
+    assert!(
+        otlp_status(&reply)
+            .message
+            .contains("application/x-protobuf")
+    );
     let reply = post(&body, "application/json", &[("Content-Encoding", "br")]);
     assert_eq!(reply.status, 415, "{}", reply.body);
+    assert!(
+        otlp_status(&reply).message.contains("gzip"),
+        "{}",
+        reply.body
+    );
     // The same request gzip-compressed lands (nothing new: it is the first one again).
     let gz = {
         use std::io::Write;
@@ -438,12 +454,51 @@ fn otlp_json_partial_success_and_bodies_that_dont_decode() {
         &[("Content-Type", "application/json")],
     );
     assert_eq!(reply.status, 401, "{}", reply.body);
+    assert_eq!(
+        otlp_status(&reply).code,
+        16,
+        "UNAUTHENTICATED: {}",
+        reply.body
+    );
+    let reply = server.api.send(
+        "POST",
+        "/otlp/v1/traces",
+        None,
+        Some(&body),
+        &[("Content-Type", "application/x-protobuf")],
+    );
+    assert_eq!(
+        otlp_status(&reply).code,
+        16,
+        "UNAUTHENTICATED: {}",
+        reply.body
+    );
     server.wait_indexed(Some(&admin));
     assert_eq!(message_total(&server, &admin, "json-bot"), 4);
 }
 
+/// The `google.rpc.Status` of an OTLP error answer, decoded per its
+/// `Content-Type` (JSON for a JSON request, protobuf for any other).
+fn otlp_status(reply: &Resp) -> otlp::Status {
+    match reply.header("content-type") {
+        Some("application/json") => {
+            let json = reply.json();
+            otlp::Status {
+                code: json["code"].as_i64().unwrap_or_else(|| panic!("{json}")) as i32,
+                message: json["message"].as_str().unwrap().to_string(),
+            }
+        }
+        Some("application/x-protobuf") => {
+            <otlp::Status as prost::Message>::decode(&reply.bytes[..]).unwrap()
+        }
+        other => panic!("an OTLP error answer of type {other:?}: {}", reply.body),
+    }
+}
+
 /// A Rasa tracker as its tracker store answers it (`GET /conversations/{id}/tracker`):
-/// two sessions, intents (one a fallback), actions and a slot.
+/// two sessions, intents (one a fallback), actions and a slot. The second
+/// session starts ten minutes after the first ended, within the channel's
+/// session timeout: only `session_started` separates them.
 fn rasa_tracker(sender: &str, start: f64) -> Value {
     let t = |s: f64| start + s;
     json!({"sender_id": sender, "events": [
@@ -451,23 +506,99 @@ fn rasa_tracker(sender: &str, start: f64) -> Value {
         {"event": "session_started", "timestamp": t(0.1)},
         {"event": "action", "timestamp": t(0.2), "name": "action_listen"},
         {"event": "user", "timestamp": t(1.0), "text": "hello there", "input_channel": "telegram",
-         "message_id": format!("{sender}-m1"),
+         "message_id": "9f86d081884c7d65-m1",
          "parse_data": {"intent": {"name": "greet", "confidence": 0.98}, "entities": []}},
         {"event": "action", "timestamp": t(1.1), "name": "utter_greet", "policy": "RulePolicy", "confidence": 1.0},
         {"event": "bot", "timestamp": t(1.2), "text": "Hi! How can I help?", "metadata": {"utter_action": "utter_greet"}},
         {"event": "user", "timestamp": t(5.0), "text": "blorp zanzibar", "input_channel": "telegram",
-         "message_id": format!("{sender}-m2"),
+         "message_id": "9f86d081884c7d65-m2",
          "parse_data": {"intent": {"name": "nlu_fallback", "confidence": 0.31}}},
         {"event": "action", "timestamp": t(5.1), "name": "action_default_fallback"},
         {"event": "bot", "timestamp": t(5.2), "text": "Sorry, I didn't get that."},
         {"event": "slot", "timestamp": t(5.3), "name": "retries", "value": 1},
-        {"event": "action", "timestamp": t(86400.0), "name": "action_session_start"},
-        {"event": "session_started", "timestamp": t(86400.1)},
-        {"event": "user", "timestamp": t(86401.0), "text": "track my order please", "input_channel": "telegram",
-         "message_id": format!("{sender}-m3"),
+        {"event": "action", "timestamp": t(600.0), "name": "action_session_start"},
+        {"event": "session_started", "timestamp": t(600.1)},
+        {"event": "user", "timestamp": t(601.0), "text": "track my order please", "input_channel": "telegram",
+         "message_id": "9f86d081884c7d65-m3",
          "parse_data": {"intent": {"name": "order_status", "confidence": 0.93}}},
-        {"event": "bot", "timestamp": t(86402.0), "text": "It ships tomorrow."}
+        {"event": "bot", "timestamp": t(602.0), "text": "It ships tomorrow."}
     ]})
+}
+
+/// What [`rasa_tracker`] of `sender` must have become in `bot`, however it
+/// was sent; returns the two conversations' ids.
+fn check_rasa_tracker(server: &AuthServer, admin: &str, bot: &str, sender: &str) -> [String; 2] {
+    // Two sessions: two conversations, on the input channel.
+    let found = conversations(server, admin, bot);
+    assert_eq!(found.len(), 2, "{found:?}");
+    assert!(
+        found.iter().all(|(_, channel)| channel == "telegram"),
+        "{found:?}"
+    );
+    assert_eq!(
+        messages(server, admin, bot, &found[0].0),
+        pairs(&[
+            ("user", "hello there"),
+            ("bot", "Hi! How can I help?"),
+            ("user", "blorp zanzibar"),
+            ("bot", "Sorry, I didn't get that.")
+        ])
+    );
+    assert_eq!(
+        messages(server, admin, bot, &found[1].0),
+        pairs(&[
+            ("user", "track my order please"),
+            ("bot", "It ships tomorrow.")
+        ])
+    );
+    // Intents are facets; the fallback's answer is unidentified.
+    let page = server.api.get_ok(
+        &all_time(&format!("/v1/bots/{bot}/conversations?intent=order_status")),
+        Some(admin),
+    );
+    assert_eq!(page["total"], 1, "{page}");
+    let first = server.api.get_ok(
+        &format!("/v1/bots/{bot}/conversations/{}", found[0].0),
+        Some(admin),
+    );
+    let unidentified: Vec<&Value> = first["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|m| m["unidentified"] == true)
+        .map(|m| &m["text"])
+        .collect();
+    assert_eq!(unidentified, [&json!("Sorry, I didn't get that.")]);
+    // The debugger: actions and the slot under the input they followed.
+    let groups = debugger(server, admin, bot, &found[0].0);
+    assert_eq!(
+        groups
+            .into_iter()
+            .filter(|(input, _)| input.is_some())
+            .collect::<Vec<_>>(),
+        vec![
+            (
+                Some("hello there".to_string()),
+                pairs(&[("action utter_greet", "info")])
+            ),
+            (
+                Some("blorp zanzibar".to_string()),
+                pairs(&[
+                    ("action action_default_fallback", "info"),
+                    ("slot retries", "info")
+                ])
+            ),
+        ]
+    );
+
+    // The raw sender id is nowhere in what a reader sees (session ids included).
+    for (id, _) in &found {
+        let conversation = server
+            .api
+            .get_ok(&format!("/v1/bots/{bot}/conversations/{id}"), Some(admin));
+        assert!(!conversation.to_string().contains(sender), "{conversation}");
+    }
+    [found[0].0.clone(), found[1].0.clone()]
 }
 
 #[test]
@@ -494,7 +625,8 @@ fn a_rasa_tracker_replays_into_sessions_with_intents_and_actions() {
     let answer = reply.json();
     assert_eq!(answer["accepted"], 6, "{answer}");
     assert_eq!(answer["duplicates"], 0, "{answer}");
-    assert_eq!(answer["traces"]["accepted"], 6, "{answer}");
+    assert_eq!(answer["traces"]["accepted"], 4, "{answer}");
+    assert_eq!(answer["skipped"], 2, "two action_session_start: {answer}");
     // A replay of the same tracker adds nothing.
     let again = post("/v1/ingest/rasa?bot=rasa-bot", &tracker, "application/json").json();
     assert_eq!(
@@ -503,72 +635,17 @@ fn a_rasa_tracker_replays_into_sessions_with_intents_and_actions() {
         "{again}"
     );
     server.wait_indexed(Some(&admin));
-
-    // Two sessions: two conversations, on the input channel.
-    let found = conversations(&server, &admin, "rasa-bot");
-    assert_eq!(found.len(), 2, "{found:?}");
+    let [first, second] = check_rasa_tracker(&server, &admin, "rasa-bot", "sender-42");
+    // The events before a session's first input: in the debugger, before it
+    // (Rasa's `action_session_start` bookkeeping is skipped).
+    assert_eq!(
+        debugger(&server, &admin, "rasa-bot", &first).remove(0),
+        (None, pairs(&[("action action_listen", "info")]))
+    );
     assert!(
-        found.iter().all(|(_, channel)| channel == "telegram"),
-        "{found:?}"
-    );
-    assert_eq!(
-        messages(&server, &admin, "rasa-bot", &found[0].0),
-        pairs(&[
-            ("user", "hello there"),
-            ("bot", "Hi! How can I help?"),
-            ("user", "blorp zanzibar"),
-            ("bot", "Sorry, I didn't get that.")
-        ])
-    );
-    assert_eq!(
-        messages(&server, &admin, "rasa-bot", &found[1].0),
-        pairs(&[
-            ("user", "track my order please"),
-            ("bot", "It ships tomorrow.")
-        ])
-    );
-    // Intents are facets; the fallback's answer is unidentified.
-    let page = server.api.get_ok(
-        &all_time("/v1/bots/rasa-bot/conversations?intent=order_status"),
-        Some(&admin),
-    );
-    assert_eq!(page["total"], 1, "{page}");
-    let first = server.api.get_ok(
-        &format!("/v1/bots/rasa-bot/conversations/{}", found[0].0),
-        Some(&admin),
-    );
-    let unidentified: Vec<&Value> = first["messages"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|m| m["unidentified"] == true)
-        .map(|m| &m["text"])
-        .collect();
-    assert_eq!(unidentified, [&json!("Sorry, I didn't get that.")]);
-    // The debugger: actions and the slot under the input they followed.
-    let groups = debugger(&server, &admin, "rasa-bot", &found[0].0);
-    assert_eq!(
-        groups,
-        vec![
-            (
-                None,
-                pairs(&[
-                    ("action action_session_start", "info"),
-                    ("action action_listen", "info")
-                ])
-            ),
-            (
-                Some("hello there".to_string()),
-                pairs(&[("action utter_greet", "info")])
-            ),
-            (
-                Some("blorp zanzibar".to_string()),
-                pairs(&[
-                    ("action action_default_fallback", "info"),
-                    ("slot retries", "info")
-                ])
-            ),
-        ]
+        debugger(&server, &admin, "rasa-bot", &second)
+            .iter()
+            .all(|(input, _)| input.is_some())
     );
 
     // NDJSON of single events, as an event broker sends them; then bad input.
@@ -617,4 +694,33 @@ fn a_rasa_tracker_replays_into_sessions_with_intents_and_actions() {
     assert_eq!(reply.status, 400, "{}", reply.body);
     server.wait_indexed(Some(&admin));
     assert_eq!(message_total(&server, &admin, "rasa-bot"), before);
+}
+
+/// Rasa's event brokers publish each event as it happens: `session_started`,
+/// the input and the answer arrive in separate requests, and still make the
+/// same conversations as the whole tracker.
+#[test]
+fn a_rasa_event_broker_sending_one_event_per_request_keeps_sessions_and_fallbacks() {
+    let root = tempfile::tempdir().unwrap();
+    let (server, admin, ingest) = keyed_server(
+        root.path(),
+        &["--set", "ingest.capture_all_traces=true"],
+        "rasa-broker",
+    );
+    let start = (chrono::Utc::now().timestamp() - 3 * 86_400) as f64;
+    let tracker = rasa_tracker("+4915112345678", start);
+    for event in tracker["events"].as_array().unwrap() {
+        let mut event = event.clone();
+        event["sender_id"] = tracker["sender_id"].clone();
+        let reply = server.api.send(
+            "POST",
+            "/v1/ingest/rasa?bot=rasa-broker",
+            Some(&ingest),
+            Some(format!("{event}\n").as_bytes()),
+            &[("Content-Type", "application/x-ndjson")],
+        );
+        assert_eq!(reply.status, 200, "{event}: {}", reply.body);
+    }
+    server.wait_indexed(Some(&admin));
+    check_rasa_tracker(&server, &admin, "rasa-broker", "+4915112345678");
 }

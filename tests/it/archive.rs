@@ -213,7 +213,7 @@ fn assert_exactly_once(messages: &[GenMessage], data_dir: &Path, archive_dir: &P
 }
 
 /// Python with DuckDB, when available; `CONVLOG_REQUIRE_DUCKDB=1` (set by CI) makes its absence fail.
-fn duckdb_available() -> bool {
+pub fn duckdb_available() -> bool {
     let ok = std::process::Command::new("python3")
         .args(["-c", "import duckdb"])
         .output()
@@ -230,7 +230,7 @@ fn duckdb_available() -> bool {
 }
 
 /// Runs SQL in DuckDB with `cwd` as working directory; rows as JSON arrays.
-fn duckdb(cwd: &Path, sql: &str) -> Vec<Vec<Value>> {
+pub fn duckdb(cwd: &Path, sql: &str) -> Vec<Vec<Value>> {
     let script = "import duckdb, json, sys\n\
                   rows = duckdb.sql(sys.argv[1]).fetchall()\n\
                   print(json.dumps([[v if isinstance(v, (int, float, str)) or v is None else str(v) for v in r] for r in rows]))";

@@ -75,6 +75,25 @@ impl Jobs {
         if let Some(id) = existing {
             return self.get(&id).await;
         }
+        self.spawn(kind, work).await
+    }
+
+    /// Starts `work` as a job of `kind` on its own thread even when one of
+    /// that kind runs (each erasure is its own job; they take turns inside).
+    pub async fn start_another(
+        &self,
+        kind: &str,
+        work: impl FnOnce(Arc<Progress>) -> JobOutcome + Send + 'static,
+    ) -> Result<JobRecord, StoreError> {
+        let _starting = self.starting.lock().await;
+        self.spawn(kind, work).await
+    }
+
+    async fn spawn(
+        &self,
+        kind: &str,
+        work: impl FnOnce(Arc<Progress>) -> JobOutcome + Send + 'static,
+    ) -> Result<JobRecord, StoreError> {
         let mut bytes = [0u8; 8];
         getrandom::fill(&mut bytes).map_err(|err| StoreError::Unavailable(err.to_string()))?;
         let id = format!(

@@ -750,19 +750,75 @@ fn parse_tag_details(text: &str) -> Result<Vec<TagRecord>, FormatError> {
 
 /// Encodes a batch as one zstd Parquet file; the same batch gives the same bytes.
 pub fn encode(batch: &RecordBatch, table: &str, run_id: u64) -> Result<Vec<u8>, ParquetError> {
-    let properties = WriterProperties::builder()
-        .set_compression(Compression::ZSTD(
-            ZstdLevel::try_new(3).expect("valid level"),
-        ))
-        .set_max_row_group_row_count(Some(ROW_GROUP_ROWS))
-        .set_key_value_metadata(Some(vec![
+    encode_with(
+        batch,
+        vec![
             KeyValue::new(
                 "convlog.schema_version".to_string(),
                 SCHEMA_VERSION.to_string(),
             ),
             KeyValue::new("convlog.table".to_string(), table.to_string()),
             KeyValue::new("convlog.run".to_string(), run_id.to_string()),
-        ]))
+        ],
+    )
+}
+
+/// An archived object without the rows of one end user (`user_key`), for an
+/// erasure: every other row, column and metadata entry as it was (a file of
+/// an older schema version stays that version). `None` when the object holds
+/// none of the user's rows; an empty batch when it holds only theirs.
+pub fn without_user(
+    bytes: bytes::Bytes,
+    user_key: &str,
+) -> Result<Option<(Vec<u8>, u64)>, FormatError> {
+    let builder = ParquetRecordBatchReaderBuilder::try_new(bytes)
+        .map_err(|err| FormatError(format!("not a readable Parquet file: {err}")))?;
+    let metadata = builder
+        .metadata()
+        .file_metadata()
+        .key_value_metadata()
+        .cloned()
+        .unwrap_or_default();
+    let reader = builder
+        .build()
+        .map_err(|err| FormatError(format!("not a readable Parquet file: {err}")))?;
+    let schema = arrow_array::RecordBatchReader::schema(&reader);
+    let mut kept = Vec::new();
+    let mut removed = false;
+    for batch in reader {
+        let batch = batch.map_err(|err| FormatError(format!("reading Parquet: {err}")))?;
+        let keys = batch
+            .column_by_name("user_key")
+            .and_then(|column| column.as_string_opt::<i32>())
+            .ok_or_else(|| FormatError("no user_key column of strings".into()))?;
+        let keep: arrow_array::BooleanArray =
+            keys.iter().map(|key| Some(key != Some(user_key))).collect();
+        if keep.true_count() < batch.num_rows() {
+            removed = true;
+        }
+        kept.push(
+            arrow_select::filter::filter_record_batch(&batch, &keep)
+                .map_err(|err| FormatError(format!("filtering rows: {err}")))?,
+        );
+    }
+    if !removed {
+        return Ok(None);
+    }
+    let batch = arrow_select::concat::concat_batches(&schema, &kept)
+        .map_err(|err| FormatError(format!("joining batches: {err}")))?;
+    let rows = batch.num_rows() as u64;
+    let bytes = encode_with(&batch, metadata)
+        .map_err(|err| FormatError(format!("writing Parquet: {err}")))?;
+    Ok(Some((bytes, rows)))
+}
+
+fn encode_with(batch: &RecordBatch, metadata: Vec<KeyValue>) -> Result<Vec<u8>, ParquetError> {
+    let properties = WriterProperties::builder()
+        .set_compression(Compression::ZSTD(
+            ZstdLevel::try_new(3).expect("valid level"),
+        ))
+        .set_max_row_group_row_count(Some(ROW_GROUP_ROWS))
+        .set_key_value_metadata(Some(metadata))
         .build();
     // Without the embedded arrow schema (a few KiB per file, 10%+ of a small
     // partition): the Parquet schema and logical types say all readers need.

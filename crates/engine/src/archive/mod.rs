@@ -28,10 +28,12 @@
 //! every unfinished run from it. Before the manifest a run can also be rolled
 //! back. Objects the manifest doesn't know are removed after a grace period.
 
+mod erase;
 mod error;
 pub mod format;
 pub mod target;
 
+pub use erase::ErasureSummary;
 pub use error::ArchiveError;
 
 use crate::index::{LiveIndex, PartitionKey};
@@ -134,6 +136,9 @@ pub struct Archiver {
     clock: Clock,
     runtime: tokio::runtime::Handle,
     failpoints: Failpoints,
+    /// Held by archive passes, restores and erasures: they take turns, so a
+    /// run can't write the rows an erasure removes, nor a restore bring them back.
+    exclusive: Arc<std::sync::Mutex<()>>,
 }
 
 fn date_of(micros: Micros) -> String {
@@ -182,6 +187,7 @@ impl Archiver {
             clock,
             runtime,
             failpoints: Failpoints::from_env(),
+            exclusive: Arc::default(),
         })
     }
 
@@ -237,6 +243,7 @@ impl Archiver {
     /// One archive pass: finishes unfinished runs, drops aged-out restores,
     /// archives everything due in runs of `batch_messages`, and cleans up orphans.
     pub fn run(&self, progress: &Progress) -> Result<ArchiveSummary, ArchiveError> {
+        let _turn = self.exclusive.lock().expect("archive turn");
         let mut summary = ArchiveSummary::default();
         for run in self.store.read(records::unfinished_runs)? {
             tracing::info!(
@@ -530,12 +537,20 @@ impl Archiver {
         let objects = self
             .store
             .read(move |conn| records::run_objects(conn, run_id))?;
+        // Counted from the objects: an erasure may have left rows out since.
+        let rows = |kind: &str| -> u64 {
+            objects
+                .iter()
+                .filter(|o| o.kind == kind)
+                .map(|o| o.rows)
+                .sum()
+        };
         let manifest = serde_json::json!({
             "schema_version": format::SCHEMA_VERSION,
             "run": run.id,
             "archived_at": convlog_core::format_timestamp(run.planned_at),
-            "conversations": run.conversations,
-            "messages": run.messages,
+            "conversations": rows("conversations"),
+            "messages": rows("messages"),
             "objects": objects.iter().map(|o| serde_json::json!({
                 "key": o.key, "table": o.kind, "bot_id": o.bot_id, "date": o.date,
                 "rows": o.rows, "bytes": o.bytes, "sha256": o.sha256,
@@ -636,6 +651,7 @@ impl Archiver {
         to: Micros,
         progress: &Progress,
     ) -> Result<RestoreSummary, ArchiveError> {
+        let _turn = self.exclusive.lock().expect("archive turn");
         let bot = bot_id.to_string();
         let conversation_objects = self
             .store

@@ -14,6 +14,7 @@ pub use crate::settings::{
 };
 pub use convlog_core::{parse_duration, parse_size};
 
+use crate::ingest::redact::{Builtin, Pattern, RedactChoice, Redaction};
 use raw::RawConfig;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -50,6 +51,8 @@ pub struct Config {
     pub review: ReviewConfig,
     pub tagging: crate::tag::TaggingConfig,
     pub retention: RetentionConfig,
+    /// What is redacted from text at ingest (`[privacy]`), compiled.
+    pub privacy: Redaction,
 }
 
 /// Where each layer of configuration comes from.
@@ -252,6 +255,70 @@ fn languages(search: &raw::RawSearch) -> Result<Languages, ConfigError> {
         })
     })?;
     Ok(Languages { default, bots })
+}
+
+/// `[privacy]` and `[privacy.bots.<bot>]`: the detectors each bot's text
+/// goes through at ingest.
+fn redaction(privacy: &raw::RawPrivacy) -> Result<Redaction, ConfigError> {
+    let builtins = |key: &str, names: &[String]| -> Result<Vec<Builtin>, ConfigError> {
+        names
+            .iter()
+            .map(|name| {
+                Builtin::parse(name).ok_or_else(|| {
+                    let known: Vec<&str> = Builtin::ALL.iter().map(|b| b.name()).collect();
+                    invalid(
+                        key,
+                        format!(
+                            "{name:?} is not a detector (one of {}; patterns go in privacy.patterns)",
+                            known.join(", ")
+                        ),
+                    )
+                })
+            })
+            .collect()
+    };
+    let patterns = |key: &str, raw: &[raw::RawPattern]| -> Result<Vec<Pattern>, ConfigError> {
+        raw.iter()
+            .map(|p| {
+                if !convlog_core::is_identifier(&p.name) {
+                    return Err(invalid(
+                        key,
+                        format!(
+                            "pattern name {:?} must be 1–64 letters, digits, '.', '_' or '-'",
+                            p.name
+                        ),
+                    ));
+                }
+                if Builtin::parse(&p.name).is_some() {
+                    return Err(invalid(
+                        key,
+                        format!("pattern name {:?} is a built-in detector's", p.name),
+                    ));
+                }
+                Ok(Pattern {
+                    name: p.name.clone(),
+                    regex: p.regex.clone(),
+                })
+            })
+            .collect()
+    };
+    let default = RedactChoice {
+        builtins: builtins("privacy.redact", &privacy.redact)?,
+        patterns: patterns("privacy.patterns", &privacy.patterns)?,
+    };
+    let bots: BTreeMap<String, RedactChoice> =
+        per_bot("privacy.bots", &privacy.bots, |key, bot| {
+            let mut own = patterns(&format!("{key}.patterns"), &bot.patterns)?;
+            own.splice(0..0, default.patterns.iter().cloned());
+            Ok(RedactChoice {
+                builtins: match &bot.redact {
+                    Some(names) => builtins(&format!("{key}.redact"), names)?,
+                    None => default.builtins.clone(),
+                },
+                patterns: own,
+            })
+        })?;
+    Redaction::new(&default, &bots).map_err(|reason| invalid("privacy.patterns", reason))
 }
 
 fn validate(table: toml::Table) -> Result<Config, ConfigError> {
@@ -496,6 +563,7 @@ fn validate(table: toml::Table) -> Result<Config, ConfigError> {
         review,
         tagging,
         retention,
+        privacy: redaction(&raw.privacy)?,
     })
 }
 
@@ -616,6 +684,49 @@ mod tests {
         assert!(err.to_string().contains("sessions.channels.web"), "{err}");
         let err = load_with(&["server.listen=nowhere"]).unwrap_err();
         assert!(err.to_string().contains("server.listen"), "{err}");
+    }
+
+    #[test]
+    fn privacy_settings_are_validated_naming_their_key_and_apply_per_bot() {
+        let config = load_with(&[
+            r#"privacy.redact=["email","phone","card"]"#,
+            r#"privacy.patterns=[{name="order_ref", regex="ORD-[0-9]{6}"}]"#,
+            r#"privacy.bots.shop.redact=["iban"]"#,
+        ])
+        .unwrap();
+        assert_eq!(
+            config.privacy.names("any"),
+            ["order_ref", "email", "card", "phone"]
+        );
+        assert_eq!(config.privacy.names("shop"), ["order_ref", "iban"]);
+        assert_eq!(Config::defaults().privacy.names("any"), ["card"]);
+        for (setting, key, says) in [
+            (
+                r#"privacy.redact=["cards"]"#,
+                "privacy.redact",
+                "\"cards\" is not a detector",
+            ),
+            (r#"privacy.redact="card""#, "privacy.redact", ""),
+            (
+                r#"privacy.patterns=[{name="x", regex="("}]"#,
+                "privacy.patterns",
+                "does not compile",
+            ),
+            (
+                r#"privacy.patterns=[{name="card", regex="x"}]"#,
+                "privacy.patterns",
+                "built-in",
+            ),
+            (
+                r#"privacy.bots.shop.redact=["ipv4"]"#,
+                "privacy.bots.shop.redact",
+                "ipv4",
+            ),
+            (r#"privacy.bots.shop.mask=true"#, "mask", ""),
+        ] {
+            let err = load_with(&[setting]).unwrap_err().to_string();
+            assert!(err.contains(key) && err.contains(says), "{setting}: {err}");
+        }
     }
 
     #[test]

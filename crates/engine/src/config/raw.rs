@@ -19,6 +19,36 @@ pub struct RawConfig {
     #[serde(default)]
     pub tagging: crate::tag::RawTagging,
     pub retention: RawRetention,
+    pub privacy: RawPrivacy,
+}
+
+/// `[privacy]`: what is redacted at ingest.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawPrivacy {
+    pub redact: Vec<String>,
+    #[serde(default)]
+    pub patterns: Vec<RawPattern>,
+    #[serde(default)]
+    pub bots: BTreeMap<String, RawPrivacyBot>,
+}
+
+/// `[privacy.bots.<bot>]`: a bot's own detectors (instead of `privacy.redact`)
+/// and patterns (beside `privacy.patterns`).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawPrivacyBot {
+    pub redact: Option<Vec<String>>,
+    #[serde(default)]
+    pub patterns: Vec<RawPattern>,
+}
+
+/// One of `privacy.patterns`: `{name = "order_ref", regex = "ORD-[0-9]{6}"}`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawPattern {
+    pub name: String,
+    pub regex: String,
 }
 
 /// `[server]`.

@@ -8,5 +8,6 @@
 pub mod otlp;
 pub mod pseudonym;
 pub mod rasa;
+pub mod redact;
 pub mod sessions;
 pub mod validate;

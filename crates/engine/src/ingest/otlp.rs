@@ -31,6 +31,14 @@ impl Encoding {
             _ => None,
         }
     }
+
+    /// Its `Content-Type`.
+    pub fn media_type(self) -> &'static str {
+        match self {
+            Encoding::Protobuf => "application/x-protobuf",
+            Encoding::Json => "application/json",
+        }
+    }
 }
 
 /// Parses an export request; the error says why it doesn't decode.
@@ -64,6 +72,42 @@ pub fn answer(encoding: Encoding, rejected: usize, message: &str) -> Vec<u8> {
         // Full success is `{}`: the serialiser would write `"partialSuccess": null`.
         Encoding::Json if response.partial_success.is_none() => b"{}".to_vec(),
         Encoding::Json => serde_json::to_vec(&response).expect("a response serialises"),
+    }
+}
+
+/// `google.rpc.Status` (googleapis' `google/rpc/status.proto`): the body of
+/// every OTLP/HTTP error. `details` (field 3) is left out: the spec makes it
+/// optional, and `message` names the field and the reason.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct Status {
+    #[prost(int32, tag = "1")]
+    pub code: i32,
+    #[prost(string, tag = "2")]
+    pub message: String,
+}
+
+/// The body of an error answered with HTTP `http_status`: a `Status` in the
+/// request's encoding, its code the gRPC code of that HTTP status (OTLP
+/// clients go by the HTTP status; the code is for their logs).
+pub fn error_body(encoding: Encoding, http_status: u16, message: &str) -> Vec<u8> {
+    let code = match http_status {
+        400 | 413 | 415 | 422 => 3, // INVALID_ARGUMENT
+        401 => 16,                  // UNAUTHENTICATED
+        403 => 7,                   // PERMISSION_DENIED
+        404 => 5,                   // NOT_FOUND
+        408 | 504 => 4,             // DEADLINE_EXCEEDED
+        409 => 10,                  // ABORTED
+        429 => 8,                   // RESOURCE_EXHAUSTED
+        502 | 503 => 14,            // UNAVAILABLE
+        _ => 13,                    // INTERNAL
+    };
+    match encoding {
+        Encoding::Protobuf => prost::Message::encode_to_vec(&Status {
+            code,
+            message: message.to_string(),
+        }),
+        Encoding::Json => serde_json::to_vec(&json!({"code": code, "message": message}))
+            .expect("a status serialises"),
     }
 }
 

@@ -16,6 +16,9 @@ use std::collections::HashMap;
 /// The intent Rasa's `FallbackClassifier` predicts for an input it didn't understand.
 const FALLBACK_INTENT: &str = "nlu_fallback";
 
+/// The action Rasa runs before `session_started`: skipped, like other bookkeeping.
+const SESSION_START_ACTION: &str = "action_session_start";
+
 /// What a body of Rasa events becomes.
 #[derive(Debug, Default)]
 pub struct Decoded {
@@ -23,8 +26,45 @@ pub struct Decoded {
     pub messages: Vec<(usize, Map<String, Value>)>,
     /// Items of `POST /v1/traces`, each with the position of its event.
     pub traces: Vec<(usize, Map<String, Value>)>,
+    /// The sessions `session_started` events opened, to be remembered for the
+    /// events of later bodies.
+    pub sessions: Vec<SessionStart>,
     /// Events that are neither messages nor debugger events (e.g. `restart`), counted.
     pub skipped: usize,
+}
+
+/// A session a `session_started` event opened.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SessionStart {
+    /// The sender's pseudonymous key ([`Senders::key`]).
+    pub user_key: String,
+    pub started_at: Micros,
+    pub session_id: String,
+}
+
+/// What decoding needs beyond the body: who a sender is, pseudonymously, and
+/// what earlier bodies left of them. An event broker sends one event per
+/// request, so `session_started`, the user's input and the bot's answer
+/// arrive apart; the store remembers them.
+pub trait Senders {
+    /// The sender's pseudonymous key: session ids and the ids of events Rasa
+    /// gives none are made from it, never from the raw `sender_id`.
+    fn key(&self, sender: &str) -> String;
+    /// What is stored of `sender` at `at`: the session it is in, its channel
+    /// and its last input.
+    fn before(&self, sender: &str, at: Micros) -> SenderState;
+}
+
+/// A body decoded on its own: nothing is known of earlier bodies.
+pub struct Unknown<F: Fn(&str) -> String>(pub F);
+
+impl<F: Fn(&str) -> String> Senders for Unknown<F> {
+    fn key(&self, sender: &str) -> String {
+        (self.0)(sender)
+    }
+    fn before(&self, _: &str, _: Micros) -> SenderState {
+        SenderState::default()
+    }
 }
 
 /// Why a body is refused: which event and what is wrong with it.
@@ -87,32 +127,41 @@ fn collect(
 }
 
 /// What is known of one sender while its events are read in order.
-#[derive(Default)]
-struct Sender {
-    /// The session `session_started` opened, if one did in this body.
-    session: Option<String>,
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct SenderState {
+    /// The session `session_started` opened, if one did.
+    pub session: Option<String>,
     /// The channel of its last input.
-    channel: Option<String>,
+    pub channel: Option<String>,
     /// Its last input: (message id, intent).
-    input: Option<(String, Option<String>)>,
+    pub input: Option<(String, Option<String>)>,
 }
 
-/// Turns `events` (in order) for `bot` into message and trace items.
-pub fn decode(bot: &str, events: &[Map<String, Value>]) -> Result<Decoded, Vec<EventError>> {
+/// One sender of the body: its key and its state.
+struct Sender {
+    key: String,
+    state: SenderState,
+}
+
+/// Turns `events` (in order) for `bot` into message and trace items; a
+/// sender's first event in the body continues what `senders` knows of it.
+pub fn decode(
+    bot: &str,
+    events: &[Map<String, Value>],
+    known: &dyn Senders,
+) -> Result<Decoded, Vec<EventError>> {
     let mut decoded = Decoded::default();
     let mut errors = Vec::new();
     let mut senders: HashMap<String, Sender> = HashMap::new();
-    // Events before a sender's first input (the session start) belong on its channel too.
+    // Events before a sender's first input (the session start) belong on its
+    // channel too, unless an earlier body said where it is.
+    let mut first_channels: HashMap<&str, &str> = HashMap::new();
     for event in events {
         if let (Some(sender), Some(channel)) = (
             event.get("sender_id").and_then(Value::as_str),
             input_channel(event),
         ) {
-            senders
-                .entry(sender.to_string())
-                .or_default()
-                .channel
-                .get_or_insert_with(|| channel.to_string());
+            first_channels.entry(sender).or_insert(channel);
         }
     }
     for (index, event) in events.iter().enumerate() {
@@ -150,7 +199,16 @@ pub fn decode(bot: &str, events: &[Map<String, Value>]) -> Result<Decoded, Vec<E
             continue;
         }
         let at: Micros = (at * 1e6).round() as Micros;
-        let sender = senders.entry(sender_id.to_string()).or_default();
+        let sender = senders.entry(sender_id.to_string()).or_insert_with(|| {
+            let mut state = known.before(sender_id, at);
+            if state.channel.is_none() {
+                state.channel = first_channels.get(sender_id).map(|c| c.to_string());
+            }
+            Sender {
+                key: known.key(sender_id),
+                state,
+            }
+        });
         let text = event.get("text").and_then(Value::as_str);
         let base = |sender: &Sender, role: &str| {
             let mut item = Map::new();
@@ -158,27 +216,33 @@ pub fn decode(bot: &str, events: &[Map<String, Value>]) -> Result<Decoded, Vec<E
             item.insert("user_id".into(), json!(sender_id));
             item.insert(
                 "channel".into(),
-                json!(sender.channel.as_deref().unwrap_or("rasa")),
+                json!(sender.state.channel.as_deref().unwrap_or("rasa")),
             );
             item.insert("role".into(), json!(role));
             item.insert("timestamp".into(), json!(format_timestamp(at)));
-            if let Some(session) = &sender.session {
+            if let Some(session) = &sender.state.session {
                 item.insert("session_id".into(), json!(session));
             }
             item
         };
         match kind {
             "session_started" => {
-                sender.session = Some(format!("rasa-{sender_id}-{at}"));
-                sender.input = None;
+                let session_id = format!("rasa-{}-{at}", sender.key);
+                decoded.sessions.push(SessionStart {
+                    user_key: sender.key.clone(),
+                    started_at: at,
+                    session_id: session_id.clone(),
+                });
+                sender.state.session = Some(session_id);
+                sender.state.input = None;
             }
             "user" => {
                 if let Some(channel) = input_channel(event) {
-                    sender.channel = Some(channel.to_string());
+                    sender.state.channel = Some(channel.to_string());
                 }
                 let id = match event.get("message_id").and_then(Value::as_str) {
                     Some(id) if !id.is_empty() => format!("rasa-{id}"),
-                    _ => derived_id(sender_id, at, "u", text.unwrap_or("")),
+                    _ => derived_id(&sender.key, at, "u", text.unwrap_or("")),
                 };
                 let intent =
                     at_path(event, &["parse_data", "intent", "name"]).and_then(Value::as_str);
@@ -193,14 +257,14 @@ pub fn decode(bot: &str, events: &[Map<String, Value>]) -> Result<Decoded, Vec<E
                 {
                     item.insert("confidence".into(), json!(confidence));
                 }
-                sender.input = Some((id, intent.map(str::to_string)));
+                sender.state.input = Some((id, intent.map(str::to_string)));
                 decoded.messages.push((index, item));
             }
             "bot" => {
                 let mut item = base(sender, "bot");
                 item.insert(
                     "id".into(),
-                    json!(derived_id(sender_id, at, "b", text.unwrap_or(""))),
+                    json!(derived_id(&sender.key, at, "b", text.unwrap_or(""))),
                 );
                 item.insert("text".into(), json!(text.unwrap_or("")));
                 if let Some(utter) =
@@ -210,6 +274,7 @@ pub fn decode(bot: &str, events: &[Map<String, Value>]) -> Result<Decoded, Vec<E
                     item.insert("node_type".into(), json!("response"));
                 }
                 let fallback = sender
+                    .state
                     .input
                     .as_ref()
                     .is_some_and(|(_, intent)| intent.as_deref() == Some(FALLBACK_INTENT));
@@ -217,6 +282,11 @@ pub fn decode(bot: &str, events: &[Map<String, Value>]) -> Result<Decoded, Vec<E
                     item.insert("unidentified".into(), json!(true));
                 }
                 decoded.messages.push((index, item));
+            }
+            // Rasa's bookkeeping before `session_started`: the conversation's
+            // start says as much, and a broker sends it before the session exists.
+            "action" if event.get("name").and_then(Value::as_str) == Some(SESSION_START_ACTION) => {
+                decoded.skipped += 1;
             }
             "action" | "slot" => {
                 let name = event.get("name").and_then(Value::as_str).unwrap_or("");
@@ -227,7 +297,7 @@ pub fn decode(bot: &str, events: &[Map<String, Value>]) -> Result<Decoded, Vec<E
                 item.insert(
                     "id".into(),
                     json!(derived_id(
-                        sender_id,
+                        &sender.key,
                         at,
                         kind,
                         &format!("{name}\u{0}{}", event.get("value").unwrap_or(&Value::Null))
@@ -239,7 +309,7 @@ pub fn decode(bot: &str, events: &[Map<String, Value>]) -> Result<Decoded, Vec<E
                     detail.remove(key);
                 }
                 item.insert("detail".into(), Value::Object(detail));
-                if let Some((input, _)) = &sender.input {
+                if let Some((input, _)) = &sender.state.input {
                     item.insert("message_id".into(), json!(input));
                 }
                 decoded.traces.push((index, item));
@@ -270,7 +340,7 @@ fn input_channel(event: &Map<String, Value>) -> Option<&str> {
 }
 
 /// An id for an event Rasa gives none: the same event always gets the same
-/// one, so a replay adds nothing.
+/// one, so a replay adds nothing. Made from the sender's key, not its raw id.
 fn derived_id(sender: &str, at: Micros, kind: &str, text: &str) -> String {
     use std::hash::{Hash, Hasher};
     // FNV-1a over the parts: stable across runs and builds (unlike DefaultHasher).
@@ -314,9 +384,14 @@ mod tests {
         .unwrap()
     }
 
+    /// Keys as the store's would be: not the raw sender id.
+    fn keys() -> Unknown<impl Fn(&str) -> String> {
+        Unknown(|sender: &str| format!("{:x}", sender.len() * 7919))
+    }
+
     #[test]
     fn a_tracker_becomes_messages_sessions_and_trace_events() {
-        let decoded = decode("shop", &tracker()).unwrap();
+        let decoded = decode("shop", &tracker(), &keys()).unwrap();
         let texts: Vec<&str> = decoded
             .messages
             .iter()
@@ -345,14 +420,23 @@ mod tests {
             .collect();
         assert_eq!(sessions[0], sessions[3]);
         assert_ne!(sessions[0], sessions[4]);
-        assert_eq!(decoded.traces.len(), 2);
-        let slot = &decoded.traces[1].1;
+        assert_eq!(decoded.sessions.len(), 2);
+        assert_eq!(sessions[4], decoded.sessions[1].session_id.as_str());
+        // Neither session ids nor derived ids hold the raw sender id.
+        let all = format!("{:?}{:?}", decoded.messages, decoded.traces);
+        assert!(
+            !all.contains("rasa-alice") && !all.contains("alice-"),
+            "{all}"
+        );
+        // action_session_start is bookkeeping: skipped, like restart.
+        assert_eq!(decoded.traces.len(), 1);
+        let slot = &decoded.traces[0].1;
         assert_eq!(slot["action"], "slot mood");
         assert_eq!(slot["message_id"], "rasa-m1");
         assert_eq!(slot["detail"]["value"], "happy");
-        assert_eq!(decoded.skipped, 1);
+        assert_eq!(decoded.skipped, 2);
         // The same events give the same ids: a replay adds nothing.
-        let again = decode("shop", &tracker()).unwrap();
+        let again = decode("shop", &tracker(), &keys()).unwrap();
         assert_eq!(again.messages, decoded.messages);
     }
 
@@ -371,8 +455,54 @@ mod tests {
     #[test]
     fn events_without_sender_kind_or_time_are_named() {
         let bad = events(br#"[{"event": "user", "timestamp": 1}, {"sender_id": "a", "timestamp": 1}, {"sender_id": "a", "event": "bot", "timestamp": "soon"}]"#).unwrap();
-        let errors = decode("shop", &bad).unwrap_err();
+        let errors = decode("shop", &bad, &keys()).unwrap_err();
         let fields: Vec<(usize, &str)> = errors.iter().map(|e| (e.index, e.field)).collect();
         assert_eq!(fields, [(0, "sender_id"), (1, "event"), (2, "timestamp")]);
+    }
+
+    /// What an earlier body left: alice is in a session on telegram, and her
+    /// last input was not understood.
+    struct Earlier;
+
+    impl Senders for Earlier {
+        fn key(&self, sender: &str) -> String {
+            format!("k{}", sender.len())
+        }
+        fn before(&self, sender: &str, _: Micros) -> SenderState {
+            match sender {
+                "alice" => SenderState {
+                    session: Some("rasa-k5-1".into()),
+                    channel: Some("telegram".into()),
+                    input: Some(("rasa-m9".into(), Some(FALLBACK_INTENT.into()))),
+                },
+                _ => SenderState::default(),
+            }
+        }
+    }
+
+    #[test]
+    fn one_event_per_body_continues_the_stored_session_and_input() {
+        let answer =
+            events(br#"{"sender_id": "alice", "event": "bot", "timestamp": 5, "text": "Sorry?"}"#)
+                .unwrap();
+        let decoded = decode("shop", &answer, &Earlier).unwrap();
+        let bot = &decoded.messages[0].1;
+        assert_eq!(bot["session_id"], "rasa-k5-1");
+        assert_eq!(bot["channel"], "telegram");
+        assert_eq!(bot["unidentified"], true);
+        let action = events(br#"{"sender_id": "alice", "event": "action", "timestamp": 6, "name": "action_listen"}"#).unwrap();
+        let decoded = decode("shop", &action, &Earlier).unwrap();
+        assert_eq!(decoded.traces[0].1["message_id"], "rasa-m9");
+        // A new session in the body replaces the stored one.
+        let restart = events(
+            br#"[{"sender_id": "alice", "event": "session_started", "timestamp": 7},
+            {"sender_id": "alice", "event": "bot", "timestamp": 8, "text": "Welcome back"}]"#,
+        )
+        .unwrap();
+        let decoded = decode("shop", &restart, &Earlier).unwrap();
+        let bot = &decoded.messages[0].1;
+        assert_eq!(bot["session_id"], "rasa-k5-7000000");
+        assert!(bot.get("unidentified").is_none());
+        assert_eq!(decoded.sessions[0].user_key, "k5");
     }
 }

@@ -5,6 +5,7 @@
 //! here touches the store: a batch either validates completely or is refused.
 
 use crate::ingest::pseudonym::UserKeyer;
+use crate::ingest::redact::Redaction;
 use crate::settings::IngestConfig;
 use convlog_core::{NewMessage, NewTrace, Role, is_identifier, parse_timestamp};
 use serde::Serialize;
@@ -222,16 +223,22 @@ const TRACE_FIELDS: &[&str] = &[
 /// Longest accepted value of the short string fields (flow, node name, …).
 const MAX_SHORT: usize = 256;
 
+/// What every ingest path applies to what it takes: the limits, the
+/// pseudonyms of end users, and the redaction of what they typed.
+#[derive(Debug, Clone)]
+pub struct IngestRules {
+    pub limits: IngestConfig,
+    pub keyer: UserKeyer,
+    pub redaction: Redaction,
+}
+
 /// Validates every item of a batch of messages; all or nothing.
 pub fn validate_messages(
     items: &[&str],
-    limits: &IngestConfig,
-    keyer: &UserKeyer,
+    rules: &IngestRules,
 ) -> Result<Vec<NewMessage>, ValidationError> {
-    check_batch_size(items.len(), limits.max_batch_messages)?;
-    collect(items, |index, map| {
-        validate_message(index, map, limits, keyer)
-    })
+    check_batch_size(items.len(), rules.limits.max_batch_messages)?;
+    collect(items, |index, map| validate_message(index, map, rules))
 }
 
 /// Validates items an adapter built (see `otlp`, `rasa`) with `validate`
@@ -264,13 +271,10 @@ pub fn validate_built<T>(
 /// Validates every item of a batch of trace events; all or nothing.
 pub fn validate_traces(
     items: &[&str],
-    limits: &IngestConfig,
-    keyer: &UserKeyer,
+    rules: &IngestRules,
 ) -> Result<Vec<NewTrace>, ValidationError> {
-    check_batch_size(items.len(), limits.max_batch_messages)?;
-    collect(items, |index, map| {
-        validate_trace(index, map, limits, keyer)
-    })
+    check_batch_size(items.len(), rules.limits.max_batch_messages)?;
+    collect(items, |index, map| validate_trace(index, map, rules))
 }
 
 fn check_batch_size(len: usize, max: usize) -> Result<(), ValidationError> {
@@ -501,12 +505,13 @@ impl<'a> Item<'a> {
     }
 }
 
+/// Validates one message and redacts its text and metadata.
 pub fn validate_message(
     index: usize,
     map: &Map<String, Value>,
-    limits: &IngestConfig,
-    keyer: &UserKeyer,
+    rules: &IngestRules,
 ) -> Result<NewMessage, Vec<ItemError>> {
+    let (limits, keyer) = (&rules.limits, &rules.keyer);
     let mut item = Item::new(index, map, MESSAGE_FIELDS);
     let id = item.non_empty("id", false, 128);
     let bot_id = item.identifier("bot_id");
@@ -585,15 +590,22 @@ pub fn validate_message(
             lang,
         })
     })();
-    item.finish(message)
+    let mut message = item.finish(message)?;
+    let redaction = &rules.redaction;
+    redaction.redact_in_place(&message.bot_id, &mut message.text);
+    if let Some(metadata) = &mut message.metadata {
+        redaction.redact_json_text(&message.bot_id, metadata);
+    }
+    Ok(message)
 }
 
+/// Validates one trace event and redacts its action and detail.
 pub fn validate_trace(
     index: usize,
     map: &Map<String, Value>,
-    limits: &IngestConfig,
-    keyer: &UserKeyer,
+    rules: &IngestRules,
 ) -> Result<NewTrace, Vec<ItemError>> {
+    let (limits, keyer) = (&rules.limits, &rules.keyer);
     let mut item = Item::new(index, map, TRACE_FIELDS);
     let id = item.non_empty("id", false, 128);
     let bot_id = item.identifier("bot_id");
@@ -630,7 +642,13 @@ pub fn validate_trace(
             level: level?,
         })
     })();
-    item.finish(trace)
+    let mut trace = item.finish(trace)?;
+    let redaction = &rules.redaction;
+    redaction.redact_in_place(&trace.bot_id, &mut trace.action);
+    if let Some(detail) = &mut trace.detail {
+        redaction.redact_json_text(&trace.bot_id, detail);
+    }
+    Ok(trace)
 }
 
 /// An id for a message sent without one: such messages can't be deduplicated on retry.
@@ -654,14 +672,19 @@ mod tests {
         Config::defaults().ingest
     }
 
+    fn rules() -> IngestRules {
+        let config = Config::defaults();
+        IngestRules {
+            limits: config.ingest,
+            keyer: UserKeyer::from_secret([0; 32]),
+            redaction: config.privacy,
+        }
+    }
+
     fn validate(items: Value) -> Result<Vec<NewMessage>, ValidationError> {
         let body = serde_json::to_vec(&items).unwrap();
         let items = parse_items(&body, BodyFormat::JsonArray, &limits())?;
-        validate_messages(
-            &items,
-            &Config::defaults().ingest,
-            &UserKeyer::from_secret([0; 32]),
-        )
+        validate_messages(&items, &rules())
     }
 
     fn message() -> Value {
@@ -795,13 +818,12 @@ mod tests {
     #[test]
     fn items_of_many_values_are_refused_one_at_a_time() {
         let limits = limits();
-        let keyer = UserKeyer::from_secret([0; 32]);
         // Arrays where messages belong, and a message whose metadata is huge:
         // each is refused by index; none of them is a message.
         let values = "0,".repeat(20_000);
         let body = format!(r#"[[{values}0], {{"metadata": [{values}0]}}, [{values}0]]"#);
         let items = parse_items(body.as_bytes(), BodyFormat::JsonArray, &limits).unwrap();
-        let details = details_of(validate_messages(&items, &limits, &keyer));
+        let details = details_of(validate_messages(&items, &rules()));
         assert_eq!(details[0].index, Some(0));
         assert_eq!(details[0].reason, "item is not a JSON object");
         assert!(

@@ -241,7 +241,7 @@ pub fn run_contents(
     Ok(conversations)
 }
 
-fn object_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<ObjectRecord> {
+pub(super) fn object_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<ObjectRecord> {
     Ok(ObjectRecord {
         key: row.get(0)?,
         run_id: row.get::<_, i64>(1)? as u64,
@@ -256,7 +256,8 @@ fn object_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<ObjectRecord> {
     })
 }
 
-const OBJECT_COLUMNS: &str = "key, run_id, kind, bot_id, date, rows, bytes, sha256, min_ts, max_ts";
+pub(super) const OBJECT_COLUMNS: &str =
+    "key, run_id, kind, bot_id, date, rows, bytes, sha256, min_ts, max_ts";
 
 /// The objects recorded for a run.
 pub fn run_objects(conn: &Connection, run_id: u64) -> Result<Vec<ObjectRecord>, StoreError> {
@@ -285,11 +286,15 @@ pub fn manifest_objects(
     Ok(rows.collect::<Result<_, _>>()?)
 }
 
-/// Every key the manifest or an unfinished run may still need.
+/// Every key the manifest, an unfinished run or an unfinished erasure may still need.
 pub fn known_keys(conn: &Connection) -> Result<std::collections::HashSet<String>, StoreError> {
     let mut statement = conn.prepare_cached(
         "SELECT key FROM archive_objects o
-          WHERE (SELECT state FROM archive_runs r WHERE r.id = o.run_id) != 'rolled_back'",
+          WHERE (SELECT state FROM archive_runs r WHERE r.id = o.run_id) != 'rolled_back'
+         UNION
+         SELECT new_key FROM erasure_objects e
+          WHERE new_key IS NOT NULL
+            AND (SELECT state FROM erasures x WHERE x.id = e.erasure_id) != 'done'",
     )?;
     let rows = statement.query_map([], |row| row.get::<_, String>(0))?;
     Ok(rows.collect::<Result<_, _>>()?)

@@ -1,6 +1,7 @@
 //! The ingest transaction: deduplicate, assign sessions, insert, refresh summaries.
 
 use super::{StoreError, WriteCtx};
+use crate::ingest::rasa::SessionStart;
 use crate::ingest::sessions::{StoredSession, group_sessions};
 use crate::settings::SessionConfig;
 use convlog_core::{Micros, NewMessage, NewTrace, UserKey};
@@ -351,6 +352,28 @@ impl WriteCtx<'_> {
         Ok(())
     }
 
+    /// Remembers the sessions a source opened (see `session_starts`); a
+    /// session already remembered is kept as it is.
+    pub fn record_session_starts(
+        &mut self,
+        bot_id: &str,
+        starts: &[SessionStart],
+    ) -> Result<(), StoreError> {
+        let mut insert = self.conn.prepare_cached(
+            "INSERT OR IGNORE INTO session_starts (bot_id, user_key, started_at, session_id)
+             VALUES (?1, ?2, ?3, ?4)",
+        )?;
+        for start in starts {
+            insert.execute(params![
+                bot_id,
+                start.user_key,
+                start.started_at,
+                start.session_id
+            ])?;
+        }
+        Ok(())
+    }
+
     /// Stores trace events whose conversation is found (or any, when `capture_all`); returns (stored, dropped).
     pub fn store_traces(
         &mut self,
@@ -367,8 +390,8 @@ impl WriteCtx<'_> {
         )?;
         let mut insert = self.conn.prepare_cached(
             "INSERT OR IGNORE INTO traces
-                 (bot_id, conversation_id, ts, message_id, action, detail, duration_ms, level, source_id)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+                 (bot_id, conversation_id, ts, message_id, action, detail, duration_ms, level, source_id, user_key)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
         )?;
         let total = traces.len();
         for trace in traces {
@@ -399,7 +422,8 @@ impl WriteCtx<'_> {
                 trace.detail,
                 trace.duration_ms,
                 trace.level,
-                trace.id
+                trace.id,
+                trace.user_key.0
             ])?;
             stored += 1;
         }

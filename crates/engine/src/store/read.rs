@@ -1,6 +1,8 @@
 //! Reads: what the index, the query layer and the HTTP handlers ask of the store.
 
 use super::StoreError;
+use crate::ingest::pseudonym::UserKeyer;
+use crate::ingest::rasa::{SenderState, Senders};
 use convlog_core::{Micros, UserKey};
 use rusqlite::config::DbConfig;
 use rusqlite::{Connection, OptionalExtension, Row, params};
@@ -505,4 +507,100 @@ pub fn any_placed_in(conn: &Connection, from: Micros, to: Micros) -> Result<bool
             "SELECT EXISTS (SELECT 1 FROM conversations WHERE placed_at >= ?1 AND placed_at < ?2)",
         )?
         .query_row(params![from, to], |row| row.get(0))?)
+}
+
+/// What the store holds of a bot's Rasa senders, for the events of a later
+/// request ([`Senders`]): the session a `session_started` opened (or, without
+/// one, the user's latest conversation), its channel and its last input.
+pub struct StoredSenders<'c> {
+    conn: &'c Connection,
+    bot_id: &'c str,
+    keyer: &'c UserKeyer,
+    /// The first read that failed: [`StoredSenders::finish`] returns it.
+    failed: std::cell::RefCell<Option<StoreError>>,
+}
+
+impl<'c> StoredSenders<'c> {
+    pub fn new(conn: &'c Connection, bot_id: &'c str, keyer: &'c UserKeyer) -> StoredSenders<'c> {
+        StoredSenders {
+            conn,
+            bot_id,
+            keyer,
+            failed: Default::default(),
+        }
+    }
+
+    /// Whether every read succeeded: a decode that read a failure must not be stored.
+    pub fn finish(self) -> Result<(), StoreError> {
+        self.failed.into_inner().map_or(Ok(()), Err)
+    }
+
+    fn state(&self, user_key: &str, at: Micros) -> Result<SenderState, StoreError> {
+        let session: Option<String> = self
+            .conn
+            .prepare_cached(
+                "SELECT session_id FROM session_starts
+                 WHERE bot_id = ?1 AND user_key = ?2 AND started_at <= ?3
+                 ORDER BY started_at DESC LIMIT 1",
+            )?
+            .query_row(params![self.bot_id, user_key, at], |row| row.get(0))
+            .optional()?;
+        let conversation: Option<(i64, String)> = match &session {
+            Some(session) => self
+                .conn
+                .prepare_cached(
+                    "SELECT id, channel FROM conversations WHERE bot_id = ?1 AND session_id = ?2",
+                )?
+                .query_row(params![self.bot_id, session], |row| {
+                    Ok((row.get(0)?, row.get(1)?))
+                })
+                .optional()?,
+            None => self
+                .conn
+                .prepare_cached(
+                    "SELECT id, channel FROM conversations
+                     WHERE bot_id = ?1 AND user_key = ?2 AND started_at <= ?3
+                     ORDER BY last_message_at DESC LIMIT 1",
+                )?
+                .query_row(params![self.bot_id, user_key, at], |row| {
+                    Ok((row.get(0)?, row.get(1)?))
+                })
+                .optional()?,
+        };
+        let Some((conversation, channel)) = conversation else {
+            return Ok(SenderState {
+                session,
+                ..SenderState::default()
+            });
+        };
+        let input = self
+            .conn
+            .prepare_cached(
+                "SELECT msg_id, intent FROM messages
+                 WHERE conversation_id = ?1 AND role = 'user' AND ts <= ?2
+                 ORDER BY ts DESC, seq DESC LIMIT 1",
+            )?
+            .query_row(params![conversation, at], |row| {
+                Ok((row.get(0)?, row.get(1)?))
+            })
+            .optional()?;
+        Ok(SenderState {
+            session,
+            channel: Some(channel),
+            input,
+        })
+    }
+}
+
+impl Senders for StoredSenders<'_> {
+    fn key(&self, sender: &str) -> String {
+        self.keyer.key(self.bot_id, sender).0
+    }
+
+    fn before(&self, sender: &str, at: Micros) -> SenderState {
+        self.state(&self.key(sender), at).unwrap_or_else(|err| {
+            self.failed.borrow_mut().get_or_insert(err);
+            SenderState::default()
+        })
+    }
 }

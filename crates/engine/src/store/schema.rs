@@ -61,6 +61,15 @@ pub const ADDED_COLUMNS: &[AddedColumn] = &[
         ),
     },
     AddedColumn {
+        table: "traces",
+        column: "user_key",
+        declaration: "TEXT",
+        fill: None,
+        index: Some(
+            "CREATE INDEX IF NOT EXISTS traces_user ON traces(bot_id, user_key) WHERE user_key IS NOT NULL",
+        ),
+    },
+    AddedColumn {
         table: "messages",
         column: "lang",
         declaration: "TEXT",
@@ -120,6 +129,47 @@ CREATE TABLE IF NOT EXISTS messages (
 );
 CREATE UNIQUE INDEX IF NOT EXISTS messages_id ON messages(bot_id, msg_id);
 CREATE INDEX IF NOT EXISTS messages_conversation ON messages(conversation_id, ts, seq);
+
+-- Sessions a source opened before their first message arrived (Rasa's
+-- `session_started`, sent alone by its event brokers), so later requests'
+-- messages join them. Keyed by the pseudonymous user key, like conversations.
+CREATE TABLE IF NOT EXISTS session_starts (
+    bot_id           TEXT NOT NULL,
+    user_key         TEXT NOT NULL,
+    started_at       INTEGER NOT NULL,
+    session_id       TEXT NOT NULL,
+    PRIMARY KEY (bot_id, user_key, started_at)
+);
+
+-- Erasures of one end user of one bot (POST /v1/admin/erase), a state machine
+-- that only moves forward: planned -> hot_deleted -> rewritten -> swapped -> done.
+-- The raw user id is never stored: user_key is its keyed hash.
+CREATE TABLE IF NOT EXISTS erasures (
+    id               INTEGER PRIMARY KEY,
+    bot_id           TEXT NOT NULL,
+    user_key         TEXT NOT NULL,
+    state            TEXT NOT NULL,
+    requested_at     INTEGER NOT NULL,
+    updated_at       INTEGER NOT NULL,
+    key_id           TEXT,              -- the API key that asked; NULL: the command line
+    conversations    INTEGER NOT NULL,
+    messages         INTEGER NOT NULL,
+    objects          INTEGER NOT NULL,  -- archive objects rewritten or removed
+    delete_change    INTEGER            -- change position of its last tombstone
+);
+-- Archive objects an erasure rewrote without the user's rows: the new copy
+-- (NULL when no row was left) replaces old_key in the manifest at the swap.
+CREATE TABLE IF NOT EXISTS erasure_objects (
+    erasure_id       INTEGER NOT NULL,
+    old_key          TEXT NOT NULL,
+    run_id           INTEGER NOT NULL,
+    new_key          TEXT,
+    rows             INTEGER,
+    bytes            INTEGER,
+    sha256           TEXT,
+    removed          INTEGER NOT NULL,  -- rows of the user left out
+    PRIMARY KEY (erasure_id, old_key)
+);
 
 -- Conversations removed by a merge, so the index can drop their documents.
 CREATE TABLE IF NOT EXISTS tombstones (
