@@ -18,18 +18,18 @@ const ACCESS_KEY: &str = "convlog-test-key";
 const SECRET_KEY: &str = "convlog-test-secret-0123456789";
 
 /// An S3 endpoint with credentials and a bucket.
-struct S3 {
+pub struct S3 {
     endpoint: String,
     bucket: String,
     access_key: String,
     secret_key: String,
     /// Objects of the bucket as files, for s3s-fs (Garage stores data its own way).
-    files: Option<PathBuf>,
+    pub files: Option<PathBuf>,
     _garage: Option<GarageProcess>,
 }
 
 impl S3 {
-    fn args(&self, prefix: &str) -> Vec<String> {
+    pub fn args(&self, prefix: &str) -> Vec<String> {
         [
             format!("retention.archive_url=s3://{}/{prefix}", self.bucket),
             format!("retention.s3.endpoint={}", self.endpoint),
@@ -46,7 +46,7 @@ impl S3 {
 }
 
 /// s3s-fs serving `root` on a random loopback port, on its own runtime thread.
-fn start_s3s(root: &Path) -> S3 {
+pub fn start_s3s(root: &Path) -> S3 {
     let bucket = "convlog";
     std::fs::create_dir_all(root.join(bucket)).unwrap();
     let (sender, receiver) = std::sync::mpsc::channel();

@@ -4,9 +4,11 @@
 //! and a crash at any step ends, after a restart, in the same state.
 
 use crate::archive::{duckdb, duckdb_available, run_job};
+use crate::archive_s3::start_s3s;
 use crate::common::{ALL_FROM, ALL_TO, Server, encode, files_under};
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
+use std::path::Path;
 use std::time::Duration;
 
 const BOT: &str = "shop";
@@ -90,10 +92,9 @@ fn hot_counts(server: &Server) -> BTreeMap<&'static str, (u64, u64)> {
 }
 
 /// Archived message rows per user word, and whether every message id is unique.
-fn archived_counts(server: &Server) -> (BTreeMap<String, u64>, bool) {
-    let archive = server.data_dir().join("archive");
+fn archived_counts(archive: &Path) -> (BTreeMap<String, u64>, bool) {
     let rows = duckdb(
-        &archive,
+        archive,
         "SELECT split_part(text, ' ', 1) AS word, count(*), count(DISTINCT message_id)
            FROM read_parquet('messages/*/*/*.parquet', hive_partitioning = true)
           GROUP BY word ORDER BY word",
@@ -120,8 +121,9 @@ fn erase(server: &Server, user: &str) -> Value {
     )
 }
 
-/// What must hold once `USERS[ERASED]` is erased, whatever happened on the way.
-fn check_erased(server: &Server, before: &BTreeMap<&str, (u64, u64)>) {
+/// What must hold once `USERS[ERASED]` is erased, whatever happened on the
+/// way; `archive` is where the archive's objects are files.
+fn check_erased(server: &Server, archive: &Path, before: &BTreeMap<&str, (u64, u64)>) {
     let (erased_word, others) = (USERS[ERASED].1, &USERS[1..]);
     assert_eq!(hot_counts(server)[erased_word], (0, 0));
     for (_, word) in others {
@@ -157,19 +159,18 @@ fn check_erased(server: &Server, before: &BTreeMap<&str, (u64, u64)>) {
         .unwrap()
         .map(Result::unwrap)
         .collect();
-    let archive = server.data_dir().join("archive");
-    let files: BTreeMap<String, String> = files_under(&archive)
+    let files: BTreeMap<String, String> = files_under(archive)
         .into_iter()
         .filter(|f| f.extension().is_some_and(|e| e == "parquet"))
         .map(|f| {
-            let key = f.strip_prefix(&archive).unwrap().display().to_string();
+            let key = f.strip_prefix(archive).unwrap().display().to_string();
             let sha = convlog_engine::archive::target::sha256_hex(&std::fs::read(&f).unwrap());
             (key, sha)
         })
         .collect();
     assert_eq!(files, manifest);
     if duckdb_available() {
-        let (counts, unique) = archived_counts(server);
+        let (counts, unique) = archived_counts(archive);
         assert!(!counts.contains_key(erased_word), "{counts:?}");
         assert!(unique, "count(*) = count(DISTINCT message_id)");
         for (_, word) in others {
@@ -178,19 +179,17 @@ fn check_erased(server: &Server, before: &BTreeMap<&str, (u64, u64)>) {
     }
 }
 
-fn server(root: &std::path::Path, env: &[(&str, &str)]) -> Server {
-    Server::start_with_env(
-        root,
-        &["--set", "ingest.capture_all_traces=true"],
-        env,
-        "warn",
-    )
+fn server(root: &Path, extra: &[String], env: &[(&str, &str)]) -> Server {
+    let mut args = vec!["--set", "ingest.capture_all_traces=true"];
+    args.extend(extra.iter().map(String::as_str));
+    Server::start_with_env(root, &args, env, "warn")
 }
 
 #[test]
 fn an_erased_user_is_gone_from_store_index_and_archive_and_others_stay() {
     let root = tempfile::tempdir().unwrap();
-    let server = server(root.path(), &[]);
+    let server = server(root.path(), &[], &[]);
+    let archive = server.data_dir().join("archive");
     ingest(&server);
     run_job(&server, "/v1/admin/archive", b"");
     let before = hot_counts(&server);
@@ -244,7 +243,7 @@ fn an_erased_user_is_gone_from_store_index_and_archive_and_others_stay() {
         3 * 4 + 3,
         "messages and conversations rows: {job}"
     );
-    check_erased(&server, &before);
+    check_erased(&server, &archive, &before);
     assert_eq!(server.get(&path).status, 404);
     assert_eq!(server.get(&shared).status, 404);
 
@@ -258,7 +257,7 @@ fn an_erased_user_is_gone_from_store_index_and_archive_and_others_stay() {
         (&json!(0), &json!(0)),
         "{again}"
     );
-    check_erased(&server, &before);
+    check_erased(&server, &archive, &before);
 
     // The audit log says who erased what and when, never the raw id.
     let audit = server.get_ok("/v1/admin/audit?limit=100");
@@ -296,14 +295,15 @@ fn an_erased_user_is_gone_from_store_index_and_archive_and_others_stay() {
         assert_eq!(reply.status, 400, "{body}: {}", reply.body);
         assert!(reply.body.contains(field), "{body}: {}", reply.body);
     }
-    check_erased(&server, &before);
+    check_erased(&server, &archive, &before);
 }
 
 #[test]
 fn a_crash_at_any_step_of_an_erasure_ends_in_the_same_state_after_a_restart() {
     for step in ["erase.after_hot", "erase.after_rewrite", "erase.after_swap"] {
         let root = tempfile::tempdir().unwrap();
-        let mut server = server(root.path(), &[("CONVLOG_FAILPOINTS", step)]);
+        let mut server = server(root.path(), &[], &[("CONVLOG_FAILPOINTS", step)]);
+        let archive = server.data_dir().join("archive");
         ingest(&server);
         run_job(&server, "/v1/admin/archive", b"");
         let before = hot_counts(&server);
@@ -337,6 +337,26 @@ fn a_crash_at_any_step_of_an_erasure_ends_in_the_same_state_after_a_restart() {
             std::thread::sleep(Duration::from_millis(50));
         }
         server.wait_indexed();
-        check_erased(&server, &before);
+        check_erased(&server, &archive, &before);
     }
+}
+
+/// The same on S3 (the in-process s3s server): the bucket's objects are
+/// rewritten, the manifest agrees with them.
+#[test]
+fn an_erasure_rewrites_the_archive_on_s3() {
+    let root = tempfile::tempdir().unwrap();
+    let s3 = start_s3s(&root.path().join("s3"));
+    let server = server(root.path(), &s3.args("archive"), &[]);
+    let archive = s3
+        .files
+        .clone()
+        .expect("s3s keeps objects as files")
+        .join("archive");
+    ingest(&server);
+    run_job(&server, "/v1/admin/archive", b"");
+    let before = hot_counts(&server);
+    let job = erase(&server, USERS[ERASED].0);
+    assert_eq!(job["result"]["archive_rows"], 3 * 4 + 3, "{job}");
+    check_erased(&server, &archive, &before);
 }

@@ -11,8 +11,8 @@
 //!   writes tombstones; the index drops their documents (awaited);
 //! * **rewritten**: every archived object of the bot holding the user's rows
 //!   is rewritten without them (every other row, column and metadata entry as
-//!   it was) under a new key, uploaded and recorded with its checksum; the old
-//!   objects stay the manifest's meanwhile;
+//!   it was) under a new key, uploaded, read back and recorded with its
+//!   checksum; the old objects stay the manifest's meanwhile;
 //! * **swapped**: one store transaction puts the new objects into the manifest
 //!   (an object left without rows leaves it);
 //! * **done**: the runs' manifest objects are rewritten, then the old objects
@@ -206,10 +206,19 @@ impl Archiver {
                 let size = rewritten.len() as u64;
                 let target = self.target.clone();
                 let (upload_key, upload_sha) = (key.clone(), sha256.clone());
+                // Uploaded, then read back: the checksum is what the swap vouches for.
                 self.runtime.block_on(async move {
                     target
                         .write(&upload_key, bytes::Bytes::from(rewritten), &upload_sha)
-                        .await
+                        .await?;
+                    let read = super::target::sha256_hex(&target.get(&upload_key).await?);
+                    if read != upload_sha {
+                        return Err(ArchiveError::corrupt(
+                            &upload_key,
+                            format!("checksum {read} read back, {upload_sha} written"),
+                        ));
+                    }
+                    Ok(())
                 })?;
                 Some(NewObject {
                     key,
