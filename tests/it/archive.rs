@@ -126,6 +126,31 @@ fn archived_messages(dir: &Path) -> Vec<ArchivedMessage> {
     rows
 }
 
+/// Archive objects as (key, SHA-256).
+type Objects = BTreeSet<(String, String)>;
+
+/// The Parquet objects under `archive_dir` and the manifest's (in the store
+/// `conn` opens): equal when every object on disk is the manifest's, with its
+/// checksum.
+pub fn files_and_manifest(conn: &rusqlite::Connection, archive_dir: &Path) -> (Objects, Objects) {
+    let manifest = conn
+        .prepare("SELECT key, sha256 FROM archive_objects")
+        .unwrap()
+        .query_map([], |row| Ok((row.get(0)?, row.get(1)?)))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    let files = parquet_files(archive_dir)
+        .into_iter()
+        .map(|f| {
+            let key = f.strip_prefix(archive_dir).unwrap().display().to_string();
+            let bytes = std::fs::read(&f).unwrap();
+            (key, convlog_engine::archive::target::sha256_hex(&bytes))
+        })
+        .collect();
+    (files, manifest)
+}
+
 fn parquet_files(dir: &Path) -> Vec<PathBuf> {
     if !dir.exists() {
         return Vec::new();
@@ -740,21 +765,7 @@ pub fn crash_runs(seed: u64, step: &str, runs: usize, archive_at: ArchiveAt<'_>)
                 rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
             )
             .unwrap();
-            let manifest: BTreeSet<(String, String)> = conn
-                .prepare("SELECT key, sha256 FROM archive_objects")
-                .unwrap()
-                .query_map([], |row| Ok((row.get(0)?, row.get(1)?)))
-                .unwrap()
-                .map(Result::unwrap)
-                .collect();
-            let files: BTreeSet<(String, String)> = parquet_files(&archive_dir)
-                .into_iter()
-                .map(|f| {
-                    let key = f.strip_prefix(&archive_dir).unwrap().display().to_string();
-                    let bytes = std::fs::read(&f).unwrap();
-                    (key, convlog_engine::archive::target::sha256_hex(&bytes))
-                })
-                .collect();
+            let (files, manifest) = files_and_manifest(&conn, &archive_dir);
             assert_eq!(files, manifest, "{failpoint}: files and manifest differ");
             let unfinished: i64 = conn
                 .query_row(

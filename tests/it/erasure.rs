@@ -3,9 +3,9 @@
 //! archive (the objects holding their rows rewritten, the manifest updated),
 //! and a crash at any step ends, after a restart, in the same state.
 
-use crate::archive::{duckdb, duckdb_available, run_job};
+use crate::archive::{duckdb, duckdb_available, files_and_manifest, run_job};
 use crate::archive_s3::start_s3s;
-use crate::common::{ALL_FROM, ALL_TO, Server, encode, files_under};
+use crate::common::{ALL_FROM, ALL_TO, Server, encode, run_cli};
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -152,22 +152,7 @@ fn check_erased(server: &Server, archive: &Path, before: &BTreeMap<&str, (u64, u
         .unwrap();
     assert_eq!(unfinished, 0);
     // Every object on disk is one the manifest knows, with its checksum.
-    let manifest: BTreeMap<String, String> = db
-        .prepare("SELECT key, sha256 FROM archive_objects")
-        .unwrap()
-        .query_map([], |row| Ok((row.get(0)?, row.get(1)?)))
-        .unwrap()
-        .map(Result::unwrap)
-        .collect();
-    let files: BTreeMap<String, String> = files_under(archive)
-        .into_iter()
-        .filter(|f| f.extension().is_some_and(|e| e == "parquet"))
-        .map(|f| {
-            let key = f.strip_prefix(archive).unwrap().display().to_string();
-            let sha = convlog_engine::archive::target::sha256_hex(&std::fs::read(&f).unwrap());
-            (key, sha)
-        })
-        .collect();
+    let (files, manifest) = files_and_manifest(&db, archive);
     assert_eq!(files, manifest);
     if duckdb_available() {
         let (counts, unique) = archived_counts(archive);
@@ -258,6 +243,23 @@ fn an_erased_user_is_gone_from_store_index_and_archive_and_others_stay() {
         "{again}"
     );
     check_erased(&server, &archive, &before);
+    // And from the command line through the server.
+    let (status, stdout, stderr) = run_cli(
+        &[
+            "erase",
+            "--bot",
+            BOT,
+            "--user",
+            USERS[ERASED].0,
+            "--server",
+            server.base(),
+            "--json",
+        ],
+        None,
+    );
+    assert!(status.success(), "{stderr}");
+    let again: Value = serde_json::from_slice(&stdout).unwrap();
+    assert_eq!(again["conversations"], 0, "{again}");
 
     // The audit log says who erased what and when, never the raw id.
     let audit = server.get_ok("/v1/admin/audit?limit=100");
@@ -267,7 +269,11 @@ fn an_erased_user_is_gone_from_store_index_and_archive_and_others_stay() {
         .iter()
         .filter(|e| e["action"] == "erase")
         .collect();
-    assert_eq!(entries.len(), 2, "{audit}");
+    assert_eq!(
+        entries.len(),
+        3,
+        "HTTP twice, the command line once: {audit}"
+    );
     assert!(entries[0]["target"].as_str().unwrap().starts_with("user "));
     assert_eq!(entries[0]["bot_id"], BOT);
     assert!(!audit.to_string().contains(USERS[ERASED].0));
@@ -296,6 +302,42 @@ fn an_erased_user_is_gone_from_store_index_and_archive_and_others_stay() {
         assert!(reply.body.contains(field), "{body}: {}", reply.body);
     }
     check_erased(&server, &archive, &before);
+
+    // The command line on the data directory itself (no server holds it):
+    // the second user goes, the third stays.
+    let mut server = server;
+    server.terminate();
+    let data_dir = server.data_dir().display().to_string();
+    let (status, stdout, stderr) = run_cli(
+        &[
+            "erase",
+            "--bot",
+            BOT,
+            "--user",
+            USERS[1].0,
+            "--data-dir",
+            &data_dir,
+            "--direct",
+        ],
+        None,
+    );
+    assert!(status.success(), "{stderr}");
+    // The sentence goes to stderr (stdout is for --json).
+    assert!(
+        stderr.contains("erased 2 conversations (8 messages)"),
+        "{stderr}"
+    );
+    assert!(stdout.is_empty() && !stderr.contains(USERS[1].0));
+    server.restart();
+    server.wait_indexed();
+    let after = hot_counts(&server);
+    assert_eq!(after[USERS[1].1], (0, 0));
+    assert_eq!(after[USERS[2].1], before[USERS[2].1]);
+    if duckdb_available() {
+        let (counts, _) = archived_counts(&archive);
+        assert!(!counts.contains_key(USERS[1].1), "{counts:?}");
+        assert_eq!(counts.get(USERS[2].1), Some(&(3 * 4)), "{counts:?}");
+    }
 }
 
 #[test]
