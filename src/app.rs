@@ -9,6 +9,7 @@ use convlog_engine::config::Config;
 use convlog_engine::index::{DocKind, IndexSchema, LiveIndex};
 use convlog_engine::ingest::pseudonym::UserKeyer;
 use convlog_engine::ingest::validate::IngestRules;
+use convlog_engine::insights::InsightsService;
 use convlog_engine::jobs::{JobRecord, Jobs};
 use convlog_engine::query::SearchService;
 use convlog_engine::review::ReviewService;
@@ -33,6 +34,7 @@ pub struct Inner {
     pub rules: Arc<IngestRules>,
     pub search: SearchService,
     pub review: ReviewService,
+    pub insights: InsightsService,
     pub audit: convlog_engine::audit::AuditLog,
     pub keys: convlog_engine::admin::Keys,
     pub index: Arc<LiveIndex>,
@@ -168,6 +170,12 @@ impl App {
         let clock = Clock::from_env().map_err(anyhow::Error::msg)?;
         let review =
             ReviewService::new(store.clone(), search.clone(), clock, config.review.clone());
+        let insights = InsightsService::new(
+            store.clone(),
+            search.clone(),
+            clock,
+            config.search.languages.clone(),
+        );
         let jobs = Jobs::open(store.clone(), clock).context("opening the job history")?;
         let audit = convlog_engine::audit::AuditLog::new(store.clone());
         let keys = convlog_engine::admin::Keys::new(store.clone());
@@ -199,6 +207,7 @@ impl App {
                 rules,
                 search,
                 review,
+                insights,
                 audit,
                 keys,
                 index,

@@ -5,6 +5,7 @@ mod admin;
 pub mod error;
 pub mod guard;
 mod ingest;
+mod insights;
 mod openapi;
 mod ops;
 mod review;

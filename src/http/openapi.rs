@@ -63,6 +63,9 @@ pub enum Query {
     Search(Target),
     /// Parameters of a struct the handler parses (`utoipa::IntoParams`).
     Params(fn() -> Vec<utoipa::openapi::path::Parameter>),
+    /// The search filters of this target and time range and `q`, without
+    /// paging, plus these.
+    Filters(Target, fn() -> Vec<utoipa::openapi::path::Parameter>),
 }
 
 /// The success answer of a route.
@@ -355,6 +358,9 @@ fn parameter(name: &str, place: &str, schema: Value, description: &str, required
 }
 
 /// The query parameters of a search of `target`: the filter table, then the rest.
+/// The paging parameters of a search.
+pub const PAGING: [&str; 3] = ["sort", "limit", "cursor"];
+
 fn search_parameters(target: Target) -> Vec<Value> {
     let filter_value = json!({ "type": "string", "minLength": 1, "maxLength": 256 });
     let mut parameters = vec![
@@ -475,6 +481,14 @@ fn operation(route: &Route, components: &mut Components) -> Value {
         Query::None => {}
         Query::Search(target) => parameters.extend(search_parameters(target)),
         Query::Params(make) => parameters.extend(make().into_iter().map(to_value)),
+        Query::Filters(target, make) => {
+            parameters.extend(
+                search_parameters(target)
+                    .into_iter()
+                    .filter(|p| !PAGING.contains(&p["name"].as_str().unwrap_or_default())),
+            );
+            parameters.extend(make().into_iter().map(to_value));
+        }
     }
     let mut responses = Map::new();
     let (status, content) = match route.doc.ok {

@@ -4,7 +4,7 @@
 //! policy, and the tests enumerate it (every route × every role × own/other bot).
 
 use super::openapi::{self as api, Doc};
-use super::{admin, ingest, ops, review, search, ui};
+use super::{admin, ingest, insights, ops, review, search, ui};
 use crate::app::App;
 use axum::http::Method;
 use axum::routing::{MethodFilter, MethodRouter, on};
@@ -367,6 +367,18 @@ pub fn routes() -> Vec<Route> {
             summary: "The funnel of every flow",
             query: search(Target::Aggregates),
             ok: json(search::flows_schema),
+            ..Doc::default()
+        }),
+        route(
+            M::GET,
+            "/v1/bots/{bot}/insights/unidentified",
+            Read,
+            insights::unidentified,
+        )
+        .doc(Doc {
+            summary: "What the bot missed: the inputs a fallback answered, in clusters of similar ones",
+            query: api::Query::Filters(Target::Aggregates, insights::unidentified_params),
+            ok: json(insights::unidentified_schema),
             ..Doc::default()
         }),
         route(M::GET, "/v1/bots/{bot}/tags", Read, search::tags).doc(Doc {

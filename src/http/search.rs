@@ -37,6 +37,34 @@ pub(super) fn request(
     Ok(SearchRequest::from_pairs(&pairs, target, now)?)
 }
 
+/// The search request of a query string that takes filters, time range and
+/// `q` but no paging, plus the route's own parameters `own` (returned apart).
+pub(super) fn filters_request(
+    query: Option<String>,
+    target: Target,
+    now: convlog_core::Micros,
+    own: &[&str],
+) -> Result<(SearchRequest, Vec<(String, String)>), AppError> {
+    let pairs: Vec<(String, String)> = serde_urlencoded::from_str(query.as_deref().unwrap_or(""))
+        .map_err(|err| AppError::InvalidParameter {
+        name: "query string".into(),
+        reason: err.to_string(),
+    })?;
+    let (mine, filters): (Vec<_>, Vec<_>) = pairs
+        .into_iter()
+        .partition(|(name, _)| own.contains(&name.as_str()));
+    if let Some((name, _)) = filters
+        .iter()
+        .find(|(name, _)| super::openapi::PAGING.contains(&name.as_str()))
+    {
+        return Err(AppError::InvalidParameter {
+            name: name.clone(),
+            reason: "unknown parameter".into(),
+        });
+    }
+    Ok((SearchRequest::from_pairs(&filters, target, now)?, mine))
+}
+
 /// `GET /v1/filters`: the search filters (the engine's filter table), which
 /// the UI's sidebar is built from.
 pub async fn filters() -> Json<Value> {

@@ -20,6 +20,7 @@ mod errors;
 mod filters;
 mod hardening;
 mod ingest;
+mod insights;
 mod isolation;
 mod languages;
 mod ops;

@@ -32,9 +32,10 @@
 //! 4. `jobs`: background work with progress, recorded in the store.
 //! 5. `index`: tantivy, following the store's change stream.
 //! 6. `query`: searches over the index, read from the store.
-//! 7. `tag`, `archive`, `review`, `audit`: the services — tagging, retention
-//!    and the Parquet archive, reviewers' work, the audit log the server and
-//!    the command line both append to.
+//! 7. `tag`, `archive`, `review`, `insights`, `audit`: the services — tagging,
+//!    retention and the Parquet archive, reviewers' work, what the bot missed
+//!    (clusters of unidentified inputs), the audit log the server and the
+//!    command line both append to.
 //! 8. `admin`: key changes beside a running server (the command line), each
 //!    audited in the same transaction.
 //! 9. `config`: `config.toml` layered and validated into the settings of
@@ -51,6 +52,7 @@ pub mod auth;
 pub mod config;
 pub mod index;
 pub mod ingest;
+pub mod insights;
 pub mod jobs;
 pub mod query;
 pub mod review;

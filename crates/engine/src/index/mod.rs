@@ -488,6 +488,25 @@ impl IndexView {
         Ok(Some(found))
     }
 
+    /// How many `kind` documents hold each of `terms` in `field` (deleted
+    /// ones may count until merged away), and how many there are in all.
+    pub fn doc_freqs(
+        &self,
+        kind: DocKind,
+        field: Field,
+        terms: &[&str],
+    ) -> tantivy::Result<(u64, Vec<u64>)> {
+        let mut freqs = vec![0u64; terms.len()];
+        let mut docs = 0;
+        for searcher in self.partitions.iter().map(|p| p.searcher(kind)) {
+            docs += searcher.num_docs();
+            for (freq, term) in freqs.iter_mut().zip(terms) {
+                *freq += searcher.doc_freq(&Term::from_field_text(field, term))?;
+            }
+        }
+        Ok((docs, freqs))
+    }
+
     /// Live documents of one kind.
     pub fn num_docs(&self, kind: DocKind) -> u64 {
         self.partitions

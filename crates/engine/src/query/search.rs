@@ -642,6 +642,18 @@ impl SearchService {
         .await
     }
 
+    /// The weight of each analysed word in clustering: its inverse document
+    /// frequency over every message the index holds, `ln(1 + N / (1 + df))`.
+    pub fn word_weights(&self, words: &[&str]) -> Result<Vec<f32>, QueryError> {
+        let (docs, freqs) =
+            self.live_view()
+                .doc_freqs(DocKind::Message, self.fields.text, words)?;
+        Ok(freqs
+            .into_iter()
+            .map(|df| (1.0 + docs as f64 / (1.0 + df as f64)).ln() as f32)
+            .collect())
+    }
+
     /// Conversations per value of a string field (tags, labels): value → count, descending.
     pub async fn value_counts(
         &self,

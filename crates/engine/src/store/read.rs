@@ -317,6 +317,64 @@ pub fn messages_by_seq(
     Ok(out)
 }
 
+/// A user message a bot answered with a fallback (`unidentified`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct UnidentifiedInput {
+    pub conversation_id: u64,
+    pub msg_id: String,
+    pub text: String,
+    /// The message's `lang`, if it gave one.
+    pub lang: Option<String>,
+}
+
+/// The user messages of the conversations `within` (ascending ids) that an
+/// `unidentified` bot message answered: the last user message before it,
+/// unless another bot message answered that one first (an input answered
+/// by an identified reply is understood; by several fallbacks, counted once).
+pub fn unidentified_inputs(
+    conn: &Connection,
+    bot_id: &str,
+    within: &[u64],
+) -> Result<Vec<UnidentifiedInput>, StoreError> {
+    let mut candidates = conn.prepare_cached(
+        "SELECT DISTINCT conversation_id FROM messages \
+         WHERE bot_id = ?1 AND unidentified = 1 ORDER BY conversation_id",
+    )?;
+    let missed: Vec<u64> = candidates
+        .query_map(params![bot_id], |row| row.get::<_, i64>(0))?
+        .map(|id| id.map(|id| id as u64))
+        .filter(|id| {
+            id.as_ref()
+                .map_or(true, |id| within.binary_search(id).is_ok())
+        })
+        .collect::<Result<_, _>>()?;
+    let mut statement = conn.prepare_cached(
+        "SELECT role, unidentified, msg_id, text, lang FROM messages \
+         WHERE conversation_id = ?1 AND role IN ('user', 'bot') ORDER BY ts, seq",
+    )?;
+    let mut out = Vec::new();
+    for conversation_id in missed {
+        let mut last_input: Option<UnidentifiedInput> = None;
+        let mut rows = statement.query(params![conversation_id as i64])?;
+        while let Some(row) = rows.next()? {
+            let role: String = row.get(0)?;
+            if role == "user" {
+                last_input = Some(UnidentifiedInput {
+                    conversation_id,
+                    msg_id: row.get(2)?,
+                    text: row.get(3)?,
+                    lang: row.get(4)?,
+                });
+            } else if let Some(input) = last_input.take()
+                && row.get::<_, bool>(1)?
+            {
+                out.push(input);
+            }
+        }
+    }
+    Ok(out)
+}
+
 /// The same user's conversations that started before `before` and were active after `since`, newest first.
 pub fn history(
     conn: &Connection,

@@ -129,6 +129,9 @@ CREATE TABLE IF NOT EXISTS messages (
 );
 CREATE UNIQUE INDEX IF NOT EXISTS messages_id ON messages(bot_id, msg_id);
 CREATE INDEX IF NOT EXISTS messages_conversation ON messages(conversation_id, ts, seq);
+-- The conversations with a fallback answer (the insights' unidentified inputs).
+CREATE INDEX IF NOT EXISTS messages_unidentified
+    ON messages(bot_id, conversation_id) WHERE unidentified = 1;
 
 -- Sessions a source opened before their first message arrived (Rasa's
 -- `session_started`, sent alone by its event brokers), so later requests'

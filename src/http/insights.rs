@@ -1,0 +1,113 @@
+//! Insights under `/v1/bots/{bot}`: what the bot missed (clusters of
+//! unidentified inputs) and the live tail.
+
+use super::error::AppError;
+use super::openapi::{Components, array, count, object, of_type, query_parameter, string};
+use super::search::{bot_id, filters_request};
+use crate::app::App;
+use axum::Json;
+use axum::extract::{Path, RawQuery, State};
+use convlog_core::ConversationId;
+use convlog_engine::query::Target;
+use serde_json::{Value, json};
+
+/// Clusters returned when `limit` isn't given, and the most it may ask.
+const DEFAULT_CLUSTERS: usize = 50;
+const MAX_CLUSTERS: usize = 500;
+
+/// `GET /v1/bots/{bot}/insights/unidentified`: the inputs the bot answered
+/// with a fallback in the matching conversations, clustered by similarity.
+pub async fn unidentified(
+    State(app): State<App>,
+    Path(bot): Path<String>,
+    RawQuery(query): RawQuery,
+) -> Result<Json<Value>, AppError> {
+    let bot = bot_id(&bot)?;
+    let (request, own) = filters_request(query, Target::Aggregates, app.clock.now(), &["limit"])?;
+    let mut limit = DEFAULT_CLUSTERS;
+    for (name, value) in own {
+        limit = value
+            .parse()
+            .ok()
+            .filter(|n| (1..=MAX_CLUSTERS).contains(n))
+            .ok_or_else(|| AppError::InvalidParameter {
+                name,
+                reason: format!("must be a whole number between 1 and {MAX_CLUSTERS}"),
+            })?;
+    }
+    let found = app.insights.unidentified(&bot, request, limit).await?;
+    let clusters: Vec<Value> = found
+        .clusters
+        .iter()
+        .map(|cluster| {
+            let examples: Vec<Value> = cluster
+                .examples
+                .iter()
+                .map(|input| {
+                    json!({
+                        "text": input.text,
+                        "conversation_id": ConversationId(input.conversation_id).to_string(),
+                        "message_id": input.msg_id,
+                    })
+                })
+                .collect();
+            json!({
+                "label": cluster.label,
+                "inputs": cluster.inputs,
+                "conversations": cluster.conversations,
+                "terms": cluster.terms,
+                "examples": examples,
+            })
+        })
+        .collect();
+    Ok(Json(json!({
+        "total_inputs": found.total_inputs,
+        "total_clusters": found.total_clusters,
+        "clusters": clusters,
+    })))
+}
+
+/// The parameters of `…/insights/unidentified` beside the filters.
+pub fn unidentified_params() -> Vec<utoipa::openapi::path::Parameter> {
+    use utoipa::openapi::schema::Type;
+    vec![query_parameter(
+        "limit",
+        "How many clusters to return, largest first (default 50).",
+        of_type(Type::Integer)
+            .minimum(Some(1))
+            .maximum(Some(MAX_CLUSTERS as f64)),
+    )]
+}
+
+/// The answer of `…/insights/unidentified`.
+pub fn unidentified_schema(_: &mut Components) -> Value {
+    let example = object(
+        &[
+            ("text", string()),
+            ("conversation_id", string()),
+            ("message_id", string()),
+        ],
+        &["text", "conversation_id", "message_id"],
+    );
+    let cluster = object(
+        &[
+            ("label", string()),
+            ("inputs", count()),
+            ("conversations", count()),
+            ("terms", array(string())),
+            (
+                "examples",
+                json!({ "type": "array", "items": example, "maxItems": 5 }),
+            ),
+        ],
+        &["label", "inputs", "conversations", "terms", "examples"],
+    );
+    object(
+        &[
+            ("total_inputs", count()),
+            ("total_clusters", count()),
+            ("clusters", array(cluster)),
+        ],
+        &["total_inputs", "total_clusters", "clusters"],
+    )
+}
