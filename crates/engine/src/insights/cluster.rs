@@ -25,7 +25,7 @@
 
 use convlog_querylang::analysis::{analyse, edit_distance, fold, lower};
 use rayon::prelude::*;
-use std::collections::HashMap;
+use rustc_hash::FxHashMap as HashMap;
 
 /// The cosine similarity between a text and a cluster's centroid that a
 /// text must exceed to join it. A word of difference joins: three words of
@@ -35,7 +35,7 @@ pub const THRESHOLD: f32 = 0.45;
 /// Heaviest words of a variant whose clusters are its candidates.
 const CANDIDATE_WORDS: usize = 3;
 /// Most clusters looked at per candidate word (the largest come first).
-const MAX_SCAN: usize = 256;
+const MAX_SCAN: usize = 128;
 /// The shortest word (in characters) a typo is looked for in: shorter words
 /// are one edit from too many others ("cat", "car").
 pub const MIN_TYPO_CHARS: usize = 5;
@@ -97,7 +97,7 @@ fn features(text: Text<'_>) -> Features {
 /// are looked up by their one-deletion neighbourhoods (as SymSpell does),
 /// then checked with the edit distance.
 fn spelling(analysed: &[Features]) -> HashMap<&str, &str> {
-    let mut counts: HashMap<&str, usize> = HashMap::new();
+    let mut counts: HashMap<&str, usize> = HashMap::default();
     for features in analysed {
         for (feature, _) in features {
             *counts.entry(feature.as_str()).or_default() += 1;
@@ -112,8 +112,8 @@ fn spelling(analysed: &[Features]) -> HashMap<&str, &str> {
         })
         .collect();
     words.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(b.0)));
-    let mut known: HashMap<String, Vec<(&str, usize)>> = HashMap::new();
-    let mut typos = HashMap::new();
+    let mut known: HashMap<String, Vec<(&str, usize)>> = HashMap::default();
+    let mut typos = HashMap::default();
     for (feature, count) in words {
         let (lang, word) = feature.split_once(':').expect("a word feature");
         let keys = deletions(lang, word);
@@ -229,30 +229,22 @@ impl Clusters {
     /// The most similar cluster above [`THRESHOLD`] among those sharing
     /// one of `variant`'s heaviest features (and `also`).
     fn best(&self, variant: &Variant, also: Option<u32>) -> Option<(u32, f32)> {
+        let mut candidates: Vec<u32> = variant
+            .candidates()
+            .iter()
+            .flat_map(|term| self.postings.get(term).into_iter().flatten().take(MAX_SCAN))
+            .copied()
+            .chain(also)
+            .collect();
+        candidates.sort_unstable();
+        candidates.dedup();
         let mut best: Option<(u32, f32)> = None;
-        let mut consider = |cluster: u32| {
+        for cluster in candidates {
             let score = self.centroids[cluster as usize].cosine(variant);
-            let better = match best {
-                None => true,
-                Some((at, top)) => score > top || (score == top && cluster < at),
-            };
-            if score > THRESHOLD && better {
+            // Ascending ids: a tie keeps the older cluster.
+            if score > THRESHOLD && best.is_none_or(|(_, top)| score > top) {
                 best = Some((cluster, score));
             }
-        };
-        for term in variant.candidates() {
-            for &cluster in self
-                .postings
-                .get(&term)
-                .into_iter()
-                .flatten()
-                .take(MAX_SCAN)
-            {
-                consider(cluster);
-            }
-        }
-        if let Some(cluster) = also {
-            consider(cluster);
         }
         best
     }
@@ -303,9 +295,9 @@ pub fn cluster<E>(
     });
 
     // Features get ids; texts with the same features are one variant.
-    let mut ids: HashMap<&str, u32> = HashMap::new();
+    let mut ids: HashMap<&str, u32> = HashMap::default();
     let mut names: Vec<&str> = Vec::new();
-    let mut variant_of: HashMap<Vec<u32>, usize> = HashMap::new();
+    let mut variant_of: HashMap<Vec<u32>, usize> = HashMap::default();
     let mut variants: Vec<Variant> = Vec::new();
     for (i, features) in analysed.iter().enumerate() {
         let mut terms: Vec<u32> = features
@@ -350,7 +342,7 @@ pub fn cluster<E>(
     // Leader pass.
     let mut clusters = Clusters {
         centroids: Vec::new(),
-        postings: HashMap::new(),
+        postings: HashMap::default(),
     };
     let mut assigned: Vec<u32> = Vec::with_capacity(variants.len());
     for variant in &variants {
@@ -410,7 +402,7 @@ fn group(vs: &[usize], variants: &[Variant], analysed: &[Features], names: &[&st
         members.extend(&variants[v].texts);
     }
     // How each heavy feature was most often written in this group.
-    let mut written: HashMap<&str, HashMap<&str, usize>> = HashMap::new();
+    let mut written: HashMap<&str, HashMap<&str, usize>> = HashMap::default();
     for &member in &members {
         for (feature, surface) in &analysed[member] {
             if heaviest.iter().any(|(t, _)| names[*t as usize] == feature) {

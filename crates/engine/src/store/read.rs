@@ -336,40 +336,38 @@ pub fn unidentified_inputs(
     bot_id: &str,
     within: &[u64],
 ) -> Result<Vec<UnidentifiedInput>, StoreError> {
-    let mut candidates = conn.prepare_cached(
-        "SELECT DISTINCT conversation_id FROM messages \
-         WHERE bot_id = ?1 AND unidentified = 1 ORDER BY conversation_id",
-    )?;
-    let missed: Vec<u64> = candidates
-        .query_map(params![bot_id], |row| row.get::<_, i64>(0))?
-        .map(|id| id.map(|id| id as u64))
-        .filter(|id| {
-            id.as_ref()
-                .map_or(true, |id| within.binary_search(id).is_ok())
-        })
-        .collect::<Result<_, _>>()?;
     let mut statement = conn.prepare_cached(
-        "SELECT role, unidentified, msg_id, text, lang FROM messages \
-         WHERE conversation_id = ?1 AND role IN ('user', 'bot') ORDER BY ts, seq",
+        "SELECT conversation_id, role, unidentified, msg_id, text, lang FROM messages \
+         WHERE conversation_id IN (SELECT DISTINCT conversation_id FROM messages \
+                                   WHERE bot_id = ?1 AND unidentified = 1) \
+           AND role IN ('user', 'bot') \
+         ORDER BY conversation_id, ts, seq",
     )?;
+    let mut rows = statement.query(params![bot_id])?;
     let mut out = Vec::new();
-    for conversation_id in missed {
-        let mut last_input: Option<UnidentifiedInput> = None;
-        let mut rows = statement.query(params![conversation_id as i64])?;
-        while let Some(row) = rows.next()? {
-            let role: String = row.get(0)?;
-            if role == "user" {
-                last_input = Some(UnidentifiedInput {
-                    conversation_id,
-                    msg_id: row.get(2)?,
-                    text: row.get(3)?,
-                    lang: row.get(4)?,
-                });
-            } else if let Some(input) = last_input.take()
-                && row.get::<_, bool>(1)?
-            {
-                out.push(input);
-            }
+    let mut last_input: Option<UnidentifiedInput> = None;
+    let mut current = None;
+    while let Some(row) = rows.next()? {
+        let conversation_id = row.get::<_, i64>(0)? as u64;
+        if current != Some(conversation_id) {
+            current = Some(conversation_id);
+            last_input = None;
+        }
+        if within.binary_search(&conversation_id).is_err() {
+            continue;
+        }
+        let role: String = row.get(1)?;
+        if role == "user" {
+            last_input = Some(UnidentifiedInput {
+                conversation_id,
+                msg_id: row.get(3)?,
+                text: row.get(4)?,
+                lang: row.get(5)?,
+            });
+        } else if let Some(input) = last_input.take()
+            && row.get::<_, bool>(2)?
+        {
+            out.push(input);
         }
     }
     Ok(out)
