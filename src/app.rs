@@ -50,6 +50,9 @@ pub struct Inner {
     pub metrics: Arc<Metrics>,
     /// Whether active API keys existed at the last request (0 unknown, 1 no, 2 yes).
     key_state: std::sync::atomic::AtomicU8,
+    /// Turns true when the server starts shutting down: live tails end, so
+    /// they don't hold the drain.
+    pub stopping: tokio::sync::watch::Sender<bool>,
     /// Held for the life of the process: one process per data directory.
     _lock: File,
 }
@@ -221,6 +224,7 @@ impl App {
                 clock,
                 metrics: Arc::new(Metrics::default()),
                 key_state: std::sync::atomic::AtomicU8::new(0),
+                stopping: tokio::sync::watch::Sender::new(false),
                 _lock: lock,
             }),
         })
@@ -521,7 +525,10 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         crate::http::router(app.clone()),
         limits,
         app.metrics.clone(),
-        shutdown_signal(),
+        async {
+            shutdown_signal().await;
+            let _ = app.stopping.send(true);
+        },
         server.request_timeout,
     )
     .await;

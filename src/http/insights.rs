@@ -4,12 +4,18 @@
 use super::error::AppError;
 use super::openapi::{Components, array, count, object, of_type, query_parameter, string};
 use super::search::{bot_id, filters_request};
+use super::views::MessageView;
 use crate::app::App;
 use axum::Json;
 use axum::extract::{Path, RawQuery, State};
+use axum::http::HeaderMap;
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
 use convlog_core::ConversationId;
 use convlog_engine::query::Target;
+use convlog_engine::query::tail::{TailEvent, follow};
 use serde_json::{Value, json};
+use std::convert::Infallible;
 
 /// Clusters returned when `limit` isn't given, and the most it may ask.
 const DEFAULT_CLUSTERS: usize = 50;
@@ -110,4 +116,66 @@ pub fn unidentified_schema(_: &mut Components) -> Value {
         ],
         &["total_inputs", "total_clusters", "clusters"],
     )
+}
+
+/// `GET /v1/bots/{bot}/tail`: matching messages as they are ingested, as
+/// Server-Sent Events (`message`, `dropped`), with heartbeats. A reconnecting
+/// client's `Last-Event-ID` (a message's store sequence) resumes after it.
+pub async fn tail(
+    State(app): State<App>,
+    Path(bot): Path<String>,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+) -> Result<Response, AppError> {
+    let bot = bot_id(&bot)?;
+    let (request, _) = filters_request(query, Target::Messages, app.clock.now(), &[])?;
+    let resume = match headers.get("last-event-id") {
+        None => None,
+        Some(value) => Some(
+            value
+                .to_str()
+                .ok()
+                .and_then(|v| v.parse::<u64>().ok())
+                .ok_or_else(|| AppError::InvalidParameter {
+                    name: "Last-Event-ID".into(),
+                    reason: "must be the id of an event this stream sent".into(),
+                })?,
+        ),
+    };
+    let events = follow(
+        app.search.clone(),
+        bot.clone(),
+        request,
+        resume,
+        &app.config.tail,
+        app.stopping.subscribe(),
+    )
+    .await?;
+    let stream = futures::stream::unfold(events, move |mut events| {
+        let bot = bot.clone();
+        async move {
+            let event = match events.recv().await? {
+                TailEvent::Message(message) => {
+                    let (record, channel) = &*message;
+                    let mut data = serde_json::to_value(MessageView::new(record, None))
+                        .expect("a message serialises");
+                    data["conversation_id"] =
+                        json!(ConversationId(record.conversation_id).to_string());
+                    data["channel"] = json!(channel);
+                    data["bot_id"] = json!(bot);
+                    Event::default()
+                        .event("message")
+                        .id(record.seq.to_string())
+                        .data(data.to_string())
+                }
+                TailEvent::Dropped(count) => Event::default()
+                    .event("dropped")
+                    .data(json!({ "dropped": count }).to_string()),
+            };
+            Some((Ok::<_, Infallible>(event), events))
+        }
+    });
+    Ok(Sse::new(stream)
+        .keep_alive(KeepAlive::new().interval(app.config.tail.heartbeat))
+        .into_response())
 }

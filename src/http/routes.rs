@@ -381,6 +381,12 @@ pub fn routes() -> Vec<Route> {
             ok: json(insights::unidentified_schema),
             ..Doc::default()
         }),
+        route(M::GET, "/v1/bots/{bot}/tail", Read, insights::tail).doc(Doc {
+            summary: "Live tail: matching messages as they are ingested (Server-Sent Events)",
+            query: api::Query::Filters(Target::Messages, Vec::new),
+            ok: api::Ok::Text(&["text/event-stream"]),
+            ..Doc::default()
+        }),
         route(M::GET, "/v1/bots/{bot}/tags", Read, search::tags).doc(Doc {
             summary: "Tags with their conversation counts",
             query: search(Target::Aggregates),

@@ -103,12 +103,20 @@ impl Api {
             .iter()
             .map(|(n, v)| (n.to_string(), v.to_str().unwrap_or("").to_string()))
             .collect();
-        let bytes = response
-            .body_mut()
-            .with_config()
-            .limit(64 << 20)
-            .read_to_vec()
-            .unwrap_or_default();
+        // A stream (the live tail) never ends: its status and headers are the answer.
+        let streaming = response
+            .headers()
+            .get("content-type")
+            .is_some_and(|v| v.as_bytes().starts_with(b"text/event-stream"));
+        let bytes = match streaming {
+            true => Vec::new(),
+            false => response
+                .body_mut()
+                .with_config()
+                .limit(64 << 20)
+                .read_to_vec()
+                .unwrap_or_default(),
+        };
         Resp {
             status,
             body: String::from_utf8_lossy(&bytes).into_owned(),

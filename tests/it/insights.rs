@@ -92,7 +92,7 @@ fn vary(rng: &mut Rng, text: &str) -> String {
     if rng.chance(0.3) {
         out = format!("{} {out}", *rng.pick(&["hi", "hello", "hey", "ok"]));
     }
-    out.push_str(*rng.pick(&["", "?", "??", "!", ".", " pls", " thanks"]));
+    out.push_str(rng.pick::<&str>(&["", "?", "??", "!", ".", " pls", " thanks"]));
     out
 }
 
@@ -172,7 +172,7 @@ fn plant(bot: &str, now: i64) -> Planted {
             &user,
             channel,
             "user",
-            *rng.pick(UNDERSTOOD),
+            rng.pick::<&str>(UNDERSTOOD),
             at,
             false,
         );
@@ -231,7 +231,7 @@ fn plant(bot: &str, now: i64) -> Planted {
                 &user,
                 "web",
                 "user",
-                *rng.pick(UNDERSTOOD),
+                rng.pick::<&str>(UNDERSTOOD),
                 at + turn * 2_000_000,
                 false,
             );

@@ -36,4 +36,5 @@ mod schemathesis;
 mod search_oracle;
 mod sessions;
 mod tagging;
+mod tail;
 mod ui;

@@ -136,6 +136,15 @@ impl Languages {
     }
 }
 
+/// `[tail]`: the live tail (`GET /v1/bots/{bot}/tail`).
+#[derive(Debug, Clone)]
+pub struct TailConfig {
+    /// How often an idle stream sends a comment, so proxies keep it open.
+    pub heartbeat: Duration,
+    /// Messages waiting for a slow client before new ones are dropped.
+    pub buffer: usize,
+}
+
 /// `[review]`.
 #[derive(Debug, Clone)]
 pub struct ReviewConfig {

@@ -10,7 +10,7 @@ mod raw;
 
 pub use crate::settings::{
     AuthConfig, IndexConfig, IngestConfig, KeepTraces, LanguageChoice, Languages, RetentionConfig,
-    ReviewConfig, S3Config, SchemaChange, SearchConfig, ServerConfig, SessionConfig,
+    ReviewConfig, S3Config, SchemaChange, SearchConfig, ServerConfig, SessionConfig, TailConfig,
 };
 pub use convlog_core::{parse_duration, parse_size};
 
@@ -49,6 +49,7 @@ pub struct Config {
     pub index: IndexConfig,
     pub search: SearchConfig,
     pub review: ReviewConfig,
+    pub tail: TailConfig,
     pub tagging: crate::tag::TaggingConfig,
     pub retention: RetentionConfig,
     /// What is redacted from text at ingest (`[privacy]`), compiled.
@@ -483,6 +484,16 @@ fn validate(table: toml::Table) -> Result<Config, ConfigError> {
         )?,
         max_labels: raw.review.max_labels,
     };
+    let tail = TailConfig {
+        heartbeat: positive(
+            "tail.heartbeat",
+            duration("tail.heartbeat", &raw.tail.heartbeat)?,
+        )?,
+        buffer: raw.tail.buffer,
+    };
+    if tail.buffer == 0 {
+        return Err(invalid("tail.buffer", "must be at least 1"));
+    }
     if review.max_labels == 0 {
         return Err(invalid("review.max_labels", "must be at least 1"));
     }
@@ -561,6 +572,7 @@ fn validate(table: toml::Table) -> Result<Config, ConfigError> {
         index,
         search,
         review,
+        tail,
         tagging,
         retention,
         privacy: redaction(&raw.privacy)?,

@@ -16,6 +16,7 @@ pub struct RawConfig {
     pub index: RawIndex,
     pub search: RawSearch,
     pub review: RawReview,
+    pub tail: RawTail,
     #[serde(default)]
     pub tagging: crate::tag::RawTagging,
     pub retention: RawRetention,
@@ -152,6 +153,14 @@ pub struct RawS3 {
     pub access_key_id: String,
     pub secret_access_key: String,
     pub allow_http: bool,
+}
+
+/// `[tail]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTail {
+    pub heartbeat: String,
+    pub buffer: usize,
 }
 
 /// `[review]`.

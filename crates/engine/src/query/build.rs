@@ -30,7 +30,7 @@ pub use crate::index::DocKind;
 ///
 /// For conversations the query checks that the span overlaps the range and
 /// [`TimeRange::exact`] gives the collectors the rest of the test.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct TimeRange {
     pub from: Option<Micros>,
     pub to: Option<Micros>,

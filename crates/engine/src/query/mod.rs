@@ -9,13 +9,14 @@ pub mod highlight;
 mod join;
 mod request;
 mod search;
+pub mod tail;
 mod top;
 pub mod trace;
 
 pub use request::{DEFAULT_LIMIT, MAX_LIMIT, SearchRequest, Sort, Target};
 pub use search::{
     ConversationDetail, ConversationHit, ConversationPage, FlowFunnel, MessageHit, MessagePage,
-    NodeCount, SearchService, StepFunnel,
+    NodeCount, SearchService, StepFunnel, TailPage,
 };
 
 /// Why a search could not be answered.

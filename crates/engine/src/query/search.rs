@@ -32,6 +32,15 @@ const SNIPPET_CHARS: usize = 160;
 /// Snippets shown per conversation.
 const SNIPPETS_PER_CONVERSATION: usize = 3;
 
+/// New messages for a live tail (see [`SearchService::tail_page`]).
+#[derive(Debug, Clone)]
+pub struct TailPage {
+    /// Each with its conversation's channel, ascending.
+    pub messages: Vec<(MessageRecord, String)>,
+    /// The sequence to continue after.
+    pub last: u64,
+}
+
 /// A conversation that matched, with snippets of the messages that matched `q`.
 #[derive(Debug, Clone)]
 pub struct ConversationHit {
@@ -652,6 +661,113 @@ impl SearchService {
             .into_iter()
             .map(|df| (1.0 + docs as f64 / (1.0 + df as f64)).ln() as f32)
             .collect())
+    }
+
+    /// The last message stored: a live tail starts after it.
+    pub fn latest_message(&self) -> Result<u64, QueryError> {
+        Ok(self.store.read(read::latest_message_seq)?)
+    }
+
+    /// The id of the index view searches see now (it changes with every commit).
+    pub fn view_id(&self) -> u64 {
+        self.index.index().view().id
+    }
+
+    /// For a live tail: the messages after store sequence `after` that the
+    /// index holds and `request` matches (no default time range), ascending,
+    /// at most `limit`, with the channel of their conversation; and the
+    /// sequence to continue after.
+    pub async fn tail_page(
+        &self,
+        bot: String,
+        request: SearchRequest,
+        after: u64,
+        limit: usize,
+    ) -> Result<TailPage, QueryError> {
+        self.blocking(move |service| service.tail_blocking(&bot, &request, after, limit))
+            .await
+    }
+
+    fn tail_blocking(
+        &self,
+        bot: &str,
+        request: &SearchRequest,
+        after: u64,
+        limit: usize,
+    ) -> Result<TailPage, QueryError> {
+        let request = &*self.resolve(bot, request)?;
+        let index = self.live_view();
+        let range = time_range(request, 0, false);
+        let newer = || -> Box<dyn Query> {
+            Box::new(tantivy::query::RangeQuery::new(
+                std::ops::Bound::Excluded(tantivy::Term::from_field_u64(
+                    self.fields.msg_seq,
+                    after,
+                )),
+                std::ops::Bound::Unbounded,
+            ))
+        };
+        let seqs = |query: Box<dyn Query>| {
+            index.search(
+                DocKind::Message,
+                (None, None),
+                &tantivy::query::BooleanQuery::intersection(vec![query, newer()]),
+                &IdCollector {
+                    id_field: "msg_seq",
+                    exact_range: None,
+                },
+            )
+        };
+        // Every new message of the bot the index holds, then those matching.
+        let mut newest = seqs(build::build(
+            &self.fields,
+            bot,
+            Docs::Messages(&self.vocabulary(&index, None)?),
+            &SearchRequest::default(),
+            TimeRange::default(),
+            None,
+        ))?;
+        let words = self.vocabulary(&index, request.ast.as_ref())?;
+        let query = build::build(
+            &self.fields,
+            bot,
+            Docs::Messages(&words),
+            request,
+            range,
+            None,
+        );
+        let mut matching = seqs(query)?;
+        newest.truncate(limit);
+        let last = newest.last().copied().unwrap_or(after);
+        matching.retain(|seq| *seq <= last);
+        let within = match matching.is_empty() {
+            true => None,
+            false => self.conversations_passing(&index, bot, request, range)?,
+        };
+        let messages = self.store.read(|conn| {
+            let mut out = Vec::with_capacity(matching.len());
+            let mut channels: HashMap<u64, String> = HashMap::new();
+            for record in read::messages_by_seq(conn, bot, &matching)? {
+                if within
+                    .as_ref()
+                    .is_some_and(|ids| ids.binary_search(&record.conversation_id).is_err())
+                {
+                    continue;
+                }
+                let channel = match channels.get(&record.conversation_id) {
+                    Some(channel) => channel.clone(),
+                    None => {
+                        let channel = read::channel_of(conn, bot, record.conversation_id)?
+                            .unwrap_or_default();
+                        channels.insert(record.conversation_id, channel.clone());
+                        channel
+                    }
+                };
+                out.push((record, channel));
+            }
+            Ok::<_, StoreError>(out)
+        })?;
+        Ok(TailPage { messages, last })
     }
 
     /// Conversations per value of a string field (tags, labels): value → count, descending.

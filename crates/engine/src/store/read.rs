@@ -317,6 +317,22 @@ pub fn messages_by_seq(
     Ok(out)
 }
 
+/// The channel of a conversation of `bot_id`, if it exists.
+pub fn channel_of(conn: &Connection, bot_id: &str, id: u64) -> Result<Option<String>, StoreError> {
+    Ok(conn
+        .prepare_cached("SELECT channel FROM conversations WHERE id = ?1 AND bot_id = ?2")?
+        .query_row(params![id as i64, bot_id], |row| row.get(0))
+        .optional()?)
+}
+
+/// The sequence of the last message stored (0 when none is).
+pub fn latest_message_seq(conn: &Connection) -> Result<u64, StoreError> {
+    let seq: i64 = conn.query_row("SELECT COALESCE(MAX(seq), 0) FROM messages", [], |row| {
+        row.get(0)
+    })?;
+    Ok(seq as u64)
+}
+
 /// A user message a bot answered with a fallback (`unidentified`).
 #[derive(Debug, Clone, PartialEq)]
 pub struct UnidentifiedInput {
