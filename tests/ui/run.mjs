@@ -647,6 +647,80 @@ await step("dashboards: charts, and a funnel drop-off leads to its conversations
   assert(await page.locator(`[data-fkey="step:${stepName}"]`).isChecked(), "step ticked");
 });
 
+await step("what the bot misses: clusters as the API counts them, click-through and bulk label", async () => {
+  const insights = await get(`/v1/bots/${BOT}/insights/unidentified?${RANGE}&limit=100`);
+  assert(insights.clusters.length > 0, "the generated data has unidentified inputs");
+  await page.goto(BASE + `/bots/${BOT}?${RANGE}`);
+  await listState();
+  await page.click("#mainnav a:has-text('What the bot misses')");
+  await page.waitForURL((u) => u.pathname === `/bots/${BOT}/misses`);
+  // The URL holds the view: open it with the fixed range.
+  await page.goto(BASE + `/bots/${BOT}/misses?${RANGE}`);
+  await page.waitForSelector("#clusters li.cluster");
+  eq(await page.$eval("#misses-total", (e) => Number(e.textContent.replace(/,/g, ""))), insights.total_inputs, "inputs shown");
+  const shown = await page.$$eval("#clusters li.cluster", (els) => els.map((el) => ({
+    label: el.querySelector(".cluster-name").textContent,
+    inputs: Number(el.querySelector(".inputs").textContent.replace(/,/g, "")),
+    examples: el.querySelectorAll(".examples li").length,
+  })));
+  eq(shown, insights.clusters.map((c) => ({ label: c.label, inputs: c.inputs, examples: c.examples.length })), "clusters, in order");
+  await noHorizontalOverflow();
+  await shot("misses", page);
+  // An example opens its conversation.
+  const example = page.locator("#clusters li.cluster").first().locator(".examples a").first();
+  await example.click();
+  await page.waitForURL((u) => u.pathname === `/bots/${BOT}/conversations/${insights.clusters[0].examples[0].conversation_id}`);
+  await page.waitForSelector("#transcript");
+  // "Show conversations" lists the cluster's conversations: the list shows what the search answers.
+  await page.goto(BASE + `/bots/${BOT}/misses?${RANGE}`);
+  await page.waitForSelector("#clusters li.cluster");
+  const card = page.locator("#clusters li.cluster").first();
+  await card.locator("a.open-list").click();
+  await page.waitForURL((u) => u.pathname === `/bots/${BOT}` && u.searchParams.getAll("tag").includes("unidentified_response") && (u.searchParams.get("q") || "").startsWith("user:"));
+  const qs = new URL(page.url()).searchParams;
+  const st = await listState();
+  const expected = await get(`/v1/bots/${BOT}/conversations?${qs}&limit=50`);
+  eq(st.total, expected.total, "the cluster's conversations");
+  assert(st.total > 0, "the cluster points to conversations");
+  // Bulk label: the dry run's count first, then exactly that many change.
+  await page.goBack();
+  await page.waitForSelector("#clusters li.cluster");
+  const label = "missed-" + Date.now().toString(36);
+  await card.locator(".label-btn").click();
+  await card.locator(".cluster-label input").fill(label);
+  await card.locator(".cluster-label button[type=submit]").click();
+  await page.waitForFunction(() => /^Label \d/.test(document.querySelector("#clusters li.cluster .cluster-label button").textContent));
+  const count = Number((await card.locator(".cluster-label button").textContent()).replace(/\D/g, ""));
+  eq(count, expected.total, "dry-run count");
+  await card.locator(".cluster-label button[type=submit]").click();
+  await page.waitForFunction(() => /Labelled/.test(document.querySelector("#clusters li.cluster .confirm-line").textContent));
+  // The index follows the store within its refresh interval.
+  await eventually(async () => eq((await search(`label=${label}`)).total, count, "conversations labelled"));
+});
+
+await step("live: the logs page's Live toggle shows new matching messages as they arrive", async () => {
+  await page.goto(BASE + `/bots/${BOT}?${RANGE}&channel=web`);
+  await listState();
+  await page.click("#live-toggle");
+  await page.waitForURL((u) => u.searchParams.get("live") === "1" && u.searchParams.get("channel") === "web");
+  await page.waitForFunction(() => /waiting|new message/.test(document.querySelector("#live-status").textContent));
+  const mark = "live-check-" + Date.now().toString(36);
+  const at = new Date().toISOString();
+  const msg = (id, channel, text) => ({ id, bot_id: BOT, user_id: "live-visitor", channel, role: "user", text, timestamp: at });
+  await api("POST", "/v1/messages", [msg(mark + "-tg", "telegram", mark + " on telegram"), msg(mark + "-web", "web", mark + " on the web")]);
+  await page.waitForSelector(`#live-feed li[data-id="${mark}-web"]`, { timeout: 20000 });
+  eq(await page.locator(`#live-feed li[data-id="${mark}-tg"]`).count(), 0, "other channels stay out");
+  await shot("live", page);
+  // It opens the message's conversation; switching off closes the feed.
+  await page.click(`#live-feed li[data-id="${mark}-web"] a`);
+  await page.waitForSelector("#transcript");
+  await page.goto(BASE + `/bots/${BOT}?${RANGE}&channel=web&live=1`);
+  await listState();
+  await page.click("#live-toggle");
+  await page.waitForURL((u) => !u.searchParams.has("live"));
+  assert(await page.locator("#live").isHidden(), "the feed is closed");
+});
+
 // ------------------------------------------------------------------ phone width
 
 await step("phone width (375 px): list, filters and conversation fit", async () => {

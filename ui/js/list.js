@@ -6,12 +6,15 @@
 
 import { api } from "./api.js";
 import { fmtDate, fmtN } from "./format.js";
+import { startLive, stopLive } from "./live.js";
 import { ensureNodes, followApplied, listLoaded, mountPanel } from "./panel.js";
 import { resolveRange } from "./range.js";
 import { convUrl, current, enc, go, listQS, listUrl } from "./router.js";
 import { $, $$, chanBadge, chip, fill, h, icon, rangePicker, richText, timeEl } from "./shared.js";
 
 const PAGE_SIZE = 50;
+/** Live messages kept on the page, newest first. */
+const LIVE_KEEP = 200;
 
 let model = null;
 /** The list: its URL key, search context, applied filters, rows, paging and selection. */
@@ -72,6 +75,13 @@ function mountList(bot) {
   h("option", { value: "started_at" }, "Sort: start time"),
   h("option", { value: "relevance" }, "Sort: relevance"));
 
+  const liveToggle = h("button", { type: "button", id: "live-toggle", class: "live-toggle", "aria-pressed": "false", title: "Show new messages matching these filters as they arrive", onclick: () => {
+    const p = new URLSearchParams(current.params);
+    if (p.get("live") === "1") p.delete("live");
+    else p.set("live", "1");
+    go(listUrl(bot, p), { replace: true });
+  } }, h("span", { class: "live-dot", "aria-hidden": "true" }), "Live");
+
   const filtersToggle = h("button", { type: "button", class: "filters-toggle", id: "filters-toggle", "aria-expanded": "false", "aria-controls": "filters", onclick: () => {
     const on = !document.body.classList.contains("show-filters");
     document.body.classList.toggle("show-filters", on);
@@ -81,12 +91,15 @@ function mountList(bot) {
   const view = $("#view");
   fill(view,
     h("div", { class: "listpage" },
-      h("div", { class: "toolbar" }, searchForm, h("div", { class: "toolbar-row" }, h("div", { id: "range-slot", class: "range-slot" }), sortSel, filtersToggle)),
+      h("div", { class: "toolbar" }, searchForm, h("div", { class: "toolbar-row" }, h("div", { id: "range-slot", class: "range-slot" }), sortSel, liveToggle, filtersToggle)),
       h("div", { class: "cols" },
         h("aside", { class: "filters", id: "filters", "aria-label": "Filters" }),
         h("section", { class: "results", id: "results", "aria-label": "Conversations" },
           h("div", { class: "summary", id: "summary" }, h("span", { id: "total" }, " "), h("span", { class: "busy", id: "busy", "aria-hidden": "true" })),
           h("div", { class: "error", id: "list-error", role: "alert", hidden: true }),
+          h("section", { class: "live", id: "live", "aria-label": "Live messages", hidden: true },
+            h("div", { class: "live-head" }, h("strong", null, "Live"), " ", h("span", { id: "live-status", class: "muted", role: "status" }, "connecting…")),
+            h("ol", { class: "live-feed", id: "live-feed" })),
           h("table", { class: "convs", id: "convs" },
             h("colgroup", null,
               h("col", { class: "w-user" }), h("col", { class: "w-chan" }), h("col", { class: "w-time" }), h("col", { class: "w-time" }),
@@ -120,6 +133,7 @@ export function renderList() {
   $("#sort").value = p.get("sort") || "last_message_at";
   fill($("#range-slot"), rangePicker(p, "24h", (np) => go(listUrl(bot, np))));
   ensureNodes(bot);
+  syncLive(bot, p);
 
   const key = bot + "|" + listQS(p);
   if (L.key !== key) {
@@ -261,6 +275,61 @@ function rowEl(c, i) {
     c.flagged ? h("span", { class: "flagged", title: "Flagged" }, icon("flag"), h("span", { class: "sr" }, "flagged")) : null,
     c.debug ? h("span", { class: "debugged", title: "Debug logging on" }, icon("bug"), h("span", { class: "sr" }, "debug on")) : null),
   );
+}
+
+/** Opens or closes the live feed as the URL says (`live=1`), for the list's filters. */
+function syncLive(bot, p) {
+  const on = p.get("live") === "1";
+  const toggle = $("#live-toggle");
+  toggle.setAttribute("aria-pressed", String(on));
+  toggle.classList.toggle("on", on);
+  const box = $("#live");
+  if (!on) {
+    stopLive();
+    box.hidden = true;
+    $("#live-feed").replaceChildren();
+    return;
+  }
+  box.hidden = false;
+  // The list's filters and query, not its date range: new messages are what is live.
+  const params = model.searchParams(model.fromParams(p), { q: p.get("q") || "" }, { sort: false });
+  const key = bot + "|" + params.toString();
+  if (box.dataset.key !== key) {
+    box.dataset.key = key;
+    box.dataset.count = "0";
+    $("#live-feed").replaceChildren();
+  }
+  startLive(bot, params, (event) => onLive(bot, event));
+}
+
+function onLive(bot, event) {
+  const box = $("#live");
+  if (!box || box.hidden) return;
+  const status = $("#live-status");
+  const feed = $("#live-feed");
+  if (event.type === "status") {
+    const { state, message } = event.data;
+    status.textContent = state === "live" ? liveCount(box) : state === "reconnecting" ? "reconnecting…" : message;
+    box.classList.toggle("failed", state === "error");
+    return;
+  }
+  if (event.type === "dropped") {
+    feed.prepend(h("li", { class: "live-dropped muted" }, `${fmtN(event.data.dropped)} messages skipped: they arrived faster than this page could take them.`));
+    return;
+  }
+  const m = event.data;
+  box.dataset.count = String(Number(box.dataset.count || 0) + 1);
+  status.textContent = liveCount(box);
+  feed.prepend(h("li", { class: "live-msg role-" + m.role, "data-id": m.id },
+    timeEl(m.timestamp), " ", chanBadge(m.channel), " ",
+    h("span", { class: "live-role" }, m.role), " ",
+    h("a", { href: convUrl(m.conversation_id, bot), "data-nav": "", class: "live-text" }, m.text || "(empty)")));
+  while (feed.children.length > LIVE_KEEP) feed.lastElementChild.remove();
+}
+
+function liveCount(box) {
+  const n = Number(box.dataset.count || 0);
+  return n ? `${fmtN(n)} new ${n === 1 ? "message" : "messages"} since switched on` : "waiting for new messages…";
 }
 
 /** Shows a changed conversation (after a review action) in its row. */

@@ -5,6 +5,7 @@
 //   /bots/{bot}?filters                -> conversation logs (filters, query, range, sort in the query string)
 //   /bots/{bot}/conversations/{id}?…   -> the same list with that conversation open (tab=debug|logs)
 //   /bots/{bot}/dashboards?range=…     -> charts
+//   /bots/{bot}/misses?range=…&filters -> what the bot misses (clusters of unidentified inputs)
 //   /shared/{token}                    -> a read-only shared conversation
 // The whole state of a page is in its URL, so copying the URL shares what one sees.
 //
@@ -18,7 +19,7 @@ export const BOT_RE = /^[A-Za-z0-9._-]{1,64}$/;
 
 /** Where the page is: set by each render from the address bar. */
 export const current = {
-  /** {kind: "home"} | {kind: "list", bot, id?} | {kind: "dash", bot} | {kind: "shared", token} */
+  /** {kind: "home"} | {kind: "list", bot, id?} | {kind: "dash", bot} | {kind: "misses", bot} | {kind: "shared", token} */
   route: { kind: "home" },
   /** The query string. */
   params: new URLSearchParams(),
@@ -40,6 +41,7 @@ export function parseRoute(pathname) {
     const bot = parts[1];
     if (parts[2] === "conversations" && parts[3]) return { kind: "list", bot, id: parts[3] };
     if (parts[2] === "dashboards") return { kind: "dash", bot };
+    if (parts[2] === "misses") return { kind: "misses", bot };
     return { kind: "list", bot };
   }
   return { kind: "home" };
@@ -73,6 +75,12 @@ export function convUrl(id, bot = current.route.bot, params = current.params, ta
 export function dashUrl(bot, params = new URLSearchParams()) {
   const qs = params.toString();
   return `/bots/${enc(bot)}/dashboards${qs ? "?" + qs : ""}`;
+}
+
+/** What `bot` misses, with `params` (range and search filters). */
+export function missesUrl(bot, params = new URLSearchParams()) {
+  const qs = params.toString();
+  return `/bots/${enc(bot)}/misses${qs ? "?" + qs : ""}`;
 }
 
 /** The tab of the open conversation: "transcript", "debug" or "logs". */

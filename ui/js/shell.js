@@ -10,8 +10,10 @@ import { redrawDash, renderDash, resetDash } from "./dashboards.js";
 import { debounce } from "./format.js";
 import { renderHome } from "./home.js";
 import { moveSelection, renderList, resetList, selectedConversation } from "./list.js";
+import { stopLive } from "./live.js";
+import { renderMisses, resetMisses } from "./misses.js";
 import { resetNodes } from "./panel.js";
-import { BOT_RE, convUrl, current, dashUrl, enc, go, listUrl, parseRoute } from "./router.js";
+import { BOT_RE, convUrl, current, dashUrl, enc, go, listUrl, missesUrl, parseRoute } from "./router.js";
 import { probeRole, requireSignIn } from "./session.js";
 import { renderShared } from "./sharepage.js";
 import { $, fill, h, toast } from "./shared.js";
@@ -25,6 +27,8 @@ export async function render() {
   current.params = new URLSearchParams(location.search);
   renderHeader();
   const r = current.route;
+  // Only the logs page has a live feed.
+  if (r.kind !== "list") stopLive();
   if (r.kind === "shared") {
     fill($("#who"), h("span", { class: "role role-viewer" }, "read-only"));
     return renderShared();
@@ -53,6 +57,10 @@ export async function render() {
     closeDrawer();
     return renderDash();
   }
+  if (r.kind === "misses") {
+    closeDrawer();
+    return renderMisses();
+  }
   renderList();
   renderDrawer();
 }
@@ -62,6 +70,7 @@ export function startOver() {
   resetList();
   resetConversation();
   resetDash();
+  resetMisses();
   resetNodes();
   render();
 }
@@ -82,6 +91,7 @@ function renderHeader() {
     fill(nav,
       h("a", { href: `/bots/${enc(r.bot)}`, "data-nav": "", class: r.kind === "list" ? "on" : "", "aria-current": r.kind === "list" ? "page" : null }, "Conversations"),
       h("a", { href: dashUrl(r.bot), "data-nav": "", class: r.kind === "dash" ? "on" : "", "aria-current": r.kind === "dash" ? "page" : null }, "Dashboards"),
+      h("a", { href: missesUrl(r.bot), "data-nav": "", class: r.kind === "misses" ? "on" : "", "aria-current": r.kind === "misses" ? "page" : null }, "What the bot misses"),
     );
   } else nav.replaceChildren();
   $("#botpick").hidden = r.kind === "shared";
@@ -197,7 +207,8 @@ export function installShell() {
       return;
     }
     $("#bot-input").blur();
-    go(current.route.kind === "dash" ? dashUrl(bot) : `/bots/${enc(bot)}`);
+    const kind = current.route.kind;
+    go(kind === "dash" ? dashUrl(bot) : kind === "misses" ? missesUrl(bot) : `/bots/${enc(bot)}`);
   });
   // The page restores its own state from the URL; the browser must not jump to an old scroll position.
   history.scrollRestoration = "manual";

@@ -3,7 +3,8 @@
 //!
 //! 1. **Features** (in parallel): each text is analysed as the index analyses
 //!    it, in its language (folded, stemmed, CJK bigrams); words with digits
-//!    (order numbers, amounts, times) are left out, and a word counts once.
+//!    (order numbers, amounts, times) and single letters are left out, and a
+//!    word counts once.
 //!    A text with no feature left ("???", "12345") is its own folded text.
 //! 2. **Typos**: a word one edit (a transposition counts as one) away from a
 //!    more frequent word of at least [`MIN_TYPO_CHARS`] letters in the same
@@ -77,7 +78,10 @@ fn features(text: Text<'_>) -> Features {
     let mut out: Features = Vec::new();
     for token in analyse(text.lang, text.text) {
         let surface = match token.word {
-            Some(word) if word.chars().any(|c| c.is_numeric()) => continue,
+            // Numbers vary between paraphrases; a letter alone ("it's") says nothing.
+            Some(word) if word.chars().any(|c| c.is_numeric()) || word.chars().count() < 2 => {
+                continue;
+            }
             Some(word) => word,
             None => text.text[token.start..token.end].to_string(),
         };

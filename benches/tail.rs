@@ -1,0 +1,247 @@
+//! The live tail's cost to ingest (issue #19): ingest throughput through HTTP
+//! with 10 open tails against none, on the real binary, and how long a
+//! message takes from its ingest answer to a tail.
+//!
+//! Each run starts a fresh server (release build), opens the tails (none, or
+//! ten with a mix of filters: none, channel, role, words, a prefix, a tag),
+//! each read by its own thread, then ingests the generated messages as JSON
+//! arrays of 1,000 from two client threads. The settings alternate (and which
+//! goes first, too); figures
+//! are medians of `--runs`. Latency: for the unfiltered tail, from the answer
+//! to each batch to the arrival of the batch's last message, both while
+//! ingest runs flat out (the index itself lags then) and at a steady 200
+//! messages a second (batches of 20, ten a second: the last 1,000 messages).
+//!
+//! ```sh
+//! cargo bench --bench tail                      # 200k messages, 5 runs
+//! cargo bench --bench tail -- --messages 50000 --runs 3
+//! ```
+
+#[path = "common/mod.rs"]
+#[allow(dead_code)]
+mod common;
+
+use clap::Parser;
+use common::median;
+use convlog_gen::{GenConfig, generate};
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+#[derive(Parser)]
+struct Args {
+    /// Messages per run (generated; about 11 per conversation).
+    #[arg(long, default_value_t = 200_000)]
+    messages: usize,
+    /// Runs of each setting; figures are medians.
+    #[arg(long, default_value_t = 5)]
+    runs: usize,
+    /// Accepted for `cargo bench`'s own arguments.
+    #[arg(long)]
+    bench: bool,
+}
+
+/// The filters of the ten tails.
+const TAILS: [&str; 10] = [
+    "",
+    "channel=web",
+    "channel=whatsapp",
+    "role=user",
+    "role=bot&channel=web",
+    "q=help",
+    "q=need%20help",
+    "q=hel*",
+    "tag=unidentified_response",
+    "channel=telegram&q=help",
+];
+
+/// When each batch's last message was acknowledged, by message id.
+type Acks = Arc<Mutex<HashMap<String, Instant>>>;
+
+fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    let end = chrono::Utc::now() - chrono::Duration::hours(1);
+    let mut messages: Vec<convlog_gen::GenMessage> = Vec::with_capacity(args.messages);
+    generate(&GenConfig::new(7, args.messages / 11 + 10, end), |m| {
+        if messages.len() < args.messages {
+            messages.push(m);
+        }
+    });
+    let batch = |chunk: &[convlog_gen::GenMessage]| {
+        let last = chunk.last().expect("a batch").id.clone();
+        (last, serde_json::to_vec(chunk).expect("messages serialise"))
+    };
+    let (flat_out, steady) = messages.split_at(messages.len().saturating_sub(1000));
+    let batches: Vec<(String, Vec<u8>)> = flat_out.chunks(1000).map(batch).collect();
+    let paced: Vec<(String, Vec<u8>)> = steady.chunks(20).map(batch).collect();
+    println!(
+        "{} messages in batches of 1,000; {} runs per setting; {} cores",
+        messages.len(),
+        args.runs,
+        std::thread::available_parallelism().map_or(1, |n| n.get())
+    );
+    let mut rates: [Vec<f64>; 2] = [Vec::new(), Vec::new()];
+    let mut latencies: [Vec<f64>; 2] = [Vec::new(), Vec::new()];
+    let mut delivered: Vec<u64> = Vec::new();
+    for run in 0..args.runs {
+        // Alternate which setting goes first: a run pays for the previous one's cleanup.
+        let mut order = [(0, 0usize), (1, TAILS.len())];
+        if run % 2 == 1 {
+            order.reverse();
+        }
+        for (at, tails) in order {
+            let (rate, lat, events) = run_once(&batches, &paced, tails)?;
+            eprintln!(
+                "[tail] run {}: {tails} tails: {rate:.0} msg/s, {events} events delivered",
+                run + 1
+            );
+            rates[at].push(rate);
+            if tails > 0 {
+                latencies[0].extend(lat[0].iter());
+                latencies[1].extend(lat[1].iter());
+                delivered.push(events);
+            }
+        }
+    }
+    let (none, ten) = (median(&rates[0]), median(&rates[1]));
+    println!(
+        "\ningest through HTTP, messages per second (median of {}):",
+        args.runs
+    );
+    println!("  no tails   {none:.0}  (runs {:?})", rounded(&rates[0]));
+    println!("  10 tails   {ten:.0}  (runs {:?})", rounded(&rates[1]));
+    println!(
+        "  10 tails / none = {:.1}%  (bar: ≥ 90%)",
+        100.0 * ten / none
+    );
+    for (name, mut latencies) in ["flat out", "200 msg/s"].into_iter().zip(latencies) {
+        latencies.sort_by(f64::total_cmp);
+        if latencies.is_empty() {
+            continue;
+        }
+        let at = |q: f64| latencies[((latencies.len() - 1) as f64 * q) as usize];
+        println!(
+            "ingest answer → unfiltered tail, {name}, {} batches: p50 {:.2} s, p99 {:.2} s, max {:.2} s",
+            latencies.len(),
+            at(0.5),
+            at(0.99),
+            at(1.0)
+        );
+    }
+    println!("events delivered to the ten tails per run: {delivered:?}");
+    Ok(())
+}
+
+/// One run: throughput, latencies (seconds; flat out, steady) and events the tails received.
+fn run_once(
+    batches: &[(String, Vec<u8>)],
+    paced: &[(String, Vec<u8>)],
+    tails: usize,
+) -> anyhow::Result<(f64, [Vec<f64>; 2], u64)> {
+    let dir = tempfile::tempdir()?;
+    let log = dir.path().join("server.log");
+    let mut started = convlog_testkit::Launch::new(
+        Path::new(env!("CARGO_BIN_EXE_convlog")),
+        &dir.path().join("data"),
+        &log,
+    )
+    .args(["--set", "retention.schedule=0s"])
+    .spawn(Duration::from_secs(60))
+    .map_err(anyhow::Error::msg)?;
+    let agent = convlog_testkit::agent(Duration::from_secs(600));
+    convlog_testkit::wait_ready(
+        &mut started.child,
+        &started.base,
+        &agent,
+        Duration::from_secs(60),
+    )
+    .map_err(anyhow::Error::msg)?;
+    let base = started.base.clone();
+    let acks: Acks = Arc::default();
+    let arrivals: Arc<Mutex<Vec<f64>>> = Arc::default();
+    let events = Arc::new(AtomicU64::new(0));
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut readers = Vec::new();
+    for (i, filter) in TAILS.iter().take(tails).enumerate() {
+        let response = agent
+            .get(format!("{base}/v1/bots/demo/tail?{filter}"))
+            .call()?;
+        anyhow::ensure!(
+            response.status() == 200,
+            "tail {filter}: {}",
+            response.status()
+        );
+        let reader = BufReader::new(response.into_body().into_reader());
+        let (acks, arrivals, events, stop) =
+            (acks.clone(), arrivals.clone(), events.clone(), stop.clone());
+        readers.push(std::thread::spawn(move || {
+            for line in reader.lines() {
+                let Ok(line) = line else { return };
+                if stop.load(Ordering::Relaxed) {
+                    return;
+                }
+                let Some(data) = line.strip_prefix("data: ") else {
+                    continue;
+                };
+                events.fetch_add(1, Ordering::Relaxed);
+                if i == 0
+                    && let Ok(value) = serde_json::from_str::<serde_json::Value>(data)
+                    && let Some(id) = value["id"].as_str()
+                    && let Some(acked) = acks.lock().unwrap().get(id)
+                {
+                    arrivals.lock().unwrap().push(acked.elapsed().as_secs_f64());
+                }
+            }
+        }));
+    }
+    let next = AtomicUsize::new(0);
+    let begun = Instant::now();
+    std::thread::scope(|scope| {
+        for _ in 0..2 {
+            scope.spawn(|| {
+                loop {
+                    let at = next.fetch_add(1, Ordering::Relaxed);
+                    let Some((last, body)) = batches.get(at) else {
+                        break;
+                    };
+                    let response = agent
+                        .post(format!("{base}/v1/messages"))
+                        .content_type("application/json")
+                        .send(&body[..])
+                        .expect("ingest answers");
+                    assert_eq!(response.status(), 200, "ingest");
+                    acks.lock().unwrap().insert(last.clone(), Instant::now());
+                }
+            });
+        }
+    });
+    let rate = batches.len() as f64 * 1000.0 / begun.elapsed().as_secs_f64();
+    // Let the tails catch up, then send at a steady pace.
+    std::thread::sleep(Duration::from_secs(5));
+    let flat_out = std::mem::take(&mut *arrivals.lock().unwrap());
+    for (last, body) in paced {
+        let response = agent
+            .post(format!("{base}/v1/messages"))
+            .content_type("application/json")
+            .send(&body[..])?;
+        anyhow::ensure!(response.status() == 200, "ingest");
+        acks.lock().unwrap().insert(last.clone(), Instant::now());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    std::thread::sleep(Duration::from_secs(3));
+    stop.store(true, Ordering::Relaxed);
+    let _ = started.child.kill();
+    let _ = started.child.wait();
+    for reader in readers {
+        let _ = reader.join();
+    }
+    let steady = arrivals.lock().unwrap().clone();
+    Ok((rate, [flat_out, steady], events.load(Ordering::Relaxed)))
+}
+
+fn rounded(values: &[f64]) -> Vec<u64> {
+    values.iter().map(|v| v.round() as u64).collect()
+}
