@@ -23,18 +23,23 @@ pub(super) fn bot_id(bot: &str) -> Result<String, AppError> {
     Ok(bot.to_string())
 }
 
+/// The name-value pairs of a query string.
+fn pairs(query: Option<String>) -> Result<Vec<(String, String)>, AppError> {
+    serde_urlencoded::from_str(query.as_deref().unwrap_or("")).map_err(|err| {
+        AppError::InvalidParameter {
+            name: "query string".into(),
+            reason: err.to_string(),
+        }
+    })
+}
+
 /// The search request of a query string; relative times (`now-7d`) from `now`.
 pub(super) fn request(
     query: Option<String>,
     target: Target,
     now: convlog_core::Micros,
 ) -> Result<SearchRequest, AppError> {
-    let pairs: Vec<(String, String)> = serde_urlencoded::from_str(query.as_deref().unwrap_or(""))
-        .map_err(|err| AppError::InvalidParameter {
-        name: "query string".into(),
-        reason: err.to_string(),
-    })?;
-    Ok(SearchRequest::from_pairs(&pairs, target, now)?)
+    Ok(SearchRequest::from_pairs(&pairs(query)?, target, now)?)
 }
 
 /// The search request of a query string that takes filters, time range and
@@ -45,12 +50,7 @@ pub(super) fn filters_request(
     now: convlog_core::Micros,
     own: &[&str],
 ) -> Result<(SearchRequest, Vec<(String, String)>), AppError> {
-    let pairs: Vec<(String, String)> = serde_urlencoded::from_str(query.as_deref().unwrap_or(""))
-        .map_err(|err| AppError::InvalidParameter {
-        name: "query string".into(),
-        reason: err.to_string(),
-    })?;
-    let (mine, filters): (Vec<_>, Vec<_>) = pairs
+    let (mine, filters): (Vec<_>, Vec<_>) = pairs(query)?
         .into_iter()
         .partition(|(name, _)| own.contains(&name.as_str()));
     if let Some((name, _)) = filters

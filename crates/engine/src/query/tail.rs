@@ -5,20 +5,25 @@
 //! last looked, asks it for the messages after the last one it sent (store
 //! sequence order, which is ingest order) that match the filters — the same
 //! query a message search runs, so `q`, tags and labels mean what they mean
-//! there. It never touches ingest: a client that reads too slowly fills its
-//! bounded buffer, and what doesn't fit is dropped and counted in a
-//! [`TailEvent::Dropped`] sent as soon as there is room.
+//! there. It never touches ingest: it reads the index. A client that reads
+//! too slowly fills its bounded buffer; once the buffer has stayed full for
+//! [`SLOW`], the rest of what was read is dropped and counted in a
+//! [`TailEvent::Dropped`] sent as soon as there is room, and the follower
+//! moves on to what is new.
 
 use super::{QueryError, SearchRequest, SearchService};
 use crate::settings::TailConfig;
 use crate::store::MessageRecord;
 use std::time::Duration;
+use tokio::sync::mpsc::error::SendTimeoutError;
 use tokio::sync::{mpsc, watch};
 
 /// How often a follower looks for a new index commit.
 pub const POLL: Duration = Duration::from_millis(200);
 /// Most messages read per look; more are read at the next one, right away.
 const PAGE: usize = 1000;
+/// How long a full buffer may stay full before its client counts as slow.
+pub const SLOW: Duration = Duration::from_secs(1);
 
 /// What a tail sends.
 #[derive(Debug, Clone)]
@@ -56,14 +61,28 @@ pub async fn follow(
         loop {
             let full = page.messages.len() >= PAGE;
             let after = page.last;
+            // A client that takes nothing for SLOW while its buffer is full
+            // is slow: the rest of this page is dropped and counted.
+            let mut slow = false;
             for message in page.messages {
-                if dropped > 0 && tx.try_send(TailEvent::Dropped(dropped)).is_ok() {
-                    dropped = 0;
+                if !slow && dropped > 0 {
+                    match tx.send_timeout(TailEvent::Dropped(dropped), SLOW).await {
+                        Ok(()) => dropped = 0,
+                        Err(SendTimeoutError::Timeout(_)) => slow = true,
+                        Err(SendTimeoutError::Closed(_)) => return,
+                    }
                 }
-                match tx.try_send(TailEvent::Message(Box::new(message))) {
+                if slow {
+                    dropped += 1;
+                    continue;
+                }
+                match tx.send_timeout(TailEvent::Message(Box::new(message)), SLOW).await {
                     Ok(()) => {}
-                    Err(mpsc::error::TrySendError::Full(_)) => dropped += 1,
-                    Err(mpsc::error::TrySendError::Closed(_)) => return,
+                    Err(SendTimeoutError::Timeout(_)) => {
+                        dropped += 1;
+                        slow = true;
+                    }
+                    Err(SendTimeoutError::Closed(_)) => return,
                 }
             }
             if dropped > 0 && tx.try_send(TailEvent::Dropped(dropped)).is_ok() {
