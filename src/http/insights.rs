@@ -4,13 +4,14 @@
 use super::error::AppError;
 use super::openapi::{Components, array, count, object, of_type, query_parameter, string};
 use super::search::{bot_id, filters_request};
-use super::views::MessageView;
+use super::views::{MessageView, TailMessageView};
 use crate::app::App;
 use axum::Json;
+use axum::body::Body;
 use axum::extract::{Path, RawQuery, State};
-use axum::http::HeaderMap;
-use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::http::{HeaderMap, HeaderName, header};
 use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
 use convlog_core::ConversationId;
 use convlog_engine::query::Target;
 use convlog_engine::query::tail::{TailEvent, follow};
@@ -151,31 +152,62 @@ pub async fn tail(
         app.stopping.subscribe(),
     )
     .await?;
+    // Every event waiting goes out in one chunk (one write, not one per
+    // message); an idle stream gets a comment line every heartbeat.
+    let heartbeat = app.config.tail.heartbeat;
     let stream = futures::stream::unfold(events, move |mut events| {
         let bot = bot.clone();
         async move {
-            let event = match events.recv().await? {
-                TailEvent::Message(message) => {
-                    let (record, channel) = &*message;
-                    let mut data = serde_json::to_value(MessageView::new(record, None))
-                        .expect("a message serialises");
-                    data["conversation_id"] =
-                        json!(ConversationId(record.conversation_id).to_string());
-                    data["channel"] = json!(channel);
-                    data["bot_id"] = json!(bot);
-                    Event::default()
-                        .event("message")
-                        .id(record.seq.to_string())
-                        .data(data.to_string())
-                }
-                TailEvent::Dropped(count) => Event::default()
-                    .event("dropped")
-                    .data(json!({ "dropped": count }).to_string()),
+            let first = match tokio::time::timeout(heartbeat, events.recv()).await {
+                Err(_) => return Some((Ok(Bytes::from_static(b": keep-alive\n\n")), events)),
+                Ok(None) => return None,
+                Ok(Some(event)) => event,
             };
-            Some((Ok::<_, Infallible>(event), events))
+            let mut chunk = String::new();
+            write_event(&mut chunk, &bot, first);
+            while chunk.len() < CHUNK_BYTES {
+                let Ok(event) = events.try_recv() else { break };
+                write_event(&mut chunk, &bot, event);
+            }
+            Some((Ok::<_, Infallible>(Bytes::from(chunk)), events))
         }
     });
-    Ok(Sse::new(stream)
-        .keep_alive(KeepAlive::new().interval(app.config.tail.heartbeat))
+    Ok((
+        [
+            (header::CONTENT_TYPE, "text/event-stream"),
+            (header::CACHE_CONTROL, "no-cache"),
+            // Proxies that buffer answers (nginx) pass this one through as it comes.
+            (HeaderName::from_static("x-accel-buffering"), "no"),
+        ],
+        Body::from_stream(stream),
+    )
         .into_response())
+}
+
+/// Most bytes of events sent in one chunk.
+const CHUNK_BYTES: usize = 64 << 10;
+
+/// Appends one Server-Sent Event (JSON data has no line breaks).
+fn write_event(out: &mut String, bot: &str, event: TailEvent) {
+    use std::fmt::Write;
+    match event {
+        TailEvent::Message(message) => {
+            let (record, channel) = &*message;
+            let data = TailMessageView {
+                message: MessageView::new(record, None),
+                conversation_id: ConversationId(record.conversation_id).to_string(),
+                channel,
+                bot_id: bot,
+            };
+            let data = serde_json::to_string(&data).expect("a message serialises");
+            let _ = write!(out, "event: message\nid: {}\ndata: {data}\n\n", record.seq);
+        }
+        TailEvent::Dropped(count) => {
+            let _ = write!(
+                out,
+                "event: dropped\ndata: {}\n\n",
+                json!({ "dropped": count })
+            );
+        }
+    }
 }

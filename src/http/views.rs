@@ -189,3 +189,13 @@ pub fn shared_view(shared: &convlog_engine::review::SharedConversation) -> serde
     }
     body
 }
+
+/// A message as the live tail sends it: the message object with where it belongs.
+#[derive(Serialize)]
+pub struct TailMessageView<'a> {
+    #[serde(flatten)]
+    pub message: MessageView<'a>,
+    pub conversation_id: String,
+    pub channel: &'a str,
+    pub bot_id: &'a str,
+}

@@ -488,6 +488,22 @@ impl IndexView {
         Ok(Some(found))
     }
 
+    /// The largest value of a u64 fast field over `kind`'s documents (deleted
+    /// ones included), from each segment's column statistics: no document is read.
+    pub fn max_u64(&self, kind: DocKind, field: &str) -> tantivy::Result<Option<u64>> {
+        let mut max = None;
+        for segment in self
+            .partitions
+            .iter()
+            .flat_map(|p| p.searcher(kind).segment_readers())
+            .filter(|segment| segment.max_doc() > 0)
+        {
+            let column = segment.fast_fields().u64(field)?;
+            max = max.max(Some(column.max_value()));
+        }
+        Ok(max)
+    }
+
     /// How many `kind` documents hold each of `terms` in `field` (deleted
     /// ones may count until merged away), and how many there are in all.
     pub fn doc_freqs(

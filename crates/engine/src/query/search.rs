@@ -121,8 +121,17 @@ pub struct SearchService {
     columns: Arc<FacetColumns>,
     /// The languages of the message documents of the last view asked: (view id, languages).
     langs: Arc<Mutex<(u64, Arc<Vec<String>>)>>,
+    /// The messages live tails read last, by sequence: several tails over
+    /// one bot read each new message from the store once.
+    tailed: Arc<Mutex<BTreeMap<u64, TailedMessage>>>,
     config: SearchConfig,
 }
+
+/// A message a live tail read, with its bot and channel.
+type TailedMessage = (String, Arc<(MessageRecord, String)>);
+
+/// Messages the tails' cache keeps (the newest).
+const TAILED_MESSAGES: usize = 20_000;
 
 /// Most words one prefix (`re*`) may expand to; more is a 400 asking for a longer one.
 pub const MAX_PREFIX_WORDS: usize = 500;
@@ -141,6 +150,7 @@ impl SearchService {
             views,
             columns: Arc::default(),
             langs: Arc::default(),
+            tailed: Arc::default(),
             config,
         }
     }
@@ -698,37 +708,14 @@ impl SearchService {
         let request = &*self.resolve(bot, request)?;
         let index = self.live_view();
         let range = time_range(request, 0, false);
-        let newer = || -> Box<dyn Query> {
-            Box::new(tantivy::query::RangeQuery::new(
-                std::ops::Bound::Excluded(tantivy::Term::from_field_u64(
-                    self.fields.msg_seq,
-                    after,
-                )),
-                std::ops::Bound::Unbounded,
-            ))
-        };
-        let seqs = |query: Box<dyn Query>| {
-            index.search(
-                DocKind::Message,
-                (None, None),
-                &tantivy::query::BooleanQuery::intersection(vec![query, newer()]),
-                &IdCollector {
-                    id_field: "msg_seq",
-                    exact_range: None,
-                },
-            )
-        };
-        // Every new message of the bot the index holds, then those matching.
-        let mut newest = seqs(build::build(
-            &self.fields,
-            bot,
-            Docs::Messages(&self.vocabulary(&index, None)?),
-            &SearchRequest::default(),
-            TimeRange::default(),
-            None,
-        ))?;
+        // Messages are indexed in store order: everything up to the largest
+        // sequence the index holds is in it.
+        let held = index
+            .max_u64(DocKind::Message, "msg_seq")?
+            .unwrap_or(after)
+            .max(after);
         let words = self.vocabulary(&index, request.ast.as_ref())?;
-        let query = build::build(
+        let filters = build::build(
             &self.fields,
             bot,
             Docs::Messages(&words),
@@ -736,38 +723,85 @@ impl SearchService {
             range,
             None,
         );
-        let mut matching = seqs(query)?;
-        newest.truncate(limit);
-        let last = newest.last().copied().unwrap_or(after);
-        matching.retain(|seq| *seq <= last);
+        // Sequences (lo, hi] at a time, the span doubling while matches are
+        // fewer than `limit`: a burst of new messages is not read again for
+        // every page of it, and a rare match doesn't take many searches.
+        let mut matching = Vec::new();
+        let (mut lo, mut span) = (after, limit.max(1) as u64 * 4);
+        while matching.len() < limit && lo < held {
+            let hi = held.min(lo.saturating_add(span));
+            let seqs = tantivy::query::RangeQuery::new(
+                std::ops::Bound::Excluded(tantivy::Term::from_field_u64(self.fields.msg_seq, lo)),
+                std::ops::Bound::Included(tantivy::Term::from_field_u64(self.fields.msg_seq, hi)),
+            );
+            let query = tantivy::query::BooleanQuery::intersection(vec![
+                filters.box_clone(),
+                Box::new(seqs),
+            ]);
+            matching.extend(index.search(
+                DocKind::Message,
+                (None, None),
+                &query,
+                &IdCollector {
+                    id_field: "msg_seq",
+                    exact_range: None,
+                },
+            )?);
+            (lo, span) = (hi, span.saturating_mul(2));
+        }
+        matching.truncate(limit);
+        // A full page continues after its last message; otherwise after all held.
+        let last = match matching.len() == limit {
+            true => matching.last().copied().unwrap_or(held),
+            false => held,
+        };
         let within = match matching.is_empty() {
             true => None,
             false => self.conversations_passing(&index, bot, request, range)?,
         };
-        let messages = self.store.read(|conn| {
-            let mut out = Vec::with_capacity(matching.len());
-            let mut channels: HashMap<u64, String> = HashMap::new();
-            for record in read::messages_by_seq(conn, bot, &matching)? {
-                if within
-                    .as_ref()
-                    .is_some_and(|ids| ids.binary_search(&record.conversation_id).is_err())
-                {
-                    continue;
-                }
-                let channel = match channels.get(&record.conversation_id) {
-                    Some(channel) => channel.clone(),
-                    None => {
-                        let channel = read::channel_of(conn, bot, record.conversation_id)?
-                            .unwrap_or_default();
-                        channels.insert(record.conversation_id, channel.clone());
-                        channel
-                    }
-                };
-                out.push((record, channel));
-            }
-            Ok::<_, StoreError>(out)
-        })?;
+        let mut messages = self.tailed_messages(bot, &matching)?;
+        if let Some(ids) = &within {
+            messages.retain(|(record, _)| ids.binary_search(&record.conversation_id).is_ok());
+        }
         Ok(TailPage { messages, last })
+    }
+
+    /// The messages of `bot` with these sequences (ascending) and their
+    /// channels, from the tails' cache or the store (which fills the cache).
+    fn tailed_messages(
+        &self,
+        bot: &str,
+        seqs: &[u64],
+    ) -> Result<Vec<(MessageRecord, String)>, QueryError> {
+        let mut missing = Vec::new();
+        let mut found: BTreeMap<u64, (MessageRecord, String)> = BTreeMap::new();
+        {
+            let cache = self.tailed.lock().expect("tailed messages");
+            for &seq in seqs {
+                match cache.get(&seq) {
+                    Some((owner, message)) if owner == bot => {
+                        found.insert(seq, message.as_ref().clone());
+                    }
+                    Some(_) => {}
+                    None => missing.push(seq),
+                }
+            }
+        }
+        if !missing.is_empty() {
+            let read = self
+                .store
+                .read(|conn| read::messages_with_channel(conn, bot, &missing))?;
+            let mut cache = self.tailed.lock().expect("tailed messages");
+            for message in read {
+                let seq = message.0.seq;
+                cache.insert(seq, (bot.to_string(), Arc::new(message.clone())));
+                found.insert(seq, message);
+            }
+            while cache.len() > TAILED_MESSAGES {
+                cache.pop_first();
+            }
+        }
+        Ok(found.into_values().collect())
     }
 
     /// Conversations per value of a string field (tags, labels): value → count, descending.

@@ -76,7 +76,10 @@ pub async fn follow(
                     dropped += 1;
                     continue;
                 }
-                match tx.send_timeout(TailEvent::Message(Box::new(message)), SLOW).await {
+                match tx
+                    .send_timeout(TailEvent::Message(Box::new(message)), SLOW)
+                    .await
+                {
                     Ok(()) => {}
                     Err(SendTimeoutError::Timeout(_)) => {
                         dropped += 1;

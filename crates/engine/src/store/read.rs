@@ -317,12 +317,47 @@ pub fn messages_by_seq(
     Ok(out)
 }
 
-/// The channel of a conversation of `bot_id`, if it exists.
-pub fn channel_of(conn: &Connection, bot_id: &str, id: u64) -> Result<Option<String>, StoreError> {
-    Ok(conn
-        .prepare_cached("SELECT channel FROM conversations WHERE id = ?1 AND bot_id = ?2")?
-        .query_row(params![id as i64, bot_id], |row| row.get(0))
-        .optional()?)
+/// The messages of `bot_id` with these sequences (ascending), each with its
+/// conversation's channel. Dense sequences are read by one range scan,
+/// sparse ones one by one.
+pub fn messages_with_channel(
+    conn: &Connection,
+    bot_id: &str,
+    seqs: &[u64],
+) -> Result<Vec<(MessageRecord, String)>, StoreError> {
+    let (Some(&first), Some(&last)) = (seqs.first(), seqs.last()) else {
+        return Ok(Vec::new());
+    };
+    let columns = format!(
+        "{MESSAGE_COLUMNS}, (SELECT channel FROM conversations c WHERE c.id = messages.conversation_id)"
+    );
+    let row = |row: &Row<'_>| Ok((message_from_row(row)?, row.get::<_, String>(17)?));
+    let mut out = Vec::with_capacity(seqs.len());
+    if (last - first) as usize <= seqs.len() * 4 {
+        let mut statement = conn.prepare_cached(&format!(
+            // `+bot_id`: the range of the primary key, not the bot's index.
+            "SELECT {columns} FROM messages WHERE seq BETWEEN ?1 AND ?2 AND +bot_id = ?3 ORDER BY seq"
+        ))?;
+        for message in statement.query_map(params![first as i64, last as i64, bot_id], row)? {
+            let message = message?;
+            if seqs.binary_search(&message.0.seq).is_ok() {
+                out.push(message);
+            }
+        }
+    } else {
+        let mut statement = conn.prepare_cached(&format!(
+            "SELECT {columns} FROM messages WHERE seq = ?1 AND bot_id = ?2"
+        ))?;
+        for &seq in seqs {
+            if let Some(message) = statement
+                .query_row(params![seq as i64, bot_id], row)
+                .optional()?
+            {
+                out.push(message);
+            }
+        }
+    }
+    Ok(out)
 }
 
 /// The sequence of the last message stored (0 when none is).
