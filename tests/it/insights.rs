@@ -286,7 +286,7 @@ fn planted_families_come_back_as_the_top_clusters_in_order() {
     for chunk in planted.messages.chunks(500) {
         server.ingest(chunk);
     }
-    server.wait_indexed();
+    server.wait_settled();
 
     let answer = server.get_ok("/v1/bots/shop/insights/unidentified?limit=500");
     let total = planted.inputs.len() as u64;

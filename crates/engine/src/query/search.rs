@@ -661,15 +661,18 @@ impl SearchService {
         .await
     }
 
-    /// The weight of each analysed word in clustering: its inverse document
-    /// frequency over every message the index holds, `ln(1 + N / (1 + df))`.
+    /// The weight of each analysed word in clustering: the square root of its
+    /// inverse document frequency over every message the index holds,
+    /// `sqrt(ln(1 + N / (1 + df)))`. The root keeps a rare replacement word
+    /// ("shipping" for "delivery") from outweighing the words a paraphrase
+    /// shares, while words everyone writes still weigh least.
     pub fn word_weights(&self, words: &[&str]) -> Result<Vec<f32>, QueryError> {
         let (docs, freqs) =
             self.live_view()
                 .doc_freqs(DocKind::Message, self.fields.text, words)?;
         Ok(freqs
             .into_iter()
-            .map(|df| (1.0 + docs as f64 / (1.0 + df as f64)).ln() as f32)
+            .map(|df| (1.0 + docs as f64 / (1.0 + df as f64)).ln().sqrt() as f32)
             .collect())
     }
 
