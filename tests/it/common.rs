@@ -263,6 +263,16 @@ impl Server {
         Reply { status, body }
     }
 
+    /// Each `GET <path>?<query>` is 400 naming its parameter `name` (`` `name` `` in the body).
+    pub fn assert_400_naming(&self, path: &str, cases: &[(&str, &str)]) {
+        for (query, name) in cases {
+            let reply = self.get(&format!("{path}?{query}"));
+            assert_eq!(reply.status, 400, "{query}: {}", reply.body);
+            let named = format!("`{name}`");
+            assert!(reply.body.contains(&named), "{query}: {}", reply.body);
+        }
+    }
+
     /// `GET path`, asserting 200; the JSON body.
     pub fn get_ok(&self, path: &str) -> Value {
         let reply = self.get(path);

@@ -218,20 +218,15 @@ fn the_tail_delivers_exactly_the_matching_messages_in_order() {
     assert_eq!(ids(&rest), ids(&everything[10..]));
 
     // Bad parameters: 400 naming them.
-    for (query, name) in [
-        ("limit=5", "limit"),
-        ("cursor=x", "cursor"),
-        ("colour=red", "colour"),
-        ("role=robot", "role"),
-    ] {
-        let reply = server.get(&format!("/v1/bots/shop/tail?{query}"));
-        assert_eq!(reply.status, 400, "{query}: {}", reply.body);
-        assert!(
-            reply.body.contains(&format!("`{name}`")),
-            "{query}: {}",
-            reply.body
-        );
-    }
+    server.assert_400_naming(
+        "/v1/bots/shop/tail",
+        &[
+            ("limit=5", "limit"),
+            ("cursor=x", "cursor"),
+            ("colour=red", "colour"),
+            ("role=robot", "role"),
+        ],
+    );
     let reply = server.get("/v1/bots/shop/tail?q=%22unclosed");
     assert_eq!(reply.status, 400, "{}", reply.body);
     let reply = agent()
