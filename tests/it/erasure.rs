@@ -360,25 +360,75 @@ fn a_crash_at_any_step_of_an_erasure_ends_in_the_same_state_after_a_restart() {
         assert!(!status.success(), "{step}: the server should have aborted");
         server.set_env("CONVLOG_FAILPOINTS", None);
         server.restart();
-        // Start-up carries the erasure on; wait for it.
-        let started = std::time::Instant::now();
-        loop {
-            let jobs = server.get_ok("/v1/admin/jobs");
-            let running = jobs["jobs"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .any(|j| j["kind"] == "erase" && j["state"] == "running");
-            if !running {
-                break;
-            }
-            assert!(
-                started.elapsed() < Duration::from_secs(60),
-                "{step}: {jobs}"
-            );
-            std::thread::sleep(Duration::from_millis(50));
+        wait_for_erasures(&server, step);
+        check_erased(&server, &archive, &before);
+    }
+}
+
+/// After a restart: waits until no erasure job runs (start-up carries an
+/// unfinished one on) and the index has caught up.
+fn wait_for_erasures(server: &Server, context: &str) {
+    let started = std::time::Instant::now();
+    loop {
+        let jobs = server.get_ok("/v1/admin/jobs");
+        let running = jobs["jobs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|j| j["kind"] == "erase" && j["state"] == "running");
+        if !running {
+            break;
         }
-        server.wait_indexed();
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "{context}: {jobs}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    server.wait_indexed();
+}
+
+/// A real `kill -9` at moments from before the request is answered to the
+/// end of the job: after a restart the erasure is either finished, or it
+/// never started (no erasure recorded, every row still there; the client got
+/// no answer and asks again) — never half.
+#[test]
+fn kill_9_at_any_moment_of_an_erasure_finishes_it_or_leaves_it_unstarted() {
+    for delay_ms in [1u64, 15, 40, 100, 250] {
+        let root = tempfile::tempdir().unwrap();
+        let mut server = server(root.path(), &[], &[]);
+        let archive = server.data_dir().join("archive");
+        ingest(&server);
+        run_job(&server, "/v1/admin/archive", b"");
+        let before = hot_counts(&server);
+        let client = server.client();
+        let body = json!({"bot_id": BOT, "user_id": USERS[ERASED].0}).to_string();
+        let request = std::thread::spawn(move || {
+            let _ = client.try_post("/v1/admin/erase", "application/json", body.as_bytes());
+        });
+        std::thread::sleep(Duration::from_millis(delay_ms));
+        server.kill9();
+        request.join().unwrap();
+        server.restart();
+        let context = format!("kill -9 after {delay_ms} ms");
+        wait_for_erasures(&server, &context);
+        let db = rusqlite::Connection::open_with_flags(
+            server.data_dir().join("convlog.db"),
+            rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
+        )
+        .unwrap();
+        let recorded: i64 = db
+            .query_row("SELECT count(*) FROM erasures", [], |row| row.get(0))
+            .unwrap();
+        if recorded == 0 {
+            assert_eq!(
+                hot_counts(&server),
+                before,
+                "{context}: nothing may be half gone"
+            );
+            erase(&server, USERS[ERASED].0);
+            server.wait_indexed();
+        }
         check_erased(&server, &archive, &before);
     }
 }
