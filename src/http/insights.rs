@@ -14,7 +14,7 @@ use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use convlog_core::ConversationId;
 use convlog_engine::query::Target;
-use convlog_engine::query::tail::{TailEvent, follow};
+use convlog_engine::query::tail::{TailEvent, Tailed, follow};
 use serde_json::{Value, json};
 use std::convert::Infallible;
 
@@ -149,28 +149,26 @@ pub async fn tail(
         request,
         resume,
         &app.config.tail,
+        render_message,
         app.stopping.subscribe(),
     )
     .await?;
     // Every event waiting goes out in one chunk (one write, not one per
     // message); an idle stream gets a comment line every heartbeat.
     let heartbeat = app.config.tail.heartbeat;
-    let stream = futures::stream::unfold(events, move |mut events| {
-        let bot = bot.clone();
-        async move {
-            let first = match tokio::time::timeout(heartbeat, events.recv()).await {
-                Err(_) => return Some((Ok(Bytes::from_static(b": keep-alive\n\n")), events)),
-                Ok(None) => return None,
-                Ok(Some(event)) => event,
-            };
-            let mut chunk = String::new();
-            write_event(&mut chunk, &bot, first);
-            while chunk.len() < CHUNK_BYTES {
-                let Ok(event) = events.try_recv() else { break };
-                write_event(&mut chunk, &bot, event);
-            }
-            Some((Ok::<_, Infallible>(Bytes::from(chunk)), events))
+    let stream = futures::stream::unfold(events, move |mut events| async move {
+        let first = match tokio::time::timeout(heartbeat, events.recv()).await {
+            Err(_) => return Some((Ok(Bytes::from_static(b": keep-alive\n\n")), events)),
+            Ok(None) => return None,
+            Ok(Some(event)) => event,
+        };
+        let mut chunk = String::new();
+        write_event(&mut chunk, first);
+        while chunk.len() < CHUNK_BYTES {
+            let Ok(event) = events.try_recv() else { break };
+            write_event(&mut chunk, event);
         }
+        Some((Ok::<_, Infallible>(Bytes::from(chunk)), events))
     });
     Ok((
         [
@@ -187,22 +185,26 @@ pub async fn tail(
 /// Most bytes of events sent in one chunk.
 const CHUNK_BYTES: usize = 64 << 10;
 
-/// Appends one Server-Sent Event (JSON data has no line breaks).
-fn write_event(out: &mut String, bot: &str, event: TailEvent) {
-    use std::fmt::Write;
+/// A message's event, as every tail that sends it writes it (JSON data has
+/// no line breaks).
+fn render_message(tailed: &Tailed) -> String {
+    let record = &tailed.message;
+    let data = TailMessageView {
+        message: MessageView::new(record, None),
+        conversation_id: ConversationId(record.conversation_id).to_string(),
+        channel: &tailed.channel,
+        bot_id: &tailed.bot_id,
+    };
+    let data = serde_json::to_string(&data).expect("a message serialises");
+    format!("event: message\nid: {}\ndata: {data}\n\n", record.seq)
+}
+
+/// Appends one Server-Sent Event.
+fn write_event(out: &mut String, event: TailEvent) {
     match event {
-        TailEvent::Message(message) => {
-            let (record, channel) = &*message;
-            let data = TailMessageView {
-                message: MessageView::new(record, None),
-                conversation_id: ConversationId(record.conversation_id).to_string(),
-                channel,
-                bot_id: bot,
-            };
-            let data = serde_json::to_string(&data).expect("a message serialises");
-            let _ = write!(out, "event: message\nid: {}\ndata: {data}\n\n", record.seq);
-        }
+        TailEvent::Message(tailed) => out.push_str(tailed.rendered(render_message)),
         TailEvent::Dropped(count) => {
+            use std::fmt::Write;
             let _ = write!(
                 out,
                 "event: dropped\ndata: {}\n\n",

@@ -421,11 +421,14 @@ impl IndexView {
                 .collect_segment(weight.as_ref(), ord as u32, segment)
                 .map(Some)
         };
-        let fruits: tantivy::Result<Vec<_>> = if segments.len() <= 1 {
-            segments.iter().enumerate().map(collect).collect()
-        } else {
-            search_pool().install(|| segments.par_iter().enumerate().map(collect).collect())
-        };
+        // A search already on a pool's thread (a live tail's, at low
+        // priority) stays there rather than taking the searches' threads.
+        let fruits: tantivy::Result<Vec<_>> =
+            if segments.len() <= 1 || rayon::current_thread_index().is_some() {
+                segments.iter().enumerate().map(collect).collect()
+            } else {
+                search_pool().install(|| segments.par_iter().enumerate().map(collect).collect())
+            };
         collector.merge_fruits(fruits?.into_iter().flatten().collect())
     }
 

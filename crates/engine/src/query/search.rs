@@ -11,6 +11,7 @@ use super::facets::{FacetColumns, whole_buckets};
 use super::filters::{FILTERS, Scope};
 use super::highlight::{highlight, snippet};
 use super::join::{self, ConvCollector};
+use super::tail::Tailed;
 use super::{SearchRequest, Sort};
 use crate::index::{Fields, IndexView, LiveIndex, TextAnalysis};
 use crate::settings::{Languages, SearchConfig};
@@ -35,8 +36,8 @@ const SNIPPETS_PER_CONVERSATION: usize = 3;
 /// New messages for a live tail (see [`SearchService::tail_page`]).
 #[derive(Debug, Clone)]
 pub struct TailPage {
-    /// Each with its conversation's channel, ascending.
-    pub messages: Vec<(MessageRecord, String)>,
+    /// Ascending; shared with every other tail that sends them.
+    pub messages: Vec<Arc<Tailed>>,
     /// The sequence to continue after.
     pub last: u64,
 }
@@ -123,12 +124,9 @@ pub struct SearchService {
     langs: Arc<Mutex<(u64, Arc<Vec<String>>)>>,
     /// The messages live tails read last, by sequence: several tails over
     /// one bot read each new message from the store once.
-    tailed: Arc<Mutex<BTreeMap<u64, TailedMessage>>>,
+    tailed: Arc<Mutex<BTreeMap<u64, Arc<Tailed>>>>,
     config: SearchConfig,
 }
-
-/// A message a live tail read, with its bot and channel.
-type TailedMessage = (String, Arc<(MessageRecord, String)>);
 
 /// Messages the tails' cache keeps (the newest).
 const TAILED_MESSAGES: usize = 20_000;
@@ -689,19 +687,8 @@ impl SearchService {
     /// For a live tail: the messages after store sequence `after` that the
     /// index holds and `request` matches (no default time range), ascending,
     /// at most `limit`, with the channel of their conversation; and the
-    /// sequence to continue after.
-    pub async fn tail_page(
-        &self,
-        bot: String,
-        request: SearchRequest,
-        after: u64,
-        limit: usize,
-    ) -> Result<TailPage, QueryError> {
-        self.blocking(move |service| service.tail_blocking(&bot, &request, after, limit))
-            .await
-    }
-
-    fn tail_blocking(
+    /// sequence to continue after. Blocks (the tails run it on their threads).
+    pub fn tail_page(
         &self,
         bot: &str,
         request: &SearchRequest,
@@ -764,47 +751,40 @@ impl SearchService {
         };
         let mut messages = self.tailed_messages(bot, &matching)?;
         if let Some(ids) = &within {
-            messages.retain(|(record, _)| ids.binary_search(&record.conversation_id).is_ok());
+            messages.retain(|m| ids.binary_search(&m.message.conversation_id).is_ok());
         }
         Ok(TailPage { messages, last })
     }
 
-    /// The messages of `bot` with these sequences (ascending) and their
-    /// channels, from the tails' cache or the store (which fills the cache).
-    fn tailed_messages(
-        &self,
-        bot: &str,
-        seqs: &[u64],
-    ) -> Result<Vec<(MessageRecord, String)>, QueryError> {
-        let mut missing = Vec::new();
-        let mut found: BTreeMap<u64, (MessageRecord, String)> = BTreeMap::new();
-        {
-            let cache = self.tailed.lock().expect("tailed messages");
-            for &seq in seqs {
-                match cache.get(&seq) {
-                    Some((owner, message)) if owner == bot => {
-                        found.insert(seq, message.as_ref().clone());
-                    }
-                    Some(_) => {}
-                    None => missing.push(seq),
-                }
-            }
-        }
+    /// The messages of `bot` with these sequences (ascending), from the
+    /// tails' cache or the store (which fills the cache). The cache stays
+    /// locked while the store is read: tails woken by the same commit wait
+    /// for the first one's read instead of repeating it.
+    fn tailed_messages(&self, bot: &str, seqs: &[u64]) -> Result<Vec<Arc<Tailed>>, QueryError> {
+        let mut cache = self.tailed.lock().expect("tailed messages");
+        let missing: Vec<u64> = seqs
+            .iter()
+            .copied()
+            .filter(|seq| !cache.contains_key(seq))
+            .collect();
         if !missing.is_empty() {
             let read = self
                 .store
                 .read(|conn| read::messages_with_channel(conn, bot, &missing))?;
-            let mut cache = self.tailed.lock().expect("tailed messages");
-            for message in read {
-                let seq = message.0.seq;
-                cache.insert(seq, (bot.to_string(), Arc::new(message.clone())));
-                found.insert(seq, message);
-            }
-            while cache.len() > TAILED_MESSAGES {
-                cache.pop_first();
+            for (message, channel) in read {
+                cache.insert(message.seq, Arc::new(Tailed::new(bot, message, channel)));
             }
         }
-        Ok(found.into_values().collect())
+        let found = seqs
+            .iter()
+            .filter_map(|seq| cache.get(seq))
+            .filter(|tailed| tailed.bot_id == bot)
+            .cloned()
+            .collect();
+        while cache.len() > TAILED_MESSAGES {
+            cache.pop_first();
+        }
+        Ok(found)
     }
 
     /// Conversations per value of a string field (tags, labels): value → count, descending.

@@ -10,10 +10,16 @@
 //! [`SLOW`], the rest of what was read is dropped and counted in a
 //! [`TailEvent::Dropped`] sent as soon as there is room, and the follower
 //! moves on to what is new.
+//!
+//! Tails are observers: their searches, store reads and rendering run on
+//! their own threads at a lower scheduling priority than ingest and indexing
+//! (nice +10 on Linux), so under a burst they use the cores ingest leaves idle
+//! and fall behind rather than slow it; they catch up when it calms.
 
-use super::{QueryError, SearchRequest, SearchService};
+use super::{QueryError, SearchRequest, SearchService, TailPage};
 use crate::settings::TailConfig;
 use crate::store::MessageRecord;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 use tokio::sync::mpsc::error::SendTimeoutError;
 use tokio::sync::{mpsc, watch};
@@ -28,11 +34,41 @@ pub const SLOW: Duration = Duration::from_secs(1);
 /// What a tail sends.
 #[derive(Debug, Clone)]
 pub enum TailEvent {
-    /// A new matching message, with its conversation's channel.
-    Message(Box<(MessageRecord, String)>),
+    /// A new matching message.
+    Message(Arc<Tailed>),
     /// Matching messages the buffer had no room for since the last event.
     Dropped(u64),
 }
+
+/// A message as tails read it: one copy for every tail that sends it.
+#[derive(Debug)]
+pub struct Tailed {
+    pub bot_id: String,
+    pub message: MessageRecord,
+    /// Its conversation's channel.
+    pub channel: String,
+    rendered: OnceLock<Box<str>>,
+}
+
+impl Tailed {
+    pub fn new(bot_id: &str, message: MessageRecord, channel: String) -> Tailed {
+        Tailed {
+            bot_id: bot_id.to_string(),
+            message,
+            channel,
+            rendered: OnceLock::new(),
+        }
+    }
+
+    /// The message as the reader sends it, made by `render` for the first
+    /// tail that sends it and reused by the others.
+    pub fn rendered(&self, render: impl FnOnce(&Tailed) -> String) -> &str {
+        self.rendered.get_or_init(|| render(self).into_boxed_str())
+    }
+}
+
+/// How a reader writes a message (made once per message, on the tails' threads).
+pub type Render = fn(&Tailed) -> String;
 
 /// Starts following `request` over `bot`'s messages stored after `after`
 /// (default: now). The query is checked first, so a bad one is an error here,
@@ -44,16 +80,22 @@ pub async fn follow(
     request: SearchRequest,
     after: Option<u64>,
     settings: &TailConfig,
+    render: Render,
     mut stop: watch::Receiver<bool>,
 ) -> Result<mpsc::Receiver<TailEvent>, QueryError> {
     let after = match after {
         Some(after) => after,
         None => search.latest_message()?,
     };
-    let first = search
-        .tail_page(bot.clone(), request.clone(), after, PAGE)
-        .await?;
+    let page = Page {
+        search: search.clone(),
+        bot,
+        request,
+        render,
+    };
+    let first = page.read(after).await?;
     let (tx, rx) = mpsc::channel(settings.buffer);
+    let page_of = page;
     tokio::spawn(async move {
         let mut page = first;
         let mut seen_view = search.view_id();
@@ -76,10 +118,7 @@ pub async fn follow(
                     dropped += 1;
                     continue;
                 }
-                match tx
-                    .send_timeout(TailEvent::Message(Box::new(message)), SLOW)
-                    .await
-                {
+                match tx.send_timeout(TailEvent::Message(message), SLOW).await {
                     Ok(()) => {}
                     Err(SendTimeoutError::Timeout(_)) => {
                         dropped += 1;
@@ -109,20 +148,73 @@ pub async fn follow(
                     }
                 }
             }
-            page = match search
-                .tail_page(bot.clone(), request.clone(), after, PAGE)
-                .await
-            {
-                Ok(page) => page,
-                Err(err) => {
-                    tracing::warn!(error = %err, "live tail: search failed; retrying");
-                    super::TailPage {
-                        messages: Vec::new(),
-                        last: after,
-                    }
+            page = page_of.read(after).await.unwrap_or_else(|err| {
+                tracing::warn!(error = %err, "live tail: search failed; retrying");
+                TailPage {
+                    messages: Vec::new(),
+                    last: after,
                 }
-            };
+            });
         }
     });
     Ok(rx)
+}
+
+/// What one tail reads.
+struct Page {
+    search: SearchService,
+    bot: String,
+    request: SearchRequest,
+    render: Render,
+}
+
+impl Page {
+    /// The next page after sequence `after`, read and rendered on the tails' threads.
+    async fn read(&self, after: u64) -> Result<TailPage, QueryError> {
+        let (search, bot, request, render) = (
+            self.search.clone(),
+            self.bot.clone(),
+            self.request.clone(),
+            self.render,
+        );
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        threads().spawn(move || {
+            let page = search.tail_page(&bot, &request, after, PAGE);
+            if let Ok(page) = &page {
+                for message in &page.messages {
+                    message.rendered(render);
+                }
+            }
+            let _ = tx.send(page);
+        });
+        rx.await
+            .map_err(|_| QueryError::Task("a live tail's thread stopped".into()))?
+    }
+}
+
+/// The tails' threads (one per core), at a lower priority than the rest.
+fn threads() -> &'static rayon::ThreadPool {
+    static POOL: OnceLock<rayon::ThreadPool> = OnceLock::new();
+    POOL.get_or_init(|| {
+        rayon::ThreadPoolBuilder::new()
+            .num_threads(
+                std::thread::available_parallelism()
+                    .map(|n| n.get())
+                    .unwrap_or(1),
+            )
+            .thread_name(|n| format!("tail-{n}"))
+            .start_handler(|_| lower_priority())
+            .build()
+            .expect("tail threads start")
+    })
+}
+
+/// Lowers the calling thread's scheduling priority (nice +10).
+fn lower_priority() {
+    // On Linux a thread id names one thread to setpriority.
+    #[cfg(target_os = "linux")]
+    // SAFETY: plain system calls on the calling thread, no memory involved.
+    unsafe {
+        libc::setpriority(libc::PRIO_PROCESS, libc::gettid() as libc::id_t, 10);
+    }
 }
