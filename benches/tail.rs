@@ -15,6 +15,7 @@
 //! ```sh
 //! cargo bench --bench tail                      # 200k messages, 5 runs
 //! cargo bench --bench tail -- --messages 50000 --runs 3
+//! cargo bench --bench tail -- --dir /dev/shm     # without the disk's noise
 //! ```
 
 #[path = "common/mod.rs"]
