@@ -1,7 +1,7 @@
 //! Start-up wiring: the data directory, store, index, indexer and search, held
 //! together as the state every handler gets.
 
-use crate::metrics::{Gauges, Metrics};
+use crate::metrics::{Files, Gauges, Metrics, Process};
 use anyhow::Context;
 use convlog_core::{Clock, NewMessage, NewTrace};
 use convlog_engine::archive::{ArchiveError, Archiver};
@@ -331,6 +331,29 @@ impl App {
             index_commits: state.commits(),
             ready: state.ready().is_ok(),
             redactions: self.rules.redaction.counts(),
+            index_parts: self.index.index().partition_stats(),
+            files: Files::of(&self.config.server.data_dir),
+            jobs: self.jobs.metrics().unwrap_or_default(),
+            archive: &self.archiver.stats,
+            archive_schedule_seconds: self
+                .config
+                .retention
+                .schedule
+                .map_or(0.0, |every| every.as_secs_f64()),
+            tagger_lag: self.store.head().saturating_sub(
+                self.tagger
+                    .status
+                    .position
+                    .load(std::sync::atomic::Ordering::Relaxed),
+            ),
+            tagger_last_full_run: self
+                .tagger
+                .status
+                .last_full_run
+                .load(std::sync::atomic::Ordering::Relaxed)
+                as f64
+                / 1e6,
+            process: Process::now(),
         })
     }
 

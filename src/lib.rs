@@ -1,5 +1,5 @@
 //! convlog keeps the conversation logs of chatbots: this crate is the server —
-//! HTTP ([`http`]), start-up wiring ([`app`]), the command line ([`cli`]) and
+//! HTTP ([`http`]), start-up wiring ([`app`]), the command line ([`cli`]), its log ([`logging`]) and
 //! the metrics it exports — over the engine (`convlog-engine`), which does the
 //! work:
 //!
@@ -18,4 +18,5 @@
 pub mod app;
 pub mod cli;
 pub mod http;
+pub mod logging;
 pub mod metrics;

@@ -1,6 +1,11 @@
 //! Prometheus metrics, kept as atomics and rendered in the text format on `/metrics`.
 
+use convlog_engine::archive::stats::ArchiveStats;
+use convlog_engine::index::{DocKind, PartitionStats};
+use convlog_engine::jobs::{JobState, KindMetrics};
+use std::collections::BTreeMap;
 use std::fmt::Write;
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
@@ -76,6 +81,18 @@ pub struct Metrics {
     pub body_timeouts: AtomicU64,
     /// Requests refused by the guard, by [`Refusal`] (its discriminant).
     pub refusals: [AtomicU64; Refusal::ALL.len()],
+    /// Requests answered, by (route template, method).
+    http: Mutex<BTreeMap<(String, String), Served>>,
+    /// Refused ingest requests by error code.
+    ingest_rejects: Mutex<BTreeMap<&'static str, u64>>,
+}
+
+/// The requests of one route and method: how many per status class, and how long.
+#[derive(Debug, Default)]
+struct Served {
+    /// 1xx … 5xx.
+    classes: [u64; 5],
+    duration: Histogram,
 }
 
 /// Why the guard refused a request.
@@ -116,7 +133,7 @@ impl Refusal {
 }
 
 /// Values read from elsewhere at scrape time.
-pub struct Gauges {
+pub struct Gauges<'a> {
     pub store_head: u64,
     pub index_position: u64,
     /// How long the oldest change not yet searchable has been committed.
@@ -128,6 +145,119 @@ pub struct Gauges {
     pub ready: bool,
     /// Matches replaced at ingest, per detector configured anywhere.
     pub redactions: Vec<(String, u64)>,
+    pub index_parts: Vec<PartitionStats>,
+    pub files: Files,
+    pub jobs: Vec<KindMetrics>,
+    pub archive: &'a ArchiveStats,
+    /// retention.schedule in seconds (0: off).
+    pub archive_schedule_seconds: f64,
+    /// Store changes the tagging job has not evaluated yet.
+    pub tagger_lag: u64,
+    /// When the last full tagging run finished (seconds since the epoch; 0: none since start).
+    pub tagger_last_full_run: f64,
+    pub process: Process,
+}
+
+/// Sizes on disk, in bytes.
+#[derive(Debug, Default)]
+pub struct Files {
+    pub store: u64,
+    pub wal: u64,
+    /// Of the filesystem that holds the data directory.
+    pub disk_free: u64,
+    pub disk_size: u64,
+}
+
+impl Files {
+    /// The store files in `data_dir` (`convlog.db` and its WAL) and its filesystem.
+    pub fn of(data_dir: &std::path::Path) -> Files {
+        let size = |name: &str| std::fs::metadata(data_dir.join(name)).map_or(0, |m| m.len());
+        let (disk_free, disk_size) = disk(data_dir);
+        Files {
+            store: size("convlog.db"),
+            wal: size("convlog.db-wal"),
+            disk_free,
+            disk_size,
+        }
+    }
+}
+
+/// (available, total) bytes of the filesystem holding `path`.
+fn disk(path: &std::path::Path) -> (u64, u64) {
+    use std::os::unix::ffi::OsStrExt;
+    let Ok(c_path) = std::ffi::CString::new(path.as_os_str().as_bytes()) else {
+        return (0, 0);
+    };
+    let mut stat: libc::statvfs = unsafe { std::mem::zeroed() };
+    // SAFETY: a valid C string and a statvfs the call fills.
+    if unsafe { libc::statvfs(c_path.as_ptr(), &mut stat) } != 0 {
+        return (0, 0);
+    }
+    let block = stat.f_frsize as u64;
+    (stat.f_bavail as u64 * block, stat.f_blocks as u64 * block)
+}
+
+/// The process, from `/proc/self` (zeros where it can't be read).
+#[derive(Debug, Default)]
+pub struct Process {
+    pub cpu_seconds: f64,
+    pub resident_bytes: u64,
+    pub open_fds: u64,
+    pub max_fds: u64,
+    pub threads: u64,
+    pub start_time_seconds: f64,
+}
+
+impl Process {
+    /// This process, now.
+    pub fn now() -> Process {
+        // SAFETY: sysconf and getrlimit only read configuration.
+        let (ticks, page) = unsafe {
+            (
+                libc::sysconf(libc::_SC_CLK_TCK).max(1) as f64,
+                libc::sysconf(libc::_SC_PAGESIZE).max(1) as u64,
+            )
+        };
+        let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+        // Fields after the command name, which is in parentheses and may hold spaces.
+        let fields: Vec<&str> = stat
+            .rsplit_once(')')
+            .map(|(_, rest)| rest.split_whitespace().collect())
+            .unwrap_or_default();
+        let field = |n: usize| -> u64 { fields.get(n).and_then(|f| f.parse().ok()).unwrap_or(0) };
+        // utime and stime are fields 14 and 15 of stat, num_threads 20 and
+        // starttime 22 (1-based, counting pid and comm): 11, 12, 17 and 19
+        // after the command name. starttime counts ticks since boot.
+        let boot = std::fs::read_to_string("/proc/stat")
+            .ok()
+            .and_then(|text| {
+                text.lines()
+                    .find_map(|line| line.strip_prefix("btime "))
+                    .and_then(|t| t.trim().parse::<u64>().ok())
+            })
+            .unwrap_or(0);
+        let resident = std::fs::read_to_string("/proc/self/statm")
+            .ok()
+            .and_then(|text| text.split_whitespace().nth(1)?.parse::<u64>().ok())
+            .unwrap_or(0);
+        let mut limit = libc::rlimit {
+            rlim_cur: 0,
+            rlim_max: 0,
+        };
+        // SAFETY: fills `limit`.
+        let max_fds = match unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } {
+            0 => limit.rlim_cur,
+            _ => 0,
+        };
+        Process {
+            cpu_seconds: (field(11) + field(12)) as f64 / ticks,
+            resident_bytes: resident * page,
+            open_fds: std::fs::read_dir("/proc/self/fd").map_or(0, |d| d.count() as u64),
+            max_fds,
+            threads: field(17),
+            start_time_seconds: boot as f64 + field(19) as f64 / ticks,
+        }
+    }
 }
 
 fn counter(out: &mut String, name: &str, help: &str, value: u64) {
@@ -152,14 +282,61 @@ fn gauge_by_kind(out: &mut String, name: &str, help: &str, values: &[(&str, u64)
     }
 }
 
+/// Starts a family: its help and type lines.
+fn family(out: &mut String, name: &str, kind: &str, help: &str) {
+    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+}
+
+/// One sample of a family, with labels (values need no escaping: they are
+/// route templates, ids and names convlog chose).
+fn sample(out: &mut String, name: &str, labels: &[(&str, &str)], value: impl std::fmt::Display) {
+    let labels: Vec<String> = labels.iter().map(|(k, v)| format!("{k}=\"{v}\"")).collect();
+    match labels.is_empty() {
+        true => {
+            let _ = writeln!(out, "{name} {value}");
+        }
+        false => {
+            let _ = writeln!(out, "{name}{{{}}} {value}", labels.join(","));
+        }
+    }
+}
+
+fn kind_label(kind: DocKind) -> &'static str {
+    match kind {
+        DocKind::Conversation => "conversation",
+        DocKind::Message => "message",
+    }
+}
+
 impl Metrics {
+    /// Counts one answered request of `route` (its template; `unmatched` for none).
+    pub fn served(&self, route: &str, method: &str, status: u16, elapsed: Duration) {
+        let mut http = self.http.lock().expect("http metrics");
+        let served = http
+            .entry((route.to_string(), method.to_string()))
+            .or_default();
+        let class = (status / 100).clamp(1, 5) as usize - 1;
+        served.classes[class] += 1;
+        served.duration.observe(elapsed);
+    }
+
+    /// Counts one refused ingest request by its error code.
+    pub fn ingest_rejected(&self, code: &'static str) {
+        *self
+            .ingest_rejects
+            .lock()
+            .expect("ingest metrics")
+            .entry(code)
+            .or_default() += 1;
+    }
+
     /// Counts one refused request.
     pub fn refused(&self, reason: Refusal) {
         self.refusals[reason as usize].fetch_add(1, Ordering::Relaxed);
     }
 
     /// The Prometheus text exposition.
-    pub fn render(&self, gauges: &Gauges) -> String {
+    pub fn render(&self, gauges: &Gauges<'_>) -> String {
         let mut out = String::new();
         let load = |a: &AtomicU64| a.load(Ordering::Relaxed);
         counter(
@@ -330,6 +507,319 @@ impl Metrics {
                 "convlog_redactions_total{{detector=\"{detector}\"}} {count}"
             );
         }
+        self.render_http(&mut out);
+        render_index(&mut out, &gauges.index_parts);
+        render_jobs(&mut out, &gauges.jobs);
+        render_archive(&mut out, gauges.archive, gauges.archive_schedule_seconds);
+        render_rest(&mut out, gauges);
         out
     }
+
+    fn render_http(&self, out: &mut String) {
+        let http = self.http.lock().expect("http metrics");
+        let name = "convlog_http_requests_total";
+        family(
+            out,
+            name,
+            "counter",
+            "HTTP requests answered, by route template, method and status class.",
+        );
+        for ((route, method), served) in http.iter() {
+            for (class, count) in served.classes.iter().enumerate() {
+                if *count > 0 {
+                    let status = format!("{}xx", class + 1);
+                    sample(
+                        out,
+                        name,
+                        &[("route", route), ("method", method), ("status", &status)],
+                        count,
+                    );
+                }
+            }
+        }
+        let name = "convlog_http_request_duration_seconds";
+        family(
+            out,
+            name,
+            "histogram",
+            "Time from request to response head, by route template and method.",
+        );
+        for ((route, method), served) in http.iter() {
+            served
+                .duration
+                .render(out, name, &format!("route=\"{route}\",method=\"{method}\""));
+        }
+        drop(http);
+        let name = "convlog_ingest_rejects_total";
+        family(
+            out,
+            name,
+            "counter",
+            "Ingest requests refused, by error code.",
+        );
+        for (code, count) in self.ingest_rejects.lock().expect("ingest metrics").iter() {
+            sample(out, name, &[("reason", code)], count);
+        }
+    }
+}
+
+/// Per kind of document, in all and per partition.
+fn render_index(out: &mut String, parts: &[PartitionStats]) {
+    type Of = fn(&PartitionStats) -> u64;
+    let table: [(&str, &str, Of); 4] = [
+        ("segments", "Index segments", |p| p.segments),
+        ("documents", "Live index documents", |p| p.documents),
+        (
+            "deleted_documents",
+            "Deleted documents segments still hold until a merge drops them",
+            |p| p.deleted,
+        ),
+        ("size_bytes", "Bytes of the index's files on disk", |p| {
+            p.bytes
+        }),
+    ];
+    for (what, help, of) in table {
+        // convlog_index_documents and _deleted_documents are rendered above.
+        if !matches!(what, "documents" | "deleted_documents") {
+            let name = format!("convlog_index_{what}");
+            family(out, &name, "gauge", &format!("{help}, by kind."));
+            for kind in [DocKind::Conversation, DocKind::Message] {
+                let total: u64 = parts.iter().filter(|p| p.kind == kind).map(of).sum();
+                sample(out, &name, &[("kind", kind_label(kind))], total);
+            }
+        }
+        let name = format!("convlog_index_partition_{what}");
+        family(
+            out,
+            &name,
+            "gauge",
+            &format!("{help}, by kind and time partition."),
+        );
+        for part in parts {
+            sample(
+                out,
+                &name,
+                &[
+                    ("kind", kind_label(part.kind)),
+                    ("partition", &part.partition),
+                ],
+                of(part),
+            );
+        }
+    }
+}
+
+fn render_jobs(out: &mut String, jobs: &[KindMetrics]) {
+    let outcomes = [JobState::Succeeded, JobState::Failed];
+    let finished = |kind: &KindMetrics, outcome: JobState| {
+        kind.finished
+            .iter()
+            .find(|(state, ..)| *state == outcome)
+            .map_or((0, 0.0), |(_, n, s)| (*n, *s))
+    };
+    let name = "convlog_jobs_finished_total";
+    family(
+        out,
+        name,
+        "counter",
+        "Background jobs finished, by kind and outcome (from the job history).",
+    );
+    for kind in jobs {
+        for outcome in outcomes {
+            sample(
+                out,
+                name,
+                &[("kind", &kind.kind), ("outcome", outcome.as_str())],
+                finished(kind, outcome).0,
+            );
+        }
+    }
+    let name = "convlog_job_duration_seconds";
+    family(
+        out,
+        name,
+        "summary",
+        "Time finished background jobs ran, by kind and outcome.",
+    );
+    for kind in jobs {
+        for outcome in outcomes {
+            let (count, seconds) = finished(kind, outcome);
+            let labels = [("kind", kind.kind.as_str()), ("outcome", outcome.as_str())];
+            sample(out, &format!("{name}_sum"), &labels, seconds);
+            sample(out, &format!("{name}_count"), &labels, count);
+        }
+    }
+    let name = "convlog_job_running";
+    family(out, name, "gauge", "1 while a job of the kind runs.");
+    for kind in jobs {
+        sample(
+            out,
+            name,
+            &[("kind", &kind.kind)],
+            kind.running.is_some() as u8,
+        );
+    }
+    let name = "convlog_job_progress_ratio";
+    family(
+        out,
+        name,
+        "gauge",
+        "Progress of the running job of the kind, 0 to 1 (0 when none runs).",
+    );
+    for kind in jobs {
+        sample(
+            out,
+            name,
+            &[("kind", &kind.kind)],
+            kind.running.unwrap_or(0.0),
+        );
+    }
+}
+
+fn render_archive(out: &mut String, archive: &ArchiveStats, schedule_seconds: f64) {
+    let load = |a: &AtomicU64| a.load(Ordering::Relaxed);
+    gauge(
+        out,
+        "convlog_archive_schedule_seconds",
+        "How often the archive pass runs by itself (retention.schedule; 0: off).",
+        schedule_seconds,
+    );
+    gauge(
+        out,
+        "convlog_archive_last_success_timestamp_seconds",
+        "When the last archive pass succeeded (the process's start until one has).",
+        archive.last_success.load(Ordering::Relaxed) as f64 / 1e6,
+    );
+    let name = "convlog_archive_passes_total";
+    family(
+        out,
+        name,
+        "counter",
+        "Archive passes since start, by outcome.",
+    );
+    sample(
+        out,
+        name,
+        &[("outcome", "succeeded")],
+        load(&archive.passes_succeeded),
+    );
+    sample(
+        out,
+        name,
+        &[("outcome", "failed")],
+        load(&archive.passes_failed),
+    );
+    counter(
+        out,
+        "convlog_archive_rows_total",
+        "Rows (messages and conversations) written to the archive since start.",
+        load(&archive.rows),
+    );
+    counter(
+        out,
+        "convlog_archive_bytes_total",
+        "Bytes of Parquet objects written to the archive since start.",
+        load(&archive.bytes),
+    );
+    counter(
+        out,
+        "convlog_archive_objects_total",
+        "Parquet objects written to the archive since start.",
+        load(&archive.objects),
+    );
+    counter(
+        out,
+        "convlog_archive_orphans_removed_total",
+        "Objects the manifest doesn't know removed since start.",
+        load(&archive.orphans_removed),
+    );
+    let name = "convlog_archive_failures_total";
+    family(
+        out,
+        name,
+        "counter",
+        "Archive failures since start, by the step that failed.",
+    );
+    for (step, count) in archive.failures() {
+        sample(out, name, &[("step", step)], count);
+    }
+}
+
+fn render_rest(out: &mut String, gauges: &Gauges) {
+    let files = &gauges.files;
+    gauge(
+        out,
+        "convlog_store_size_bytes",
+        "Bytes of the store's database file.",
+        files.store,
+    );
+    gauge(
+        out,
+        "convlog_store_wal_size_bytes",
+        "Bytes of the store's write-ahead log.",
+        files.wal,
+    );
+    gauge(
+        out,
+        "convlog_disk_free_bytes",
+        "Bytes available on the data directory's filesystem.",
+        files.disk_free,
+    );
+    gauge(
+        out,
+        "convlog_disk_size_bytes",
+        "Size of the data directory's filesystem in bytes.",
+        files.disk_size,
+    );
+    gauge(
+        out,
+        "convlog_tagger_lag",
+        "Store changes the tagging job has not evaluated yet.",
+        gauges.tagger_lag,
+    );
+    gauge(
+        out,
+        "convlog_tagger_last_full_run_timestamp_seconds",
+        "When the last full tagging run finished (0: none since start).",
+        gauges.tagger_last_full_run,
+    );
+    let process = &gauges.process;
+    let name = "convlog_process_cpu_seconds_total";
+    family(
+        out,
+        name,
+        "counter",
+        "CPU time the process used, user and system.",
+    );
+    sample(out, name, &[], process.cpu_seconds);
+    gauge(
+        out,
+        "convlog_process_resident_memory_bytes",
+        "Resident memory of the process.",
+        process.resident_bytes,
+    );
+    gauge(
+        out,
+        "convlog_process_open_fds",
+        "File descriptors the process holds open.",
+        process.open_fds,
+    );
+    gauge(
+        out,
+        "convlog_process_max_fds",
+        "The process's limit on open file descriptors.",
+        process.max_fds,
+    );
+    gauge(
+        out,
+        "convlog_process_threads",
+        "Threads of the process.",
+        process.threads,
+    );
+    gauge(
+        out,
+        "convlog_process_start_time_seconds",
+        "When the process started, in seconds since the epoch.",
+        process.start_time_seconds,
+    );
 }

@@ -253,9 +253,15 @@ pub struct GenerateArgs {
 
 /// Runs a parsed command line.
 pub fn run(cli: Cli) -> anyhow::Result<()> {
+    // The server's log takes `log.format` from its configuration; the other
+    // commands write text.
+    if !matches!(cli.command, Command::Serve(_)) {
+        crate::logging::init(convlog_engine::settings::LogFormat::Text);
+    }
     match cli.command {
         Command::Serve(args) => {
             let config = args.load()?;
+            crate::logging::init(config.log);
             tokio::runtime::Builder::new_multi_thread()
                 .enable_all()
                 .build()?

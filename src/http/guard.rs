@@ -27,6 +27,15 @@ pub struct Caller {
     pub request_id: String,
 }
 
+/// The route a response answered, for the request log and metrics.
+#[derive(Debug, Clone)]
+pub struct RouteServed {
+    /// Its template (`/v1/bots/{bot}/conversations`).
+    pub template: String,
+    /// Whether it is an ingest route.
+    pub ingest: bool,
+}
+
 fn request_id(request: &Request) -> String {
     let given = request
         .headers()
@@ -122,7 +131,21 @@ pub async fn guard(
 ) -> Response {
     let request_id = request_id(&request);
     let otlp = super::ingest::otlp_errors(&request);
+    let route = request.extensions().get::<MatchedPath>().map(|matched| {
+        let method = match request.method() {
+            &Method::HEAD => Method::GET,
+            method => method.clone(),
+        };
+        RouteServed {
+            template: matched.as_str().to_string(),
+            ingest: routes::spec(&method, matched.as_str())
+                .is_some_and(|spec| spec.policy == Policy::Ingest),
+        }
+    });
     let mut response = guarded(&app, params, request, next, &request_id).await;
+    if let Some(route) = route {
+        response.extensions_mut().insert(route);
+    }
     if let Some(encoding) = otlp {
         response = super::ingest::otlp_error(response, encoding).await;
     }

@@ -73,11 +73,31 @@ async fn deadline_and_log(State(app): State<App>, request: Request, next: Next) 
         header::X_CONTENT_TYPE_OPTIONS,
         header::HeaderValue::from_static("nosniff"),
     );
+    let elapsed = started.elapsed();
+    let status = response.status().as_u16();
+    let served = response.extensions().get::<guard::RouteServed>();
+    let route = served.map_or("unmatched", |served| served.template.as_str());
+    app.metrics.served(route, method.as_str(), status, elapsed);
+    let code = response
+        .extensions()
+        .get::<error::ErrorCode>()
+        .map(|code| code.0);
+    if let (Some(code), true) = (code, served.is_some_and(|served| served.ingest)) {
+        app.metrics.ingest_rejected(code);
+    }
+    let request_id = response
+        .headers()
+        .get("x-request-id")
+        .and_then(|value| value.to_str().ok())
+        .unwrap_or("");
     tracing::debug!(
+        request_id,
         %method,
+        route,
         path = %redact(&path),
-        status = response.status().as_u16(),
-        elapsed_ms = started.elapsed().as_secs_f64() * 1e3,
+        status,
+        error = code.unwrap_or(""),
+        elapsed_ms = elapsed.as_secs_f64() * 1e3,
         "request"
     );
     response

@@ -23,6 +23,7 @@ mod ingest;
 mod insights;
 mod isolation;
 mod languages;
+mod observability;
 mod ops;
 mod oracle;
 mod paging;

@@ -8,7 +8,7 @@
 use crate::store::jobs::{self as table, Finished};
 use crate::store::{Store, StoreError};
 use convlog_core::Clock;
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -34,6 +34,26 @@ impl Progress {
 
 /// Running jobs by id: their kind and progress.
 type Running = HashMap<String, (String, Arc<Progress>)>;
+
+/// One kind of job, for `/metrics` (see [`Jobs::metrics`]).
+#[derive(Debug, Clone)]
+pub struct KindMetrics {
+    pub kind: String,
+    /// (outcome, how many, seconds they ran).
+    pub finished: Vec<(JobState, u64, f64)>,
+    /// The running job's progress, 0..1.
+    pub running: Option<f64>,
+}
+
+impl KindMetrics {
+    fn new(kind: String) -> KindMetrics {
+        KindMetrics {
+            kind,
+            finished: Vec::new(),
+            running: None,
+        }
+    }
+}
 
 /// The job runner.
 #[derive(Clone)]
@@ -172,6 +192,31 @@ impl Jobs {
         for (_, progress) in self.running.lock().expect("jobs lock").values() {
             progress.cancelled.store(true, Ordering::Relaxed);
         }
+    }
+
+    /// For `/metrics`: per kind ever run, finished jobs by outcome (how many,
+    /// seconds they ran) and the running job's progress (0..1), if one runs.
+    pub fn metrics(&self) -> Result<Vec<KindMetrics>, StoreError> {
+        let mut kinds: BTreeMap<String, KindMetrics> = BTreeMap::new();
+        for (kind, state, count, seconds) in self.store.read(table::finished_totals)? {
+            kinds
+                .entry(kind.clone())
+                .or_insert_with(|| KindMetrics::new(kind))
+                .finished
+                .push((state, count, seconds));
+        }
+        for (kind, progress) in self.running.lock().expect("jobs lock").values() {
+            let total = progress.total.load(Ordering::Relaxed);
+            let done = progress.processed.load(Ordering::Relaxed);
+            kinds
+                .entry(kind.clone())
+                .or_insert_with(|| KindMetrics::new(kind.clone()))
+                .running = Some(match total {
+                0 => 0.0,
+                _ => (done as f64 / total as f64).min(1.0),
+            });
+        }
+        Ok(kinds.into_values().collect())
     }
 
     fn with_live_progress(&self, mut record: JobRecord) -> JobRecord {

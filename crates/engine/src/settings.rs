@@ -136,6 +136,15 @@ impl Languages {
     }
 }
 
+/// `[log]`: how the server writes its log (to stderr).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    /// Human-readable lines, coloured when stderr is a terminal.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
 /// `[tail]`: the live tail (`GET /v1/bots/{bot}/tail`).
 #[derive(Debug, Clone)]
 pub struct TailConfig {

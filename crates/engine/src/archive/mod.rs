@@ -31,6 +31,7 @@
 mod erase;
 mod error;
 pub mod format;
+pub mod stats;
 pub mod target;
 
 pub use erase::ErasureSummary;
@@ -46,6 +47,7 @@ use crate::store::{ConversationRecord, MessageRecord, Store};
 use bytes::Bytes;
 use convlog_core::{Clock, Micros};
 use rayon::prelude::*;
+use stats::{ArchiveStats, Step};
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -139,6 +141,8 @@ pub struct Archiver {
     /// Held by archive passes, restores and erasures: they take turns, so a
     /// run can't write the rows an erasure removes, nor a restore bring them back.
     exclusive: Arc<std::sync::Mutex<()>>,
+    /// What passes did since start.
+    pub stats: Arc<ArchiveStats>,
 }
 
 fn date_of(micros: Micros) -> String {
@@ -184,6 +188,7 @@ impl Archiver {
             index,
             target,
             config,
+            stats: Arc::new(ArchiveStats::new(clock.now())),
             clock,
             runtime,
             failpoints: Failpoints::from_env(),
@@ -241,11 +246,46 @@ impl Archiver {
     }
 
     /// One archive pass: finishes unfinished runs, drops aged-out restores,
-    /// archives everything due in runs of `batch_messages`, and cleans up orphans.
+    /// archives everything due in runs of `batch_messages`, and cleans up
+    /// orphans. Counted in [`Archiver::stats`].
     pub fn run(&self, progress: &Progress) -> Result<ArchiveSummary, ArchiveError> {
+        let result = self.pass(progress);
+        let stats = &self.stats;
+        match &result {
+            Ok(summary) => {
+                stats.passes_succeeded.fetch_add(1, Ordering::Relaxed);
+                stats
+                    .last_success
+                    .store(self.clock.now(), Ordering::Relaxed);
+                stats
+                    .orphans_removed
+                    .fetch_add(summary.orphans_removed, Ordering::Relaxed);
+            }
+            Err(ArchiveError::Cancelled) => {}
+            Err(_) => {
+                stats.passes_failed.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        result
+    }
+
+    /// `result`, its failure counted against `step`.
+    fn counted<T>(&self, step: Step, result: Result<T, ArchiveError>) -> Result<T, ArchiveError> {
+        if result.is_err() {
+            self.stats.failed(step);
+        }
+        result
+    }
+
+    fn pass(&self, progress: &Progress) -> Result<ArchiveSummary, ArchiveError> {
         let _turn = self.exclusive.lock().expect("archive turn");
         let mut summary = ArchiveSummary::default();
-        for run in self.store.read(records::unfinished_runs)? {
+        for run in self.counted(
+            Step::Plan,
+            self.store
+                .read(records::unfinished_runs)
+                .map_err(Into::into),
+        )? {
             tracing::info!(
                 run = run.id,
                 state = run.state.as_str(),
@@ -254,10 +294,10 @@ impl Archiver {
             self.finish_or_roll_back(run, RunState::Deleted)?;
             summary.resumed += 1;
         }
-        summary.restores_expired = self.expire_restores()?;
+        summary.restores_expired = self.counted(Step::Plan, self.expire_restores())?;
 
         let now = self.clock.now();
-        let due = self.due(now)?;
+        let due = self.counted(Step::Plan, self.due(now))?;
         progress
             .total
             .store(due.iter().map(|c| c.messages).sum(), Ordering::Relaxed);
@@ -267,7 +307,7 @@ impl Archiver {
             if progress.is_cancelled() {
                 return Err(ArchiveError::Cancelled);
             }
-            let Some(run) = self.plan(&planned, now)? else {
+            let Some(run) = self.counted(Step::Plan, self.plan(&planned, now))? else {
                 continue;
             };
             summary.runs += 1;
@@ -278,11 +318,12 @@ impl Archiver {
             let deleting = manifested
                 .take()
                 .map(|id| self.queue_delete(id))
-                .transpose()?;
+                .transpose();
+            let deleting = self.counted(Step::Delete, deleting)?;
             let id = run.id;
             let written = self.finish_or_roll_back(run, RunState::Manifested);
             if let Some(deleting) = deleting {
-                deleting.wait()?;
+                self.counted(Step::Delete, deleting.wait().map_err(Into::into))?;
                 self.failpoints.hit("archive.after_delete");
             }
             written?;
@@ -292,11 +333,12 @@ impl Archiver {
                 .store(summary.messages, Ordering::Relaxed);
         }
         if let Some(id) = manifested {
-            self.queue_delete(id)?.wait()?;
+            let deleted = self.queue_delete(id).and_then(|d| Ok(d.wait()?));
+            self.counted(Step::Delete, deleted)?;
             self.failpoints.hit("archive.after_delete");
         }
-        self.close_deleted()?;
-        summary.orphans_removed = self.clean_orphans()?;
+        self.counted(Step::Index, self.close_deleted())?;
+        summary.orphans_removed = self.counted(Step::Orphans, self.clean_orphans())?;
         Ok(summary)
     }
 
@@ -401,44 +443,65 @@ impl Archiver {
                 );
                 return Ok(());
             }
-            let now = self.clock.now();
-            let id = run.id;
             let step_started = std::time::Instant::now();
             let step = run.state.as_str();
-            let next = match run.state {
-                RunState::Planned => {
-                    let objects = self.write(&run)?;
-                    self.store
-                        .write_blocking(move |ctx| ctx.record_archive_objects(id, &objects, now))?;
-                    self.failpoints.hit("archive.after_write");
-                    RunState::Written
+            let next = match self.step(&mut run) {
+                Ok(Some(next)) => next,
+                Ok(None) => return Ok(()),
+                Err(err) => {
+                    self.stats.failed(Step::after(run.state));
+                    return Err(err);
                 }
-                RunState::Written => {
-                    self.verify(id)?;
-                    self.advance(id, RunState::Written, RunState::Verified)?;
-                    self.failpoints.hit("archive.after_verify");
-                    RunState::Verified
-                }
-                RunState::Verified => {
-                    self.write_manifest(&run)?;
-                    self.advance(id, RunState::Verified, RunState::Manifested)?;
-                    self.failpoints.hit("archive.after_manifest");
-                    RunState::Manifested
-                }
-                RunState::Manifested => {
-                    let change = self
-                        .store
-                        .write_blocking(move |ctx| ctx.delete_archived_run(id, now))?;
-                    run.delete_change = Some(change);
-                    self.failpoints.hit("archive.after_delete");
-                    RunState::Deleted
-                }
-                // The index commit is awaited once per pass (`close_deleted`).
-                RunState::Deleted | RunState::Done | RunState::RolledBack => return Ok(()),
             };
             took.push((step, step_started.elapsed().as_millis()));
             run.state = next;
         }
+    }
+
+    /// Takes `run` one step on; the state it reached (`None`: nothing left
+    /// for this pass).
+    fn step(&self, run: &mut RunRecord) -> Result<Option<RunState>, ArchiveError> {
+        let now = self.clock.now();
+        let id = run.id;
+        Ok(Some(match run.state {
+            RunState::Planned => {
+                let objects = self.write(run)?;
+                let stats = &self.stats;
+                for object in &objects {
+                    stats.rows.fetch_add(object.rows, Ordering::Relaxed);
+                    stats.bytes.fetch_add(object.bytes, Ordering::Relaxed);
+                }
+                stats
+                    .objects
+                    .fetch_add(objects.len() as u64, Ordering::Relaxed);
+                self.store
+                    .write_blocking(move |ctx| ctx.record_archive_objects(id, &objects, now))?;
+                self.failpoints.hit("archive.after_write");
+                RunState::Written
+            }
+            RunState::Written => {
+                self.verify(id)?;
+                self.advance(id, RunState::Written, RunState::Verified)?;
+                self.failpoints.hit("archive.after_verify");
+                RunState::Verified
+            }
+            RunState::Verified => {
+                self.write_manifest(run)?;
+                self.advance(id, RunState::Verified, RunState::Manifested)?;
+                self.failpoints.hit("archive.after_manifest");
+                RunState::Manifested
+            }
+            RunState::Manifested => {
+                let change = self
+                    .store
+                    .write_blocking(move |ctx| ctx.delete_archived_run(id, now))?;
+                run.delete_change = Some(change);
+                self.failpoints.hit("archive.after_delete");
+                RunState::Deleted
+            }
+            // The index commit is awaited once per pass (`close_deleted`).
+            RunState::Deleted | RunState::Done | RunState::RolledBack => return Ok(None),
+        }))
     }
 
     fn advance(&self, id: u64, from: RunState, to: RunState) -> Result<(), ArchiveError> {

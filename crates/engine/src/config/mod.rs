@@ -9,8 +9,9 @@
 mod raw;
 
 pub use crate::settings::{
-    AuthConfig, IndexConfig, IngestConfig, KeepTraces, LanguageChoice, Languages, RetentionConfig,
-    ReviewConfig, S3Config, SchemaChange, SearchConfig, ServerConfig, SessionConfig, TailConfig,
+    AuthConfig, IndexConfig, IngestConfig, KeepTraces, LanguageChoice, Languages, LogFormat,
+    RetentionConfig, ReviewConfig, S3Config, SchemaChange, SearchConfig, ServerConfig,
+    SessionConfig, TailConfig,
 };
 pub use convlog_core::{parse_duration, parse_size};
 
@@ -54,6 +55,7 @@ pub struct Config {
     pub retention: RetentionConfig,
     /// What is redacted from text at ingest (`[privacy]`), compiled.
     pub privacy: Redaction,
+    pub log: LogFormat,
 }
 
 /// Where each layer of configuration comes from.
@@ -576,6 +578,11 @@ fn validate(table: toml::Table) -> Result<Config, ConfigError> {
         tagging,
         retention,
         privacy: redaction(&raw.privacy)?,
+        log: match raw.log.format.as_str() {
+            "text" => LogFormat::Text,
+            "json" => LogFormat::Json,
+            _ => return Err(invalid("log.format", "must be \"text\" or \"json\"")),
+        },
     })
 }
 

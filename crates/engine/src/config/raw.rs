@@ -21,6 +21,14 @@ pub struct RawConfig {
     pub tagging: crate::tag::RawTagging,
     pub retention: RawRetention,
     pub privacy: RawPrivacy,
+    pub log: RawLog,
+}
+
+/// `[log]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawLog {
+    pub format: String,
 }
 
 /// `[privacy]`: what is redacted at ingest.

@@ -95,6 +95,32 @@ impl BuildState {
     }
 }
 
+/// One partition's documents of one kind (see [`SearchIndex::partition_stats`]).
+#[derive(Debug, Clone)]
+pub struct PartitionStats {
+    /// Its directory's name.
+    pub partition: String,
+    pub kind: DocKind,
+    pub segments: u64,
+    pub documents: u64,
+    pub deleted: u64,
+    pub bytes: u64,
+}
+
+/// The bytes of the files directly in `dir` (0 when it can't be read).
+fn dir_bytes(dir: &Path) -> u64 {
+    std::fs::read_dir(dir)
+        .map(|entries| {
+            entries
+                .flatten()
+                .filter_map(|entry| entry.metadata().ok())
+                .filter(|meta| meta.is_file())
+                .map(|meta| meta.len())
+                .sum()
+        })
+        .unwrap_or(0)
+}
+
 /// The partitions of one generation; cheap to clone.
 #[derive(Clone)]
 pub struct SearchIndex {
@@ -196,6 +222,34 @@ impl SearchIndex {
     /// What searches see now.
     pub fn view(&self) -> Arc<IndexView> {
         self.inner.view.read().expect("view lock").clone()
+    }
+
+    /// What each partition of the view searches see holds, per kind of
+    /// document: segments, documents, deleted documents and bytes on disk
+    /// (every file of its directory, so segments a merge replaced count until
+    /// they are removed).
+    pub fn partition_stats(&self) -> Vec<PartitionStats> {
+        let view = self.view();
+        let mut stats = Vec::new();
+        for partition in &view.partitions {
+            let name = partition.key.dir_name();
+            for (kind, dir) in [
+                (DocKind::Conversation, "conversations"),
+                (DocKind::Message, "messages"),
+            ] {
+                let searcher = partition.searcher(kind);
+                let segments = searcher.segment_readers();
+                stats.push(PartitionStats {
+                    partition: name.clone(),
+                    kind,
+                    segments: segments.len() as u64,
+                    documents: searcher.num_docs(),
+                    deleted: segments.iter().map(|s| s.num_deleted_docs() as u64).sum(),
+                    bytes: dir_bytes(&self.inner.dir.join(&name).join(dir)),
+                });
+            }
+        }
+        stats
     }
 
     /// The fields, resolved.

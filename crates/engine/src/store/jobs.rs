@@ -162,6 +162,23 @@ pub fn list(conn: &Connection, limit: usize) -> Result<Vec<JobRecord>, StoreErro
     Ok(rows.collect::<Result<_, _>>()?)
 }
 
+/// Finished jobs by kind and state: (kind, state, how many, seconds they ran).
+pub fn finished_totals(conn: &Connection) -> Result<Vec<(String, JobState, u64, f64)>, StoreError> {
+    let mut statement = conn.prepare_cached(
+        "SELECT kind, state, count(*), coalesce(sum(finished_at - coalesce(started_at, created_at)), 0)
+           FROM jobs WHERE state IN ('succeeded', 'failed') GROUP BY kind, state ORDER BY kind, state",
+    )?;
+    let rows = statement.query_map([], |row| {
+        Ok((
+            row.get::<_, String>(0)?,
+            JobState::parse(&row.get::<_, String>(1)?),
+            row.get::<_, i64>(2)? as u64,
+            row.get::<_, i64>(3)? as f64 / 1e6,
+        ))
+    })?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

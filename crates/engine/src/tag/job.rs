@@ -14,7 +14,7 @@ use crate::store::tagging::{
 use crate::store::{Pending, Store, StoreError, TagRecord};
 use convlog_core::{Clock, Micros};
 use rayon::prelude::*;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::mpsc::{self, RecvTimeoutError};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -33,6 +33,16 @@ pub struct Tagger {
     thread: Mutex<Option<std::thread::JoinHandle<()>>>,
     /// Whether the rules changed since the tags were computed (a full run is due).
     pub rules_changed: bool,
+    pub status: Arc<TaggerStatus>,
+}
+
+/// Where the tagging job is, for `/metrics`.
+#[derive(Debug, Default)]
+pub struct TaggerStatus {
+    /// The store position up to which changes have been evaluated.
+    pub position: AtomicU64,
+    /// When the last full run finished (0: none since start).
+    pub last_full_run: AtomicI64,
 }
 
 /// What evaluation needs besides the conversations.
@@ -122,13 +132,16 @@ impl Tagger {
             pool: Arc::new(pool),
         };
         let (commands, receiver) = mpsc::channel();
+        let status = Arc::new(TaggerStatus::default());
+        let running = status.clone();
         let thread = std::thread::Builder::new()
             .name("tagger".into())
-            .spawn(move || run(store, evaluator, clock, interval, receiver))?;
+            .spawn(move || run(store, evaluator, clock, interval, receiver, &running))?;
         Ok(Tagger {
             commands: Mutex::new(Some(commands)),
             thread: Mutex::new(Some(thread)),
             rules_changed,
+            status,
         })
     }
 
@@ -168,15 +181,19 @@ fn run(
     clock: Clock,
     interval: Duration,
     commands: mpsc::Receiver<Command>,
+    status: &TaggerStatus,
 ) {
     loop {
-        if let Err(err) = incremental(&store, &evaluator, &clock) {
+        if let Err(err) = incremental(&store, &evaluator, &clock, status) {
             tracing::error!(error = %err, "tagging pass failed; retrying");
         }
         match commands.recv_timeout(interval) {
             Ok(Command::Full(progress, done)) => {
                 let result =
                     full(&store, &evaluator, &clock, &progress).map_err(|err| err.to_string());
+                if result.is_ok() {
+                    status.last_full_run.store(clock.now(), Ordering::Relaxed);
+                }
                 let _ = done.send(result);
             }
             Ok(Command::Stop) | Err(RecvTimeoutError::Disconnected) => break,
@@ -187,7 +204,12 @@ fn run(
 }
 
 /// Evaluates changed conversations, then those whose time-dependent rules fell due.
-fn incremental(store: &Store, evaluator: &Evaluator, clock: &Clock) -> Result<(), StoreError> {
+fn incremental(
+    store: &Store,
+    evaluator: &Evaluator,
+    clock: &Clock,
+    status: &TaggerStatus,
+) -> Result<(), StoreError> {
     let batch = evaluator.rules.batch_size.max(1);
     loop {
         let head = store.head();
@@ -195,6 +217,7 @@ fn incremental(store: &Store, evaluator: &Evaluator, clock: &Clock) -> Result<()
             .read(|conn| meta(conn, POSITION_KEY))?
             .and_then(|v| v.parse().ok())
             .unwrap_or(0);
+        status.position.store(position, Ordering::Relaxed);
         if position >= head {
             break;
         }
@@ -205,6 +228,7 @@ fn incremental(store: &Store, evaluator: &Evaluator, clock: &Clock) -> Result<()
             ctx.apply_tags(&outcomes)?;
             ctx.set_meta(POSITION_KEY, &new_position.to_string())
         })?;
+        status.position.store(new_position, Ordering::Relaxed);
         if !page.full {
             break;
         }
