@@ -6,7 +6,7 @@ use anyhow::Context;
 use convlog_core::{Clock, NewMessage, NewTrace};
 use convlog_engine::archive::{ArchiveError, Archiver};
 use convlog_engine::config::Config;
-use convlog_engine::index::{DocKind, IndexSchema, LiveIndex};
+use convlog_engine::index::{IndexSchema, LiveIndex};
 use convlog_engine::ingest::pseudonym::UserKeyer;
 use convlog_engine::ingest::validate::IngestRules;
 use convlog_engine::insights::InsightsService;
@@ -318,16 +318,11 @@ impl App {
         let state = self.index.state();
         let (_, lag_seconds) = self.index_lag();
         let view = self.index.index().view();
-        let documents = |kind| (view.num_docs(kind), view.deleted_docs(kind));
         self.metrics.render(&Gauges {
             store_head: self.store.head(),
             index_position: state.position(),
             index_lag_seconds: lag_seconds,
             index_partitions: view.partitions.len() as u64,
-            index_documents: [
-                documents(DocKind::Conversation),
-                documents(DocKind::Message),
-            ],
             index_commits: state.commits(),
             ready: state.ready().is_ok(),
             redactions: self.rules.redaction.counts(),

@@ -57,6 +57,21 @@ fn promtool_check_metrics(text: &str) -> Result<(), String> {
     }
 }
 
+/// The `convlog_…` names in a text.
+fn metric_names(text: &str) -> std::collections::BTreeSet<String> {
+    let mut names = std::collections::BTreeSet::new();
+    let mut rest = text;
+    while let Some(at) = rest.find("convlog_") {
+        let name: String = rest[at..]
+            .chars()
+            .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+            .collect();
+        rest = &rest[at + name.len()..];
+        names.insert(name);
+    }
+    names
+}
+
 /// What a value must satisfy.
 type Check = Box<dyn Fn(f64) -> bool>;
 
@@ -399,6 +414,26 @@ fn prometheus_sees_every_family_move_through_ingest_search_refusals_and_an_archi
             "threads",
             Box::new(|v| v > 2.0),
         ),
+        (
+            "convlog_index_lag".into(),
+            "the index caught up",
+            Box::new(|v| v == 0.0),
+        ),
+        (
+            "convlog_index_lag_seconds".into(),
+            "no wait",
+            Box::new(|v| v == 0.0),
+        ),
+        (
+            "sum(convlog_index_deleted_documents)".into(),
+            "a count of deleted documents",
+            Box::new(|v| v >= 0.0),
+        ),
+        (
+            sel("convlog_job_progress_ratio", "kind=\"archive\""),
+            "no progress while idle",
+            Box::new(|v| v == 0.0),
+        ),
     ];
     for (promql, what, ok) in &cases {
         prometheus.wait_for(promql, what, ok);
@@ -411,6 +446,25 @@ fn prometheus_sees_every_family_move_through_ingest_search_refusals_and_an_archi
     );
 
     let exposition = server.get("/metrics").body;
+    // Every family the alert rules and the dashboard use is exported.
+    for file in [
+        "deploy/prometheus/alerts.yml",
+        "deploy/grafana/convlog.json",
+    ] {
+        let text =
+            std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join(file)).unwrap();
+        for name in metric_names(&text) {
+            let family = ["_bucket", "_sum", "_count"]
+                .iter()
+                .find_map(|suffix| name.strip_suffix(suffix))
+                .filter(|family| exposition.contains(&format!("# TYPE {family} ")))
+                .unwrap_or(&name);
+            assert!(
+                exposition.contains(&format!("# TYPE {family} ")),
+                "{file} uses {name}, which /metrics doesn't export"
+            );
+        }
+    }
     promtool_check_metrics(&exposition)
         .unwrap_or_else(|problems| panic!("promtool check metrics:\n{problems}"));
 }

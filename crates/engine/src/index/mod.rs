@@ -579,23 +579,6 @@ impl IndexView {
         }
         Ok((docs, freqs))
     }
-
-    /// Live documents of one kind.
-    pub fn num_docs(&self, kind: DocKind) -> u64 {
-        self.partitions
-            .iter()
-            .map(|p| p.searcher(kind).num_docs())
-            .sum()
-    }
-
-    /// Deleted documents of one kind that segments still hold (until merged away).
-    pub fn deleted_docs(&self, kind: DocKind) -> u64 {
-        self.partitions
-            .iter()
-            .flat_map(|p| p.searcher(kind).segment_readers())
-            .map(|segment| segment.num_deleted_docs() as u64)
-            .sum()
-    }
 }
 
 /// BM25 statistics over several partitions.

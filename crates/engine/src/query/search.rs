@@ -11,7 +11,6 @@ use super::facets::{FacetColumns, whole_buckets};
 use super::filters::{FILTERS, Scope};
 use super::highlight::{highlight, snippet};
 use super::join::{self, ConvCollector};
-use super::tail::Tailed;
 use super::{SearchRequest, Sort};
 use crate::index::{Fields, IndexView, LiveIndex, TextAnalysis};
 use crate::settings::{Languages, SearchConfig};
@@ -23,7 +22,7 @@ use convlog_querylang::analysis;
 use convlog_querylang::{Mode, QueryAst, Role};
 use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use tantivy::query::Query;
 use tantivy::schema::Field;
 
@@ -40,6 +39,33 @@ pub struct TailPage {
     pub messages: Vec<Arc<Tailed>>,
     /// The sequence to continue after.
     pub last: u64,
+}
+
+/// A message as tails read it: one copy for every tail that sends it.
+#[derive(Debug)]
+pub struct Tailed {
+    pub bot_id: String,
+    pub message: MessageRecord,
+    /// Its conversation's channel.
+    pub channel: String,
+    rendered: OnceLock<Box<str>>,
+}
+
+impl Tailed {
+    pub fn new(bot_id: &str, message: MessageRecord, channel: String) -> Tailed {
+        Tailed {
+            bot_id: bot_id.to_string(),
+            message,
+            channel,
+            rendered: OnceLock::new(),
+        }
+    }
+
+    /// The message as the reader sends it, made by `render` for the first
+    /// tail that sends it and reused by the others.
+    pub fn rendered(&self, render: impl FnOnce(&Tailed) -> String) -> &str {
+        self.rendered.get_or_init(|| render(self).into_boxed_str())
+    }
 }
 
 /// A conversation that matched, with snippets of the messages that matched `q`.

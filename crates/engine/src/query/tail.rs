@@ -16,9 +16,9 @@
 //! (nice +10 on Linux), so under a burst they use the cores ingest leaves idle
 //! and fall behind rather than slow it; they catch up when it calms.
 
+pub use super::search::Tailed;
 use super::{QueryError, SearchRequest, SearchService, TailPage};
 use crate::settings::TailConfig;
-use crate::store::MessageRecord;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 use tokio::sync::mpsc::error::SendTimeoutError;
@@ -38,33 +38,6 @@ pub enum TailEvent {
     Message(Arc<Tailed>),
     /// Matching messages the buffer had no room for since the last event.
     Dropped(u64),
-}
-
-/// A message as tails read it: one copy for every tail that sends it.
-#[derive(Debug)]
-pub struct Tailed {
-    pub bot_id: String,
-    pub message: MessageRecord,
-    /// Its conversation's channel.
-    pub channel: String,
-    rendered: OnceLock<Box<str>>,
-}
-
-impl Tailed {
-    pub fn new(bot_id: &str, message: MessageRecord, channel: String) -> Tailed {
-        Tailed {
-            bot_id: bot_id.to_string(),
-            message,
-            channel,
-            rendered: OnceLock::new(),
-        }
-    }
-
-    /// The message as the reader sends it, made by `render` for the first
-    /// tail that sends it and reused by the others.
-    pub fn rendered(&self, render: impl FnOnce(&Tailed) -> String) -> &str {
-        self.rendered.get_or_init(|| render(self).into_boxed_str())
-    }
 }
 
 /// How a reader writes a message (made once per message, on the tails' threads).

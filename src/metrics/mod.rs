@@ -1,4 +1,10 @@
-//! Prometheus metrics, kept as atomics and rendered in the text format on `/metrics`.
+//! Prometheus metrics, kept as atomics and rendered in the text format on
+//! `/metrics`, with values read at scrape time ([`Gauges`]; the host's in
+//! [`host`]).
+
+mod host;
+
+pub use host::{Files, Process};
 
 use convlog_engine::archive::stats::ArchiveStats;
 use convlog_engine::index::{DocKind, PartitionStats};
@@ -139,8 +145,6 @@ pub struct Gauges<'a> {
     /// How long the oldest change not yet searchable has been committed.
     pub index_lag_seconds: f64,
     pub index_partitions: u64,
-    /// Live and deleted (not yet merged away) documents: conversation, message.
-    pub index_documents: [(u64, u64); 2],
     pub index_commits: u64,
     pub ready: bool,
     /// Matches replaced at ingest, per detector configured anywhere.
@@ -158,108 +162,6 @@ pub struct Gauges<'a> {
     pub process: Process,
 }
 
-/// Sizes on disk, in bytes.
-#[derive(Debug, Default)]
-pub struct Files {
-    pub store: u64,
-    pub wal: u64,
-    /// Of the filesystem that holds the data directory.
-    pub disk_free: u64,
-    pub disk_size: u64,
-}
-
-impl Files {
-    /// The store files in `data_dir` (`convlog.db` and its WAL) and its filesystem.
-    pub fn of(data_dir: &std::path::Path) -> Files {
-        let size = |name: &str| std::fs::metadata(data_dir.join(name)).map_or(0, |m| m.len());
-        let (disk_free, disk_size) = disk(data_dir);
-        Files {
-            store: size("convlog.db"),
-            wal: size("convlog.db-wal"),
-            disk_free,
-            disk_size,
-        }
-    }
-}
-
-/// (available, total) bytes of the filesystem holding `path`.
-fn disk(path: &std::path::Path) -> (u64, u64) {
-    use std::os::unix::ffi::OsStrExt;
-    let Ok(c_path) = std::ffi::CString::new(path.as_os_str().as_bytes()) else {
-        return (0, 0);
-    };
-    let mut stat: libc::statvfs = unsafe { std::mem::zeroed() };
-    // SAFETY: a valid C string and a statvfs the call fills.
-    if unsafe { libc::statvfs(c_path.as_ptr(), &mut stat) } != 0 {
-        return (0, 0);
-    }
-    let block = stat.f_frsize as u64;
-    (stat.f_bavail as u64 * block, stat.f_blocks as u64 * block)
-}
-
-/// The process, from `/proc/self` (zeros where it can't be read).
-#[derive(Debug, Default)]
-pub struct Process {
-    pub cpu_seconds: f64,
-    pub resident_bytes: u64,
-    pub open_fds: u64,
-    pub max_fds: u64,
-    pub threads: u64,
-    pub start_time_seconds: f64,
-}
-
-impl Process {
-    /// This process, now.
-    pub fn now() -> Process {
-        // SAFETY: sysconf and getrlimit only read configuration.
-        let (ticks, page) = unsafe {
-            (
-                libc::sysconf(libc::_SC_CLK_TCK).max(1) as f64,
-                libc::sysconf(libc::_SC_PAGESIZE).max(1) as u64,
-            )
-        };
-        let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
-        // Fields after the command name, which is in parentheses and may hold spaces.
-        let fields: Vec<&str> = stat
-            .rsplit_once(')')
-            .map(|(_, rest)| rest.split_whitespace().collect())
-            .unwrap_or_default();
-        let field = |n: usize| -> u64 { fields.get(n).and_then(|f| f.parse().ok()).unwrap_or(0) };
-        // utime and stime are fields 14 and 15 of stat, num_threads 20 and
-        // starttime 22 (1-based, counting pid and comm): 11, 12, 17 and 19
-        // after the command name. starttime counts ticks since boot.
-        let boot = std::fs::read_to_string("/proc/stat")
-            .ok()
-            .and_then(|text| {
-                text.lines()
-                    .find_map(|line| line.strip_prefix("btime "))
-                    .and_then(|t| t.trim().parse::<u64>().ok())
-            })
-            .unwrap_or(0);
-        let resident = std::fs::read_to_string("/proc/self/statm")
-            .ok()
-            .and_then(|text| text.split_whitespace().nth(1)?.parse::<u64>().ok())
-            .unwrap_or(0);
-        let mut limit = libc::rlimit {
-            rlim_cur: 0,
-            rlim_max: 0,
-        };
-        // SAFETY: fills `limit`.
-        let max_fds = match unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } {
-            0 => limit.rlim_cur,
-            _ => 0,
-        };
-        Process {
-            cpu_seconds: (field(11) + field(12)) as f64 / ticks,
-            resident_bytes: resident * page,
-            open_fds: std::fs::read_dir("/proc/self/fd").map_or(0, |d| d.count() as u64),
-            max_fds,
-            threads: field(17),
-            start_time_seconds: boot as f64 + field(19) as f64 / ticks,
-        }
-    }
-}
-
 fn counter(out: &mut String, name: &str, help: &str, value: u64) {
     let _ = writeln!(
         out,
@@ -272,14 +174,6 @@ fn gauge(out: &mut String, name: &str, help: &str, value: impl std::fmt::Display
         out,
         "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {value}"
     );
-}
-
-/// A gauge with one value per `kind`.
-fn gauge_by_kind(out: &mut String, name: &str, help: &str, values: &[(&str, u64)]) {
-    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge");
-    for (kind, value) in values {
-        let _ = writeln!(out, "{name}{{kind=\"{kind}\"}} {value}");
-    }
 }
 
 /// Starts a family: its help and type lines.
@@ -424,25 +318,6 @@ impl Metrics {
             "Time partitions of the search index (see index.partition_span).",
             gauges.index_partitions,
         );
-        let [
-            (conversations, deleted_conversations),
-            (messages, deleted_messages),
-        ] = gauges.index_documents;
-        gauge_by_kind(
-            &mut out,
-            "convlog_index_documents",
-            "Live documents in the search index.",
-            &[("conversation", conversations), ("message", messages)],
-        );
-        gauge_by_kind(
-            &mut out,
-            "convlog_index_deleted_documents",
-            "Deleted documents the search index still holds until a merge drops them.",
-            &[
-                ("conversation", deleted_conversations),
-                ("message", deleted_messages),
-            ],
-        );
         counter(
             &mut out,
             "convlog_index_commits_total",
@@ -579,14 +454,11 @@ fn render_index(out: &mut String, parts: &[PartitionStats]) {
         }),
     ];
     for (what, help, of) in table {
-        // convlog_index_documents and _deleted_documents are rendered above.
-        if !matches!(what, "documents" | "deleted_documents") {
-            let name = format!("convlog_index_{what}");
-            family(out, &name, "gauge", &format!("{help}, by kind."));
-            for kind in [DocKind::Conversation, DocKind::Message] {
-                let total: u64 = parts.iter().filter(|p| p.kind == kind).map(of).sum();
-                sample(out, &name, &[("kind", kind_label(kind))], total);
-            }
+        let name = format!("convlog_index_{what}");
+        family(out, &name, "gauge", &format!("{help}, by kind."));
+        for kind in [DocKind::Conversation, DocKind::Message] {
+            let total: u64 = parts.iter().filter(|p| p.kind == kind).map(of).sum();
+            sample(out, &name, &[("kind", kind_label(kind))], total);
         }
         let name = format!("convlog_index_partition_{what}");
         family(
