@@ -82,7 +82,9 @@ async fn deadline_and_log(State(app): State<App>, request: Request, next: Next) 
         .extensions()
         .get::<error::ErrorCode>()
         .map(|code| code.0);
-    if let (Some(code), true) = (code, served.is_some_and(|served| served.ingest)) {
+    if let Some(code) = code
+        && served.is_some_and(|served| served.ingest)
+    {
         app.metrics.ingest_rejected(code);
     }
     let request_id = response

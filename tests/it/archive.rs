@@ -34,7 +34,7 @@ pub fn run_job(server: &Server, path: &str, body: &[u8]) -> Value {
 }
 
 /// Starts `path` as a job (202) and waits for it to end, succeeded or failed.
-fn finish_job(server: &Server, path: &str, body: &[u8]) -> Value {
+pub fn finish_job(server: &Server, path: &str, body: &[u8]) -> Value {
     let reply = server.post(path, "application/json", body);
     assert_eq!(reply.status, 202, "POST {path}: {}", reply.body);
     let id = reply.json()["id"].as_str().expect("job id").to_string();

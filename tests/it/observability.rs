@@ -241,6 +241,13 @@ fn prometheus_sees_every_family_move_through_ingest_search_refusals_and_an_archi
         .call()
         .unwrap();
     assert_eq!(foreign.status(), 403);
+    // A stray object the manifest doesn't know, old at the server's clock:
+    // the pass removes it.
+    let stray = server
+        .data_dir()
+        .join("archive/messages/bot_id=stray/date=2020-01-01");
+    std::fs::create_dir_all(&stray).unwrap();
+    std::fs::write(stray.join("part-0000009999.parquet"), b"not parquet").unwrap();
     // An archive pass, as a job.
     let job = run_job(&server, "/v1/admin/archive", b"");
     assert_eq!(job["state"], "succeeded", "{job}");
@@ -346,8 +353,8 @@ fn prometheus_sees_every_family_move_through_ingest_search_refusals_and_an_archi
         ),
         (
             "convlog_archive_orphans_removed_total".into(),
-            "no orphans",
-            Box::new(|v| v == 0.0),
+            "the stray object",
+            Box::new(|v| v == 1.0),
         ),
         (
             "convlog_index_position".into(),
@@ -593,4 +600,34 @@ fn alert_rules_pass_promtool_and_their_unit_tests_fire_the_archive_alert() {
     )
     .expect("the Grafana dashboard is JSON");
     assert_eq!(dashboard["uid"], "convlog");
+}
+
+#[test]
+fn a_failed_archive_pass_is_counted_against_its_step_and_its_job() {
+    let root = tempfile::tempdir().unwrap();
+    let _cleanup = remove_at_exit(root.path());
+    let now = (end() + chrono::Duration::days(200)).to_rfc3339();
+    let server = Server::start_with_env(root.path(), &[], &[("CONVLOG_CLOCK_AT", &now)], "warn");
+    server.ingest(&generated(23, 20, &["shop"], 5));
+    server.wait_settled();
+    // A file where the archive's `messages` directory goes: every upload fails
+    // (even for root, unlike a read-only directory).
+    let archive = server.data_dir().join("archive");
+    std::fs::create_dir_all(&archive).unwrap();
+    std::fs::write(archive.join("messages"), b"in the way").unwrap();
+    let job = crate::archive::finish_job(&server, "/v1/admin/archive", b"");
+    assert_eq!(job["state"], "failed", "{job}");
+    for (name, expected) in [
+        ("convlog_archive_failures_total{step=\"write\"}", 1.0),
+        ("convlog_archive_failures_total{step=\"manifest\"}", 0.0),
+        ("convlog_archive_passes_total{outcome=\"failed\"}", 1.0),
+        ("convlog_archive_passes_total{outcome=\"succeeded\"}", 0.0),
+        ("convlog_archive_objects_total", 0.0),
+        (
+            "convlog_jobs_finished_total{kind=\"archive\",outcome=\"failed\"}",
+            1.0,
+        ),
+    ] {
+        assert_eq!(server.metric(name), expected, "{name}");
+    }
 }
