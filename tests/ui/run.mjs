@@ -362,6 +362,10 @@ await step("errors: an invalid query is explained in words", async () => {
   }
   assert(apiMessage && msg.includes(apiMessage), `page says ${JSON.stringify(msg)}, API says ${JSON.stringify(apiMessage)}`);
   assert(await page.locator("#empty").isHidden(), "empty state shown under an error");
+  // The sidebar says why it has no counts instead of waiting forever ("…").
+  const empties = await page.locator("#filters li.none").allInnerTexts();
+  assert(empties.length && empties.every((t) => t !== "…"), `sidebar placeholders under an error: ${JSON.stringify(empties)}`);
+  assert(empties.some((t) => t.includes("the search has an error")), `sidebar under an error: ${JSON.stringify(empties)}`);
 });
 
 await step("keyboard: j/k and arrows move, Enter opens, Esc closes", async () => {
@@ -469,6 +473,18 @@ await step("filter: Flagged", async () => {
   assert(st.ids.includes(target), "our flagged conversation");
   eq(await page.locator("#rows tr .flagged").count(), st.ids.length, "flag icons");
   eq(await facetCount("flagged", "false"), (await search("flagged=true")).facets.flagged.false || 0, "not-flagged count");
+});
+
+await step("filters: an empty section says when the other filters emptied it", async () => {
+  // Now our conversation is the only one labelled, and it is flagged.
+  const facetKeys = (r) => Object.keys((r.facets && r.facets.label) || {});
+  assert(facetKeys(await search("")).length, "labels in the range");
+  eq(facetKeys(await search("flagged=false")), [], "labels among unflagged conversations");
+  await gotoList(`${LIST}&flagged=false`);
+  await page.waitForSelector('.fsec[data-dim="label"] li.none');
+  eq(await page.locator('.fsec[data-dim="label"] li.none').innerText(), "None with these filters.", "labels section");
+  await gotoList();
+  eq(await page.locator('.fsec[data-dim="label"] li.none').count(), 0, "labels listed without the filter");
 });
 
 await step("labels and flag: remove again", async () => {

@@ -7,7 +7,7 @@
 import { api } from "./api.js";
 import { fmtDate, fmtN } from "./format.js";
 import { startLive, stopLive } from "./live.js";
-import { ensureNodes, followApplied, listLoaded, mountPanel } from "./panel.js";
+import { ensureNodes, followApplied, listFailed, listLoaded, mountPanel } from "./panel.js";
 import { resolveRange } from "./range.js";
 import { convUrl, current, enc, go, listQS, listUrl } from "./router.js";
 import { $, $$, chanBadge, chip, fill, h, icon, rangePicker, richText, timeEl } from "./shared.js";
@@ -187,6 +187,7 @@ async function loadList({ more = false } = {}) {
       L.items = [];
       L.total = 0;
       L.cursor = null;
+      listFailed(e);
     }
     renderRows();
   } finally {

@@ -68,6 +68,25 @@ export function listLoaded(r, { more }) {
   if (!more && flowsOf(P.pending).length === 1) refreshSteps();
 }
 
+/** The applied search failed (a bad query): no counts to show until it is fixed. */
+export function listFailed(e) {
+  if (model.key(P.pending) === model.key(L.applied)) {
+    P.facets = null;
+    P.total = null;
+    P.error = e;
+  }
+  renderPanel();
+}
+
+/** What an empty section says: why it is empty, not a placeholder that never fills. */
+function emptyText(d, term) {
+  if (term) return "No match.";
+  if (!P.facets) return P.error ? "No counts: the search has an error." : "…";
+  // Values may exist in the range but not with the other filters.
+  if (model.count(P.pending) > 0) return "None with these filters.";
+  return d.empty || "None in this range.";
+}
+
 /** Forgets the node names (another key may see other bots). */
 export function resetNodes() {
   nodes.bot = null;
@@ -160,7 +179,7 @@ function multiValues(d, counts) {
       h("span", { class: "fname" }, label(v), named && label(v) !== v ? h("small", null, " " + v) : null),
       h("span", { class: "fcount" }, fmtN(n)))));
   }
-  if (!entries.length) items.push(h("li", { class: "none muted" }, term ? "No match." : P.facets ? d.empty || "None in this range." : "…"));
+  if (!entries.length) items.push(h("li", { class: "none muted" }, emptyText(d, term)));
   if (entries.length > LIMIT && !term) {
     items.push(h("li", { class: "fmore" }, h("button", { type: "button", class: "link", onclick: () => {
       if (P.expanded.has(key)) P.expanded.delete(key);
