@@ -403,17 +403,24 @@ fn next_view_id() -> u64 {
 /// the tagging job's pool so a long job doesn't queue ahead of searches.
 fn search_pool() -> &'static rayon::ThreadPool {
     static POOL: OnceLock<rayon::ThreadPool> = OnceLock::new();
-    POOL.get_or_init(|| {
-        rayon::ThreadPoolBuilder::new()
-            .num_threads(
-                std::thread::available_parallelism()
-                    .map(|n| n.get())
-                    .unwrap_or(1),
-            )
-            .thread_name(|n| format!("search-{n}"))
-            .build()
-            .expect("search threads start")
-    })
+    POOL.get_or_init(|| per_core_pool("search", |_| {}))
+}
+
+/// A pool of one thread per core, named `<name>-<n>`, each starting with `start`.
+pub(crate) fn per_core_pool(
+    name: &'static str,
+    start: impl Fn(usize) + Send + Sync + 'static,
+) -> rayon::ThreadPool {
+    rayon::ThreadPoolBuilder::new()
+        .num_threads(
+            std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(1),
+        )
+        .thread_name(move |n| format!("{name}-{n}"))
+        .start_handler(start)
+        .build()
+        .unwrap_or_else(|err| panic!("{name} threads start: {err}"))
 }
 
 impl IndexView {

@@ -168,18 +168,7 @@ impl Page {
 /// The tails' threads (one per core), at a lower priority than the rest.
 fn threads() -> &'static rayon::ThreadPool {
     static POOL: OnceLock<rayon::ThreadPool> = OnceLock::new();
-    POOL.get_or_init(|| {
-        rayon::ThreadPoolBuilder::new()
-            .num_threads(
-                std::thread::available_parallelism()
-                    .map(|n| n.get())
-                    .unwrap_or(1),
-            )
-            .thread_name(|n| format!("tail-{n}"))
-            .start_handler(|_| lower_priority())
-            .build()
-            .expect("tail threads start")
-    })
+    POOL.get_or_init(|| crate::index::per_core_pool("tail", |_| lower_priority()))
 }
 
 /// Lowers the calling thread's scheduling priority (nice +10).
