@@ -4,7 +4,7 @@
 use super::error::AppError;
 use super::openapi::{Components, array, count, object, of_type, query_parameter, string};
 use super::search::{bot_id, filters_request};
-use super::views::{MessageView, TailMessageView};
+use super::views::{MessageView, PlacedMessageView};
 use crate::app::App;
 use axum::Json;
 use axum::body::Body;
@@ -189,7 +189,7 @@ const CHUNK_BYTES: usize = 64 << 10;
 /// no line breaks).
 fn render_message(tailed: &Tailed) -> String {
     let record = &tailed.message;
-    let data = TailMessageView {
+    let data = PlacedMessageView {
         message: MessageView::new(record, None),
         conversation_id: ConversationId(record.conversation_id).to_string(),
         channel: &tailed.channel,

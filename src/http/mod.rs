@@ -3,6 +3,7 @@
 
 mod admin;
 pub mod error;
+mod export;
 pub mod guard;
 mod ingest;
 mod insights;

@@ -226,7 +226,13 @@ pub fn conversation_detail(components: &mut Components) -> Value {
 pub fn conversation_page(components: &mut Components) -> Value {
     let hit = json!({ "allOf": [
         conversation(components),
-        object(&[("snippets", array(string()))], &["snippets"]),
+        object(
+            &[
+                ("snippets", array(string())),
+                ("preview", nullable(string())),
+            ],
+            &["snippets", "preview"],
+        ),
     ]});
     let counts = json!({ "type": "object", "additionalProperties": count() });
     object(

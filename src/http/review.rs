@@ -12,8 +12,9 @@ use axum::http::header;
 use axum::response::IntoResponse;
 use convlog_core::{ConversationId, format_timestamp};
 use convlog_engine::query::Target;
+use convlog_engine::review::{BulkState, BulkTarget};
 use convlog_engine::store::ConversationRecord;
-use convlog_engine::store::review::BulkChange;
+use convlog_engine::store::bulk::{BulkAction, BulkChange};
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
@@ -33,9 +34,18 @@ fn optional_body<T: DeserializeOwned + Default>(body: &Bytes) -> Result<T, AppEr
     if body.iter().all(u8::is_ascii_whitespace) {
         return Ok(T::default());
     }
-    serde_json::from_slice(body).map_err(|err| AppError::InvalidParameter {
-        name: "body".into(),
-        reason: err.to_string(),
+    json_body(body)
+}
+
+/// A JSON body; a bad one is 400 naming the field at fault (or `body`).
+fn json_body<T: DeserializeOwned>(body: &[u8]) -> Result<T, AppError> {
+    let mut deserializer = serde_json::Deserializer::from_slice(body);
+    serde_path_to_error::deserialize(&mut deserializer).map_err(|err| {
+        let path = err.path().to_string();
+        AppError::InvalidParameter {
+            name: if path == "." { "body".into() } else { path },
+            reason: err.into_inner().to_string(),
+        }
     })
 }
 
@@ -234,7 +244,11 @@ struct BulkBody {
     flag: Option<bool>,
     #[serde(default)]
     dry_run: bool,
+    conversation_ids: Option<Vec<String>>,
 }
+
+/// Most conversations a bulk action may name one by one (more: use the filters).
+const MAX_BULK_IDS: usize = 5000;
 
 /// `POST /v1/bots/{bot}/conversations/bulk?<filters>`.
 pub async fn bulk(
@@ -244,21 +258,92 @@ pub async fn bulk(
     body: Bytes,
 ) -> Result<Json<Value>, AppError> {
     let bot = bot_id(&bot)?;
-    let request = request(query, Target::Aggregates, app.clock.now())?;
-    let body: BulkBody =
-        serde_json::from_slice(&body).map_err(|err| AppError::InvalidParameter {
-            name: "body".into(),
-            reason: err.to_string(),
-        })?;
+    let body: BulkBody = json_body(&body)?;
+    let target = match body.conversation_ids {
+        None => BulkTarget::Matching(request(query, Target::Aggregates, app.clock.now())?),
+        Some(ids) => BulkTarget::Ids(listed_ids(query, &ids)?),
+    };
     let change = BulkChange {
         add_labels: body.add_labels,
         remove_labels: body.remove_labels,
         flag: body.flag,
     };
-    let outcome = app.review.bulk(&bot, request, change, body.dry_run).await?;
-    Ok(Json(
-        serde_json::to_value(outcome).expect("outcome serialises"),
-    ))
+    let outcome = app.review.bulk(&bot, target, change, body.dry_run).await?;
+    Ok(Json(json!({
+        "matched": outcome.matched,
+        "changed": outcome.changed,
+        "dry_run": outcome.dry_run,
+        "action_id": outcome.action,
+    })))
+}
+
+/// The conversations a bulk action names one by one; the filters then have no say.
+fn listed_ids(query: Option<String>, ids: &[String]) -> Result<Vec<u64>, AppError> {
+    let invalid = |reason: String| AppError::InvalidParameter {
+        name: "conversation_ids".into(),
+        reason,
+    };
+    if query.as_deref().is_some_and(|query| !query.is_empty()) {
+        return Err(invalid(
+            "names the conversations itself: send it without search filters".into(),
+        ));
+    }
+    if ids.len() > MAX_BULK_IDS {
+        return Err(invalid(format!(
+            "at most {MAX_BULK_IDS} ids; use the search filters for more"
+        )));
+    }
+    ids.iter()
+        .map(|id| {
+            ConversationId::parse(id)
+                .map(|id| id.0)
+                .ok_or_else(|| invalid(format!("`{id}` is not a conversation id")))
+        })
+        .collect()
+}
+
+/// `GET /v1/bots/{bot}/conversations/bulk`: the bot's recent bulk actions, newest first.
+pub async fn bulk_actions(
+    State(app): State<App>,
+    Path(bot): Path<String>,
+) -> Result<Json<Value>, AppError> {
+    let bot = bot_id(&bot)?;
+    let actions = app.review.bulk_actions(&bot).await?;
+    let actions: Vec<Value> = actions
+        .iter()
+        .map(|(action, state)| action_view(action, *state))
+        .collect();
+    Ok(Json(json!({ "actions": actions })))
+}
+
+/// `POST /v1/bots/{bot}/conversations/bulk/{action}/undo`.
+pub async fn undo_bulk(
+    State(app): State<App>,
+    Path((bot, action)): Path<(String, String)>,
+) -> Result<Json<Value>, AppError> {
+    let bot = bot_id(&bot)?;
+    let action: u64 = action
+        .parse()
+        .map_err(|_| AppError::NotFound("bulk action"))?;
+    let (action, state) = app.review.undo_bulk(&bot, action).await?;
+    Ok(Json(action_view(&action, state)))
+}
+
+fn action_view(action: &BulkAction, state: BulkState) -> Value {
+    json!({
+        "id": action.id,
+        "state": state.name(),
+        "created_at": format_timestamp(action.created_at),
+        "finished_at": action.finished_at.map(format_timestamp),
+        "undone_at": action.undone_at.map(format_timestamp),
+        "add_labels": action.change.add_labels,
+        "remove_labels": action.change.remove_labels,
+        "flag": action.change.flag,
+        "matched": action.matched,
+        "done": action.done,
+        "changed": action.changed,
+        "restored": action.restored,
+    })
 }
 
 fn label() -> Value {
@@ -273,6 +358,10 @@ pub fn bulk_body(_: &mut Components) -> Value {
             ("remove_labels", array(label())),
             ("flag", nullable(json!({ "type": "boolean" }))),
             ("dry_run", json!({ "type": "boolean" })),
+            (
+                "conversation_ids",
+                nullable(json!({ "type": "array", "items": string(), "maxItems": MAX_BULK_IDS })),
+            ),
         ],
         &[],
     ))
@@ -285,9 +374,53 @@ pub fn bulk_outcome(_: &mut Components) -> Value {
             ("matched", count()),
             ("changed", count()),
             ("dry_run", json!({ "type": "boolean" })),
+            ("action_id", nullable(count())),
         ],
-        &["matched", "changed", "dry_run"],
+        &["matched", "changed", "dry_run", "action_id"],
     )
+}
+
+/// A recorded bulk action.
+pub fn bulk_action(_: &mut Components) -> Value {
+    let time = || nullable(timestamp());
+    object(
+        &[
+            ("id", count()),
+            (
+                "state",
+                json!({ "type": "string", "enum": ["running", "done", "interrupted", "undone"] }),
+            ),
+            ("created_at", timestamp()),
+            ("finished_at", time()),
+            ("undone_at", time()),
+            ("add_labels", array(string())),
+            ("remove_labels", array(string())),
+            ("flag", nullable(json!({ "type": "boolean" }))),
+            ("matched", count()),
+            ("done", count()),
+            ("changed", count()),
+            ("restored", count()),
+        ],
+        &[
+            "id",
+            "state",
+            "created_at",
+            "finished_at",
+            "undone_at",
+            "add_labels",
+            "remove_labels",
+            "flag",
+            "matched",
+            "done",
+            "changed",
+            "restored",
+        ],
+    )
+}
+
+/// The bot's recent bulk actions.
+pub fn bulk_actions_schema(components: &mut Components) -> Value {
+    object(&[("actions", array(bulk_action(components)))], &["actions"])
 }
 
 /// The optional body of `PUT …/flag`.

@@ -4,7 +4,7 @@
 //! policy, and the tests enumerate it (every route × every role × own/other bot).
 
 use super::openapi::{self as api, Doc};
-use super::{admin, ingest, insights, ops, review, search, ui};
+use super::{admin, export, ingest, insights, ops, review, search, ui};
 use crate::app::App;
 use axum::http::Method;
 use axum::routing::{MethodFilter, MethodRouter, on};
@@ -211,11 +211,46 @@ pub fn routes() -> Vec<Route> {
             review::bulk,
         )
         .doc(Doc {
-            summary: "Label, unlabel or flag every conversation a search matches",
+            summary: "Label, unlabel or flag every conversation a search matches (or those named)",
             also: HELD,
             query: search(Target::Aggregates),
             body: Some(review::bulk_body),
             ok: json(review::bulk_outcome),
+            ..Doc::default()
+        }),
+        route(
+            M::GET,
+            "/v1/bots/{bot}/conversations/export",
+            Read,
+            export::export,
+        )
+        .doc(Doc {
+            summary: "Download the conversations a search matches: CSV rows or NDJSON messages, streamed",
+            query: api::Query::Filters(Target::Aggregates, export::export_params),
+            ok: api::Ok::Text(&["text/csv", "application/x-ndjson"]),
+            ..Doc::default()
+        }),
+        route(
+            M::GET,
+            "/v1/bots/{bot}/conversations/bulk",
+            Read,
+            review::bulk_actions,
+        )
+        .doc(Doc {
+            summary: "The bot's recent bulk actions (the last 20), with their progress",
+            ok: json(review::bulk_actions_schema),
+            ..Doc::default()
+        }),
+        route(
+            M::POST,
+            "/v1/bots/{bot}/conversations/bulk/{action}/undo",
+            Edit,
+            review::undo_bulk,
+        )
+        .doc(Doc {
+            summary: "Undo a bulk action: put back what it changed, where nobody changed it since",
+            ok: json(review::bulk_action),
+            also: &[409],
             ..Doc::default()
         }),
         route(

@@ -112,6 +112,7 @@ pub async fn conversations(
             let mut value =
                 serde_json::to_value(ConversationView::new(&hit.record)).expect("view serialises");
             value["snippets"] = json!(hit.snippets);
+            value["preview"] = json!(hit.preview);
             value
         })
         .collect();

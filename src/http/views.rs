@@ -190,9 +190,9 @@ pub fn shared_view(shared: &convlog_engine::review::SharedConversation) -> serde
     body
 }
 
-/// A message as the live tail sends it: the message object with where it belongs.
+/// A message with where it belongs: the live tail's events and the export's lines.
 #[derive(Serialize)]
-pub struct TailMessageView<'a> {
+pub struct PlacedMessageView<'a> {
     #[serde(flatten)]
     pub message: MessageView<'a>,
     pub conversation_id: String,

@@ -414,6 +414,7 @@ impl Matrix {
         }
         path = path.replace("{id}", &self.conversation[bot]);
         path = path.replace("{label}", "matrixlabel");
+        path = path.replace("{action}", "1");
         path = path.replace("{*rest}", "conversations/c_1");
         path = path.replace("{*file}", "app.css");
         assert!(!path.contains('{'), "no value for a parameter of {pattern}");
@@ -471,8 +472,14 @@ impl Matrix {
 
 /// Statuses a permitted request may get besides 2xx.
 fn also_fine(method: &str, pattern: &str, status: u16) -> bool {
-    // Cancelling a job that already finished is a conflict, not a refusal.
-    method == "POST" && pattern == "/v1/admin/jobs/{id}/cancel" && status == 409
+    // Cancelling a job that already finished is a conflict, not a refusal;
+    // so is undoing a bulk action undone already, or one the bot never had.
+    method == "POST"
+        && match pattern {
+            "/v1/admin/jobs/{id}/cancel" => status == 409,
+            "/v1/bots/{bot}/conversations/bulk/{action}/undo" => matches!(status, 404 | 409),
+            _ => false,
+        }
 }
 
 /// Acceptance 1: routes() × {no key, unknown key, every role with scope `*` and `a`} ×

@@ -17,6 +17,7 @@ mod common;
 mod crash;
 mod erasure;
 mod errors;
+mod export;
 mod filters;
 mod hardening;
 mod ingest;

@@ -1070,6 +1070,16 @@ fn day_before_end(days: i64) -> String {
     rfc3339((crate::common::end() - chrono::Duration::days(days)).timestamp_micros())
 }
 
+/// A bulk answer without its `action_id` (which the undo tests follow).
+fn counts(mut outcome: Value) -> Value {
+    let action = outcome
+        .as_object_mut()
+        .and_then(|o| o.remove("action_id"))
+        .unwrap_or_else(|| panic!("no action_id: {outcome}"));
+    assert!(action.is_null() || action.is_u64(), "{action}");
+    outcome
+}
+
 #[test]
 fn review_bulk_changes_exactly_what_search_matches() {
     let root = tempfile::tempdir().expect("tempdir");
@@ -1096,7 +1106,7 @@ fn review_bulk_changes_exactly_what_search_matches() {
     let body = |extra: &str| format!(r#"{{"add_labels": ["Reviewed-Bulk"], "flag": true{extra}}}"#);
 
     // Dry run: counts, changes nothing.
-    let dry = c.ok("POST", &bulk, Some(&body(r#", "dry_run": true"#)));
+    let dry = counts(c.ok("POST", &bulk, Some(&body(r#", "dry_run": true"#))));
     assert_eq!(
         dry,
         json!({"matched": total, "changed": 0, "dry_run": true})
@@ -1110,7 +1120,7 @@ fn review_bulk_changes_exactly_what_search_matches() {
     );
 
     // The real run changes exactly the matched conversations.
-    let run = c.ok("POST", &bulk, Some(&body("")));
+    let run = counts(c.ok("POST", &bulk, Some(&body(""))));
     assert_eq!(
         run,
         json!({"matched": total, "changed": total, "dry_run": false})
@@ -1176,12 +1186,12 @@ fn review_bulk_changes_exactly_what_search_matches() {
 
     // A second identical run (and one spelled differently) changes nothing.
     assert_eq!(
-        c.ok("POST", &bulk, Some(&body(""))),
+        counts(c.ok("POST", &bulk, Some(&body("")))),
         json!({"matched": total, "changed": 0, "dry_run": false})
     );
     let lower = r#"{"add_labels": ["reviewed-bulk"], "flag": true}"#;
     assert_eq!(
-        c.ok("POST", &bulk, Some(lower)),
+        counts(c.ok("POST", &bulk, Some(lower))),
         json!({"matched": total, "changed": 0, "dry_run": false})
     );
 
@@ -1199,16 +1209,16 @@ fn review_bulk_changes_exactly_what_search_matches() {
     assert!(!web_ids.is_empty() && web_ids.len() < matched.len());
     let remove = r#"{"remove_labels": ["Reviewed-BULK"], "flag": false}"#;
     let path = format!("/v1/bots/bulk/conversations/bulk?{web_only}");
-    let dry = c.ok(
+    let dry = counts(c.ok(
         "POST",
         &path,
         Some(r#"{"remove_labels": ["Reviewed-BULK"], "flag": false, "dry_run": true}"#),
-    );
+    ));
     assert_eq!(
         dry,
         json!({"matched": web_ids.len(), "changed": 0, "dry_run": true})
     );
-    let run = c.ok("POST", &path, Some(remove));
+    let run = counts(c.ok("POST", &path, Some(remove)));
     assert_eq!(
         run,
         json!({"matched": web_ids.len(), "changed": web_ids.len(), "dry_run": false})
@@ -1222,7 +1232,7 @@ fn review_bulk_changes_exactly_what_search_matches() {
     assert_eq!(c.search_ids("bulk", &format!("{all}&flagged=true")), left);
     // The filter now matches nothing; running it again matches and changes nothing.
     assert_eq!(
-        c.ok("POST", &path, Some(remove)),
+        counts(c.ok("POST", &path, Some(remove))),
         json!({"matched": 0, "changed": 0, "dry_run": false})
     );
 
@@ -1231,11 +1241,11 @@ fn review_bulk_changes_exactly_what_search_matches() {
     let whatsapp_ids = c.search_ids("bulk", &whatsapp);
     let already = whatsapp_ids.intersection(&left).count() as u64;
     assert!(already > 0 && already < whatsapp_ids.len() as u64);
-    let run = c.ok(
+    let run = counts(c.ok(
         "POST",
         &format!("/v1/bots/bulk/conversations/bulk?{whatsapp}"),
         Some(r#"{"flag": true}"#),
-    );
+    ));
     assert_eq!(
         run,
         json!({"matched": whatsapp_ids.len(), "changed": whatsapp_ids.len() as u64 - already, "dry_run": false})
@@ -1273,11 +1283,11 @@ fn review_bulk_changes_exactly_what_search_matches() {
         format!("{filter}&flagged=true"),
     ] {
         let total = c.total("bulk", &query);
-        let dry = c.ok(
+        let dry = counts(c.ok(
             "POST",
             &format!("/v1/bots/bulk/conversations/bulk?{query}"),
             Some(r#"{"add_labels": ["never-applied"], "dry_run": true}"#),
-        );
+        ));
         assert_eq!(
             dry,
             json!({"matched": total, "changed": 0, "dry_run": true}),
@@ -1287,12 +1297,307 @@ fn review_bulk_changes_exactly_what_search_matches() {
 
     // The default time range is the same as search's.
     let default_total = c.total("bulk", "channel=web");
-    let dry = c.ok(
+    let dry = counts(c.ok(
         "POST",
         "/v1/bots/bulk/conversations/bulk?channel=web",
         Some(r#"{"add_labels": ["x"], "dry_run": true}"#),
-    );
+    ));
     assert_eq!(dry["matched"], json!(default_total));
+}
+
+/// What reviewers' work a conversation carries: labels, flag time and note.
+fn review_state(c: &Client, bot: &str) -> BTreeMap<String, Value> {
+    c.all_conversations(bot, &all_time())
+        .into_iter()
+        .map(|conv| {
+            let id = conv["id"].as_str().unwrap().to_string();
+            let state = json!([conv["labels"], conv["flagged_at"], conv["flag_note"]]);
+            (id, state)
+        })
+        .collect()
+}
+
+#[test]
+fn review_bulk_undo_puts_back_what_the_action_changed_and_leaves_what_people_changed_since() {
+    let root = tempfile::tempdir().expect("tempdir");
+    // One conversation per transaction: the action's progress can be watched.
+    let server = Server::start(root.path(), &["--set", "review.bulk_chunk=1"]);
+    let c = Client::new(server.base());
+    server.ingest_parallel(&generated(0xB0D0, 400, &["undo", "other"], 10), 2000, 2);
+    server.wait_indexed();
+    let all = all_time();
+    let web = format!("{all}&channel=web");
+    let web_ids: Vec<String> = c.search_ids("undo", &web).into_iter().collect();
+    let others: Vec<String> = c
+        .search_ids("undo", &format!("{all}&channel=whatsapp"))
+        .into_iter()
+        .collect();
+    assert!(
+        web_ids.len() > 20 && others.len() > 5,
+        "{} {}",
+        web_ids.len(),
+        others.len()
+    );
+    let conv = |id: &str| format!("/v1/bots/undo/conversations/{id}");
+
+    // People's work before the action: a label it removes (in its own
+    // spelling), a flag with a note, a label it leaves alone.
+    for id in &web_ids[..6] {
+        c.ok("PUT", &format!("{}/labels/Old-Label", conv(id)), None);
+    }
+    for id in &web_ids[3..9] {
+        c.ok(
+            "PUT",
+            &format!("{}/flag", conv(id)),
+            Some(r#"{"note": "look at this"}"#),
+        );
+    }
+    c.ok("PUT", &format!("{}/labels/keep", conv(&web_ids[10])), None);
+    c.ok(
+        "PUT",
+        &format!("{}/labels/Old-Label", conv(&others[0])),
+        None,
+    );
+    server.wait_indexed();
+    let before = review_state(&c, "undo");
+
+    // The action, watched while it runs: its progress only moves forward.
+    let bulk = format!("/v1/bots/undo/conversations/bulk?{web}");
+    let action = std::thread::scope(|scope| {
+        let running = scope.spawn(|| {
+            c.ok(
+                "POST",
+                &bulk,
+                Some(
+                    r#"{"add_labels": ["triaged"], "remove_labels": ["old-label"], "flag": true}"#,
+                ),
+            )
+        });
+        let mut seen = Vec::new();
+        while !running.is_finished() {
+            let listed = c.ok("GET", "/v1/bots/undo/conversations/bulk", None);
+            if let Some(action) = listed["actions"].as_array().and_then(|a| a.first()) {
+                seen.push((action["state"].clone(), action["done"].as_u64().unwrap()));
+            }
+        }
+        let done: Vec<u64> = seen.iter().map(|(_, done)| *done).collect();
+        assert!(done.windows(2).all(|w| w[0] <= w[1]), "{seen:?}");
+        assert!(
+            seen.iter().any(|(state, done)| state == "running"
+                && *done > 0
+                && *done < web_ids.len() as u64),
+            "no progress seen part-way: {seen:?}"
+        );
+        running.join().unwrap()
+    });
+    assert_eq!(action["matched"], json!(web_ids.len()));
+    assert_eq!(action["changed"], json!(web_ids.len()));
+    let id = action["action_id"].as_u64().expect("an action id");
+    let listed = c.ok("GET", "/v1/bots/undo/conversations/bulk", None);
+    let recorded = &listed["actions"][0];
+    assert_eq!(recorded["id"], json!(id));
+    assert_eq!(recorded["state"], "done");
+    assert_eq!(recorded["done"], json!(web_ids.len()));
+    assert_eq!(recorded["add_labels"], json!(["triaged"]));
+    assert_eq!(recorded["remove_labels"], json!(["old-label"]));
+    assert_eq!(recorded["flag"], json!(true));
+    // Another bot sees none of it.
+    assert_eq!(
+        c.ok("GET", "/v1/bots/other/conversations/bulk", None),
+        json!({"actions": []})
+    );
+    c.expect(
+        404,
+        "POST",
+        &format!("/v1/bots/other/conversations/bulk/{id}/undo"),
+        None,
+    );
+
+    // People change some of it afterwards: unflag one, give another a note of
+    // their own, label a third by hand.
+    c.ok("DELETE", &format!("{}/flag", conv(&web_ids[12])), None);
+    c.ok(
+        "PUT",
+        &format!("{}/flag", conv(&web_ids[13])),
+        Some(r#"{"note": "mine now"}"#),
+    );
+    c.ok(
+        "PUT",
+        &format!("{}/labels/by-hand", conv(&web_ids[14])),
+        None,
+    );
+    let touched = [&web_ids[12], &web_ids[13], &web_ids[14]];
+
+    let undone = c.ok(
+        "POST",
+        &format!("/v1/bots/undo/conversations/bulk/{id}/undo"),
+        None,
+    );
+    assert_eq!(undone["state"], "undone", "{undone}");
+    assert_eq!(undone["restored"], json!(web_ids.len()), "{undone}");
+    server.wait_indexed();
+    let after = review_state(&c, "undo");
+    for (conversation, was) in &before {
+        if touched.contains(&conversation) {
+            continue;
+        }
+        assert_eq!(&after[conversation], was, "{conversation} is not as it was");
+    }
+    // What people did since stays.
+    assert_eq!(after[&web_ids[12]], before[&web_ids[12]]);
+    let mine = c.ok("GET", &conv(&web_ids[13]), None);
+    assert_eq!(mine["flag_note"], "mine now");
+    assert_eq!(mine["labels"], json!([]));
+    assert_eq!(
+        c.ok("GET", &conv(&web_ids[14]), None)["labels"],
+        json!(["by-hand"])
+    );
+    assert_eq!(c.total("undo", &format!("{all}&label=triaged")), 0);
+    assert_eq!(c.total("undo", &format!("{all}&label=Old-Label")), 6 + 1);
+
+    // Undone once; the second time is a conflict; an unknown action is 404.
+    c.expect(
+        409,
+        "POST",
+        &format!("/v1/bots/undo/conversations/bulk/{id}/undo"),
+        None,
+    );
+    c.expect(
+        404,
+        "POST",
+        "/v1/bots/undo/conversations/bulk/999/undo",
+        None,
+    );
+    c.expect(
+        404,
+        "POST",
+        "/v1/bots/undo/conversations/bulk/nine/undo",
+        None,
+    );
+
+    // Conversations named one by one: another bot's and unknown ids don't match.
+    let named = json!({
+        "add_labels": ["picked"],
+        "conversation_ids": [web_ids[0], web_ids[1], others[1]],
+    });
+    let other_bot = c.search_ids("other", &all).into_iter().next().unwrap();
+    let mut with_foreign = named.clone();
+    with_foreign["conversation_ids"]
+        .as_array_mut()
+        .unwrap()
+        .extend([json!(other_bot), json!("c_ffffff")]);
+    let dry = {
+        let mut body = with_foreign.clone();
+        body["dry_run"] = json!(true);
+        c.ok(
+            "POST",
+            "/v1/bots/undo/conversations/bulk",
+            Some(&body.to_string()),
+        )
+    };
+    assert_eq!(
+        counts(dry),
+        json!({"matched": 3, "changed": 0, "dry_run": true})
+    );
+    let run = c.ok(
+        "POST",
+        "/v1/bots/undo/conversations/bulk",
+        Some(&with_foreign.to_string()),
+    );
+    assert_eq!(
+        counts(run),
+        json!({"matched": 3, "changed": 3, "dry_run": false})
+    );
+    server.wait_indexed();
+    let picked = c.search_ids("undo", &format!("{all}&label=picked"));
+    assert_eq!(
+        picked,
+        BTreeSet::from([web_ids[0].clone(), web_ids[1].clone(), others[1].clone()])
+    );
+    assert_eq!(c.total("other", &format!("{all}&label=picked")), 0);
+    // Ids with filters, too many ids, a bad id: 400 naming the field, nothing changed.
+    let many: Vec<String> = (0..5001).map(|i| format!("c_{i:x}")).collect();
+    for (query, body) in [
+        ("?channel=web", named.to_string()),
+        (
+            "",
+            json!({"flag": true, "conversation_ids": many}).to_string(),
+        ),
+        (
+            "",
+            json!({"flag": true, "conversation_ids": ["not an id"]}).to_string(),
+        ),
+        (
+            "",
+            json!({"flag": true, "conversation_ids": "c_1"}).to_string(),
+        ),
+    ] {
+        let answer = c.req(
+            "POST",
+            &format!("/v1/bots/undo/conversations/bulk{query}"),
+            Some(&body),
+        );
+        assert_eq!(answer.status, 400, "{body}: {}", answer.body);
+        assert!(answer.body.contains("conversation_ids"), "{}", answer.body);
+    }
+    assert_eq!(
+        c.ok("GET", "/v1/bots/undo/conversations/bulk", None)["actions"]
+            .as_array()
+            .unwrap()
+            .len(),
+        2
+    );
+}
+
+#[test]
+fn review_bulk_action_cut_by_a_crash_is_listed_as_interrupted_and_what_it_did_can_be_undone() {
+    let root = tempfile::tempdir().expect("tempdir");
+    let mut server = Server::start_with_env(
+        root.path(),
+        &["--set", "review.bulk_chunk=10"],
+        &[("CONVLOG_FAILPOINTS", "bulk.after_chunk@4")],
+        "error",
+    );
+    server.ingest_parallel(&generated(0xC0DE, 200, &["cut"], 10), 2000, 2);
+    server.wait_indexed();
+    let all = all_time();
+    let total = Client::new(server.base()).total("cut", &all);
+    assert!(total > 50, "{total}");
+    // The server aborts after the fourth chunk, before it answers.
+    let cut = Client::new(server.base()).try_req(
+        "POST",
+        &format!("/v1/bots/cut/conversations/bulk?{all}"),
+        Some(r#"{"add_labels": ["half"], "flag": true}"#),
+    );
+    assert!(cut.is_err(), "answered: {:?}", cut.map(|a| a.body));
+    assert!(
+        server
+            .wait_exit(Duration::from_secs(60))
+            .is_some_and(|s| !s.success())
+    );
+    server.set_env("CONVLOG_FAILPOINTS", None);
+    server.restart();
+    server.wait_indexed();
+    let c = Client::new(server.base());
+    let action = c.ok("GET", "/v1/bots/cut/conversations/bulk", None)["actions"][0].clone();
+    assert_eq!(action["state"], "interrupted", "{action}");
+    assert_eq!(action["finished_at"], Value::Null, "{action}");
+    assert_eq!(action["matched"], json!(total), "{action}");
+    assert_eq!(action["done"], json!(40), "four chunks of ten: {action}");
+    assert_eq!(action["changed"], json!(40), "{action}");
+    // Exactly what it recorded is in the store and the index.
+    assert_eq!(c.total("cut", &format!("{all}&label=half")), 40);
+    assert_eq!(c.total("cut", &format!("{all}&flagged=true")), 40);
+    let id = action["id"].as_u64().unwrap();
+    let undone = c.ok(
+        "POST",
+        &format!("/v1/bots/cut/conversations/bulk/{id}/undo"),
+        None,
+    );
+    assert_eq!(undone["restored"], json!(40), "{undone}");
+    server.wait_indexed();
+    assert_eq!(c.total("cut", &format!("{all}&label=half")), 0);
+    assert_eq!(c.total("cut", &format!("{all}&flagged=true")), 0);
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -50,6 +50,7 @@ pub mod archive;
 pub mod audit;
 pub mod auth;
 pub mod config;
+mod failpoints;
 pub mod index;
 pub mod ingest;
 pub mod insights;

@@ -2,15 +2,18 @@
 //! share links and bulk actions. Every change goes to the store first; the
 //! index follows within the refresh interval.
 
+use crate::failpoints::Failpoints;
 use crate::query::trace::{TraceGroup, group_traces};
 use crate::query::{QueryError, SearchRequest, SearchService};
 use crate::settings::ReviewConfig;
-use crate::store::review::{BulkChange, Reveal, share};
+use crate::store::bulk::{self, BulkAction, BulkChange};
+use crate::store::review::{Reveal, share};
 use crate::store::{ConversationRecord, MessageRecord, Store, StoreError, read};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use convlog_core::{Clock, Micros, normalize_label};
 use sha2::{Digest, Sha256};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 /// Why a review action failed.
@@ -47,14 +50,47 @@ pub struct SharedConversation {
     pub reveal: Reveal,
 }
 
+/// Which conversations a bulk action changes.
+#[derive(Debug, Clone)]
+pub enum BulkTarget {
+    /// Every conversation the search filters match.
+    Matching(SearchRequest),
+    /// These conversations (those of other bots, or gone, are not matched).
+    Ids(Vec<u64>),
+}
+
 /// What a bulk action did (or would do, on a dry run).
-#[derive(Debug, Clone, Copy, serde::Serialize)]
+#[derive(Debug, Clone, Copy)]
 pub struct BulkOutcome {
     /// Conversations matching the filter.
     pub matched: u64,
     /// Conversations actually changed (0 on a dry run).
     pub changed: u64,
     pub dry_run: bool,
+    /// The recorded action (to follow or undo); `None` on a dry run.
+    pub action: Option<u64>,
+}
+
+/// Where a recorded bulk action is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BulkState {
+    Running,
+    Done,
+    /// Stopped part-way (the server stopped): the chunks done stay, and can be undone.
+    Interrupted,
+    Undone,
+}
+
+impl BulkState {
+    /// Its name in the API.
+    pub fn name(self) -> &'static str {
+        match self {
+            BulkState::Running => "running",
+            BulkState::Done => "done",
+            BulkState::Interrupted => "interrupted",
+            BulkState::Undone => "undone",
+        }
+    }
 }
 
 /// Review actions over the store.
@@ -64,6 +100,11 @@ pub struct ReviewService {
     search: SearchService,
     clock: Clock,
     config: ReviewConfig,
+    /// Bulk actions and undos take turns, so an undo never meets a half-done action.
+    bulk_turn: Arc<tokio::sync::Mutex<()>>,
+    /// The action being applied now, if any.
+    bulk_running: Arc<Mutex<Option<u64>>>,
+    failpoints: Failpoints,
 }
 
 /// The hash under which a share token is stored.
@@ -85,6 +126,9 @@ impl ReviewService {
             search,
             clock,
             config,
+            bulk_turn: Arc::default(),
+            bulk_running: Arc::default(),
+            failpoints: Failpoints::from_env(),
         }
     }
 
@@ -281,11 +325,12 @@ impl ReviewService {
         Ok(())
     }
 
-    /// Applies `change` to every conversation the filter matches (or counts them on a dry run).
+    /// Applies `change` to the target's conversations (or counts them on a
+    /// dry run), in chunks, recording the action so it can be followed and undone.
     pub async fn bulk(
         &self,
         bot: &str,
-        request: SearchRequest,
+        target: BulkTarget,
         change: BulkChange,
         dry_run: bool,
     ) -> Result<BulkOutcome, ReviewError> {
@@ -302,28 +347,172 @@ impl ReviewService {
             return Err(invalid("body", "name add_labels, remove_labels or flag"));
         }
         let now = self.clock.now();
-        let ids = self
-            .search
-            .matching_ids(bot.to_string(), request, now)
-            .await?;
+        let owner = bot.to_string();
+        let ids = match target {
+            BulkTarget::Matching(request) => {
+                self.search
+                    .matching_ids(owner.clone(), request, now)
+                    .await?
+            }
+            BulkTarget::Ids(ids) => {
+                let owner = owner.clone();
+                self.store
+                    .read_async(move |conn| bulk::owned(conn, &owner, &ids))
+                    .await?
+            }
+        };
         let matched = ids.len() as u64;
+        // Refused whole before anything changes, dry run or not.
+        let max = self.config.max_labels;
+        let (ids, change) = self
+            .store
+            .read_async(move |conn| {
+                match bulk::over_label_limit(conn, &ids, &change, max)? {
+                    Some((id, has)) => Err(StoreError::Limit {
+                        name: "label",
+                        reason: format!(
+                            "conversation {} has {has} labels already; at most {max} are kept (review.max_labels)",
+                            convlog_core::ConversationId(id)
+                        ),
+                    }),
+                    None => Ok((ids, change)),
+                }
+            })
+            .await?;
         if dry_run {
             return Ok(BulkOutcome {
                 matched,
                 changed: 0,
                 dry_run,
+                action: None,
             });
         }
-        let (owner, max) = (bot.to_string(), self.config.max_labels);
-        let changed = self
+        // On its own task: a client that goes away doesn't stop it half-way.
+        let service = self.clone();
+        let applied = tokio::spawn(async move {
+            let _turn = service.bulk_turn.lock().await;
+            let action = {
+                let owner = owner.clone();
+                service
+                    .store
+                    .write(move |ctx| ctx.begin_bulk(&owner, &change, matched, now))
+                    .await?
+            };
+            *service.bulk_running.lock().expect("not poisoned") = Some(action);
+            let running = RunningAction(&service.bulk_running);
+            let mut changed = 0;
+            let mut chunks = ids.chunks(service.config.bulk_chunk).peekable();
+            loop {
+                let chunk = chunks.next().unwrap_or_default().to_vec();
+                let last = chunks.peek().is_none();
+                let (owner, clock) = (owner.clone(), service.clock);
+                changed += service
+                    .store
+                    .write(move |ctx| ctx.bulk_chunk(action, &owner, &chunk, clock.now(), last))
+                    .await?;
+                service.failpoints.hit("bulk.after_chunk");
+                if last {
+                    break;
+                }
+            }
+            drop(running);
+            Ok::<_, ReviewError>(BulkOutcome {
+                matched,
+                changed,
+                dry_run,
+                action: Some(action),
+            })
+        });
+        applied
+            .await
+            .map_err(|err| ReviewError::Query(QueryError::Task(err.to_string())))?
+    }
+
+    /// The bot's recorded bulk actions, newest first, with where each is.
+    pub async fn bulk_actions(
+        &self,
+        bot: &str,
+    ) -> Result<Vec<(BulkAction, BulkState)>, ReviewError> {
+        let owner = bot.to_string();
+        let actions = self
             .store
-            .write(move |ctx| ctx.bulk(&owner, &ids, &change, now, max))
+            .read_async(move |conn| bulk::actions(conn, &owner))
             .await?;
-        Ok(BulkOutcome {
-            matched,
-            changed,
-            dry_run,
-        })
+        Ok(actions
+            .into_iter()
+            .map(|action| {
+                let state = self.bulk_state(&action);
+                (action, state)
+            })
+            .collect())
+    }
+
+    fn bulk_state(&self, action: &BulkAction) -> BulkState {
+        let running = *self.bulk_running.lock().expect("not poisoned");
+        match action {
+            BulkAction {
+                undone_at: Some(_), ..
+            } => BulkState::Undone,
+            BulkAction {
+                finished_at: Some(_),
+                ..
+            } => BulkState::Done,
+            _ if running == Some(action.id) => BulkState::Running,
+            _ => BulkState::Interrupted,
+        }
+    }
+
+    /// Undoes a recorded bulk action of `bot` (see `WriteCtx::undo_bulk_chunk`
+    /// for what is put back); waits for a running one to finish first.
+    pub async fn undo_bulk(
+        &self,
+        bot: &str,
+        id: u64,
+    ) -> Result<(BulkAction, BulkState), ReviewError> {
+        let service = self.clone();
+        let owner = bot.to_string();
+        let undone = tokio::spawn(async move {
+            let _turn = service.bulk_turn.lock().await;
+            let read = |owner: String| {
+                service
+                    .store
+                    .read_async(move |conn| bulk::action(conn, &owner, id))
+            };
+            let action = read(owner.clone()).await?;
+            if action.undone_at.is_some() {
+                return Err(ReviewError::Store(StoreError::Conflict(format!(
+                    "bulk action {id} was undone already"
+                ))));
+            }
+            let mut after = 0;
+            loop {
+                let (action, clock) = (action.clone(), service.clock);
+                let chunk = service.config.bulk_chunk;
+                let last = service
+                    .store
+                    .write(move |ctx| ctx.undo_bulk_chunk(&action, after, chunk, clock.now()))
+                    .await?;
+                match last {
+                    Some(last) => after = last,
+                    None => break,
+                }
+            }
+            let action = read(owner).await?;
+            let state = service.bulk_state(&action);
+            Ok((action, state))
+        });
+        undone
+            .await
+            .map_err(|err| ReviewError::Query(QueryError::Task(err.to_string())))?
+    }
+}
+
+/// Clears the running action when the work ends, however it ends.
+struct RunningAction<'a>(&'a Mutex<Option<u64>>);
+
+impl Drop for RunningAction<'_> {
+    fn drop(&mut self) {
+        *self.0.lock().expect("not poisoned") = None;
     }
 }
 

@@ -161,6 +161,8 @@ pub struct ReviewConfig {
     pub share_max_ttl: Duration,
     /// Labels one conversation may carry.
     pub max_labels: usize,
+    /// Conversations a bulk action (or its undo) changes per store transaction.
+    pub bulk_chunk: usize,
 }
 
 /// `[retention]`.

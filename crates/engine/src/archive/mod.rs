@@ -37,6 +37,7 @@ pub mod target;
 pub use erase::ErasureSummary;
 pub use error::ArchiveError;
 
+use crate::failpoints::Failpoints;
 use crate::index::{LiveIndex, PartitionKey};
 use crate::jobs::Progress;
 use crate::settings::RetentionConfig;
@@ -85,41 +86,6 @@ pub struct RestoreSummary {
     /// Conversations in range that were hot already.
     pub already_hot: u64,
     pub hold_until: String,
-}
-
-/// Test-only crash injection: `CONVLOG_FAILPOINTS=archive.after_write@2,…`
-/// aborts the process (like `kill -9`) right after that step is recorded, at
-/// its n-th pass (first when no `@n`).
-#[derive(Debug, Clone, Default)]
-struct Failpoints(Arc<HashMap<String, (u64, std::sync::atomic::AtomicU64)>>);
-
-impl Failpoints {
-    fn from_env() -> Failpoints {
-        let spec = std::env::var("CONVLOG_FAILPOINTS").unwrap_or_default();
-        let points = spec
-            .split(',')
-            .map(str::trim)
-            .filter(|s| !s.is_empty())
-            .map(|point| {
-                let (name, nth) = point.split_once('@').unwrap_or((point, "1"));
-                let nth = nth.parse().unwrap_or(1);
-                (
-                    name.to_string(),
-                    (nth, std::sync::atomic::AtomicU64::new(0)),
-                )
-            })
-            .collect();
-        Failpoints(Arc::new(points))
-    }
-
-    fn hit(&self, name: &str) {
-        if let Some((nth, passes)) = self.0.get(name)
-            && passes.fetch_add(1, Ordering::SeqCst) + 1 == *nth
-        {
-            eprintln!("failpoint {name}: aborting");
-            std::process::abort();
-        }
-    }
 }
 
 /// One encoded object, ready to upload.

@@ -485,6 +485,7 @@ fn validate(table: toml::Table) -> Result<Config, ConfigError> {
             duration("review.share_max_ttl", &raw.review.share_max_ttl)?,
         )?,
         max_labels: raw.review.max_labels,
+        bulk_chunk: raw.review.bulk_chunk,
     };
     let tail = TailConfig {
         heartbeat: positive(
@@ -498,6 +499,9 @@ fn validate(table: toml::Table) -> Result<Config, ConfigError> {
     }
     if review.max_labels == 0 {
         return Err(invalid("review.max_labels", "must be at least 1"));
+    }
+    if review.bulk_chunk == 0 {
+        return Err(invalid("review.bulk_chunk", "must be at least 1"));
     }
     if review.share_ttl > review.share_max_ttl {
         return Err(invalid(

@@ -178,6 +178,7 @@ pub struct RawReview {
     pub share_ttl: String,
     pub share_max_ttl: String,
     pub max_labels: usize,
+    pub bulk_chunk: usize,
 }
 
 /// `[auth]`.

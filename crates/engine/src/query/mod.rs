@@ -3,6 +3,7 @@
 pub mod build;
 pub mod collector;
 pub mod cursor;
+pub mod export;
 mod facets;
 pub mod filters;
 pub mod highlight;

@@ -73,7 +73,12 @@ impl Tailed {
 pub struct ConversationHit {
     pub record: ConversationRecord,
     pub snippets: Vec<String>,
+    /// The first thing the user said, on one line, cut to [`PREVIEW_CHARS`].
+    pub preview: Option<String>,
 }
+
+/// Characters of a conversation's preview.
+pub const PREVIEW_CHARS: usize = 160;
 
 /// One page of conversation search.
 #[derive(Debug, Clone)]
@@ -143,7 +148,7 @@ type ViewFor = (Arc<IndexView>, Option<u64>, Option<SortPosition>, TimeRange);
 pub struct SearchService {
     index: Arc<LiveIndex>,
     fields: Fields,
-    store: Store,
+    pub(super) store: Store,
     views: Arc<Views>,
     columns: Arc<FacetColumns>,
     /// The languages of the message documents of the last view asked: (view id, languages).
@@ -481,7 +486,12 @@ impl SearchService {
                         }
                         None => Vec::new(),
                     };
-                    Ok(ConversationHit { record, snippets })
+                    let preview = read::first_user_text(conn, record.id, PREVIEW_CHARS)?;
+                    Ok(ConversationHit {
+                        record,
+                        snippets,
+                        preview,
+                    })
                 })
                 .collect::<Result<Vec<_>, StoreError>>()
         })?;

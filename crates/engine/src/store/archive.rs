@@ -486,6 +486,7 @@ impl WriteCtx<'_> {
              DELETE FROM labels WHERE conversation_id IN (SELECT id FROM temp.leaving);
              DELETE FROM tags WHERE conversation_id IN (SELECT id FROM temp.leaving);
              DELETE FROM tag_state WHERE conversation_id IN (SELECT id FROM temp.leaving);
+             DELETE FROM bulk_changes WHERE conversation_id IN (SELECT id FROM temp.leaving);
              DELETE FROM traces WHERE conversation_id IN (SELECT id FROM temp.leaving);
              UPDATE shares SET revoked_at = COALESCE(revoked_at, expires_at)
               WHERE conversation_id IN (SELECT id FROM temp.leaving);

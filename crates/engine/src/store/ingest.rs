@@ -198,6 +198,15 @@ impl WriteCtx<'_> {
             "DELETE FROM labels WHERE conversation_id = ?1",
             params![other],
         )?;
+        // An undo of a bulk action puts back what it changed on either half.
+        self.conn.execute(
+            "UPDATE OR IGNORE bulk_changes SET conversation_id = ?1 WHERE conversation_id = ?2",
+            params![keep, other],
+        )?;
+        self.conn.execute(
+            "DELETE FROM bulk_changes WHERE conversation_id = ?1",
+            params![other],
+        )?;
         // Tags are recomputed from the merged messages by the tagging job.
         self.conn.execute(
             "DELETE FROM tags WHERE conversation_id = ?1",

@@ -10,6 +10,7 @@
 //! consistent snapshot while the writer commits.
 
 pub mod archive;
+pub mod bulk;
 pub mod erasure;
 mod ingest;
 pub mod jobs;

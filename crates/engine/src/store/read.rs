@@ -270,6 +270,29 @@ pub fn messages(conn: &Connection, conversation_id: u64) -> Result<Vec<MessageRe
     Ok(rows.collect::<Result<_, _>>()?)
 }
 
+/// The first thing the user said in a conversation, cut to `max_chars`
+/// characters (with "…" when cut): the preview of a row in a list.
+pub fn first_user_text(
+    conn: &Connection,
+    conversation_id: u64,
+    max_chars: usize,
+) -> Result<Option<String>, StoreError> {
+    let text: Option<String> = conn
+        .prepare_cached(
+            "SELECT text FROM messages WHERE conversation_id = ?1 AND role = 'user' AND text != ''
+              ORDER BY ts, seq LIMIT 1",
+        )?
+        .query_row(params![conversation_id as i64], |row| row.get(0))
+        .optional()?;
+    Ok(text.map(|text| {
+        let line = text.split_whitespace().collect::<Vec<_>>().join(" ");
+        match line.char_indices().nth(max_chars) {
+            Some((cut, _)) => format!("{}…", line[..cut].trim_end()),
+            None => line,
+        }
+    }))
+}
+
 /// The columns of a conversation's messages the index needs, in time order (ties in ingest order).
 fn index_messages(
     conn: &Connection,

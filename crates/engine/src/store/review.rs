@@ -1,4 +1,5 @@
-//! Review actions: labels, flags, debug switches and share links.
+//! Review actions: labels, flags, debug switches and share links (bulk
+//! actions over many conversations are `bulk`).
 //!
 //! Each change is a store transaction that also moves the conversation up the
 //! change stream, so the index picks it up at its next commit; a crash between
@@ -8,15 +9,6 @@ use super::schema::label_key;
 use super::{StoreError, WriteCtx};
 use convlog_core::Micros;
 use rusqlite::{Connection, OptionalExtension, params};
-
-/// What a bulk action changes.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct BulkChange {
-    pub add_labels: Vec<String>,
-    pub remove_labels: Vec<String>,
-    /// `Some(true)` flags, `Some(false)` unflags.
-    pub flag: Option<bool>,
-}
 
 /// A share link as stored (by the hash of its token).
 #[derive(Debug, Clone, PartialEq)]
@@ -103,7 +95,7 @@ impl WriteCtx<'_> {
     }
 
     /// The bot's spelling of a label, recording `name` as it when the bot has none yet.
-    fn canonical_label(
+    pub(super) fn canonical_label(
         &mut self,
         bot_id: &str,
         name: &str,
@@ -121,7 +113,7 @@ impl WriteCtx<'_> {
         Ok((key, spelling))
     }
 
-    fn add_label_unchecked(
+    pub(super) fn add_label_unchecked(
         &mut self,
         bot_id: &str,
         id: u64,
@@ -156,7 +148,11 @@ impl WriteCtx<'_> {
         Ok(added > 0)
     }
 
-    fn remove_label_unchecked(&mut self, id: u64, name: &str) -> Result<bool, StoreError> {
+    pub(super) fn remove_label_unchecked(
+        &mut self,
+        id: u64,
+        name: &str,
+    ) -> Result<bool, StoreError> {
         let removed = self
             .conn
             .prepare_cached("DELETE FROM labels WHERE conversation_id = ?1 AND name_key = ?2")?
@@ -164,7 +160,7 @@ impl WriteCtx<'_> {
         Ok(removed > 0)
     }
 
-    fn set_flag_unchecked(
+    pub(super) fn set_flag_unchecked(
         &mut self,
         id: u64,
         flag: Option<(Micros, Option<&str>)>,
@@ -237,40 +233,6 @@ impl WriteCtx<'_> {
             self.touch_conversation(id)?;
         }
         Ok(())
-    }
-
-    /// Applies a bulk change to these conversations of `bot_id`; returns how many changed.
-    pub fn bulk(
-        &mut self,
-        bot_id: &str,
-        ids: &[u64],
-        change: &BulkChange,
-        now: Micros,
-        max_labels: usize,
-    ) -> Result<u64, StoreError> {
-        let mut changed = 0;
-        for &id in ids {
-            if super::archive::held(self.conn, id)? {
-                continue;
-            }
-            let mut touched = false;
-            for label in &change.add_labels {
-                touched |= self.add_label_unchecked(bot_id, id, label, now, max_labels)?;
-            }
-            for label in &change.remove_labels {
-                touched |= self.remove_label_unchecked(id, label)?;
-            }
-            match change.flag {
-                Some(true) => touched |= self.set_flag_unchecked(id, Some((now, None)))?,
-                Some(false) => touched |= self.set_flag_unchecked(id, None)?,
-                None => {}
-            }
-            if touched {
-                self.touch_conversation(id)?;
-                changed += 1;
-            }
-        }
-        Ok(changed)
     }
 
     /// Records a share link by the hash of its token.

@@ -208,6 +208,29 @@ CREATE TABLE IF NOT EXISTS shares (
     reveal           TEXT NOT NULL DEFAULT ''   -- what besides the transcript it shows (store::review::Reveal)
 );
 
+-- Bulk actions (the last few per bot) and what each changed conversation
+-- was before, so an action can be undone (store::bulk).
+CREATE TABLE IF NOT EXISTS bulk_actions (
+    id               INTEGER PRIMARY KEY,
+    bot_id           TEXT NOT NULL,
+    created_at       INTEGER NOT NULL,
+    change           TEXT NOT NULL,     -- JSON: add_labels, remove_labels, flag
+    matched          INTEGER NOT NULL,  -- conversations it was asked to change
+    done             INTEGER NOT NULL,  -- gone through so far
+    changed          INTEGER NOT NULL,
+    finished_at      INTEGER,
+    undone_at        INTEGER,
+    restored         INTEGER NOT NULL   -- conversations an undo put back
+);
+CREATE INDEX IF NOT EXISTS bulk_actions_bot ON bulk_actions(bot_id, id);
+CREATE TABLE IF NOT EXISTS bulk_changes (
+    action_id        INTEGER NOT NULL,
+    conversation_id  INTEGER NOT NULL,
+    before           TEXT NOT NULL,     -- JSON: labels added, labels removed, the flag before
+    PRIMARY KEY (action_id, conversation_id)
+);
+CREATE INDEX IF NOT EXISTS bulk_changes_conversation ON bulk_changes(conversation_id);
+
 CREATE TABLE IF NOT EXISTS tags (
     conversation_id  INTEGER NOT NULL,
     tag              TEXT NOT NULL,
