@@ -25,7 +25,8 @@
 //! engine's code (tests aside) that goes up or sideways, and on files of one
 //! module that import each other in a cycle.
 //!
-//! 1. `settings`: the typed settings each layer is given, already validated.
+//! 1. `settings`, `failpoints`: the typed settings each layer is given,
+//!    already validated; test-only crash injection at named steps.
 //! 2. `auth`, `ingest`: pure rules the store applies — keys, roles, scopes and
 //!    limits; validation, pseudonyms and session grouping of a batch.
 //! 3. `store`: SQLite, the source of truth, and its change stream.
