@@ -41,6 +41,7 @@ macro_rules! file {
 const FILES: &[File] = &[
     file!("app.css", CSS),
     file!("js/api.js", JS),
+    file!("js/bulk.js", JS),
     file!("js/charts.js", JS),
     file!("js/conversation.js", JS),
     file!("js/dashboards.js", JS),

@@ -95,7 +95,8 @@ fn web_ui_in_headless_chromium() {
         return;
     }
     let dir = tempfile::tempdir().expect("tempdir");
-    let server = Server::start(dir.path(), &[]);
+    // Bulk actions in small chunks, so the page shows one's progress.
+    let server = Server::start(dir.path(), &["--set", "review.bulk_chunk=5"]);
 
     // Two days of traffic ending now, so the UI's default range (the last 24 hours) has some.
     let mut config = GenConfig::new(7, 300, Utc::now());

@@ -500,6 +500,190 @@ await step("labels and flag: remove again", async () => {
   eq(d.flagged, false, "still flagged");
 });
 
+// ------------------------------------------------------------------ the reviewer's day: keys, previews, bulk, export
+
+await step("keyboard: l labels and f flags the selected conversation, ? lists every key", async () => {
+  const st = await gotoList();
+  const id = st.ids[0];
+  await page.locator("body").click({ position: { x: 5, y: 790 } });
+  await page.keyboard.press("j");
+  await page.keyboard.press("f");
+  await page.waitForURL((u) => u.pathname.endsWith(`/conversations/${id}`));
+  await page.waitForSelector('#flag-toggle[aria-pressed="true"]:not([disabled])');
+  eq((await get(`/v1/bots/${BOT}/conversations/${id}`)).flagged, true, "flagged by f");
+  await page.keyboard.press("l");
+  await page.waitForFunction(() => document.activeElement && document.activeElement.id === "label-input");
+  await page.keyboard.type("by-keyboard");
+  await page.keyboard.press("Enter");
+  await page.waitForSelector('#labels [data-label="by-keyboard"]');
+  assert((await get(`/v1/bots/${BOT}/conversations/${id}`)).labels.includes("by-keyboard"), "labelled by l");
+  await page.keyboard.press("Escape"); // leaves the label box
+  await page.keyboard.press("f");
+  await page.waitForSelector('#flag-toggle[aria-pressed="false"]:not([disabled])');
+  eq((await get(`/v1/bots/${BOT}/conversations/${id}`)).flagged, false, "unflagged by f");
+  await page.keyboard.press("?");
+  await page.waitForSelector("#keys-sheet[open]");
+  const keys = await page.$$eval("#keys-sheet kbd", (k) => k.map((x) => x.textContent));
+  for (const k of ["j / ↓", "k / ↑", "Enter", "l", "f", "x", "/", "Esc", "?"]) assert(keys.includes(k), `the sheet lists ${k}: ${keys}`);
+  await page.keyboard.press("Escape");
+  await page.waitForSelector("#keys-sheet", { state: "hidden" });
+  await page.keyboard.press("Escape");
+  await page.waitForURL((u) => u.pathname === `/bots/${BOT}`);
+  await page.keyboard.press("/");
+  await page.waitForFunction(() => document.activeElement && document.activeElement.id === "q");
+  await api("DELETE", `/v1/bots/${BOT}/conversations/${id}/labels/by-keyboard`);
+});
+
+await step("list: each row previews what the user said, or the search's snippets", async () => {
+  const st = await gotoList();
+  const expected = await search("");
+  eq(st.ids, expected.conversations.map((c) => c.id), "rows");
+  const shown = await page.$$eval("#rows tr", (rows) => rows.map((r) => r.querySelector(".preview")?.textContent ?? null));
+  eq(shown, expected.conversations.map((c) => c.preview ?? null), "previews");
+  assert(shown.filter(Boolean).length > expected.conversations.length / 2, "most rows have a preview");
+  // One line each: a preview never makes its row taller than two lines of text.
+  const heights = await page.$$eval("#rows .preview", (els) => els.map((e) => e.getBoundingClientRect().height));
+  assert(heights.every((x) => x < 24), `previews wrap: ${heights}`);
+});
+
+await step("layout at 1400×900: whole tag chips, whole filter names, a legend for the steps, Apply in view", async () => {
+  const wide = await newPage({ width: 1400, height: 900 });
+  // A conversation with four tags or more, found through the API and labelled to be shown.
+  let many = null;
+  let cursor = "";
+  while (!many) {
+    const r = await get(`/v1/bots/${BOT}/conversations?${RANGE}&limit=100${cursor ? "&cursor=" + encodeURIComponent(cursor) : ""}`);
+    many = r.conversations.find((c) => c.tags.length >= 4);
+    if (!r.next_cursor) break;
+    cursor = r.next_cursor;
+  }
+  assert(many, "no conversation with four tags in the data");
+  await api("PUT", `/v1/bots/${BOT}/conversations/${many.id}/labels/four-tags`);
+  await eventually(async () => assert((await search("label=four-tags")).total === 1, "label not searchable yet"));
+  for (const url of [LIST, `${LIST}&label=four-tags`]) {
+    await gotoList(url, wide);
+    const cut = await wide.$$eval("#rows td .chip", (chips) => chips.filter((c) => {
+      const cell = c.closest("td").getBoundingClientRect();
+      const box = c.getBoundingClientRect();
+      return c.scrollWidth > c.clientWidth + 1 || box.right > cell.right + 1 || box.bottom > cell.bottom + 1;
+    }).map((c) => c.textContent));
+    eq(cut, [], `chips cut off (${url})`);
+  }
+  const chips = await wide.$$eval(`#rows tr[data-id="${many.id}"] .c-tags .chip`, (c) => c.map((x) => x.textContent));
+  const shownTags = chips.filter((c) => !c.startsWith("+"));
+  assert(shownTags.every((t) => many.tags.includes(t)), `chips ${chips} vs ${many.tags}`);
+  eq(chips.length, Math.min(4, many.tags.length), "three chips and a +N, or four");
+  // The filter panel: names wrap instead of being cut; Apply is in view without scrolling.
+  await gotoList(LIST, wide);
+  const apply = await wide.locator("#f-apply").boundingBox();
+  assert(apply && apply.y + apply.height <= 900, `Apply filter below the fold: ${JSON.stringify(apply)}`);
+  const flows = pick(base.facets.flow);
+  await wide.check(`[data-fkey="flow:${flows[0][0]}"]`);
+  await wide.waitForSelector("#fsteps-legend");
+  assert((await wide.locator("#fsteps-legend").innerText()).includes("reached"), "step legend");
+  await wide.waitForSelector('#fv-step [data-fkey^="step:"]');
+  const overflowing = await wide.$$eval("#filters .fname", (names) => names.filter((n) => n.scrollWidth > n.clientWidth + 1).map((n) => n.textContent));
+  eq(overflowing, [], "filter names cut off");
+  const dropoff = await wide.locator("#f-dropoff").evaluate((e) => e.closest("label").querySelector(".fname").innerText);
+  assert(dropoff.startsWith("Dropped off"), `drop-off label: ${dropoff}`);
+  const apply2 = await wide.locator("#f-apply").boundingBox();
+  assert(apply2.y + apply2.height <= 900, "Apply filter stays in view with a flow open");
+  await api("DELETE", `/v1/bots/${BOT}/conversations/${many.id}/labels/four-tags`);
+  await wide.context().close();
+});
+
+/** Every conversation id a search finds (paging through it). */
+async function allIds(qs) {
+  const ids = [];
+  let cursor = "";
+  for (;;) {
+    const r = await get(`/v1/bots/${BOT}/conversations?${RANGE}&limit=100&${qs}${cursor ? "&cursor=" + encodeURIComponent(cursor) : ""}`);
+    ids.push(...r.conversations.map((c) => c.id));
+    if (!r.next_cursor) return ids;
+    cursor = r.next_cursor;
+  }
+}
+
+await step("bulk: label all matching after the dry-run count, watch it run, undo it", async () => {
+  const chan = pick(base.facets.channel)[0][0];
+  const expected = await search(`channel=${chan}`);
+  assert(expected.total > 50, `too few ${chan} conversations to page: ${expected.total}`);
+  await gotoList(`${LIST}&channel=${chan}`);
+  await page.check("#sel-page");
+  eq(await page.locator("#bulk-count").innerText(), "50 selected", "the page is ticked");
+  await page.click("#bulk-all");
+  eq(await page.locator("#bulk-count").innerText(), `All ${expected.total.toLocaleString("en-US")} matching`, "all matching");
+  await page.fill("#bulk-label", "bulk-ui");
+  await page.click("#bulk-add-label");
+  await page.waitForSelector("#bulk-confirm");
+  const dry = Number((await page.locator("#bulk-matched").innerText()).replace(/,/g, ""));
+  eq(dry, expected.total, "the dry-run count is the search's");
+  eq(await search("label=bulk-ui").then((r) => r.total), 0, "a dry run changes nothing");
+  // The progress bar may come and go between two polls of a test: a watcher records it.
+  await page.evaluate(() => {
+    window.sawProgress = false;
+    new MutationObserver(() => {
+      if (document.querySelector("#bulk-progress progress")) window.sawProgress = true;
+    }).observe(document.body, { subtree: true, childList: true });
+  });
+  await page.click("#bulk-go");
+  await page.waitForSelector("#bulk-last");
+  assert(await page.evaluate(() => window.sawProgress), "no progress shown while it ran");
+  assert((await page.locator("#bulk-last").innerText()).includes(`${expected.total} conversations`), "the outcome");
+  await eventually(async () => eq((await search("label=bulk-ui")).total, dry, "labelled exactly the dry-run count"));
+  eq(new Set(await allIds("label=bulk-ui")), new Set(await allIds(`channel=${chan}`)), "the conversations labelled");
+  const rowLabels = await page.$$eval("#rows .c-labels", (cells) => cells.map((c) => JSON.parse(c.dataset.values)));
+  assert(rowLabels.every((l) => l.includes("bulk-ui")), "the rows show the label");
+  const actions = (await get(`/v1/bots/${BOT}/conversations/bulk`)).actions;
+  eq([actions[0].state, actions[0].matched, actions[0].done], ["done", dry, dry], "the recorded action");
+  await page.click("#bulk-undo");
+  await page.waitForFunction(() => /Undone/.test(document.querySelector("#bulk-last")?.textContent || ""));
+  await eventually(async () => eq((await search("label=bulk-ui")).total, 0, "undone"));
+  const after = await page.$$eval("#rows .c-labels", (cells) => cells.map((c) => JSON.parse(c.dataset.values)));
+  assert(after.every((l) => !l.includes("bulk-ui")), "the rows show the undo");
+  await shot("bulk");
+});
+
+await step("bulk: flag the ticked rows only (x ticks the selected row)", async () => {
+  const st = await gotoList();
+  await page.locator(`#rows tr[data-id="${st.ids[2]}"] .sel-row`).check();
+  await page.locator("body").click({ position: { x: 5, y: 790 } });
+  await page.keyboard.press("j");
+  await page.keyboard.press("x");
+  eq(await page.locator("#bulk-count").innerText(), "2 selected", "two ticked");
+  await page.click("#bulk-flag");
+  await page.waitForSelector("#bulk-confirm");
+  eq(await page.locator("#bulk-matched").innerText(), "2", "dry run of two");
+  await page.click("#bulk-go");
+  await page.waitForSelector("#bulk-last");
+  await eventually(async () => eq(new Set(await allIds("flagged=true")), new Set([st.ids[0], st.ids[2]]), "flagged"));
+  await page.click("#bulk-undo");
+  await eventually(async () => eq((await search("flagged=true")).total, 0, "unflagged again"));
+});
+
+await step("export: the CSV of a filtered view holds the search's conversations, the NDJSON their messages", async () => {
+  const chan = pick(base.facets.channel)[1][0];
+  const qs = `channel=${chan}&tag=dropoff`;
+  const ids = await allIds(qs);
+  assert(ids.length > 0, "nothing to export");
+  await gotoList(`${LIST}&${qs}`);
+  await page.click("#export-btn");
+  const [csv] = await Promise.all([page.waitForEvent("download"), page.click("#export-csv")]);
+  assert(/^convlog-.*\.csv$/.test(csv.suggestedFilename()), csv.suggestedFilename());
+  const text = fs.readFileSync(await csv.path(), "utf8");
+  const lines = text.trim().split(/\r\n/);
+  eq(lines[0].split(",")[0], "id", "header");
+  const exported = lines.slice(1).map((l) => l.split(",")[0]);
+  eq(new Set(exported), new Set(ids), "the exported conversations");
+  eq(exported.length, ids.length, "each once");
+  await page.click("#export-btn");
+  const [nd] = await Promise.all([page.waitForEvent("download"), page.click("#export-ndjson")]);
+  const messages = fs.readFileSync(await nd.path(), "utf8").trim().split("\n").map((l) => JSON.parse(l));
+  eq(new Set(messages.map((m) => m.conversation_id)), new Set(ids), "the messages' conversations");
+  const counts = (await Promise.all(ids.map((id) => get(`/v1/bots/${BOT}/conversations/${id}`)))).reduce((n, d) => n + d.messages.length, 0);
+  eq(messages.length, counts, "every message");
+});
+
 // ------------------------------------------------------------------ debugger
 
 await step("debugger: a stored trace, grouped by user input, expandable", async () => {
@@ -797,6 +981,7 @@ if (WITH_AUTH) {
     await p.waitForSelector("#transcript");
     eq(await p.locator("#role-badge").textContent(), "viewer", "role badge");
     eq(await p.locator("#label-input").count(), 0, "no label editor for a viewer");
+    eq(await p.locator("#sel-page").count(), 0, "no bulk selection for a viewer");
     assert(await p.locator("#share-btn").isHidden(), "no share button for a viewer");
     assert(await p.locator("#debug-toggle").isDisabled(), "debug switch read-only");
     eq(await p.evaluate(() => sessionStorage.getItem("convlog.key") !== null), true, "key in sessionStorage");

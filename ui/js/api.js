@@ -50,21 +50,7 @@ export function useKey(key) {
  * JSON. With `probe`, a refusal is only returned, never acted on.
  */
 export async function api(method, path, { params, body, signal, probe = false } = {}) {
-  let url = path;
-  if (params) {
-    const qs = params.toString();
-    if (qs) url += "?" + qs;
-  }
-  const headers = { Accept: "application/json" };
-  if (auth.key) headers.Authorization = "Bearer " + auth.key;
-  if (body !== undefined) headers["Content-Type"] = "application/json";
-  let res;
-  try {
-    res = await fetch(url, { method, headers, body: body === undefined ? undefined : JSON.stringify(body), signal });
-  } catch (e) {
-    if (e.name === "AbortError") throw e;
-    throw new ApiError(0, "network", "The server could not be reached. Check that convlog is running, then try again.");
-  }
+  const res = await send(method, path, { params, body, signal, accept: "application/json" });
   const text = await res.text();
   let data = null;
   if (text) {
@@ -74,18 +60,58 @@ export async function api(method, path, { params, body, signal, probe = false } 
       data = null;
     }
   }
-  if (!res.ok) {
-    const err = data && data.error;
-    let message = (err && err.message) || `The server answered ${res.status} ${res.statusText}.`;
-    if (res.status === 429) message += ` Try again in ${res.headers.get("retry-after") || "a few"} s.`;
-    const e = new ApiError(res.status, (err && err.code) || "http_" + res.status, message);
-    if (!probe && res.status === 401) apiHooks.unauthorized(message);
-    if (!probe && res.status === 403 && method !== "GET" && auth.canEdit) {
-      auth.canEdit = false;
-      if (auth.role === "editor" || auth.role === "open") auth.role = "viewer";
-      apiHooks.roleChanged();
-    }
-    throw e;
-  }
+  if (!res.ok) throw refused(method, res, data, probe);
   return data;
+}
+
+/**
+ * A download (GET `path` with `params`): the answer as a Blob and the file name the
+ * server suggests (Content-Disposition), or an ApiError like api()'s.
+ */
+export async function apiDownload(path, { params, fallbackName = "download" } = {}) {
+  const res = await send("GET", path, { params, accept: "*/*" });
+  if (!res.ok) {
+    let data = null;
+    try {
+      data = JSON.parse(await res.text());
+    } catch {
+      data = null;
+    }
+    throw refused("GET", res, data, false);
+  }
+  const disposition = res.headers.get("content-disposition") || "";
+  const name = (disposition.match(/filename="([^"]+)"/) || [])[1] || fallbackName;
+  return { blob: await res.blob(), name };
+}
+
+async function send(method, path, { params, body, signal, accept }) {
+  let url = path;
+  if (params) {
+    const qs = params.toString();
+    if (qs) url += "?" + qs;
+  }
+  const headers = { Accept: accept };
+  if (auth.key) headers.Authorization = "Bearer " + auth.key;
+  if (body !== undefined) headers["Content-Type"] = "application/json";
+  try {
+    return await fetch(url, { method, headers, body: body === undefined ? undefined : JSON.stringify(body), signal });
+  } catch (e) {
+    if (e.name === "AbortError") throw e;
+    throw new ApiError(0, "network", "The server could not be reached. Check that convlog is running, then try again.");
+  }
+}
+
+/** The ApiError of a refusal (`data`: its JSON body, if any); tells the session of a 401 or a refused edit. */
+function refused(method, res, data, probe) {
+  const err = data && data.error;
+  let message = (err && err.message) || `The server answered ${res.status} ${res.statusText}.`;
+  if (res.status === 429) message += ` Try again in ${res.headers.get("retry-after") || "a few"} s.`;
+  const e = new ApiError(res.status, (err && err.code) || "http_" + res.status, message);
+  if (!probe && res.status === 401) apiHooks.unauthorized(message);
+  if (!probe && res.status === 403 && method !== "GET" && auth.canEdit) {
+    auth.canEdit = false;
+    if (auth.role === "editor" || auth.role === "open") auth.role = "viewer";
+    apiHooks.roleChanged();
+  }
+  return e;
 }

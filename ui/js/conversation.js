@@ -12,8 +12,8 @@ import { patchRow } from "./list.js";
 import { convTab, convUrl, current, enc, go, listUrl } from "./router.js";
 import { $, chanBadge, chip, copyText, fill, h, icon, richText, timeEl, toast } from "./shared.js";
 
-/** The open conversation: its key (bot|id|q), data, share link and actions in flight. */
-const C = { key: null, id: null, bot: null, q: "", data: null, error: null, busy: new Set() };
+/** The open conversation: its key (bot|id|q), data, share link, actions in flight, and a keyboard action waiting for it to load. */
+const C = { key: null, id: null, bot: null, q: "", data: null, error: null, busy: new Set(), waiting: null };
 const labels = { bot: null, names: [] };
 
 /** Forgets what was loaded (another key may see something else). */
@@ -50,6 +50,7 @@ export function renderDrawer() {
     C.q = q;
     C.data = null;
     C.error = null;
+    C.waiting = null;
     resetTrace(key, r.bot, r.id, {
       debugOn: () => !!(C.data && C.data.debug),
       onChange: () => {
@@ -106,6 +107,23 @@ async function loadConversation() {
   renderConvBody();
   if (convTab() !== "transcript") loadTrace();
   ensureLabels(C.bot);
+  const waiting = C.waiting;
+  C.waiting = null;
+  if (waiting && C.data) keyAction(waiting);
+}
+
+/**
+ * A review key on the open conversation (`label`: to the label box; `flag`: flag or
+ * unflag), once it has loaded.
+ */
+export function keyAction(kind) {
+  if (!C.data) {
+    C.waiting = kind;
+    return;
+  }
+  if (!auth.canEdit) return toast("Your key may not change conversations (editor role needed).", true);
+  if (kind === "label") $("#label-input")?.focus();
+  else if (kind === "flag") toggleFlag();
 }
 
 /** The bot's label names (for suggestions), loaded once per bot unless `force`d. */

@@ -4,13 +4,14 @@
 // Owns: #view while the route is a list, the applied filters and search context read
 // from the URL, the loaded rows and the selected row.
 
-import { api } from "./api.js";
+import { api, apiDownload } from "./api.js";
+import { bulkEnabled, clearSelection, ensureBulkLabels, mountBulk, renderBulkBar, selectAllCell, selectCell, toggleRow } from "./bulk.js";
 import { fmtDate, fmtN } from "./format.js";
 import { startLive, stopLive } from "./live.js";
 import { ensureNodes, followApplied, listFailed, listLoaded, mountPanel } from "./panel.js";
 import { resolveRange } from "./range.js";
 import { convUrl, current, enc, go, listQS, listUrl } from "./router.js";
-import { $, $$, chanBadge, chip, fill, h, icon, rangePicker, richText, timeEl } from "./shared.js";
+import { $, $$, chanBadge, chip, fill, h, icon, rangePicker, richText, saveBlob, timeEl, toast } from "./shared.js";
 
 const PAGE_SIZE = 50;
 /** Live messages kept on the page, newest first. */
@@ -82,6 +83,13 @@ function mountList(bot) {
     go(listUrl(bot, p), { replace: true });
   } }, h("span", { class: "live-dot", "aria-hidden": "true" }), "Live");
 
+  const exportMenu = h("details", { class: "menu", id: "export-menu" },
+    h("summary", { class: "button", id: "export-btn", title: "Download the conversations of this view" }, "Export"),
+    h("div", { class: "menu-pop", role: "menu" },
+      h("button", { type: "button", role: "menuitem", id: "export-csv", onclick: () => exportView("csv") }, "Conversations (CSV)"),
+      h("button", { type: "button", role: "menuitem", id: "export-ndjson", onclick: () => exportView("ndjson") }, "Messages (NDJSON)"),
+      h("p", { class: "muted small" }, "Every conversation matching the filters, search and range of this view.")));
+
   const filtersToggle = h("button", { type: "button", class: "filters-toggle", id: "filters-toggle", "aria-expanded": "false", "aria-controls": "filters", onclick: () => {
     const on = !document.body.classList.contains("show-filters");
     document.body.classList.toggle("show-filters", on);
@@ -91,7 +99,7 @@ function mountList(bot) {
   const view = $("#view");
   fill(view,
     h("div", { class: "listpage" },
-      h("div", { class: "toolbar" }, searchForm, h("div", { class: "toolbar-row" }, h("div", { id: "range-slot", class: "range-slot" }), sortSel, liveToggle, filtersToggle)),
+      h("div", { class: "toolbar" }, searchForm, h("div", { class: "toolbar-row" }, h("div", { id: "range-slot", class: "range-slot" }), sortSel, liveToggle, exportMenu, filtersToggle)),
       h("div", { class: "cols" },
         h("aside", { class: "filters", id: "filters", "aria-label": "Filters" }),
         h("section", { class: "results", id: "results", "aria-label": "Conversations" },
@@ -100,23 +108,43 @@ function mountList(bot) {
           h("section", { class: "live", id: "live", "aria-label": "Live messages", hidden: true },
             h("div", { class: "live-head" }, h("strong", null, "Live"), " ", h("span", { id: "live-status", class: "muted", role: "status" }, "connecting…")),
             h("ol", { class: "live-feed", id: "live-feed" })),
+          h("div", { class: "bulkbar", id: "bulkbar", "aria-label": "Bulk actions", hidden: true }),
           h("table", { class: "convs", id: "convs" },
             h("colgroup", null,
+              bulkEnabled() ? h("col", { class: "w-sel" }) : null,
               h("col", { class: "w-user" }), h("col", { class: "w-chan" }), h("col", { class: "w-time" }), h("col", { class: "w-time" }),
               h("col", { class: "w-num" }), h("col", { class: "w-tags" }), h("col", { class: "w-labels" }), h("col", { class: "w-flag" })),
             h("thead", null, h("tr", null,
+              selectAllCell(),
               h("th", { scope: "col" }, "User"), h("th", { scope: "col" }, "Channel"), h("th", { scope: "col" }, "Started"),
               h("th", { scope: "col" }, "Last activity"), h("th", { scope: "col", class: "num" }, "Msgs"), h("th", { scope: "col" }, "Tags"),
               h("th", { scope: "col" }, "Labels"), h("th", { scope: "col", class: "c-flag" }, h("span", { class: "sr" }, "Flagged"), icon("flag", "th-flag")))),
             h("tbody", { id: "rows" })),
           h("div", { class: "empty", id: "empty", hidden: true }),
           h("div", { class: "more", id: "more" }),
-          h("p", { class: "kbd-hint" }, "Keys: ", h("kbd", null, "j"), "/", h("kbd", null, "k"), " or ", h("kbd", null, "↑"), "/", h("kbd", null, "↓"), " move, ", h("kbd", null, "Enter"), " opens, ", h("kbd", null, "Esc"), " closes, ", h("kbd", null, "/"), " searches."),
+          h("p", { class: "kbd-hint" }, "Keys: ", h("kbd", null, "j"), "/", h("kbd", null, "k"), " move, ", h("kbd", null, "Enter"), " opens, ", h("kbd", null, "l"), " labels, ", h("kbd", null, "f"), " flags, ", h("kbd", null, "/"), " searches, ", h("kbd", null, "?"), " shows them all."),
         ),
       ),
     ),
   );
   mountPanel($("#filters"), model, L);
+  mountBulk(L, model, patchRow);
+  ensureBulkLabels(bot);
+}
+
+/** Downloads every conversation of the view (`csv`) or their messages (`ndjson`). */
+async function exportView(format) {
+  $("#export-menu").open = false;
+  const params = model.searchParams(L.applied, L.ctx, { sort: false });
+  params.set("format", format);
+  toast(format === "csv" ? "Exporting the conversations…" : "Exporting the messages…");
+  try {
+    const { blob, name } = await apiDownload(`/v1/bots/${enc(L.ctx.bot)}/conversations/export`, { params, fallbackName: `convlog.${format}` });
+    saveBlob(blob, name);
+    toast(`Downloaded ${name}.`);
+  } catch (e) {
+    toast(e.message, true);
+  }
 }
 
 /** Renders the list of the current URL: mounts it, reflects the URL in the controls, loads when the URL's list changed. */
@@ -141,6 +169,7 @@ export function renderList() {
     const range = resolveRange(p, "24h", { formatDate: fmtDate });
     L.ctx = { bot, from: range.from, to: range.to, label: range.label, q: p.get("q") || "", sort: p.get("sort") || "" };
     L.applied = model.fromParams(p);
+    clearSelection();
     window.scrollTo(0, 0);
     followApplied(model.fromParams(p));
     const n = model.count(L.applied);
@@ -205,7 +234,7 @@ function renderListStatus() {
   if (L.loading && !L.more && !L.items.length && tbody && !tbody.children.length) {
     // Placeholder rows of the real height, so nothing jumps when the answer arrives.
     for (let i = 0; i < 12; i++) {
-      tbody.append(h("tr", { class: "skel-row", "aria-hidden": "true" }, [0, 1, 2, 3, 4, 5, 6, 7].map((k) => h("td", null, k < 6 ? h("span", { class: "skel", style: { width: `${[70, 60, 80, 80, 30, 50][k]}%` } }, " ") : null))));
+      tbody.append(h("tr", { class: "skel-row", "aria-hidden": "true" }, bulkEnabled() ? h("td") : null, [0, 1, 2, 3, 4, 5, 6, 7].map((k) => h("td", null, k < 6 ? h("span", { class: "skel", style: { width: `${[70, 60, 80, 80, 30, 50][k]}%` } }, " ") : null))));
     }
   }
   const err = $("#list-error");
@@ -242,6 +271,7 @@ function renderRows(appended = null) {
     L.cursor ? h("button", { type: "button", id: "load-more", disabled: L.loading, onclick: () => loadList({ more: true }) }, L.loading && L.more ? "Loading…" : "Load more") : null,
   );
   updateSelection();
+  renderBulkBar();
 }
 
 /** A table cell with at most `max` chips and a "+N" for the rest, so rows keep one height. */
@@ -255,6 +285,10 @@ function chipsCell(cls, values, kind, max) {
 function rowEl(c, i) {
   const href = convUrl(c.id);
   const snippets = (c.snippets || []).slice(0, 2);
+  // What was said: the search's snippets when searching, else the first user message.
+  const said = snippets.length
+    ? h("div", { class: "snips" }, snippets.map((sn) => h("div", { class: "snip" }, richText(sn))))
+    : c.preview ? h("div", { class: "preview", title: c.preview }, c.preview) : null;
   return h("tr", {
     "data-id": c.id, "data-i": String(i),
     onclick: (e) => {
@@ -263,14 +297,15 @@ function rowEl(c, i) {
       go(href);
     },
   },
+  selectCell(c),
   h("td", { class: "c-user" },
     h("a", { href, "data-nav": "", class: "ulink", tabindex: "-1" }, c.user),
-    snippets.length ? h("div", { class: "snips" }, snippets.map((sn) => h("div", { class: "snip" }, richText(sn)))) : null),
+    said),
   h("td", { class: "c-chan" }, chanBadge(c.channel)),
   h("td", { class: "c-start" }, timeEl(c.started_at)),
   h("td", { class: "c-last" }, timeEl(c.last_message_at)),
   h("td", { class: "c-count num" }, fmtN(c.message_count)),
-  chipsCell("c-tags", c.tags || [], "tag", 2),
+  chipsCell("c-tags", c.tags || [], "tag", 3),
   chipsCell("c-labels", c.labels || [], "label", 1),
   h("td", { class: "c-flag" },
     c.flagged ? h("span", { class: "flagged", title: "Flagged" }, icon("flag"), h("span", { class: "sr" }, "flagged")) : null,
@@ -337,7 +372,7 @@ function liveCount(box) {
 export function patchRow(conv) {
   const i = L.items.findIndex((c) => c.id === conv.id);
   if (i < 0) return;
-  L.items[i] = { ...L.items[i], ...conv, snippets: L.items[i].snippets };
+  L.items[i] = { ...L.items[i], ...conv, snippets: L.items[i].snippets, preview: L.items[i].preview };
   const old = $(`#rows tr[data-id="${CSS.escape(conv.id)}"]`);
   if (old) old.replaceWith(rowEl(L.items[i], i));
   updateSelection();
@@ -377,6 +412,12 @@ export async function moveSelection(delta, { open = false } = {}) {
   const tr = $(`#rows tr[data-i="${i}"]`);
   if (tr) tr.scrollIntoView({ block: "nearest" });
   if (open) go(convUrl(L.items[i].id, current.route.bot, current.params, current.params.get("tab")));
+}
+
+/** Ticks or unticks the selected row for a bulk action. */
+export function tickSelected() {
+  const c = L.items[L.sel];
+  if (c) toggleRow(c.id);
 }
 
 /** The selected conversation, if any. */

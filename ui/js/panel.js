@@ -43,11 +43,12 @@ export function mountPanel(root, filterModel, list) {
   ));
   fill(root,
     h("div", { class: "fhead" }, h("h2", null, "Filters"), h("span", { class: "fpreview muted", id: "f-preview" })),
-    h("div", { class: "error small", id: "f-error", role: "alert", hidden: true }),
-    ...sections,
+    // Above the sections (and sticky): in view at any height, however long the lists.
     h("div", { class: "fapply" },
       h("button", { type: "button", class: "primary", id: "f-apply", onclick: applyFilters }, "Apply filter"),
       h("button", { type: "button", id: "f-clear", onclick: clearFilters }, "Clear")),
+    h("div", { class: "error small", id: "f-error", role: "alert", hidden: true }),
+    ...sections,
   );
 }
 
@@ -203,6 +204,7 @@ function renderSteps() {
   if (flows.length === 1 && model.available("step", P.pending)) {
     const info = P.stepsFor === flows[0] ? P.steps : null;
     kids.push(h("h4", null, "Step of ", h("span", { class: "mono" }, flows[0])));
+    kids.push(h("p", { class: "fsteps-legend muted", id: "fsteps-legend" }, "Conversations that reached each step · dropped off there"));
     const steps = info ? info.steps : null;
     const list = h("ul", { class: "fvals", id: "fv-step" });
     const opts = [["", "Any step", info ? info.conversations : null, info ? info.dropped_off : null]];
@@ -212,7 +214,7 @@ function renderSteps() {
       list.append(h("li", null, h("label", { class: "fval" },
         h("input", { type: "radio", name: "f-step", value: val, checked: chosen === val, "data-fkey": "step:" + val, onchange: () => setPending({ step: val ? [val] : [] }) }),
         h("span", { class: "fname" }, label),
-        h("span", { class: "fcount", title: "reached · dropped off" }, reached == null ? "" : `${fmtN(reached)} · ${fmtN(dropped)}`))));
+        h("span", { class: "fcount", title: reached == null ? "" : `${fmtN(reached)} reached this step, ${fmtN(dropped)} dropped off here` }, reached == null ? "" : `${fmtN(reached)} · ${fmtN(dropped)}`))));
       if (chosen === val) dropCount = dropped;
     }
     if (!steps) list.append(h("li", { class: "muted none" }, "Loading steps…"));

@@ -192,3 +192,13 @@ export function rangePicker(params, fallback, onchange) {
   });
   return h("div", { class: "range" }, sel, custom);
 }
+
+/** Saves `blob` as a file named `name` (the browser's download). */
+export function saveBlob(blob, name) {
+  const url = URL.createObjectURL(blob);
+  const a = h("a", { href: url, download: name, hidden: true });
+  document.body.append(a);
+  a.click();
+  a.remove();
+  setTimeout(() => URL.revokeObjectURL(url), 60_000);
+}

@@ -5,11 +5,11 @@
 // A new view gets a module of its own and one line in render() here.
 
 import { auth } from "./api.js";
-import { closeDrawer, renderDrawer, resetConversation } from "./conversation.js";
+import { closeDrawer, keyAction, renderDrawer, resetConversation } from "./conversation.js";
 import { redrawDash, renderDash, resetDash } from "./dashboards.js";
 import { debounce } from "./format.js";
 import { renderHome } from "./home.js";
-import { moveSelection, renderList, resetList, selectedConversation } from "./list.js";
+import { moveSelection, renderList, resetList, selectedConversation, tickSelected } from "./list.js";
 import { stopLive } from "./live.js";
 import { renderMisses, resetMisses } from "./misses.js";
 import { resetNodes } from "./panel.js";
@@ -121,7 +121,7 @@ function typing(el) {
 
 function onKey(e) {
   if (e.defaultPrevented || e.altKey || e.ctrlKey || e.metaKey) return;
-  if ($("#signin").open) return;
+  if ($("#signin").open || $("#keys-sheet")?.open) return;
   const r = current.route;
   if (e.key === "Escape") {
     const tip = $("#q-help");
@@ -141,7 +141,31 @@ function onKey(e) {
   }
   if (typing(document.activeElement) || r.kind !== "list") return;
   const drawerOpen = !!r.id;
+  /** Runs a review key on the open conversation, opening the selected one first. */
+  const review = (kind) => {
+    e.preventDefault();
+    if (!drawerOpen) {
+      const c = selectedConversation();
+      if (!c) return toast("Select a conversation first (j/k).");
+      go(convUrl(c.id));
+    }
+    keyAction(kind);
+  };
   switch (e.key) {
+    case "?":
+      e.preventDefault();
+      showKeys();
+      break;
+    case "l":
+      review("label");
+      break;
+    case "f":
+      review("flag");
+      break;
+    case "x":
+      e.preventDefault();
+      tickSelected();
+      break;
     case "/":
       e.preventDefault();
       $("#q")?.focus();
@@ -175,6 +199,35 @@ function onKey(e) {
     }
     default:
   }
+}
+
+/** The keys of the logs page, for the sheet `?` opens. */
+const KEYS = [
+  ["j / ↓", "next conversation"],
+  ["k / ↑", "previous conversation"],
+  ["Enter", "open the selected conversation"],
+  ["l", "label it (the label box of the open conversation)"],
+  ["f", "flag it, or remove its flag"],
+  ["x", "tick it for a bulk action"],
+  ["/", "search messages"],
+  ["Esc", "close the conversation, this sheet or a box"],
+  ["?", "this sheet"],
+];
+
+function showKeys() {
+  let sheet = $("#keys-sheet");
+  if (!sheet) {
+    sheet = h("dialog", { id: "keys-sheet", class: "keys-sheet", "aria-labelledby": "keys-title" },
+      h("h2", { id: "keys-title" }, "Keyboard shortcuts"),
+      h("table", null, h("tbody", null, KEYS.map(([k, what]) => h("tr", null, h("td", null, h("kbd", null, k)), h("td", null, what))))),
+      h("form", { method: "dialog", class: "row end" }, h("button", { type: "submit", id: "keys-close" }, "Close")));
+    // A click on the backdrop closes it.
+    sheet.addEventListener("click", (e) => {
+      if (e.target === sheet) sheet.close();
+    });
+    document.body.append(sheet);
+  }
+  if (!sheet.open) sheet.showModal();
 }
 
 /** Wires the header, links, keys and history; fills the recent bots. */
