@@ -9,7 +9,7 @@ use convlog_core::Micros;
 use tokio::sync::mpsc;
 
 /// Conversations read from the store per chunk.
-const CHUNK: usize = 200;
+const CHUNK: usize = 32;
 
 /// Chunks read ahead of the one being sent.
 const AHEAD: usize = 2;
