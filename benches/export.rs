@@ -270,7 +270,7 @@ fn status(pid: u32, field: &str) -> anyhow::Result<f64> {
         .trim()
         .trim_end_matches(" kB")
         .parse()
-        .with_context(|| format!("{line}"))?;
+        .with_context(|| line.to_string())?;
     Ok(kib * 1024.0)
 }
 

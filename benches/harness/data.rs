@@ -4,7 +4,7 @@
 
 use anyhow::{Context, bail};
 use chrono::{DateTime, Utc};
-use convlog_gen::{GenConfig, GenMessage, generate};
+use convlog_gen::{GenConfig, GenMessage, TextStyle, generate};
 use std::borrow::Cow;
 use std::collections::{HashMap, HashSet};
 
@@ -216,6 +216,8 @@ pub fn build(spec: &Spec) -> anyhow::Result<Dataset> {
     // order, so cutting the surplus only trims the newest hours of the span.
     let config_for = |conversations: usize| {
         let mut config = GenConfig::new(spec.seed, conversations, spec.end);
+        // The benchmarks' text: a long tail of rare words, as a real index meets.
+        config.text = TextStyle::Zipf;
         config.bots = spec.bots.clone();
         config.span_days = spec.span_days;
         config

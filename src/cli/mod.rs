@@ -249,6 +249,18 @@ pub struct GenerateArgs {
     /// Length of the time span in days.
     #[arg(long, default_value_t = 30)]
     pub days: u32,
+    /// What the texts are like: `realistic` (what a support bot sees, in five
+    /// languages, with typos and requests it can't serve) or `zipf` (the
+    /// benchmarks' English with a long tail of rare words).
+    #[arg(long, value_enum, default_value_t = TextArg::Realistic)]
+    pub text: TextArg,
+}
+
+/// `convlog generate --text`.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum TextArg {
+    Realistic,
+    Zipf,
 }
 
 /// Runs a parsed command line.
@@ -290,6 +302,10 @@ fn generate(args: GenerateArgs) -> anyhow::Result<()> {
     let mut config = convlog_gen::GenConfig::new(args.seed, args.conversations, end);
     config.bots = args.bots;
     config.span_days = args.days;
+    config.text = match args.text {
+        TextArg::Realistic => convlog_gen::TextStyle::Realistic,
+        TextArg::Zipf => convlog_gen::TextStyle::Zipf,
+    };
     let stdout = std::io::stdout().lock();
     let mut out = std::io::BufWriter::with_capacity(1 << 20, stdout);
     convlog_gen::write_ndjson(&config, &mut out)?;

@@ -11,7 +11,7 @@
 
 use crate::common::{Server, agent, encode, micros, rfc3339};
 use chrono::Utc;
-use convlog_gen::{GenConfig, GenMessage, generate};
+use convlog_gen::{GenConfig, GenMessage, TextStyle, generate};
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
 use std::io::Read;
@@ -101,6 +101,8 @@ fn web_ui_in_headless_chromium() {
     // Two days of traffic ending now, so the UI's default range (the last 24 hours) has some.
     let mut config = GenConfig::new(7, 300, Utc::now());
     config.span_days = 2;
+    // The demo's text (the README's screenshots come from this run).
+    config.text = TextStyle::Realistic;
     let mut messages = Vec::new();
     generate(&config, |m| messages.push(m));
     for chunk in messages.chunks(2_000) {

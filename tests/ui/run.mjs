@@ -413,7 +413,7 @@ await step("conversation: transcript, annotations, tag reasons, user details", a
 
 await step("conversation: search hits are highlighted", async () => {
   const d = await get(`/v1/bots/${BOT}/conversations/${target}`);
-  const word = d.messages.find((m) => m.role === "user" && /\w{4,}/.test(m.text)).text.match(/[A-Za-z]{4,}/)[0];
+  const word = d.messages.find((m) => m.role === "user" && /\p{L}{4,}/u.test(m.text)).text.match(/\p{L}{4,}/u)[0];
   const withQ = await get(`/v1/bots/${BOT}/conversations/${target}?q=${encodeURIComponent(word)}`);
   await page.goto(BASE + `/bots/${BOT}/conversations/${target}?${RANGE}&q=${encodeURIComponent(word)}`);
   await page.waitForSelector("#transcript");
@@ -619,6 +619,7 @@ await step("bulk: label all matching after the dry-run count, watch it run, undo
   const dry = Number((await page.locator("#bulk-matched").innerText()).replace(/,/g, ""));
   eq(dry, expected.total, "the dry-run count is the search's");
   eq(await search("label=bulk-ui").then((r) => r.total), 0, "a dry run changes nothing");
+  await shot("bulk");
   // The progress bar may come and go between two polls of a test: a watcher records it.
   await page.evaluate(() => {
     window.sawProgress = false;
@@ -641,7 +642,6 @@ await step("bulk: label all matching after the dry-run count, watch it run, undo
   await eventually(async () => eq((await search("label=bulk-ui")).total, 0, "undone"));
   const after = await page.$$eval("#rows .c-labels", (cells) => cells.map((c) => JSON.parse(c.dataset.values)));
   assert(after.every((l) => !l.includes("bulk-ui")), "the rows show the undo");
-  await shot("bulk");
 });
 
 await step("bulk: flag the ticked rows only (x ticks the selected row)", async () => {

@@ -18,7 +18,7 @@ let L = null;
 let model = null;
 let patchRows = () => {};
 /** Ticked ids, or every conversation matching (`all`); the pending confirmation; the last action. */
-const B = { ids: new Set(), all: false, confirm: null, running: null, last: null, labels: [] };
+const B = { ids: new Set(), all: false, confirm: null, running: null, last: null, labels: [], draft: "" };
 
 /** Binds the list's state `list`, its filter model and how to redraw changed rows. */
 export function mountBulk(list, filterModel, onRowsChanged) {
@@ -121,7 +121,9 @@ export function renderBulkBar() {
   bar.hidden = !bulkEnabled() || (n === 0 && !B.running && !B.last);
   if (bar.hidden) return bar.replaceChildren();
   const busy = !!(B.running || B.confirm);
-  const label = h("input", { id: "bulk-label", list: "bulk-labels", placeholder: "Label…", "aria-label": "Label to add or remove", maxlength: "64", autocomplete: "off", disabled: busy });
+  const label = h("input", { id: "bulk-label", list: "bulk-labels", placeholder: "Label…", "aria-label": "Label to add or remove", maxlength: "64", autocomplete: "off", disabled: busy, value: B.draft, oninput: (e) => {
+    B.draft = e.target.value;
+  } });
   const act = (change) => () => prepare(change);
   const withLabel = (key) => () => {
     const v = label.value.trim();

@@ -16,6 +16,9 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+mod realistic;
+use realistic::Lang;
+
 /// One generated message, shaped like an ingest item of the HTTP API.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct GenMessage {
@@ -72,6 +75,24 @@ pub struct GenMessage {
     pub lang: Option<String>,
 }
 
+/// What the generated texts are like.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum TextStyle {
+    /// For benchmarks and tests: English lead phrases ("where is my order")
+    /// padded with words drawn from a 30,000-word Zipf vocabulary, so searches
+    /// meet a long tail of rare words as in a real index. Its output for a
+    /// seed is pinned.
+    #[default]
+    Zipf,
+    /// For demos: what a support bot really sees. Each user writes their
+    /// country's language (English, German, French, Spanish or Portuguese);
+    /// they start the hand-written flows in paraphrases, answer with order
+    /// numbers, e-mail addresses and phone numbers, make the odd typo, and ask
+    /// for things the bot has no flow for — families of paraphrases that
+    /// recur, as the inputs "What the bot misses" clusters.
+    Realistic,
+}
+
 /// What to generate.
 #[derive(Debug, Clone)]
 pub struct GenConfig {
@@ -87,10 +108,13 @@ pub struct GenConfig {
     pub span_days: u32,
     /// Share of conversations that carry an explicit `session_id`.
     pub explicit_session_share: f64,
+    /// What the texts are like.
+    pub text: TextStyle,
 }
 
 impl GenConfig {
-    /// Config with default bots (`["demo"]`), a 30-day span and 5% explicit sessions.
+    /// Config with default bots (`["demo"]`), a 30-day span, 5% explicit
+    /// sessions and the benchmarks' Zipf text.
     pub fn new(seed: u64, conversations: usize, end: DateTime<Utc>) -> Self {
         Self {
             seed,
@@ -99,6 +123,7 @@ impl GenConfig {
             end,
             span_days: 30,
             explicit_session_share: 0.05,
+            text: TextStyle::Zipf,
         }
     }
 }
@@ -1491,6 +1516,11 @@ struct Conversation<'a> {
     t: i64,
     out: &'a mut Slot,
     text: String,
+    style: TextStyle,
+    /// The language of the conversation (English in the Zipf style).
+    lang: &'static Lang,
+    /// Whether the user text being composed asks for something (typed with a "?" at times).
+    request: bool,
 }
 
 impl<'a> Conversation<'a> {
@@ -1538,7 +1568,7 @@ impl<'a> Conversation<'a> {
             unidentified: None,
             flow_completed: None,
             metadata,
-            lang: Some("en".to_owned()),
+            lang: Some(self.lang.code.to_owned()),
         }
     }
 
@@ -1555,9 +1585,9 @@ impl<'a> Conversation<'a> {
         let mut previous = usize::MAX;
         let mut stopped = false;
         for _ in 0..flow_count {
-            let mut f = cat.pick(&mut self.rng);
+            let mut f = self.pick_flow(cat);
             while f == previous {
-                f = cat.pick(&mut self.rng);
+                f = self.pick_flow(cat);
             }
             previous = f;
             let flow = &cat.flows[f];
@@ -1604,6 +1634,20 @@ impl<'a> Conversation<'a> {
         }
     }
 
+    /// A flow to start: any in the Zipf style; one the conversation's language serves in the realistic one.
+    fn pick_flow(&mut self, cat: &Catalog) -> usize {
+        match self.style {
+            TextStyle::Zipf => cat.pick(&mut self.rng),
+            TextStyle::Realistic => {
+                let (name, _) = realistic::pick_flow(self.lang, &mut self.rng);
+                cat.flows
+                    .iter()
+                    .position(|f| f.name == name)
+                    .expect("a language serves hand-written flows only")
+            }
+        }
+    }
+
     /// One user turn and the bot's answer, possibly preceded by a run of fallbacks.
     fn exchange(&mut self, utterance: Utterance, reply: Reply) {
         if self.full() {
@@ -1614,6 +1658,12 @@ impl<'a> Conversation<'a> {
             for fallbacks in 1..=3 {
                 if repeat {
                     self.restore_user_text();
+                } else if self.style == TextStyle::Realistic {
+                    // Something the bot has no flow for.
+                    self.text.clear();
+                    self.text
+                        .push_str(realistic::pick_miss(self.lang, &mut self.rng));
+                    realistic::as_typed(&mut self.text, &mut self.rng, true);
                 } else {
                     self.user_text(utterance);
                 }
@@ -1627,7 +1677,8 @@ impl<'a> Conversation<'a> {
                     return;
                 }
                 self.text.clear();
-                self.text.push_str(self.rng.pick_str(BOT_FALLBACKS));
+                self.text
+                    .push_str(self.rng.pick_str(self.lang.bot_fallbacks));
                 let mut m = self.message(Role::Bot);
                 m.unidentified = Some(true);
                 if let Reply::Step { flow, step, .. } = reply {
@@ -1645,7 +1696,8 @@ impl<'a> Conversation<'a> {
                 }
             }
         }
-        if repeat {
+        // After a fallback a realistic user asks for what the bot does serve.
+        if repeat && self.style == TextStyle::Zipf {
             self.restore_user_text();
         } else {
             self.user_text(utterance);
@@ -1679,9 +1731,9 @@ impl<'a> Conversation<'a> {
         match reply {
             Reply::Greeting | Reply::Closing | Reply::Handoff => {
                 let texts = match reply {
-                    Reply::Greeting => BOT_GREETINGS,
-                    Reply::Closing => BOT_CLOSINGS,
-                    _ => BOT_HANDOFFS,
+                    Reply::Greeting => self.lang.bot_greetings,
+                    Reply::Closing => self.lang.bot_closings,
+                    _ => self.lang.bot_handoffs,
                 };
                 self.text.push_str(self.rng.pick_str(texts));
                 let m = self.message(Role::Bot);
@@ -1693,13 +1745,13 @@ impl<'a> Conversation<'a> {
                 completes,
             } => {
                 let template = if step.kind == NodeKind::Prompt {
-                    self.rng.pick_str(prompt_texts(step.ask))
+                    self.rng.pick_str((self.lang.prompts)(step.ask))
                 } else {
-                    self.rng.pick_str(bot_texts(step.kind))
+                    self.rng.pick_str((self.lang.bot)(step.kind))
                 };
                 self.render(template);
                 if completes {
-                    let suffix = self.rng.pick_str(COMPLETION_SUFFIXES);
+                    let suffix = self.rng.pick_str(self.lang.completion_suffixes);
                     self.text.push_str(suffix);
                 }
                 // Variant 0 is the main path; the others are rarer branches of the same step.
@@ -1731,7 +1783,7 @@ impl<'a> Conversation<'a> {
             return;
         }
         self.text.clear();
-        self.text.push_str(HANDOFF_SYSTEM_TEXT);
+        self.text.push_str(self.lang.handoff_system);
         let agent = self.rng.below(AGENTS.len());
         let mut m = self.message(Role::System);
         let mut meta = serde_json::Map::new();
@@ -1751,9 +1803,9 @@ impl<'a> Conversation<'a> {
             if i % 2 == 0 {
                 self.text.clear();
                 let template = if i == 0 {
-                    self.rng.pick_str(AGENT_OPENERS)
+                    self.rng.pick_str(self.lang.agent_openers)
                 } else {
-                    self.rng.pick_str(AGENT_TEXTS)
+                    self.rng.pick_str(self.lang.agent_texts)
                 };
                 let name = AGENTS[agent];
                 for (k, part) in template.split("{agent}").enumerate() {
@@ -1765,7 +1817,8 @@ impl<'a> Conversation<'a> {
                 let m = self.message(Role::Agent);
                 self.emit(m);
             } else {
-                let lead = self.rng.pick_str(AGENT_PHASE_LEADS);
+                let lead = self.rng.pick_str(self.lang.agent_phase);
+                self.request = false;
                 self.compose_user_text(lead);
                 let m = self.message(Role::User);
                 self.emit(m);
@@ -1793,12 +1846,44 @@ impl<'a> Conversation<'a> {
     }
 
     fn user_text(&mut self, utterance: Utterance) {
-        let lead = self.rng.pick_str(utterance.leads());
+        let leads = match self.style {
+            TextStyle::Zipf => utterance.leads(),
+            TextStyle::Realistic => self.realistic_leads(utterance),
+        };
+        let lead = self.rng.pick_str(leads);
+        self.request = matches!(utterance, Utterance::FlowStart(_) | Utterance::RequestAgent);
         self.compose_user_text(lead);
     }
 
-    /// Lead phrase plus Zipf filler and the odd number, order id or e-mail address.
+    /// What a user of the conversation's language says for `utterance`.
+    fn realistic_leads(&self, utterance: Utterance) -> &'static [&'static str] {
+        let lang = self.lang;
+        match utterance {
+            Utterance::Greeting => lang.greetings,
+            Utterance::FlowStart(flow) => (lang.flows)()
+                .into_iter()
+                .find(|(name, _)| *name == flow.name)
+                .map_or(flow.leads, |(_, leads)| leads),
+            Utterance::Answer(ask) => (lang.answers)(ask),
+            Utterance::Ack => lang.acks,
+            Utterance::Closing => lang.closings,
+            Utterance::RequestAgent => lang.agent_requests,
+        }
+    }
+
+    /// The lead phrase with its placeholders filled in: as typed in the
+    /// realistic style; with Zipf filler words and the odd number, order id
+    /// or e-mail address in the Zipf one.
     fn compose_user_text(&mut self, lead: &str) {
+        if self.style == TextStyle::Realistic {
+            self.text.clear();
+            self.render(lead);
+            // An answer that is only a value (an e-mail address, a code) is pasted as it is.
+            if !lead.starts_with('{') {
+                realistic::as_typed(&mut self.text, &mut self.rng, self.request);
+            }
+            return;
+        }
         let target = self.tables.user_text_len.sample(&mut self.rng) as usize;
         self.text.clear();
         self.render(lead);
@@ -2021,6 +2106,10 @@ where
             session.push_str(&label);
         }
 
+        let lang = match cfg.text {
+            TextStyle::Zipf => &realistic::EN,
+            TextStyle::Realistic => realistic::lang_of(COUNTRIES[profile.country].0),
+        };
         let slot = merge.take_slot();
         let mut c = Conversation {
             rng: Rng::new(conv_key ^ conv.wrapping_mul(0x9E37_79B9_7F4A_7C15)),
@@ -2035,6 +2124,9 @@ where
             t: start,
             out: &mut merge.slots[slot],
             text: String::with_capacity(320),
+            style: cfg.text,
+            lang,
+            request: false,
         };
         c.run(cat, handoff);
         users.last_end[user] = c.t;
@@ -2082,6 +2174,71 @@ mod tests {
         bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, &b| {
             (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
         })
+    }
+
+    #[test]
+    fn realistic_text_is_five_languages_without_zipf_words_and_its_misses_recur() {
+        let cfg = GenConfig {
+            text: TextStyle::Realistic,
+            ..GenConfig::new(7, 3000, end())
+        };
+        assert_eq!(ndjson(&cfg), ndjson(&cfg), "deterministic");
+        let messages = collect(&cfg);
+        let mut langs: BTreeMap<String, usize> = BTreeMap::new();
+        for m in &messages {
+            *langs.entry(m.lang.clone().unwrap()).or_default() += 1;
+        }
+        assert_eq!(
+            langs.keys().map(String::as_str).collect::<Vec<_>>(),
+            ["de", "en", "es", "fr", "pt"]
+        );
+        assert!(
+            langs.values().all(|&n| n * 30 > messages.len()),
+            "{langs:?}"
+        );
+        // No word of the benchmarks' made-up Zipf tail (the short ones can be
+        // real words of some language, or a typo of one).
+        let made_up: HashSet<&str> = (TOP_WORDS.len()..VOCAB_SIZE)
+            .map(|rank| vocab().word(rank))
+            .filter(|word| word.len() >= 8)
+            .collect();
+        let words: HashSet<&str> = messages
+            .iter()
+            .flat_map(|m| m.text.split(|c: char| !c.is_alphabetic()))
+            .collect();
+        let found: Vec<&&str> = words.iter().filter(|w| made_up.contains(**w)).collect();
+        assert!(found.is_empty(), "Zipf words in realistic text: {found:?}");
+        // What users asked before a fallback: a few needs, asked again and again.
+        let mut missed: HashMap<String, usize> = HashMap::new();
+        for pair in messages.windows(2) {
+            if pair[1].unidentified == Some(true) && pair[0].role == "user" {
+                let text: String = pair[0]
+                    .text
+                    .to_lowercase()
+                    .chars()
+                    .filter(|c| c.is_alphanumeric() || *c == ' ')
+                    .collect();
+                *missed.entry(text).or_default() += 1;
+            }
+        }
+        let mut counts: Vec<usize> = missed.values().copied().collect();
+        counts.sort_unstable_by(|a, b| b.cmp(a));
+        assert!(counts.len() > 20 && counts[0] >= 10, "{counts:?}");
+        // Order numbers, e-mail addresses and the odd typo are there.
+        let all: String = messages
+            .iter()
+            .map(|m| m.text.as_str())
+            .collect::<Vec<_>>()
+            .join("\n");
+        assert!(all.contains("ORD-") && all.contains('@'));
+        assert!(
+            words.contains("pasword")
+                || words.contains("passowrd")
+                || words.contains("passsword")
+                || words.contains("ordr")
+                || words.contains("oder"),
+            "no typo seen"
+        );
     }
 
     #[test]
