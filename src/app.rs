@@ -264,6 +264,31 @@ impl App {
             .write_queued(move |ctx| ctx.ingest(messages, &sessions))
     }
 
+    /// Stores what one batch of a log carried, with its last position, in one
+    /// transaction (see `store::sources`); waits for the index like [`App::ingest`].
+    pub async fn ingest_from_source(
+        &self,
+        source: &str,
+        position: u64,
+        messages: Vec<NewMessage>,
+        dead: Vec<convlog_engine::store::sources::DeadLetter>,
+    ) -> Result<IngestOutcome, StoreError> {
+        self.within_backlog().await;
+        let sessions = self.config.sessions.clone();
+        let (source, now) = (source.to_string(), self.clock.now());
+        let outcome = self
+            .store
+            .write(move |ctx| {
+                ctx.ingest_from_source(&source, position, messages, dead, &sessions, now)
+            })
+            .await?;
+        self.metrics.ingested_messages.fetch_add(
+            outcome.accepted as u64,
+            std::sync::atomic::Ordering::Relaxed,
+        );
+        Ok(outcome)
+    }
+
     /// Like [`App::ingest`], outside an async runtime.
     pub fn ingest_blocking(&self, messages: Vec<NewMessage>) -> Result<IngestOutcome, StoreError> {
         let sessions = self.config.sessions.clone();
@@ -528,6 +553,10 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     app.resume_erasures().await?;
     if let Some(every) = app.config.retention.schedule {
         tokio::spawn(archive_schedule(app.clone(), every));
+    }
+    if let Some(nats) = &app.config.sources.nats {
+        let source = crate::sources::nats::NatsSource::new(nats.clone());
+        tokio::spawn(crate::sources::run(app.clone(), source));
     }
     // Tests and scripts read this line to find a port chosen with :0.
     println!("convlog listening on http://{address}");

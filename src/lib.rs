@@ -20,3 +20,4 @@ pub mod cli;
 pub mod http;
 pub mod logging;
 pub mod metrics;
+pub mod sources;

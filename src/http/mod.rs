@@ -13,6 +13,7 @@ mod review;
 pub mod routes;
 mod search;
 mod server;
+mod sources;
 mod ui;
 pub mod views;
 

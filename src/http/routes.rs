@@ -4,7 +4,7 @@
 //! policy, and the tests enumerate it (every route × every role × own/other bot).
 
 use super::openapi::{self as api, Doc};
-use super::{admin, export, ingest, insights, ops, review, search, ui};
+use super::{admin, export, ingest, insights, ops, review, search, sources, ui};
 use crate::app::App;
 use axum::http::Method;
 use axum::routing::{MethodFilter, MethodRouter, on};
@@ -476,6 +476,23 @@ pub fn routes() -> Vec<Route> {
             summary: "Erase one end user of one bot: hot store, index and archive (a job)",
             body: Some(admin::erase_body),
             ok: job,
+            ..Doc::default()
+        }),
+        route(M::GET, "/v1/admin/sources", Admin, sources::sources).doc(Doc {
+            summary: "The logs this node consumes ([sources]): position stored, lag, dead letters",
+            ok: json(sources::sources_schema),
+            ..Doc::default()
+        }),
+        route(
+            M::GET,
+            "/v1/admin/sources/{source}/dead-letters",
+            Admin,
+            sources::dead_letters,
+        )
+        .doc(Doc {
+            summary: "What a source carried that could not be stored, with the reason, newest first",
+            query: Q::Params(sources::dead_letter_params),
+            ok: json(sources::dead_letters_schema),
             ..Doc::default()
         }),
         route(M::GET, "/v1/admin/jobs", Admin, admin::jobs).doc(Doc {

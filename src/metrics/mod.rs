@@ -91,6 +91,19 @@ pub struct Metrics {
     http: Mutex<BTreeMap<(String, String), Served>>,
     /// Refused ingest requests by error code.
     ingest_rejects: Mutex<BTreeMap<&'static str, u64>>,
+    /// The logs consumed (`[sources]`), by source name.
+    sources: Mutex<BTreeMap<String, SourceCounts>>,
+}
+
+/// What one source has done.
+#[derive(Debug, Default, Clone, Copy)]
+struct SourceCounts {
+    stored: u64,
+    duplicates: u64,
+    dead_letters: u64,
+    position: u64,
+    lag: u64,
+    connected: bool,
 }
 
 /// The requests of one route and method: how many per status class, and how long.
@@ -222,6 +235,43 @@ impl Metrics {
             .expect("ingest metrics")
             .entry(code)
             .or_default() += 1;
+    }
+
+    /// A source stored a batch up to `position`.
+    pub fn source_batch(
+        &self,
+        source: &str,
+        stored: u64,
+        duplicates: u64,
+        dead_letters: u64,
+        position: u64,
+    ) {
+        let mut sources = self.sources.lock().expect("source metrics");
+        let counts = sources.entry(source.to_string()).or_default();
+        counts.stored += stored;
+        counts.duplicates += duplicates;
+        counts.dead_letters += dead_letters;
+        counts.position = counts.position.max(position);
+    }
+
+    /// Records in a source's log not yet received.
+    pub fn source_lag(&self, source: &str, lag: u64) {
+        let mut sources = self.sources.lock().expect("source metrics");
+        sources.entry(source.to_string()).or_default().lag = lag;
+    }
+
+    /// A source's lag and whether it is connected now.
+    pub fn source_live(&self, source: &str) -> (u64, bool) {
+        let sources = self.sources.lock().expect("source metrics");
+        sources
+            .get(source)
+            .map_or((0, false), |c| (c.lag, c.connected))
+    }
+
+    /// A source connected or lost its connection.
+    pub fn source_connected(&self, source: &str, connected: bool) {
+        let mut sources = self.sources.lock().expect("source metrics");
+        sources.entry(source.to_string()).or_default().connected = connected;
     }
 
     /// Counts one refused request.
@@ -434,6 +484,52 @@ impl Metrics {
         );
         for (code, count) in self.ingest_rejects.lock().expect("ingest metrics").iter() {
             sample(out, name, &[("reason", code)], count);
+        }
+        let sources = self.sources.lock().expect("source metrics").clone();
+        let name = "convlog_source_records_total";
+        family(
+            out,
+            name,
+            "counter",
+            "Records of the consumed logs, by outcome: stored, duplicate (a message id stored before), dead_letter.",
+        );
+        for (source, counts) in &sources {
+            for (outcome, count) in [
+                ("stored", counts.stored),
+                ("duplicate", counts.duplicates),
+                ("dead_letter", counts.dead_letters),
+            ] {
+                sample(
+                    out,
+                    name,
+                    &[("source", source), ("outcome", outcome)],
+                    count,
+                );
+            }
+        }
+        type Of = fn(&SourceCounts) -> u64;
+        let gauges: [(&str, &str, Of); 3] = [
+            (
+                "convlog_source_position",
+                "The last position of the log stored (a stream sequence).",
+                |c| c.position,
+            ),
+            (
+                "convlog_source_lag",
+                "Records in the log its consumer has not received yet.",
+                |c| c.lag,
+            ),
+            (
+                "convlog_source_connected",
+                "1 while the source is connected, 0 while it reconnects.",
+                |c| c.connected as u64,
+            ),
+        ];
+        for (name, help, of) in gauges {
+            family(out, name, "gauge", help);
+            for (source, counts) in &sources {
+                sample(out, name, &[("source", source)], of(counts));
+            }
         }
     }
 }

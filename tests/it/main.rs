@@ -37,6 +37,7 @@ mod review_concurrency;
 mod schemathesis;
 mod search_oracle;
 mod sessions;
+mod sources;
 mod tagging;
 mod tail;
 mod ui;

@@ -154,6 +154,40 @@ pub struct TailConfig {
     pub buffer: usize,
 }
 
+/// `[sources]`: the logs convlog consumes beside its HTTP ingest.
+#[derive(Debug, Clone, Default)]
+pub struct SourcesConfig {
+    /// `[sources.nats]`: a NATS JetStream stream, if configured.
+    pub nats: Option<NatsSourceConfig>,
+}
+
+/// `[sources.nats]`: a NATS JetStream stream whose messages are stored
+/// exactly once (see `store::sources`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct NatsSourceConfig {
+    /// The server, `nats://host:port` (several: comma-separated).
+    pub url: String,
+    /// A NATS credentials file (`.creds`: JWT and seed), if the server wants one.
+    pub credentials: Option<std::path::PathBuf>,
+    /// A user and password, if the server wants them instead.
+    pub user: Option<(String, String)>,
+    /// The stream to consume.
+    pub stream: String,
+    /// Only its subjects matching this (e.g. `convlog.p.0` for one partition); all when `None`.
+    pub subject: Option<String>,
+    /// The durable consumer's name (one per node and partition).
+    pub durable: String,
+    /// Messages fetched (and stored in one transaction) at most at a time.
+    pub batch: usize,
+}
+
+impl NatsSourceConfig {
+    /// The name its position and dead letters are kept under.
+    pub fn source_name(&self) -> String {
+        format!("nats:{}:{}", self.stream, self.durable)
+    }
+}
+
 /// `[review]`.
 #[derive(Debug, Clone)]
 pub struct ReviewConfig {

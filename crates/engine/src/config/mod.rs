@@ -10,8 +10,8 @@ mod raw;
 
 pub use crate::settings::{
     AuthConfig, IndexConfig, IngestConfig, KeepTraces, LanguageChoice, Languages, LogFormat,
-    RetentionConfig, ReviewConfig, S3Config, SchemaChange, SearchConfig, ServerConfig,
-    SessionConfig, TailConfig,
+    NatsSourceConfig, RetentionConfig, ReviewConfig, S3Config, SchemaChange, SearchConfig,
+    ServerConfig, SessionConfig, SourcesConfig, TailConfig,
 };
 pub use convlog_core::{parse_duration, parse_size};
 
@@ -56,6 +56,7 @@ pub struct Config {
     /// What is redacted from text at ingest (`[privacy]`), compiled.
     pub privacy: Redaction,
     pub log: LogFormat,
+    pub sources: SourcesConfig,
 }
 
 /// Where each layer of configuration comes from.
@@ -182,6 +183,66 @@ fn set(table: &mut toml::Table, dotted: &str, raw_value: &str) -> Result<(), Con
     }
     current.insert(last.to_string(), value);
     Ok(())
+}
+
+/// `[sources.nats]`, checked.
+fn nats_source(raw: &raw::RawNatsSource) -> Result<NatsSourceConfig, ConfigError> {
+    let name = |key: &str, value: &str| -> Result<String, ConfigError> {
+        let ok = !value.is_empty()
+            && value
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+        match ok {
+            true => Ok(value.to_string()),
+            false => Err(invalid(key, "must be letters, digits, '-' or '_'")),
+        }
+    };
+    if !raw.url.split(',').all(|url| {
+        let url = url.trim();
+        !url.is_empty()
+            && (url.starts_with("nats://") || url.starts_with("tls://") || !url.contains("://"))
+    }) {
+        return Err(invalid(
+            "sources.nats.url",
+            "must be nats://host:port (several: comma-separated)",
+        ));
+    }
+    let user = match (&raw.user, &raw.password) {
+        (Some(user), Some(password)) => Some((user.clone(), password.clone())),
+        (None, None) => None,
+        _ => {
+            return Err(invalid(
+                "sources.nats.user",
+                "user and password go together",
+            ));
+        }
+    };
+    if raw.credentials.is_some() && user.is_some() {
+        return Err(invalid(
+            "sources.nats.credentials",
+            "give a credentials file or a user and password, not both",
+        ));
+    }
+    if raw.batch == 0 || raw.batch > 10_000 {
+        return Err(invalid("sources.nats.batch", "must be between 1 and 10000"));
+    }
+    if let Some(subject) = &raw.subject
+        && (subject.is_empty() || subject.contains(char::is_whitespace))
+    {
+        return Err(invalid(
+            "sources.nats.subject",
+            "must be a NATS subject (tokens separated by '.', wildcards '*' and '>')",
+        ));
+    }
+    Ok(NatsSourceConfig {
+        url: raw.url.clone(),
+        credentials: raw.credentials.as_ref().map(std::path::PathBuf::from),
+        user,
+        stream: name("sources.nats.stream", &raw.stream)?,
+        subject: raw.subject.clone(),
+        durable: name("sources.nats.durable", &raw.durable)?,
+        batch: raw.batch,
+    })
 }
 
 fn invalid(key: &str, reason: impl Into<String>) -> ConfigError {
@@ -570,7 +631,11 @@ fn validate(table: toml::Table) -> Result<Config, ConfigError> {
         },
     };
 
+    let sources = SourcesConfig {
+        nats: raw.sources.nats.as_ref().map(nats_source).transpose()?,
+    };
     Ok(Config {
+        sources,
         server,
         auth,
         ingest,
@@ -647,6 +712,44 @@ mod tests {
                 "{bad}: {err}"
             );
         }
+    }
+
+    #[test]
+    fn a_nats_source_is_checked_and_none_is_configured_by_default() {
+        assert_eq!(Config::defaults().sources.nats, None);
+        let base = [
+            "sources.nats.url=nats://127.0.0.1:4222",
+            "sources.nats.stream=convlog",
+            "sources.nats.durable=node-a",
+        ];
+        let config = load_with(&base).unwrap();
+        let nats = config.sources.nats.unwrap();
+        assert_eq!(
+            (nats.batch, nats.source_name()),
+            (500, "nats:convlog:node-a".to_string())
+        );
+        for (bad, key) in [
+            ("sources.nats.url=http://x:4222", "sources.nats.url"),
+            ("sources.nats.stream=has space", "sources.nats.stream"),
+            ("sources.nats.durable=a.b", "sources.nats.durable"),
+            ("sources.nats.batch=0", "sources.nats.batch"),
+            ("sources.nats.user=u", "sources.nats.user"),
+            ("sources.nats.subject=a b", "sources.nats.subject"),
+            ("sources.nats.streem=x", "streem"),
+        ] {
+            let mut overrides = base.to_vec();
+            overrides.push(bad);
+            let err = load_with(&overrides).unwrap_err().to_string();
+            assert!(err.contains(key), "{bad}: {err}");
+        }
+        let mut both = base.to_vec();
+        both.extend([
+            "sources.nats.user=u",
+            "sources.nats.password=p",
+            "sources.nats.credentials=/x.creds",
+        ]);
+        let err = load_with(&both).unwrap_err().to_string();
+        assert!(err.contains("sources.nats.credentials"), "{err}");
     }
 
     #[test]

@@ -22,6 +22,34 @@ pub struct RawConfig {
     pub retention: RawRetention,
     pub privacy: RawPrivacy,
     pub log: RawLog,
+    #[serde(default)]
+    pub sources: RawSources,
+}
+
+/// `[sources]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawSources {
+    pub nats: Option<RawNatsSource>,
+}
+
+/// `[sources.nats]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawNatsSource {
+    pub url: String,
+    pub credentials: Option<String>,
+    pub user: Option<String>,
+    pub password: Option<String>,
+    pub stream: String,
+    pub subject: Option<String>,
+    pub durable: String,
+    #[serde(default = "default_nats_batch")]
+    pub batch: usize,
+}
+
+fn default_nats_batch() -> usize {
+    500
 }
 
 /// `[log]`.

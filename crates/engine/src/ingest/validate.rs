@@ -505,6 +505,26 @@ impl<'a> Item<'a> {
     }
 }
 
+/// Validates one message a log carried (a JSON object); `Err` says why it
+/// can't be stored, naming the fields at fault.
+pub fn validate_record(payload: &[u8], rules: &IngestRules) -> Result<NewMessage, String> {
+    let map = match serde_json::from_slice::<Value>(payload) {
+        Ok(Value::Object(map)) => map,
+        Ok(_) => return Err("not a JSON object".into()),
+        Err(err) => return Err(format!("invalid JSON: {err}")),
+    };
+    validate_message(0, &map, rules).map_err(|errors| {
+        errors
+            .iter()
+            .map(|e| match e.field.as_str() {
+                "" => e.reason.clone(),
+                field => format!("{field}: {}", e.reason),
+            })
+            .collect::<Vec<_>>()
+            .join("; ")
+    })
+}
+
 /// Validates one message and redacts its text and metadata.
 pub fn validate_message(
     index: usize,

@@ -18,6 +18,7 @@ pub mod keys;
 pub mod read;
 pub mod review;
 mod schema;
+pub mod sources;
 pub mod tagging;
 mod writer;
 

@@ -231,6 +231,22 @@ CREATE TABLE IF NOT EXISTS bulk_changes (
 );
 CREATE INDEX IF NOT EXISTS bulk_changes_conversation ON bulk_changes(conversation_id);
 
+-- The logs convlog consumes: how far each is stored, and what it carried that
+-- could not be (store::sources). Written in the same transaction as the messages.
+CREATE TABLE IF NOT EXISTS source_positions (
+    source           TEXT PRIMARY KEY,
+    position         INTEGER NOT NULL,
+    updated_at       INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS source_dead_letters (
+    source           TEXT NOT NULL,
+    position         INTEGER NOT NULL,
+    received_at      INTEGER NOT NULL,
+    reason           TEXT NOT NULL,
+    payload          BLOB NOT NULL,     -- cut to 4 KiB
+    PRIMARY KEY (source, position)
+);
+
 CREATE TABLE IF NOT EXISTS tags (
     conversation_id  INTEGER NOT NULL,
     tag              TEXT NOT NULL,

@@ -1,0 +1,155 @@
+//! The logs convlog consumes beside its HTTP ingest (issue #21), one task per
+//! source. Each round: fetch a batch of records; validate each (a bad one
+//! becomes a dead letter with its reason and never blocks the rest); store
+//! the messages, the dead letters and the batch's last position in one
+//! transaction (`store::sources`); then acknowledge to the log. After a
+//! restart or a crash the source is positioned right after the stored
+//! position, so every record is stored exactly once.
+
+pub mod nats;
+
+use crate::app::App;
+use bytes::Bytes;
+use convlog_engine::ingest::validate::validate_record;
+use convlog_engine::store::sources::{self, DeadLetter};
+use std::time::Duration;
+
+/// One record of a log: its position and what it carries (a message as JSON).
+#[derive(Debug, Clone)]
+pub struct Record {
+    pub position: u64,
+    pub payload: Bytes,
+}
+
+/// Why a source could not go on (it is reconnected after a pause).
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct SourceError(pub String);
+
+/// A log convlog consumes.
+pub trait Source: Send {
+    /// The name its position and dead letters are kept under.
+    fn name(&self) -> &str;
+    /// Connects, positioned right after `after` (the stored position; the
+    /// start of the log when `None`).
+    fn start(&mut self, after: Option<u64>)
+    -> impl Future<Output = Result<(), SourceError>> + Send;
+    /// The next records, in position order; none after a short wait when the
+    /// log has nothing new.
+    fn next(&mut self) -> impl Future<Output = Result<Vec<Record>, SourceError>> + Send;
+    /// Tells the log that every record up to `position` is stored.
+    fn ack(&mut self, position: u64) -> impl Future<Output = Result<(), SourceError>> + Send;
+    /// Records in the log this consumer has not received yet.
+    fn lag(&mut self) -> impl Future<Output = Result<u64, SourceError>> + Send;
+}
+
+/// Pause before reconnecting a source that failed: doubling up to a minute.
+const RETRY: (Duration, Duration) = (Duration::from_millis(500), Duration::from_secs(60));
+
+/// Consumes `source` into the store until the server stops.
+pub async fn run<S: Source>(app: App, mut source: S) {
+    let name = source.name().to_string();
+    let mut stopping = app.stopping.subscribe();
+    let mut pause = RETRY.0;
+    loop {
+        if *stopping.borrow() {
+            return;
+        }
+        let failure = tokio::select! {
+            _ = stopping.changed() => return,
+            failure = consume(&app, &mut source, &name) => failure,
+        };
+        app.metrics.source_connected(&name, false);
+        tracing::warn!(source = %name, error = %failure, pause_ms = pause.as_millis() as u64, "source failed; reconnecting");
+        tokio::select! {
+            _ = stopping.changed() => return,
+            _ = tokio::time::sleep(pause) => {}
+        }
+        pause = (pause * 2).min(RETRY.1);
+    }
+}
+
+/// Connects and consumes until something fails; returns what.
+async fn consume<S: Source>(app: &App, source: &mut S, name: &str) -> SourceError {
+    let stored = {
+        let name = name.to_string();
+        app.store
+            .read_async(move |conn| sources::position(conn, &name))
+            .await
+    };
+    let after = match stored {
+        Ok(after) => after,
+        Err(err) => return SourceError(format!("reading the stored position: {err}")),
+    };
+    if let Err(err) = source.start(after).await {
+        return err;
+    }
+    tracing::info!(source = %name, after = ?after, "source connected");
+    app.metrics.source_connected(name, true);
+    let mut stored = after.unwrap_or(0);
+    loop {
+        let records = match source.next().await {
+            Ok(records) => records,
+            Err(err) => return err,
+        };
+        if let Some(last) = records.last().map(|r| r.position) {
+            match store_batch(app, name, stored, records).await {
+                Ok(()) => stored = stored.max(last),
+                Err(err) => return err,
+            }
+            // Acknowledged once stored: a crash before this redelivers what the
+            // store has, which the stored position then skips.
+            if let Err(err) = source.ack(last).await {
+                return err;
+            }
+        }
+        match source.lag().await {
+            Ok(lag) => app.metrics.source_lag(name, lag),
+            Err(err) => return err,
+        }
+    }
+}
+
+/// Validates and stores one batch (what is at or before `stored` was stored
+/// already and is skipped), with the batch's last position, in one transaction.
+async fn store_batch(
+    app: &App,
+    name: &str,
+    stored: u64,
+    records: Vec<Record>,
+) -> Result<(), SourceError> {
+    let Some(last) = records.last().map(|r| r.position) else {
+        return Ok(());
+    };
+    let fresh: Vec<Record> = records
+        .into_iter()
+        .filter(|r| r.position > stored)
+        .collect();
+    if fresh.is_empty() {
+        return Ok(());
+    }
+    let (mut messages, mut dead) = (Vec::new(), Vec::new());
+    for record in fresh {
+        match validate_record(&record.payload, &app.rules) {
+            Ok(message) => messages.push(message),
+            Err(reason) => dead.push(DeadLetter {
+                position: record.position,
+                reason,
+                payload: record.payload.to_vec(),
+            }),
+        }
+    }
+    let dead_letters = dead.len() as u64;
+    let outcome = app
+        .ingest_from_source(name, last, messages, dead)
+        .await
+        .map_err(|err| SourceError(format!("storing a batch: {err}")))?;
+    app.metrics.source_batch(
+        name,
+        outcome.accepted as u64,
+        outcome.duplicates as u64,
+        dead_letters,
+        last,
+    );
+    Ok(())
+}

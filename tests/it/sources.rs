@@ -1,0 +1,344 @@
+//! The NATS JetStream source (issue #21) against a real `nats-server -js` on
+//! loopback (Debian's package; CI installs it and sets
+//! `CONVLOG_REQUIRE_NATS=1`, which makes its absence a failure): messages
+//! stored exactly once through `kill -9`s, dead letters with their reason that
+//! never block the stream, and the source's metrics.
+
+use crate::common::{Rng, Server};
+use serde_json::{Value, json};
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// Whether `nats-server` runs here.
+fn nats_available() -> bool {
+    let ok = Command::new("nats-server")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !ok {
+        assert!(
+            std::env::var_os("CONVLOG_REQUIRE_NATS").is_none(),
+            "CONVLOG_REQUIRE_NATS is set but nats-server is missing (apt-get install nats-server)"
+        );
+        eprintln!("skipping: nats-server is not installed (apt-get install nats-server)");
+    }
+    ok
+}
+
+/// A `nats-server -js` on a free loopback port, its store under `dir`; killed on drop.
+struct Nats {
+    child: Child,
+    url: String,
+}
+
+impl Nats {
+    fn start(dir: &Path) -> Nats {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let log = std::fs::File::create(dir.join("nats.log")).unwrap();
+        let child = Command::new("nats-server")
+            .args(["-js", "-a", "127.0.0.1", "-p", &port.to_string()])
+            .arg("-sd")
+            .arg(dir.join("jetstream"))
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("nats-server starts");
+        let url = format!("nats://127.0.0.1:{port}");
+        let started = Instant::now();
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                started.elapsed() < Duration::from_secs(30),
+                "nats-server did not listen"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Nats { child, url }
+    }
+}
+
+impl Drop for Nats {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A JetStream publisher (the bots' side of the log), on its own runtime.
+struct Publisher {
+    runtime: tokio::runtime::Runtime,
+    context: async_nats::jetstream::Context,
+}
+
+impl Publisher {
+    /// Connects and creates stream `stream` over `convlog.>`.
+    fn new(url: &str, stream: &str) -> Publisher {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let context = runtime.block_on(async {
+            let client = async_nats::connect(url).await.expect("connect to nats");
+            let context = async_nats::jetstream::new(client);
+            context
+                .create_stream(async_nats::jetstream::stream::Config {
+                    name: stream.to_string(),
+                    subjects: vec!["convlog.>".into()],
+                    ..Default::default()
+                })
+                .await
+                .expect("create the stream");
+            context
+        });
+        Publisher { runtime, context }
+    }
+
+    /// Publishes each payload to `subject`, waiting for the stream's acks.
+    fn publish(&self, subject: &str, payloads: Vec<Vec<u8>>) {
+        self.runtime.block_on(async {
+            let mut acks = Vec::with_capacity(payloads.len());
+            for payload in payloads {
+                acks.push(
+                    self.context
+                        .publish(subject.to_string(), payload.into())
+                        .await
+                        .expect("publish"),
+                );
+            }
+            for ack in acks {
+                ack.await.expect("the stream stored it");
+            }
+        });
+    }
+}
+
+/// A message without an id (so only the source's position can keep a
+/// redelivery from being stored twice), told apart by its text.
+fn note(n: usize, at: &str) -> Vec<u8> {
+    serde_json::to_vec(&json!({
+        "bot_id": "nats",
+        "user_id": format!("user-{}", n % 97),
+        "channel": "web",
+        "role": if n.is_multiple_of(2) { "user" } else { "bot" },
+        "text": format!("note {n:06}"),
+        "timestamp": at,
+    }))
+    .unwrap()
+}
+
+fn config(root: &Path, url: &str) -> std::path::PathBuf {
+    let path = root.join("convlog.toml");
+    std::fs::write(
+        &path,
+        format!(
+            "[sources.nats]\nurl = \"{url}\"\nstream = \"convlog\"\nsubject = \"convlog.>\"\ndurable = \"node-a\"\n"
+        ),
+    )
+    .unwrap();
+    path
+}
+
+const SOURCE: &str = "nats:convlog:node-a";
+const RANGE: &str = "from=2020-01-01T00:00:00Z&to=2030-01-01T00:00:00Z";
+
+/// Waits until the source's stored position is `position`; its state then.
+fn wait_position(server: &Server, position: u64) -> Value {
+    let started = Instant::now();
+    loop {
+        let sources = server.get_ok("/v1/admin/sources");
+        let source = sources["sources"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["name"] == SOURCE)
+            .cloned()
+            .unwrap_or_else(|| panic!("no {SOURCE}: {sources}"));
+        if source["position"] == json!(position) {
+            return source;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(120),
+            "stuck at {source}\n{}",
+            server.log_tail()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Every message of bot `nats`, by text, from the export (read as it streams).
+fn texts(server: &Server) -> BTreeMap<String, u64> {
+    use std::io::BufRead;
+    let response = crate::common::agent()
+        .get(format!(
+            "{}/v1/bots/nats/conversations/export?format=ndjson&{RANGE}",
+            server.base()
+        ))
+        .call()
+        .expect("export");
+    assert_eq!(response.status(), 200);
+    let mut texts = BTreeMap::new();
+    for line in std::io::BufReader::new(response.into_body().into_reader()).lines() {
+        let message: Value = serde_json::from_str(&line.expect("a line")).unwrap();
+        *texts
+            .entry(message["text"].as_str().unwrap().to_string())
+            .or_default() += 1;
+    }
+    texts
+}
+
+#[test]
+fn a_poison_message_is_a_dead_letter_with_its_reason_and_the_stream_moves_on() {
+    if !nats_available() {
+        return;
+    }
+    let root = tempfile::tempdir().unwrap();
+    let nats = Nats::start(root.path());
+    let publisher = Publisher::new(&nats.url, "convlog");
+    let config = config(root.path(), &nats.url);
+    let server = Server::start(root.path(), &["--config", config.to_str().unwrap()]);
+    let at = chrono::Utc::now().to_rfc3339();
+    let mut payloads: Vec<Vec<u8>> = (0..5).map(|n| note(n, &at)).collect();
+    payloads.push(b"this is not json".to_vec());
+    payloads.push(br#"{"bot_id": "nats", "text": "no user, no role"}"#.to_vec());
+    payloads.push(serde_json::to_vec(&json!({"bot_id": "nats", "user_id": "u", "channel": "web", "role": "user", "text": "x", "timestamp": "yesterday"})).unwrap());
+    payloads.extend((5..10).map(|n| note(n, &at)));
+    publisher.publish("convlog.p.0", payloads);
+
+    let source = wait_position(&server, 13);
+    assert_eq!(source["dead_letters"], json!(3), "{source}");
+    assert_eq!(source["connected"], json!(true), "{source}");
+    assert_eq!(source["lag"], json!(0), "{source}");
+    let letters = server.get_ok(&format!("/v1/admin/sources/{SOURCE}/dead-letters"));
+    let letters = letters["dead_letters"].as_array().unwrap();
+    let by_position: BTreeMap<u64, &Value> = letters
+        .iter()
+        .map(|l| (l["position"].as_u64().unwrap(), l))
+        .collect();
+    assert_eq!(by_position.keys().copied().collect::<Vec<_>>(), [6, 7, 8]);
+    assert!(
+        by_position[&6]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("invalid JSON")
+    );
+    assert_eq!(by_position[&6]["payload"], "this is not json");
+    let missing = by_position[&7]["reason"].as_str().unwrap();
+    assert!(
+        missing.contains("user_id") && missing.contains("role"),
+        "{missing}"
+    );
+    assert!(
+        by_position[&8]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("timestamp")
+    );
+    // The stream moved on: every valid message is stored once.
+    server.wait_indexed();
+    let texts = texts(&server);
+    assert_eq!(texts.len(), 10, "{texts:?}");
+    assert!(texts.values().all(|&n| n == 1));
+    let metrics = server.get("/metrics").body;
+    for (line, value) in [
+        (
+            format!("convlog_source_records_total{{source=\"{SOURCE}\",outcome=\"stored\"}}"),
+            10,
+        ),
+        (
+            format!("convlog_source_records_total{{source=\"{SOURCE}\",outcome=\"dead_letter\"}}"),
+            3,
+        ),
+        (
+            format!("convlog_source_position{{source=\"{SOURCE}\"}}"),
+            13,
+        ),
+        (format!("convlog_source_lag{{source=\"{SOURCE}\"}}"), 0),
+        (
+            format!("convlog_source_connected{{source=\"{SOURCE}\"}}"),
+            1,
+        ),
+    ] {
+        assert!(
+            metrics.contains(&format!("{line} {value}\n")),
+            "{line} {value} not in:\n{}",
+            metrics
+                .lines()
+                .filter(|l| l.contains("source"))
+                .collect::<Vec<_>>()
+                .join("\n")
+        );
+    }
+    // Bad parameters of the dead letters: 400 naming them.
+    for (query, name) in [
+        ("limit=0", "limit"),
+        ("limit=abc", "limit"),
+        ("page=2", "page"),
+    ] {
+        let reply = server.get(&format!("/v1/admin/sources/{SOURCE}/dead-letters?{query}"));
+        assert_eq!(reply.status, 400, "{query}: {}", reply.body);
+        assert!(reply.body.contains(name), "{}", reply.body);
+    }
+}
+
+#[test]
+fn messages_published_while_the_consumer_is_killed_ten_times_are_stored_exactly_once() {
+    if !nats_available() {
+        return;
+    }
+    const TOTAL: usize = 100_000;
+    let root = tempfile::tempdir().unwrap();
+    let nats = Nats::start(root.path());
+    let config = config(root.path(), &nats.url);
+    let publisher = Publisher::new(&nats.url, "convlog");
+    let mut server = Server::start_with_env(
+        root.path(),
+        &["--config", config.to_str().unwrap()],
+        &[],
+        "error",
+    );
+    let at = chrono::Utc::now().to_rfc3339();
+    // The bots publish at about 20,000 messages a second while the node dies.
+    let publishing = std::thread::spawn(move || {
+        for chunk in (0..TOTAL).collect::<Vec<_>>().chunks(2_000) {
+            publisher.publish(
+                &format!("convlog.p.{}", chunk[0] % 4),
+                chunk.iter().map(|&n| note(n, &at)).collect(),
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    });
+    let mut rng = Rng::new(0x21);
+    for kill in 0..10 {
+        std::thread::sleep(Duration::from_millis(rng.range_i64(150, 900) as u64));
+        server.kill9();
+        server.restart();
+        eprintln!("kill {} done", kill + 1);
+    }
+    publishing.join().expect("publisher");
+    let source = wait_position(&server, TOTAL as u64);
+    assert_eq!(source["dead_letters"], json!(0), "{source}");
+    server.wait_indexed();
+    // The store: each message once, none lost.
+    let texts = texts(&server);
+    let twice: Vec<_> = texts.iter().filter(|(_, n)| **n > 1).take(5).collect();
+    assert!(twice.is_empty(), "stored twice: {twice:?}");
+    assert_eq!(texts.len(), TOTAL, "lost {}", TOTAL - texts.len());
+    // The index agrees with the store.
+    let found = server.get_ok(&format!("/v1/bots/nats/messages?{RANGE}&limit=1"));
+    assert_eq!(found["total"], json!(TOTAL), "{found}");
+    let users = server.get_ok(&format!("/v1/bots/nats/conversations?{RANGE}&limit=1"));
+    let in_conversations: u64 = server
+        .page_all(
+            &format!("/v1/bots/nats/conversations?{RANGE}"),
+            "conversations",
+        )
+        .iter()
+        .map(|c| c["message_count"].as_u64().unwrap())
+        .sum();
+    assert_eq!(in_conversations, TOTAL as u64, "{users}");
+}
