@@ -555,8 +555,10 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         tokio::spawn(archive_schedule(app.clone(), every));
     }
     if let Some(nats) = &app.config.sources.nats {
-        let source = crate::sources::nats::NatsSource::new(nats.clone());
-        tokio::spawn(crate::sources::run(app.clone(), source));
+        for consumer in nats.consumers(app.config.cluster.as_ref()) {
+            let source = crate::sources::nats::NatsSource::new(consumer);
+            tokio::spawn(crate::sources::run(app.clone(), source));
+        }
     }
     // Tests and scripts read this line to find a port chosen with :0.
     println!("convlog listening on http://{address}");

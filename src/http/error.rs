@@ -52,6 +52,17 @@ pub enum AppError {
     Busy(&'static str),
     #[error("method {method} is not allowed here; allowed: {allow}")]
     MethodNotAllowed { method: String, allow: String },
+    /// In a cluster: the node owning the bot did not answer.
+    #[error("the node owning this bot ({node}) is unavailable: {reason}")]
+    OwnerUnavailable { node: String, reason: String },
+    /// In a cluster: messages of a bot another node owns.
+    #[error(
+        "bot {bot:?} belongs to node {node:?}: send its messages there, or publish them to the log"
+    )]
+    NotOwner { bot: String, node: String },
+    /// In a cluster: a forwarded request reached a node that doesn't own the bot either.
+    #[error("{0}")]
+    Misrouted(String),
 }
 
 #[derive(Serialize)]
@@ -136,6 +147,11 @@ impl AppError {
             }
             AppError::BodyTimeout { .. } => (StatusCode::REQUEST_TIMEOUT, "request_timeout"),
             AppError::Busy(_) => (StatusCode::SERVICE_UNAVAILABLE, "busy"),
+            AppError::OwnerUnavailable { .. } => {
+                (StatusCode::SERVICE_UNAVAILABLE, "owner_unavailable")
+            }
+            AppError::Misrouted(_) => (StatusCode::SERVICE_UNAVAILABLE, "misrouted"),
+            AppError::NotOwner { .. } => (StatusCode::MISDIRECTED_REQUEST, "not_owner"),
             AppError::MethodNotAllowed { .. } => {
                 (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed")
             }
@@ -203,6 +219,9 @@ impl IntoResponse for AppError {
             }
             AppError::Busy(_) => {
                 headers.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+            }
+            AppError::OwnerUnavailable { .. } => {
+                headers.insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
             }
             AppError::Archive(ArchiveError::Unavailable(_)) => {
                 headers.insert(

@@ -225,6 +225,14 @@ async fn guarded(
         Ok(read) => read,
         Err(err) => return err.into_response(),
     };
+    // In a cluster, another node may own the bot: it answers (and audits).
+    if let Some(bot) = &bot {
+        match super::forward::owner(app, bot, super::forward::is_forwarded(&request)) {
+            Ok(Some(node)) => return super::forward::forward(app, node, request).await,
+            Ok(None) => {}
+            Err(err) => return err.into_response(),
+        }
+    }
     let key_id = caller.key_id.clone();
     let mut request = request;
     request.extensions_mut().insert(Caller {

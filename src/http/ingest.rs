@@ -141,6 +141,17 @@ async fn store_messages(app: &App, messages: Vec<NewMessage>) -> Result<IngestOu
     if messages.is_empty() {
         return Ok(IngestOutcome::default());
     }
+    // In a cluster a node stores only the bots it owns; the others' go to their node.
+    if let Some(cluster) = &app.config.cluster
+        && let Some(message) = messages
+            .iter()
+            .find(|m| cluster.owner(&m.bot_id).name != cluster.node)
+    {
+        return Err(AppError::NotOwner {
+            bot: message.bot_id.clone(),
+            node: cluster.owner(&message.bot_id).name.clone(),
+        });
+    }
     let outcome = app.ingest(messages).await?;
     app.metrics
         .ingested_messages

@@ -4,6 +4,7 @@
 mod admin;
 pub mod error;
 mod export;
+pub mod forward;
 pub mod guard;
 mod ingest;
 mod insights;

@@ -76,9 +76,10 @@ pub async fn filters() -> Json<Value> {
 pub async fn bots(
     State(app): State<App>,
     Extension(caller): Extension<Caller>,
+    headers: axum::http::HeaderMap,
 ) -> Result<Json<Value>, AppError> {
     let bots = app.search.bots().await?;
-    let bots: Vec<Value> = bots
+    let mut bots: Vec<Value> = bots
         .into_iter()
         .filter(|bot| caller.scope.includes(&bot.id))
         .map(|bot| {
@@ -89,7 +90,28 @@ pub async fn bots(
             })
         })
         .collect();
-    Ok(Json(json!({ "bots": bots })))
+    // In a cluster each bot is on one node: the others' lists are added (a
+    // forwarded request answers for its node only).
+    if headers.contains_key(super::forward::FORWARDED) {
+        return Ok(Json(json!({ "bots": bots })));
+    }
+    let mut unavailable = Vec::new();
+    let authorization = headers.get(axum::http::header::AUTHORIZATION);
+    for (node, answer) in super::forward::ask_others(&app, "/v1/bots", authorization).await {
+        match answer {
+            Ok(answer) => bots.extend(answer["bots"].as_array().cloned().unwrap_or_default()),
+            Err(reason) => {
+                tracing::warn!(%node, error = %reason, "a node did not list its bots");
+                unavailable.push(node);
+            }
+        }
+    }
+    bots.sort_by(|a, b| a["id"].as_str().cmp(&b["id"].as_str()));
+    let mut body = json!({ "bots": bots });
+    if app.config.cluster.is_some() {
+        body["unavailable_nodes"] = json!(unavailable);
+    }
+    Ok(Json(body))
 }
 
 /// `GET /v1/bots/{bot}/conversations`.
@@ -300,7 +322,11 @@ pub fn bots_schema(_: &mut Components) -> Value {
         ],
         &["id", "conversations", "last_message_at"],
     );
-    object(&[("bots", array(bot))], &["bots"])
+    // `unavailable_nodes`: in a cluster, the nodes that didn't list their bots.
+    object(
+        &[("bots", array(bot)), ("unavailable_nodes", array(string()))],
+        &["bots"],
+    )
 }
 
 /// The query of `GET …/conversations/{id}`: `q` highlights matches.

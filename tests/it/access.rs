@@ -415,6 +415,7 @@ impl Matrix {
         path = path.replace("{id}", &self.conversation[bot]);
         path = path.replace("{label}", "matrixlabel");
         path = path.replace("{action}", "1");
+        path = path.replace("{source}", "nats:convlog:none");
         path = path.replace("{*rest}", "conversations/c_1");
         path = path.replace("{*file}", "app.css");
         assert!(!path.contains('{'), "no value for a parameter of {pattern}");

@@ -35,16 +35,25 @@ struct Nats {
 
 impl Nats {
     fn start(dir: &Path) -> Nats {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
+        Nats::start_with(dir, "")
+    }
+
+    /// With `settings` added to its configuration file (e.g. subject mappings).
+    fn start_with(dir: &Path, settings: &str) -> Nats {
+        let port = free_port();
+        let conf = dir.join("nats.conf");
+        std::fs::write(
+            &conf,
+            format!(
+                "listen: 127.0.0.1:{port}\njetstream {{ store_dir: {:?} }}\n{settings}\n",
+                dir.join("jetstream")
+            ),
+        )
+        .unwrap();
         let log = std::fs::File::create(dir.join("nats.log")).unwrap();
         let child = Command::new("nats-server")
-            .args(["-js", "-a", "127.0.0.1", "-p", &port.to_string()])
-            .arg("-sd")
-            .arg(dir.join("jetstream"))
+            .arg("-c")
+            .arg(&conf)
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
@@ -341,4 +350,197 @@ fn messages_published_while_the_consumer_is_killed_ten_times_are_stored_exactly_
         .map(|c| c["message_count"].as_u64().unwrap())
         .sum();
     assert_eq!(in_conversations, TOTAL as u64, "{users}");
+}
+
+/// NATS's partition of a subject token: FNV-1a (32 bits) modulo the partitions.
+fn nats_partition(token: &str, partitions: u32) -> u32 {
+    token.bytes().fold(0x811c_9dc5_u32, |h, b| {
+        (h ^ u32::from(b)).wrapping_mul(0x0100_0193)
+    }) % partitions
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+#[test]
+fn two_nodes_on_four_partitions_hold_each_bot_once_answer_for_each_other_and_503_while_one_is_down()
+{
+    if !nats_available() {
+        return;
+    }
+    let root = tempfile::tempdir().unwrap();
+    // The log partitions by bot: convlog.in.<bot> → convlog.p.<partition>.<bot>.
+    let nats = Nats::start_with(
+        root.path(),
+        "mappings = { \"convlog.in.*\": \"convlog.p.{{partition(4,1)}}.{{wildcard(1)}}\" }",
+    );
+    let publisher = Publisher::new(&nats.url, "convlog");
+
+    let (port_a, port_b) = (free_port(), free_port());
+    let node = |name: &str, port: u16| {
+        let dir = root.path().join(name);
+        std::fs::create_dir_all(&dir).unwrap();
+        let config = dir.join("convlog.toml");
+        std::fs::write(
+            &config,
+            format!(
+                "[cluster]\nnode = \"{name}\"\npartitions = 4\n\
+                 [[cluster.nodes]]\nname = \"a\"\nurl = \"http://127.0.0.1:{port_a}\"\npartitions = [0, 1]\n\
+                 [[cluster.nodes]]\nname = \"b\"\nurl = \"http://127.0.0.1:{port_b}\"\npartitions = [2, 3]\n\
+                 [sources.nats]\nurl = \"{}\"\nstream = \"convlog\"\nsubject = \"convlog.p.{{partition}}.>\"\ndurable = \"node\"\n",
+                nats.url
+            ),
+        )
+        .unwrap();
+        Server::start(
+            &dir,
+            &[
+                "--config",
+                config.to_str().unwrap(),
+                "--listen",
+                &format!("127.0.0.1:{port}"),
+            ],
+        )
+    };
+    let a = node("a", port_a);
+    let mut b = node("b", port_b);
+
+    // 40 bots, 30 messages each, published by bot to the log.
+    let bots: Vec<String> = (0..40).map(|i| format!("bot-{i:02}")).collect();
+    let at = chrono::Utc::now();
+    for bot in &bots {
+        let payloads = (0..30)
+            .map(|n| {
+                serde_json::to_vec(&json!({
+                    "id": format!("{bot}-{n}"),
+                    "bot_id": bot,
+                    "user_id": format!("user-{}", n % 5),
+                    "channel": "web",
+                    "role": if n % 2 == 0 { "user" } else { "bot" },
+                    "text": format!("question {n} about refunds"),
+                    "timestamp": (at + chrono::Duration::milliseconds(n)).to_rfc3339(),
+                }))
+                .unwrap()
+            })
+            .collect();
+        publisher.publish(&format!("convlog.in.{bot}"), payloads);
+    }
+    // Each node lists the bots it holds (a forwarded request answers for its node alone).
+    let local = |server: &Server| -> BTreeMap<String, u64> {
+        let reply = crate::common::agent()
+            .get(format!("{}/v1/bots", server.base()))
+            .header("x-convlog-forwarded", "test")
+            .call()
+            .unwrap()
+            .into_body()
+            .read_json::<Value>()
+            .unwrap();
+        reply["bots"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|bot| {
+                (
+                    bot["id"].as_str().unwrap().to_string(),
+                    bot["conversations"].as_u64().unwrap(),
+                )
+            })
+            .collect()
+    };
+    let started = Instant::now();
+    loop {
+        let total: u64 = local(&a).values().chain(local(&b).values()).sum();
+        let count = local(&a).len() + local(&b).len();
+        if count == bots.len() && total == 5 * bots.len() as u64 {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "{:?} {:?}",
+            local(&a),
+            local(&b)
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    a.wait_indexed();
+    b.wait_indexed();
+    let (on_a, on_b) = (local(&a), local(&b));
+    for bot in &bots {
+        let owner = if nats_partition(bot, 4) < 2 { "a" } else { "b" };
+        // Exactly one node holds it: the one its partition names.
+        assert_eq!(
+            (on_a.contains_key(bot), on_b.contains_key(bot)),
+            (owner == "a", owner == "b"),
+            "{bot} (partition {})",
+            nats_partition(bot, 4)
+        );
+    }
+    assert!(!on_a.is_empty() && !on_b.is_empty(), "{on_a:?} {on_b:?}");
+    // GET /v1/bots on either node lists every bot.
+    for server in [&a, &b] {
+        let listed = server.get_ok("/v1/bots");
+        assert_eq!(
+            listed["bots"].as_array().unwrap().len(),
+            bots.len(),
+            "{listed}"
+        );
+        assert_eq!(listed["unavailable_nodes"], json!([]));
+    }
+    // Either node answers any bot's search as its owner does.
+    let search = |server: &Server, bot: &str| -> (u16, Value) {
+        let reply = server.get(&format!(
+            "/v1/bots/{bot}/conversations?{RANGE}&q=refunds&limit=3"
+        ));
+        let mut body: Value = serde_json::from_str(&reply.body).unwrap_or(Value::Null);
+        if let Some(object) = body.as_object_mut() {
+            object.remove("next_cursor");
+        }
+        (reply.status, body)
+    };
+    for bot in &bots {
+        let (status_a, from_a) = search(&a, bot);
+        let (status_b, from_b) = search(&b, bot);
+        assert_eq!((status_a, status_b), (200, 200), "{bot}: {from_a} {from_b}");
+        assert_eq!(from_a, from_b, "{bot}");
+        assert_eq!(from_a["total"], json!(5), "{bot}: {from_a}");
+    }
+    // A node stores only its own bots over HTTP too.
+    let theirs = bots.iter().find(|bot| !on_a.contains_key(*bot)).unwrap();
+    let refused = a.post(
+        "/v1/messages",
+        "application/json",
+        serde_json::to_string(
+            &json!([{"id": "x", "bot_id": theirs, "user_id": "u", "channel": "web",
+            "role": "user", "text": "hi", "timestamp": at.to_rfc3339()}]),
+        )
+        .unwrap()
+        .as_bytes(),
+    );
+    assert_eq!(refused.status, 421, "{}", refused.body);
+    let message = refused.json()["error"]["message"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(message.contains("node \"b\""), "{message}");
+
+    // Node b dies: its bots answer 503 from a, a's bots still answer.
+    b.kill9();
+    let mine = bots.iter().find(|bot| on_a.contains_key(*bot)).unwrap();
+    let (status, body) = search(&a, theirs);
+    assert_eq!(status, 503, "{body}");
+    assert_eq!(body["error"]["code"], "owner_unavailable", "{body}");
+    assert_eq!(search(&a, mine).0, 200);
+    let listed = a.get_ok("/v1/bots");
+    assert_eq!(listed["unavailable_nodes"], json!(["b"]), "{listed}");
+    assert_eq!(listed["bots"].as_array().unwrap().len(), on_a.len());
+    // And recover when it returns.
+    b.restart();
+    let (status, from_a) = search(&a, theirs);
+    assert_eq!(status, 200, "{from_a}");
+    assert_eq!(from_a, search(&b, theirs).1);
 }

@@ -154,6 +154,61 @@ pub struct TailConfig {
     pub buffer: usize,
 }
 
+/// `[cluster]`: bots spread over nodes by partition. Each bot belongs to
+/// partition `fnv1a32(bot id) % partitions` — the hash of NATS's
+/// `{{partition(n, token)}}` subject mapping, so the log and the nodes agree
+/// without a membership protocol — and each partition to one node.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ClusterConfig {
+    /// This node's name.
+    pub node: String,
+    /// Partitions of the log (the `n` of the subject mapping).
+    pub partitions: u32,
+    /// Every node, with the partitions it owns.
+    pub nodes: Vec<ClusterNode>,
+}
+
+/// One node of `[cluster]`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ClusterNode {
+    pub name: String,
+    /// Where its HTTP API answers, e.g. `http://10.0.0.2:7700`.
+    pub url: String,
+    pub partitions: Vec<u32>,
+}
+
+impl ClusterConfig {
+    /// The partition of `bot`.
+    pub fn partition(&self, bot: &str) -> u32 {
+        partition(bot, self.partitions)
+    }
+
+    /// The node owning `bot`.
+    pub fn owner(&self, bot: &str) -> &ClusterNode {
+        let partition = self.partition(bot);
+        self.nodes
+            .iter()
+            .find(|node| node.partitions.contains(&partition))
+            .expect("every partition has an owner (checked at load)")
+    }
+
+    /// This node.
+    pub fn this(&self) -> &ClusterNode {
+        self.nodes
+            .iter()
+            .find(|node| node.name == self.node)
+            .expect("the node is one of the nodes (checked at load)")
+    }
+}
+
+/// `fnv1a32(key) % partitions`: NATS's deterministic subject-token partition.
+pub fn partition(key: &str, partitions: u32) -> u32 {
+    let hash = key.bytes().fold(0x811c_9dc5_u32, |hash, byte| {
+        (hash ^ u32::from(byte)).wrapping_mul(0x0100_0193)
+    });
+    hash % partitions.max(1)
+}
+
 /// `[sources]`: the logs convlog consumes beside its HTTP ingest.
 #[derive(Debug, Clone, Default)]
 pub struct SourcesConfig {
@@ -185,6 +240,28 @@ impl NatsSourceConfig {
     /// The name its position and dead letters are kept under.
     pub fn source_name(&self) -> String {
         format!("nats:{}:{}", self.stream, self.durable)
+    }
+
+    /// What this node consumes: in a cluster, one consumer per partition it
+    /// owns (`{partition}` of the subject filled in, the durable name
+    /// suffixed `-p<n>`); alone, this one.
+    pub fn consumers(&self, cluster: Option<&ClusterConfig>) -> Vec<NatsSourceConfig> {
+        let Some(cluster) = cluster else {
+            return vec![self.clone()];
+        };
+        cluster
+            .this()
+            .partitions
+            .iter()
+            .map(|p| NatsSourceConfig {
+                subject: self
+                    .subject
+                    .as_ref()
+                    .map(|s| s.replace("{partition}", &p.to_string())),
+                durable: format!("{}-p{p}", self.durable),
+                ..self.clone()
+            })
+            .collect()
     }
 }
 

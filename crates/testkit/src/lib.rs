@@ -9,7 +9,8 @@ use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-/// What to start: `bin serve --listen 127.0.0.1:0 --data-dir DATA ARGS…`.
+/// What to start: `bin serve --listen 127.0.0.1:0 --data-dir DATA ARGS…`
+/// (ARGS may name its own `--listen`).
 #[derive(Debug, Clone)]
 pub struct Launch {
     pub bin: PathBuf,
@@ -50,9 +51,14 @@ impl Launch {
             .append(true)
             .open(&self.log)
             .map_err(|err| format!("opening {}: {err}", self.log.display()))?;
+        let listen = match self.args.iter().any(|arg| arg == "--listen") {
+            true => None,
+            false => Some(["--listen", "127.0.0.1:0"]),
+        };
         let mut child = Command::new(&self.bin)
             .arg("serve")
-            .args(["--listen", "127.0.0.1:0", "--data-dir"])
+            .args(listen.into_iter().flatten())
+            .arg("--data-dir")
             .arg(&self.data_dir)
             .args(&self.args)
             .env("CONVLOG_LOG", &self.log_level)

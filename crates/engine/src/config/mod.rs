@@ -9,9 +9,9 @@
 mod raw;
 
 pub use crate::settings::{
-    AuthConfig, IndexConfig, IngestConfig, KeepTraces, LanguageChoice, Languages, LogFormat,
-    NatsSourceConfig, RetentionConfig, ReviewConfig, S3Config, SchemaChange, SearchConfig,
-    ServerConfig, SessionConfig, SourcesConfig, TailConfig,
+    AuthConfig, ClusterConfig, ClusterNode, IndexConfig, IngestConfig, KeepTraces, LanguageChoice,
+    Languages, LogFormat, NatsSourceConfig, RetentionConfig, ReviewConfig, S3Config, SchemaChange,
+    SearchConfig, ServerConfig, SessionConfig, SourcesConfig, TailConfig,
 };
 pub use convlog_core::{parse_duration, parse_size};
 
@@ -57,6 +57,8 @@ pub struct Config {
     pub privacy: Redaction,
     pub log: LogFormat,
     pub sources: SourcesConfig,
+    /// `[cluster]`, if this node is one of several.
+    pub cluster: Option<ClusterConfig>,
 }
 
 /// Where each layer of configuration comes from.
@@ -183,6 +185,70 @@ fn set(table: &mut toml::Table, dotted: &str, raw_value: &str) -> Result<(), Con
     }
     current.insert(last.to_string(), value);
     Ok(())
+}
+
+/// `[cluster]`, checked: this node among the nodes, every partition owned by exactly one node.
+fn cluster(raw: &raw::RawCluster) -> Result<ClusterConfig, ConfigError> {
+    if raw.partitions == 0 || raw.partitions > 1024 {
+        return Err(invalid("cluster.partitions", "must be between 1 and 1024"));
+    }
+    let mut owners = vec![None; raw.partitions as usize];
+    for node in &raw.nodes {
+        if !(node.url.starts_with("http://") || node.url.starts_with("https://")) {
+            return Err(invalid(
+                "cluster.nodes.url",
+                format!(
+                    "{:?} of node {:?} must be an http:// or https:// URL",
+                    node.url, node.name
+                ),
+            ));
+        }
+        for &p in &node.partitions {
+            let slot = owners.get_mut(p as usize).ok_or_else(|| {
+                invalid(
+                    "cluster.nodes.partitions",
+                    format!(
+                        "node {:?} names partition {p}; there are {}",
+                        node.name, raw.partitions
+                    ),
+                )
+            })?;
+            if let Some(other) = slot.replace(node.name.clone()) {
+                return Err(invalid(
+                    "cluster.nodes.partitions",
+                    format!(
+                        "partition {p} is owned by both {other:?} and {:?}",
+                        node.name
+                    ),
+                ));
+            }
+        }
+    }
+    if let Some(p) = owners.iter().position(Option::is_none) {
+        return Err(invalid(
+            "cluster.nodes.partitions",
+            format!("partition {p} has no node"),
+        ));
+    }
+    if !raw.nodes.iter().any(|node| node.name == raw.node) {
+        return Err(invalid(
+            "cluster.node",
+            format!("{:?} is not one of cluster.nodes", raw.node),
+        ));
+    }
+    Ok(ClusterConfig {
+        node: raw.node.clone(),
+        partitions: raw.partitions,
+        nodes: raw
+            .nodes
+            .iter()
+            .map(|node| ClusterNode {
+                name: node.name.clone(),
+                url: node.url.trim_end_matches('/').to_string(),
+                partitions: node.partitions.clone(),
+            })
+            .collect(),
+    })
 }
 
 /// `[sources.nats]`, checked.
@@ -634,7 +700,20 @@ fn validate(table: toml::Table) -> Result<Config, ConfigError> {
     let sources = SourcesConfig {
         nats: raw.sources.nats.as_ref().map(nats_source).transpose()?,
     };
+    let cluster = raw.cluster.as_ref().map(cluster).transpose()?;
+    if let (Some(_), Some(nats)) = (&cluster, &sources.nats)
+        && !nats
+            .subject
+            .as_deref()
+            .is_some_and(|s| s.contains("{partition}"))
+    {
+        return Err(invalid(
+            "sources.nats.subject",
+            "in a cluster, must hold {partition} (e.g. \"convlog.p.{partition}.>\"): each node consumes the partitions it owns",
+        ));
+    }
     Ok(Config {
+        cluster,
         sources,
         server,
         auth,
@@ -750,6 +829,81 @@ mod tests {
         ]);
         let err = load_with(&both).unwrap_err().to_string();
         assert!(err.contains("sources.nats.credentials"), "{err}");
+    }
+
+    #[test]
+    fn a_cluster_gives_every_partition_one_node_and_needs_partitioned_subjects() {
+        let write = |text: &str| {
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join("c.toml");
+            std::fs::write(&path, text).unwrap();
+            (dir, path)
+        };
+        let nodes = |b: &str| {
+            format!(
+                "[cluster]\nnode = \"a\"\npartitions = 4\n\
+                 [[cluster.nodes]]\nname = \"a\"\nurl = \"http://10.0.0.1:7700/\"\npartitions = [0, 1]\n\
+                 [[cluster.nodes]]\nname = \"b\"\nurl = \"http://10.0.0.2:7700\"\npartitions = {b}\n"
+            )
+        };
+        let load = |text: &str| {
+            let (_dir, path) = write(text);
+            Config::load(&Sources {
+                file: Some(path),
+                ..Sources::default()
+            })
+        };
+        let cluster = load(&nodes("[2, 3]")).unwrap().cluster.unwrap();
+        assert_eq!(cluster.this().url, "http://10.0.0.1:7700");
+        // (That this is the partition NATS's mapping picks: tests/it/sources.rs.)
+        assert_eq!(
+            cluster.owner("bot-00").name,
+            if cluster.partition("bot-00") < 2 {
+                "a"
+            } else {
+                "b"
+            }
+        );
+        for (bad, key) in [
+            (nodes("[2]"), "partition 3 has no node"),
+            (nodes("[1, 2, 3]"), "partition 1 is owned by both"),
+            (nodes("[2, 3, 4]"), "names partition 4"),
+            (
+                nodes("[2, 3]").replace("node = \"a\"", "node = \"c\""),
+                "cluster.node",
+            ),
+            (
+                nodes("[2, 3]").replace("http://10.0.0.2", "10.0.0.2"),
+                "cluster.nodes.url",
+            ),
+            (
+                nodes("[2, 3]")
+                    + "[sources.nats]\nurl = \"nats://x:4222\"\nstream = \"s\"\ndurable = \"d\"\nsubject = \"convlog.>\"\n",
+                "{partition}",
+            ),
+        ] {
+            let err = load(&bad).unwrap_err().to_string();
+            assert!(err.contains(key), "{bad}\n{err}");
+        }
+        let with_source = nodes("[2, 3]")
+            + "[sources.nats]\nurl = \"nats://x:4222\"\nstream = \"s\"\ndurable = \"d\"\nsubject = \"convlog.p.{partition}.>\"\n";
+        let config = load(&with_source).unwrap();
+        let consumers = config
+            .sources
+            .nats
+            .unwrap()
+            .consumers(config.cluster.as_ref());
+        let names: Vec<(String, Option<String>)> = consumers
+            .iter()
+            .map(|c| (c.source_name(), c.subject.clone()))
+            .collect();
+        assert_eq!(
+            names,
+            [
+                ("nats:s:d-p0".to_string(), Some("convlog.p.0.>".to_string())),
+                ("nats:s:d-p1".to_string(), Some("convlog.p.1.>".to_string())),
+            ]
+        );
     }
 
     #[test]

@@ -24,6 +24,25 @@ pub struct RawConfig {
     pub log: RawLog,
     #[serde(default)]
     pub sources: RawSources,
+    pub cluster: Option<RawCluster>,
+}
+
+/// `[cluster]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawCluster {
+    pub node: String,
+    pub partitions: u32,
+    pub nodes: Vec<RawClusterNode>,
+}
+
+/// One `[[cluster.nodes]]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawClusterNode {
+    pub name: String,
+    pub url: String,
+    pub partitions: Vec<u32>,
 }
 
 /// `[sources]`.
