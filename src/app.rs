@@ -504,6 +504,11 @@ impl App {
             request_id,
             status: 202,
         };
+        // Dead letters are kept as they came, raw id and all: those holding it go now.
+        let needle = serde_json::to_vec(user_id).expect("a string serialises");
+        self.store
+            .write(move |ctx| ctx.forget_dead_letters_holding(&needle))
+            .await?;
         let archiver = self.archiver.clone();
         tokio::task::spawn_blocking(move || archiver.plan_erasure(&bot_id, &user_key, audit))
             .await

@@ -214,7 +214,7 @@ fn a_poison_message_is_a_dead_letter_with_its_reason_and_the_stream_moves_on() {
     let mut payloads: Vec<Vec<u8>> = (0..5).map(|n| note(n, &at)).collect();
     payloads.push(b"this is not json".to_vec());
     payloads.push(br#"{"bot_id": "nats", "text": "no user, no role"}"#.to_vec());
-    payloads.push(serde_json::to_vec(&json!({"bot_id": "nats", "user_id": "u", "channel": "web", "role": "user", "text": "x", "timestamp": "yesterday"})).unwrap());
+    payloads.push(serde_json::to_vec(&json!({"bot_id": "nats", "user_id": "+4915199990000", "channel": "web", "role": "user", "text": "x", "timestamp": "yesterday"})).unwrap());
     payloads.extend((5..10).map(|n| note(n, &at)));
     publisher.publish("convlog.p.0", payloads);
 
@@ -282,6 +282,28 @@ fn a_poison_message_is_a_dead_letter_with_its_reason_and_the_stream_moves_on() {
                 .join("\n")
         );
     }
+    // A dead letter keeps the record as it came, raw user id and all: erasing
+    // that user forgets it.
+    assert!(
+        by_position[&8]["payload"]
+            .as_str()
+            .unwrap()
+            .contains("+4915199990000")
+    );
+    let erase = server.post(
+        "/v1/admin/erase",
+        "application/json",
+        br#"{"bot_id": "nats", "user_id": "+4915199990000"}"#,
+    );
+    assert_eq!(erase.status, 202, "{}", erase.body);
+    let left = server.get_ok(&format!("/v1/admin/sources/{SOURCE}/dead-letters"));
+    let positions: Vec<u64> = left["dead_letters"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l["position"].as_u64().unwrap())
+        .collect();
+    assert_eq!(positions, [7, 6], "{left}");
     // Bad parameters of the dead letters: 400 naming them.
     for (query, name) in [
         ("limit=0", "limit"),

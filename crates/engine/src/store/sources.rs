@@ -98,6 +98,16 @@ pub fn dead_letters(
 }
 
 impl WriteCtx<'_> {
+    /// Forgets every dead letter whose payload holds `needle` (an end user's
+    /// raw id as JSON, at their erasure: a dead letter is kept as it came,
+    /// unredacted); returns how many.
+    pub fn forget_dead_letters_holding(&mut self, needle: &[u8]) -> Result<u64, StoreError> {
+        Ok(self
+            .conn
+            .prepare_cached("DELETE FROM source_dead_letters WHERE instr(payload, ?1) > 0")?
+            .execute(params![needle])? as u64)
+    }
+
     /// Stores what one batch of `source` carried, up to and including
     /// `position`: its valid messages, its dead letters, and the position,
     /// all in this transaction. A batch at or before the stored position was
