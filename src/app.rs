@@ -270,20 +270,20 @@ impl App {
         &self,
         source: &str,
         position: u64,
-        messages: Vec<NewMessage>,
-        dead: Vec<convlog_engine::store::sources::DeadLetter>,
-    ) -> Result<IngestOutcome, StoreError> {
+        batch: convlog_engine::store::sources::SourceBatch,
+    ) -> Result<convlog_engine::store::sources::SourceOutcome, StoreError> {
         self.within_backlog().await;
         let sessions = self.config.sessions.clone();
+        let capture_all = self.config.ingest.capture_all_traces;
         let (source, now) = (source.to_string(), self.clock.now());
         let outcome = self
             .store
             .write(move |ctx| {
-                ctx.ingest_from_source(&source, position, messages, dead, &sessions, now)
+                ctx.ingest_from_source(&source, position, batch, &sessions, capture_all, now)
             })
             .await?;
         self.metrics.ingested_messages.fetch_add(
-            outcome.accepted as u64,
+            outcome.messages.accepted as u64,
             std::sync::atomic::Ordering::Relaxed,
         );
         Ok(outcome)

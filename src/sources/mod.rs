@@ -9,17 +9,11 @@
 pub mod nats;
 
 use crate::app::App;
-use bytes::Bytes;
-use convlog_engine::ingest::validate::validate_record;
-use convlog_engine::store::sources::{self, DeadLetter};
+use convlog_engine::ingest::records::{self, Record};
+use convlog_engine::settings::RecordFormat;
+use convlog_engine::store::read::StoredSenders;
+use convlog_engine::store::sources::{self, DeadLetter, SourceBatch};
 use std::time::Duration;
-
-/// One record of a log: its position and what it carries (a message as JSON).
-#[derive(Debug, Clone)]
-pub struct Record {
-    pub position: u64,
-    pub payload: Bytes,
-}
 
 /// Why a source could not go on (it is reconnected after a pause).
 #[derive(Debug, thiserror::Error)]
@@ -30,6 +24,8 @@ pub struct SourceError(pub String);
 pub trait Source: Send {
     /// The name its position and dead letters are kept under.
     fn name(&self) -> &str;
+    /// What its records carry.
+    fn format(&self) -> &RecordFormat;
     /// Connects, positioned right after `after` (the stored position; the
     /// start of the log when `None`).
     fn start(&mut self, after: Option<u64>)
@@ -49,6 +45,7 @@ const RETRY: (Duration, Duration) = (Duration::from_millis(500), Duration::from_
 /// Consumes `source` into the store until the server stops.
 pub async fn run<S: Source>(app: App, mut source: S) {
     let name = source.name().to_string();
+    let format = source.format().clone();
     let mut stopping = app.stopping.subscribe();
     let mut pause = RETRY.0;
     loop {
@@ -57,7 +54,7 @@ pub async fn run<S: Source>(app: App, mut source: S) {
         }
         let failure = tokio::select! {
             _ = stopping.changed() => return,
-            failure = consume(&app, &mut source, &name) => failure,
+            failure = consume(&app, &mut source, &name, &format) => failure,
         };
         app.metrics.source_connected(&name, false);
         tracing::warn!(source = %name, error = %failure, pause_ms = pause.as_millis() as u64, "source failed; reconnecting");
@@ -70,7 +67,12 @@ pub async fn run<S: Source>(app: App, mut source: S) {
 }
 
 /// Connects and consumes until something fails; returns what.
-async fn consume<S: Source>(app: &App, source: &mut S, name: &str) -> SourceError {
+async fn consume<S: Source>(
+    app: &App,
+    source: &mut S,
+    name: &str,
+    format: &RecordFormat,
+) -> SourceError {
     let stored = {
         let name = name.to_string();
         app.store
@@ -93,7 +95,7 @@ async fn consume<S: Source>(app: &App, source: &mut S, name: &str) -> SourceErro
             Err(err) => return err,
         };
         if let Some(last) = records.last().map(|r| r.position) {
-            match store_batch(app, name, stored, records).await {
+            match store_batch(app, name, format, stored, records).await {
                 Ok(()) => stored = stored.max(last),
                 Err(err) => return err,
             }
@@ -110,11 +112,12 @@ async fn consume<S: Source>(app: &App, source: &mut S, name: &str) -> SourceErro
     }
 }
 
-/// Validates and stores one batch (what is at or before `stored` was stored
+/// Decodes and stores one batch (what is at or before `stored` was stored
 /// already and is skipped), with the batch's last position, in one transaction.
 async fn store_batch(
     app: &App,
     name: &str,
+    format: &RecordFormat,
     stored: u64,
     records: Vec<Record>,
 ) -> Result<(), SourceError> {
@@ -128,26 +131,54 @@ async fn store_batch(
     if fresh.is_empty() {
         return Ok(());
     }
-    let (mut messages, mut dead) = (Vec::new(), Vec::new());
-    for record in fresh {
-        match validate_record(&record.payload, &app.rules) {
-            Ok(message) => messages.push(message),
-            Err(reason) => dead.push(DeadLetter {
-                position: record.position,
-                reason,
-                payload: record.payload.to_vec(),
-            }),
-        }
-    }
+    let (rules, format) = (app.rules.clone(), format.clone());
+    // Decoded beside the store: Rasa events continue what earlier batches
+    // stored of their senders (sessions, channels, last inputs).
+    let (decoded, fresh) = app
+        .store
+        .read_async(move |conn| {
+            let senders = |bot: &str| StoredSenders::new(conn, bot, &rules.keyer);
+            let (decoded, used) = records::decode(&format, &fresh, &rules, senders);
+            for senders in used {
+                senders.finish()?;
+            }
+            Ok((decoded, fresh))
+        })
+        .await
+        .map_err(|err| {
+            SourceError(format!(
+                "reading what the store knows of the senders: {err}"
+            ))
+        })?;
+    let payloads: std::collections::HashMap<u64, &[u8]> = fresh
+        .iter()
+        .map(|r| (r.position, r.payload.as_ref()))
+        .collect();
+    let dead: Vec<DeadLetter> = decoded
+        .dead
+        .into_iter()
+        .map(|(position, reason)| DeadLetter {
+            position,
+            reason,
+            payload: payloads[&position].to_vec(),
+        })
+        .collect();
     let dead_letters = dead.len() as u64;
+    let batch = SourceBatch {
+        messages: decoded.messages,
+        traces: decoded.traces,
+        sessions: decoded.sessions,
+        dead,
+    };
     let outcome = app
-        .ingest_from_source(name, last, messages, dead)
+        .ingest_from_source(name, last, batch)
         .await
         .map_err(|err| SourceError(format!("storing a batch: {err}")))?;
+    let duplicates = outcome.messages.duplicates as u64;
     app.metrics.source_batch(
         name,
-        outcome.accepted as u64,
-        outcome.duplicates as u64,
+        (fresh.len() as u64).saturating_sub(dead_letters + duplicates),
+        duplicates,
         dead_letters,
         last,
     );

@@ -8,9 +8,10 @@
 //! acknowledges it all) follow the commit, for the stream's retention and
 //! the consumer's lag.
 
-use super::{Record, Source, SourceError};
+use super::{Source, SourceError};
 use async_nats::jetstream::{self, consumer};
-use convlog_engine::settings::NatsSourceConfig;
+use convlog_engine::ingest::records::Record;
+use convlog_engine::settings::{NatsSourceConfig, RecordFormat};
 use futures::StreamExt;
 use std::time::Duration;
 
@@ -51,6 +52,10 @@ fn failed(what: &str) -> impl FnOnce(String) -> SourceError + '_ {
 impl Source for NatsSource {
     fn name(&self) -> &str {
         &self.name
+    }
+
+    fn format(&self) -> &RecordFormat {
+        &self.config.format
     }
 
     async fn start(&mut self, after: Option<u64>) -> Result<(), SourceError> {
@@ -125,6 +130,7 @@ impl Source for NatsSource {
                 .stream_sequence;
             records.push(Record {
                 position,
+                subject: message.subject.to_string(),
                 payload: message.payload.clone(),
             });
             self.last = Some((position, message));

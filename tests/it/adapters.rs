@@ -77,7 +77,7 @@ fn sdk_bot(server: &AuthServer, key: &str, args: &[&str], extra_env: &[(&str, &s
 }
 
 /// A server with keys: (server, an admin key, an ingest key for `bot`).
-fn keyed_server(root: &Path, extra: &[&str], bot: &str) -> (AuthServer, String, String) {
+pub(crate) fn keyed_server(root: &Path, extra: &[&str], bot: &str) -> (AuthServer, String, String) {
     let server = AuthServer::start(root, extra, "warn");
     let data = server.data_dir_str();
     let admin = cli_create_key(&data, "admin", "*", "admin");
@@ -499,7 +499,7 @@ fn otlp_status(reply: &Resp) -> otlp::Status {
 /// two sessions, intents (one a fallback), actions and a slot. The second
 /// session starts ten minutes after the first ended, within the channel's
 /// session timeout: only `session_started` separates them.
-fn rasa_tracker(sender: &str, start: f64) -> Value {
+pub(crate) fn rasa_tracker(sender: &str, start: f64) -> Value {
     let t = |s: f64| start + s;
     json!({"sender_id": sender, "events": [
         {"event": "action", "timestamp": t(0.0), "name": "action_session_start", "policy": null, "confidence": 1.0},
@@ -527,7 +527,12 @@ fn rasa_tracker(sender: &str, start: f64) -> Value {
 
 /// What [`rasa_tracker`] of `sender` must have become in `bot`, however it
 /// was sent; returns the two conversations' ids.
-fn check_rasa_tracker(server: &AuthServer, admin: &str, bot: &str, sender: &str) -> [String; 2] {
+pub(crate) fn check_rasa_tracker(
+    server: &AuthServer,
+    admin: &str,
+    bot: &str,
+    sender: &str,
+) -> [String; 2] {
     // Two sessions: two conversations, on the input channel.
     let found = conversations(server, admin, bot);
     assert_eq!(found.len(), 2, "{found:?}");

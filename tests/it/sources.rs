@@ -87,6 +87,11 @@ struct Publisher {
 impl Publisher {
     /// Connects and creates stream `stream` over `convlog.>`.
     fn new(url: &str, stream: &str) -> Publisher {
+        Publisher::over(url, stream, "convlog.>")
+    }
+
+    /// Connects and creates stream `stream` over `subjects`.
+    fn over(url: &str, stream: &str, subjects: &str) -> Publisher {
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
@@ -97,7 +102,7 @@ impl Publisher {
             context
                 .create_stream(async_nats::jetstream::stream::Config {
                     name: stream.to_string(),
-                    subjects: vec!["convlog.>".into()],
+                    subjects: vec![subjects.into()],
                     ..Default::default()
                 })
                 .await
@@ -565,4 +570,84 @@ fn two_nodes_on_four_partitions_hold_each_bot_once_answer_for_each_other_and_503
     let (status, from_a) = search(&a, theirs);
     assert_eq!(status, 200, "{from_a}");
     assert_eq!(from_a, search(&b, theirs).1);
+}
+
+/// Rasa's event broker, bridged to NATS: one event per record on
+/// `rasa.<bot>`. The events make the same conversations, sessions, fallbacks
+/// and debugger steps as `POST /v1/ingest/rasa`, across batches (the second
+/// half comes after the first is stored), and a bad event is a dead letter.
+#[test]
+fn rasa_events_through_the_log_make_the_conversations_the_rasa_route_makes() {
+    use crate::adapters::{check_rasa_tracker, keyed_server, rasa_tracker};
+    if !nats_available() {
+        return;
+    }
+    let root = tempfile::tempdir().unwrap();
+    let nats = Nats::start(root.path());
+    let publisher = Publisher::over(&nats.url, "rasa", "rasa.>");
+    let config = root.path().join("convlog.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[ingest]\ncapture_all_traces = true\n[sources.nats]\nurl = \"{}\"\nstream = \"rasa\"\nsubject = \"rasa.>\"\ndurable = \"node-a\"\nformat = \"rasa\"\n",
+            nats.url
+        ),
+    )
+    .unwrap();
+    let (server, admin, _) = keyed_server(
+        root.path(),
+        &["--config", config.to_str().unwrap()],
+        "rasa-log",
+    );
+    let sender = "+4915100001111";
+    let start = (chrono::Utc::now().timestamp() - 3 * 86_400) as f64;
+    let tracker = rasa_tracker(sender, start);
+    let events: Vec<Vec<u8>> = tracker["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|event| {
+            let mut event = event.clone();
+            event["sender_id"] = json!(sender);
+            serde_json::to_vec(&event).unwrap()
+        })
+        .collect();
+    let half = events.len() / 2;
+    let source = "nats:rasa:node-a";
+    let wait = |position: u64| {
+        let started = Instant::now();
+        loop {
+            let sources = server.api.get_ok("/v1/admin/sources", Some(&admin));
+            let state = sources["sources"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|s| s["name"] == source)
+                .cloned();
+            if let Some(state) = state.filter(|s| s["position"] == json!(position)) {
+                return state;
+            }
+            assert!(started.elapsed() < Duration::from_secs(60), "{sources}");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    };
+    publisher.publish("rasa.rasa-log", events[..half].to_vec());
+    wait(half as u64);
+    let mut rest = vec![br#"{"event": "user", "text": "who sent me?", "timestamp": 1}"#.to_vec()];
+    rest.extend(events[half..].iter().cloned());
+    publisher.publish("rasa.rasa-log", rest);
+    let state = wait(events.len() as u64 + 1);
+    assert_eq!(state["dead_letters"], json!(1), "{state}");
+    let letters = server.api.get_ok(
+        &format!("/v1/admin/sources/{source}/dead-letters"),
+        Some(&admin),
+    );
+    let letter = &letters["dead_letters"][0];
+    assert_eq!(letter["position"], json!(half as u64 + 1), "{letters}");
+    assert!(
+        letter["reason"].as_str().unwrap().contains("sender_id"),
+        "{letters}"
+    );
+    server.wait_indexed(Some(&admin));
+    check_rasa_tracker(&server, &admin, "rasa-log", sender);
 }

@@ -234,6 +234,20 @@ pub struct NatsSourceConfig {
     pub durable: String,
     /// Messages fetched (and stored in one transaction) at most at a time.
     pub batch: usize,
+    /// What its messages carry.
+    pub format: RecordFormat,
+}
+
+/// What each record of a log carries.
+#[derive(Debug, Clone, PartialEq)]
+pub enum RecordFormat {
+    /// One message as an item of `POST /v1/messages` (JSON).
+    Convlog,
+    /// Rasa tracker events, as `POST /v1/ingest/rasa` takes them (an event
+    /// broker's: one event per record). Rasa events don't name their bot: it
+    /// is `bot`, or else the last token of the record's subject
+    /// (`rasa.<bot>`, which also lets a subject mapping partition them).
+    Rasa { bot: Option<String> },
 }
 
 impl NatsSourceConfig {

@@ -10,8 +10,8 @@ mod raw;
 
 pub use crate::settings::{
     AuthConfig, ClusterConfig, ClusterNode, IndexConfig, IngestConfig, KeepTraces, LanguageChoice,
-    Languages, LogFormat, NatsSourceConfig, RetentionConfig, ReviewConfig, S3Config, SchemaChange,
-    SearchConfig, ServerConfig, SessionConfig, SourcesConfig, TailConfig,
+    Languages, LogFormat, NatsSourceConfig, RecordFormat, RetentionConfig, ReviewConfig, S3Config,
+    SchemaChange, SearchConfig, ServerConfig, SessionConfig, SourcesConfig, TailConfig,
 };
 pub use convlog_core::{parse_duration, parse_size};
 
@@ -308,7 +308,34 @@ fn nats_source(raw: &raw::RawNatsSource) -> Result<NatsSourceConfig, ConfigError
         subject: raw.subject.clone(),
         durable: name("sources.nats.durable", &raw.durable)?,
         batch: raw.batch,
+        format: record_format("sources.nats", &raw.format, raw.bot.as_deref())?,
     })
+}
+
+/// `format` and `bot` of a source.
+fn record_format(
+    section: &str,
+    format: &str,
+    bot: Option<&str>,
+) -> Result<RecordFormat, ConfigError> {
+    match (format, bot) {
+        ("convlog", None) => Ok(RecordFormat::Convlog),
+        ("convlog", Some(_)) => Err(invalid(
+            &format!("{section}.bot"),
+            "only with format = \"rasa\" (convlog's messages name their bot)",
+        )),
+        ("rasa", Some(bot)) if !convlog_core::is_identifier(bot) => Err(invalid(
+            &format!("{section}.bot"),
+            "must be 1–64 letters, digits, '.', '_' or '-'",
+        )),
+        ("rasa", bot) => Ok(RecordFormat::Rasa {
+            bot: bot.map(str::to_string),
+        }),
+        _ => Err(invalid(
+            &format!("{section}.format"),
+            "must be \"convlog\" or \"rasa\"",
+        )),
+    }
 }
 
 fn invalid(key: &str, reason: impl Into<String>) -> ConfigError {
@@ -804,8 +831,20 @@ mod tests {
         let config = load_with(&base).unwrap();
         let nats = config.sources.nats.unwrap();
         assert_eq!(
-            (nats.batch, nats.source_name()),
-            (500, "nats:convlog:node-a".to_string())
+            (nats.batch, nats.source_name(), nats.format),
+            (
+                500,
+                "nats:convlog:node-a".to_string(),
+                RecordFormat::Convlog
+            )
+        );
+        let mut rasa = base.to_vec();
+        rasa.extend(["sources.nats.format=rasa", "sources.nats.bot=shop"]);
+        assert_eq!(
+            load_with(&rasa).unwrap().sources.nats.unwrap().format,
+            RecordFormat::Rasa {
+                bot: Some("shop".into())
+            }
         );
         for (bad, key) in [
             ("sources.nats.url=http://x:4222", "sources.nats.url"),
@@ -815,6 +854,8 @@ mod tests {
             ("sources.nats.user=u", "sources.nats.user"),
             ("sources.nats.subject=a b", "sources.nats.subject"),
             ("sources.nats.streem=x", "streem"),
+            ("sources.nats.format=avro", "sources.nats.format"),
+            ("sources.nats.bot=shop", "sources.nats.bot"),
         ] {
             let mut overrides = base.to_vec();
             overrides.push(bad);

@@ -65,6 +65,13 @@ pub struct RawNatsSource {
     pub durable: String,
     #[serde(default = "default_nats_batch")]
     pub batch: usize,
+    #[serde(default = "default_record_format")]
+    pub format: String,
+    pub bot: Option<String>,
+}
+
+fn default_record_format() -> String {
+    "convlog".into()
 }
 
 fn default_nats_batch() -> usize {

@@ -8,6 +8,7 @@
 pub mod otlp;
 pub mod pseudonym;
 pub mod rasa;
+pub mod records;
 pub mod redact;
 pub mod sessions;
 pub mod validate;

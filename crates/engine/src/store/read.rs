@@ -644,17 +644,17 @@ pub fn any_placed_in(conn: &Connection, from: Micros, to: Micros) -> Result<bool
 /// one, the user's latest conversation), its channel and its last input.
 pub struct StoredSenders<'c> {
     conn: &'c Connection,
-    bot_id: &'c str,
+    bot_id: String,
     keyer: &'c UserKeyer,
     /// The first read that failed: [`StoredSenders::finish`] returns it.
     failed: std::cell::RefCell<Option<StoreError>>,
 }
 
 impl<'c> StoredSenders<'c> {
-    pub fn new(conn: &'c Connection, bot_id: &'c str, keyer: &'c UserKeyer) -> StoredSenders<'c> {
+    pub fn new(conn: &'c Connection, bot_id: &str, keyer: &'c UserKeyer) -> StoredSenders<'c> {
         StoredSenders {
             conn,
-            bot_id,
+            bot_id: bot_id.to_string(),
             keyer,
             failed: Default::default(),
         }
@@ -724,7 +724,7 @@ impl<'c> StoredSenders<'c> {
 
 impl Senders for StoredSenders<'_> {
     fn key(&self, sender: &str) -> String {
-        self.keyer.key(self.bot_id, sender).0
+        self.keyer.key(&self.bot_id, sender).0
     }
 
     fn before(&self, sender: &str, at: Micros) -> SenderState {

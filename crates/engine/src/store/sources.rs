@@ -9,8 +9,9 @@
 
 use super::ingest::IngestOutcome;
 use super::{StoreError, WriteCtx};
+use crate::ingest::rasa::SessionStart;
 use crate::settings::SessionConfig;
-use convlog_core::{Micros, NewMessage};
+use convlog_core::{Micros, NewMessage, NewTrace};
 use rusqlite::{Connection, OptionalExtension, params};
 
 /// Bytes of a dead letter's payload kept (the rest is cut).
@@ -27,6 +28,25 @@ pub struct DeadLetter {
     pub reason: String,
     /// What it carried, cut to [`DEAD_LETTER_BYTES`].
     pub payload: Vec<u8>,
+}
+
+/// What one batch of a source stores.
+#[derive(Debug, Default)]
+pub struct SourceBatch {
+    pub messages: Vec<NewMessage>,
+    /// Trace events (Rasa's actions): kept like those of `POST /v1/traces`.
+    pub traces: Vec<NewTrace>,
+    /// Sessions Rasa's `session_started` opened, by bot.
+    pub sessions: Vec<(String, Vec<SessionStart>)>,
+    pub dead: Vec<DeadLetter>,
+}
+
+/// What a batch stored.
+#[derive(Debug, Default, Clone, Copy, PartialEq)]
+pub struct SourceOutcome {
+    pub messages: IngestOutcome,
+    /// Trace events stored (the others had no conversation with debug logging).
+    pub traces: usize,
 }
 
 /// A dead letter as stored.
@@ -109,25 +129,36 @@ impl WriteCtx<'_> {
     }
 
     /// Stores what one batch of `source` carried, up to and including
-    /// `position`: its valid messages, its dead letters, and the position,
-    /// all in this transaction. A batch at or before the stored position was
-    /// stored already: it changes nothing.
+    /// `position`: its session starts, messages, trace events and dead
+    /// letters, and the position, all in this transaction. A batch at or
+    /// before the stored position was stored already: it changes nothing.
     pub fn ingest_from_source(
         &mut self,
         source: &str,
         position: u64,
-        messages: Vec<NewMessage>,
-        dead: Vec<DeadLetter>,
+        batch: SourceBatch,
         sessions: &SessionConfig,
+        capture_all_traces: bool,
         now: Micros,
-    ) -> Result<IngestOutcome, StoreError> {
+    ) -> Result<SourceOutcome, StoreError> {
         if self::position(self.conn, source)?.is_some_and(|stored| stored >= position) {
-            return Ok(IngestOutcome::default());
+            return Ok(SourceOutcome::default());
         }
-        let outcome = match messages.is_empty() {
+        for (bot_id, starts) in &batch.sessions {
+            self.record_session_starts(bot_id, starts)?;
+        }
+        let messages = match batch.messages.is_empty() {
             true => IngestOutcome::default(),
-            false => self.ingest(messages, sessions)?,
+            false => self.ingest(batch.messages, sessions)?,
         };
+        let traces = match batch.traces.is_empty() {
+            true => 0,
+            false => {
+                self.store_traces(batch.traces, sessions, capture_all_traces)?
+                    .0
+            }
+        };
+        let dead = batch.dead;
         for letter in &dead {
             let payload = &letter.payload[..letter.payload.len().min(DEAD_LETTER_BYTES)];
             self.conn
@@ -152,6 +183,6 @@ impl WriteCtx<'_> {
                  ON CONFLICT (source) DO UPDATE SET position = excluded.position, updated_at = excluded.updated_at",
             )?
             .execute(params![source, position as i64, now])?;
-        Ok(outcome)
+        Ok(SourceOutcome { messages, traces })
     }
 }
