@@ -559,12 +559,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     if let Some(every) = app.config.retention.schedule {
         tokio::spawn(archive_schedule(app.clone(), every));
     }
-    if let Some(nats) = &app.config.sources.nats {
-        for consumer in nats.consumers(app.config.cluster.as_ref()) {
-            let source = crate::sources::nats::NatsSource::new(consumer);
-            tokio::spawn(crate::sources::run(app.clone(), source));
-        }
-    }
+    crate::sources::spawn_all(&app);
     // Tests and scripts read this line to find a port chosen with :0.
     println!("convlog listening on http://{address}");
     tracing::info!(%address, "listening");

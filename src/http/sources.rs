@@ -19,14 +19,7 @@ const MAX_LETTERS: usize = 1000;
 /// `GET /v1/admin/sources`: every configured source and every source the store has a position of.
 pub async fn sources(State(app): State<App>) -> Result<Json<Value>, AppError> {
     let mut states = app.store.read_async(sources::states).await?;
-    let configured = app
-        .config
-        .sources
-        .nats
-        .iter()
-        .flat_map(|nats| nats.consumers(app.config.cluster.as_ref()))
-        .map(|consumer| consumer.source_name());
-    for name in configured {
+    for name in app.metrics.source_names() {
         if !states.iter().any(|s| s.source == name) {
             states.push(sources::SourceState {
                 source: name,

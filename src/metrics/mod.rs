@@ -268,6 +268,24 @@ impl Metrics {
             .map_or((0, false), |c| (c.lag, c.connected))
     }
 
+    /// Every source this node runs.
+    pub fn source_names(&self) -> Vec<String> {
+        self.sources
+            .lock()
+            .expect("source metrics")
+            .keys()
+            .cloned()
+            .collect()
+    }
+
+    /// A source connected, positioned after `stored` (what the store holds).
+    pub fn source_resumed(&self, source: &str, stored: Option<u64>) {
+        let mut sources = self.sources.lock().expect("source metrics");
+        let counts = sources.entry(source.to_string()).or_default();
+        counts.connected = true;
+        counts.position = counts.position.max(stored.unwrap_or(0));
+    }
+
     /// A source connected or lost its connection.
     pub fn source_connected(&self, source: &str, connected: bool) {
         let mut sources = self.sources.lock().expect("source metrics");
@@ -511,7 +529,7 @@ impl Metrics {
         let gauges: [(&str, &str, Of); 3] = [
             (
                 "convlog_source_position",
-                "The last position of the log stored (a stream sequence).",
+                "The last position of the log stored (a stream sequence, an offset).",
                 |c| c.position,
             ),
             (

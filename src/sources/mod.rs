@@ -6,6 +6,7 @@
 //! restart or a crash the source is positioned right after the stored
 //! position, so every record is stored exactly once.
 
+pub mod kafka;
 pub mod nats;
 
 use crate::app::App;
@@ -42,8 +43,49 @@ pub trait Source: Send {
 /// Pause before reconnecting a source that failed: doubling up to a minute.
 const RETRY: (Duration, Duration) = (Duration::from_millis(500), Duration::from_secs(60));
 
+/// Starts a task for each source the settings configure on this node.
+pub fn spawn_all(app: &App) {
+    if let Some(nats) = &app.config.sources.nats {
+        for consumer in nats.consumers(app.config.cluster.as_ref()) {
+            spawn(app, nats::NatsSource::new(consumer));
+        }
+    }
+    if let Some(config) = app.config.sources.kafka.clone() {
+        tokio::spawn(spawn_kafka(app.clone(), config));
+    }
+}
+
+/// Starts a task per partition of the Kafka topic this node consumes, once
+/// the brokers have said which partitions it has (when the settings don't).
+async fn spawn_kafka(app: App, config: convlog_engine::settings::KafkaSourceConfig) {
+    let mut stopping = app.stopping.subscribe();
+    let mut pause = RETRY.0;
+    let partitions = loop {
+        match kafka::partitions(&config, app.config.cluster.as_ref()).await {
+            Ok(partitions) => break partitions,
+            Err(err) => {
+                tracing::warn!(topic = %config.topic, error = %err, pause_ms = pause.as_millis() as u64, "kafka source: no partitions yet; retrying");
+            }
+        }
+        tokio::select! {
+            _ = stopping.changed() => return,
+            _ = tokio::time::sleep(pause) => {}
+        }
+        pause = (pause * 2).min(RETRY.1);
+    };
+    for partition in partitions {
+        spawn(&app, kafka::KafkaSource::new(config.clone(), partition));
+    }
+}
+
+/// Starts consuming `source`, listed (disconnected) from now on.
+fn spawn<S: Source + 'static>(app: &App, source: S) {
+    app.metrics.source_connected(source.name(), false);
+    tokio::spawn(run(app.clone(), source));
+}
+
 /// Consumes `source` into the store until the server stops.
-pub async fn run<S: Source>(app: App, mut source: S) {
+async fn run<S: Source>(app: App, mut source: S) {
     let name = source.name().to_string();
     let format = source.format().clone();
     let mut stopping = app.stopping.subscribe();
@@ -87,8 +129,8 @@ async fn consume<S: Source>(
         return err;
     }
     tracing::info!(source = %name, after = ?after, "source connected");
-    app.metrics.source_connected(name, true);
-    let mut stored = after.unwrap_or(0);
+    app.metrics.source_resumed(name, after);
+    let mut stored = after;
     loop {
         let records = match source.next().await {
             Ok(records) => records,
@@ -96,7 +138,7 @@ async fn consume<S: Source>(
         };
         if let Some(last) = records.last().map(|r| r.position) {
             match store_batch(app, name, format, stored, records).await {
-                Ok(()) => stored = stored.max(last),
+                Ok(()) => stored = stored.max(Some(last)),
                 Err(err) => return err,
             }
             // Acknowledged once stored: a crash before this redelivers what the
@@ -118,7 +160,7 @@ async fn store_batch(
     app: &App,
     name: &str,
     format: &RecordFormat,
-    stored: u64,
+    stored: Option<u64>,
     records: Vec<Record>,
 ) -> Result<(), SourceError> {
     let Some(last) = records.last().map(|r| r.position) else {
@@ -126,7 +168,7 @@ async fn store_batch(
     };
     let fresh: Vec<Record> = records
         .into_iter()
-        .filter(|r| r.position > stored)
+        .filter(|r| stored.is_none_or(|stored| r.position > stored))
         .collect();
     if fresh.is_empty() {
         return Ok(());

@@ -38,6 +38,7 @@ mod schemathesis;
 mod search_oracle;
 mod sessions;
 mod sources;
+mod sources_kafka;
 mod tagging;
 mod tail;
 mod ui;

@@ -133,7 +133,7 @@ impl Publisher {
 
 /// A message without an id (so only the source's position can keep a
 /// redelivery from being stored twice), told apart by its text.
-fn note(n: usize, at: &str) -> Vec<u8> {
+pub(crate) fn note(n: usize, at: &str) -> Vec<u8> {
     serde_json::to_vec(&json!({
         "bot_id": "nats",
         "user_id": format!("user-{}", n % 97),
@@ -185,7 +185,7 @@ fn wait_position(server: &Server, position: u64) -> Value {
 }
 
 /// Every message of bot `nats`, by text, from the export (read as it streams).
-fn texts(server: &Server) -> BTreeMap<String, u64> {
+pub(crate) fn texts(server: &Server) -> BTreeMap<String, u64> {
     use std::io::BufRead;
     let response = crate::common::agent()
         .get(format!(
@@ -386,7 +386,7 @@ fn nats_partition(token: &str, partitions: u32) -> u32 {
     }) % partitions
 }
 
-fn free_port() -> u16 {
+pub(crate) fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()

@@ -154,16 +154,19 @@ pub struct TailConfig {
     pub buffer: usize,
 }
 
-/// `[cluster]`: bots spread over nodes by partition. Each bot belongs to
-/// partition `fnv1a32(bot id) % partitions` — the hash of NATS's
-/// `{{partition(n, token)}}` subject mapping, so the log and the nodes agree
-/// without a membership protocol — and each partition to one node.
+/// `[cluster]`: bots spread over nodes by partition. Each bot belongs to the
+/// partition the log's own partitioner gives it — NATS's
+/// `{{partition(n, token)}}` subject mapping, or Kafka's default partitioner
+/// keyed by the bot id — so the log and the nodes agree without a membership
+/// protocol; and each partition to one node.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ClusterConfig {
     /// This node's name.
     pub node: String,
-    /// Partitions of the log (the `n` of the subject mapping).
+    /// Partitions of the log (the `n` of the subject mapping, the topic's partitions).
     pub partitions: u32,
+    /// The log's partition function.
+    pub partitioner: Partitioner,
     /// Every node, with the partitions it owns.
     pub nodes: Vec<ClusterNode>,
 }
@@ -180,7 +183,7 @@ pub struct ClusterNode {
 impl ClusterConfig {
     /// The partition of `bot`.
     pub fn partition(&self, bot: &str) -> u32 {
-        partition(bot, self.partitions)
+        self.partitioner.partition(bot, self.partitions)
     }
 
     /// The node owning `bot`.
@@ -201,12 +204,55 @@ impl ClusterConfig {
     }
 }
 
-/// `fnv1a32(key) % partitions`: NATS's deterministic subject-token partition.
-pub fn partition(key: &str, partitions: u32) -> u32 {
-    let hash = key.bytes().fold(0x811c_9dc5_u32, |hash, byte| {
+/// How a log gives a bot its partition.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Partitioner {
+    /// NATS's deterministic subject-token partition: `fnv1a32(bot) % n`.
+    Nats,
+    /// Kafka's default partitioner for a keyed record (the Java client's,
+    /// librdkafka's `murmur2_random`): `(murmur2(bot) & 0x7fffffff) % n`.
+    Kafka,
+}
+
+impl Partitioner {
+    /// The partition of `key` among `partitions`.
+    pub fn partition(self, key: &str, partitions: u32) -> u32 {
+        let partitions = partitions.max(1);
+        match self {
+            Partitioner::Nats => fnv1a32(key.as_bytes()) % partitions,
+            Partitioner::Kafka => (murmur2(key.as_bytes()) & 0x7fff_ffff) % partitions,
+        }
+    }
+}
+
+fn fnv1a32(data: &[u8]) -> u32 {
+    data.iter().fold(0x811c_9dc5_u32, |hash, &byte| {
         (hash ^ u32::from(byte)).wrapping_mul(0x0100_0193)
-    });
-    hash % partitions.max(1)
+    })
+}
+
+/// Kafka's `Utils.murmur2` (MurmurHash2, seed `0x9747b28c`).
+fn murmur2(data: &[u8]) -> u32 {
+    const M: u32 = 0x5bd1_e995;
+    let mut h = 0x9747_b28c_u32 ^ data.len() as u32;
+    let mut chunks = data.chunks_exact(4);
+    for chunk in &mut chunks {
+        let mut k = u32::from_le_bytes([chunk[0], chunk[1], chunk[2], chunk[3]]);
+        k = k.wrapping_mul(M);
+        k ^= k >> 24;
+        k = k.wrapping_mul(M);
+        h = h.wrapping_mul(M) ^ k;
+    }
+    let tail = chunks.remainder();
+    if !tail.is_empty() {
+        for (i, &byte) in tail.iter().enumerate() {
+            h ^= u32::from(byte) << (8 * i);
+        }
+        h = h.wrapping_mul(M);
+    }
+    h ^= h >> 13;
+    h = h.wrapping_mul(M);
+    h ^ (h >> 15)
 }
 
 /// `[sources]`: the logs convlog consumes beside its HTTP ingest.
@@ -214,6 +260,41 @@ pub fn partition(key: &str, partitions: u32) -> u32 {
 pub struct SourcesConfig {
     /// `[sources.nats]`: a NATS JetStream stream, if configured.
     pub nats: Option<NatsSourceConfig>,
+    /// `[sources.kafka]`: a Kafka topic, if configured.
+    pub kafka: Option<KafkaSourceConfig>,
+}
+
+/// `[sources.kafka]`: a Kafka topic whose records are stored exactly once,
+/// partition by partition, the offsets kept in the store (no consumer group).
+#[derive(Debug, Clone, PartialEq)]
+pub struct KafkaSourceConfig {
+    /// Bootstrap brokers, `host:port`.
+    pub brokers: Vec<String>,
+    pub topic: String,
+    /// The partitions to consume; `None`: every partition the topic has (in
+    /// a cluster: the partitions this node owns).
+    pub partitions: Option<Vec<u32>>,
+    /// Bytes fetched (and stored in one transaction) at most at a time.
+    pub fetch_bytes: usize,
+    /// What its records carry (Rasa events: the bot is `bot`, else the
+    /// topic's last `.`-separated token).
+    pub format: RecordFormat,
+}
+
+impl KafkaSourceConfig {
+    /// The name a partition's position and dead letters are kept under.
+    pub fn source_name(&self, partition: u32) -> String {
+        format!("kafka:{}:{partition}", self.topic)
+    }
+
+    /// The partitions this node consumes, when the settings say
+    /// (`None`: every partition the topic has).
+    pub fn consumed(&self, cluster: Option<&ClusterConfig>) -> Option<Vec<u32>> {
+        match cluster {
+            Some(cluster) => Some(cluster.this().partitions.clone()),
+            None => self.partitions.clone(),
+        }
+    }
 }
 
 /// `[sources.nats]`: a NATS JetStream stream whose messages are stored
@@ -340,4 +421,32 @@ pub enum SchemaChange {
     Rebuild,
     /// Refuse to start, saying how to rebuild.
     Refuse,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kafkas_partitioner_is_the_java_clients_murmur2() {
+        // Kafka's own vectors (clients' UtilsTest.testMurmur2), as signed ints.
+        for (key, hash) in [
+            ("21", -973_932_308_i32),
+            ("foobar", -790_332_482),
+            ("a-little-bit-long-string", -985_981_536),
+            ("a-little-bit-longer-string", -1_486_304_829),
+            (
+                "lkjh234lh9fiuh90y23oiuhsafujhadof229phr9h19h89h8",
+                -58_897_971,
+            ),
+            ("abc", 479_470_107),
+        ] {
+            assert_eq!(murmur2(key.as_bytes()) as i32, hash, "{key}");
+            assert_eq!(
+                Partitioner::Kafka.partition(key, 7),
+                ((hash as u32) & 0x7fff_ffff) % 7
+            );
+        }
+        assert_eq!(Partitioner::Nats.partition("bot-00", 1), 0);
+    }
 }

@@ -9,9 +9,10 @@
 mod raw;
 
 pub use crate::settings::{
-    AuthConfig, ClusterConfig, ClusterNode, IndexConfig, IngestConfig, KeepTraces, LanguageChoice,
-    Languages, LogFormat, NatsSourceConfig, RecordFormat, RetentionConfig, ReviewConfig, S3Config,
-    SchemaChange, SearchConfig, ServerConfig, SessionConfig, SourcesConfig, TailConfig,
+    AuthConfig, ClusterConfig, ClusterNode, IndexConfig, IngestConfig, KafkaSourceConfig,
+    KeepTraces, LanguageChoice, Languages, LogFormat, NatsSourceConfig, Partitioner, RecordFormat,
+    RetentionConfig, ReviewConfig, S3Config, SchemaChange, SearchConfig, ServerConfig,
+    SessionConfig, SourcesConfig, TailConfig,
 };
 pub use convlog_core::{parse_duration, parse_size};
 
@@ -188,7 +189,7 @@ fn set(table: &mut toml::Table, dotted: &str, raw_value: &str) -> Result<(), Con
 }
 
 /// `[cluster]`, checked: this node among the nodes, every partition owned by exactly one node.
-fn cluster(raw: &raw::RawCluster) -> Result<ClusterConfig, ConfigError> {
+fn cluster(raw: &raw::RawCluster, partitioner: Partitioner) -> Result<ClusterConfig, ConfigError> {
     if raw.partitions == 0 || raw.partitions > 1024 {
         return Err(invalid("cluster.partitions", "must be between 1 and 1024"));
     }
@@ -239,6 +240,7 @@ fn cluster(raw: &raw::RawCluster) -> Result<ClusterConfig, ConfigError> {
     Ok(ClusterConfig {
         node: raw.node.clone(),
         partitions: raw.partitions,
+        partitioner,
         nodes: raw
             .nodes
             .iter()
@@ -309,6 +311,60 @@ fn nats_source(raw: &raw::RawNatsSource) -> Result<NatsSourceConfig, ConfigError
         durable: name("sources.nats.durable", &raw.durable)?,
         batch: raw.batch,
         format: record_format("sources.nats", &raw.format, raw.bot.as_deref())?,
+    })
+}
+
+/// `[sources.kafka]`, checked.
+fn kafka_source(raw: &raw::RawKafkaSource) -> Result<KafkaSourceConfig, ConfigError> {
+    let brokers: Vec<String> = raw
+        .brokers
+        .split(',')
+        .map(|b| b.trim().to_string())
+        .collect();
+    if !brokers.iter().all(|b| {
+        b.rsplit_once(':')
+            .is_some_and(|(host, port)| !host.is_empty() && port.parse::<u16>().is_ok())
+    }) {
+        return Err(invalid(
+            "sources.kafka.brokers",
+            "must be host:port (several: comma-separated)",
+        ));
+    }
+    let topic_ok = !raw.topic.is_empty()
+        && raw.topic.len() <= 249
+        && raw
+            .topic
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
+    if !topic_ok {
+        return Err(invalid(
+            "sources.kafka.topic",
+            "must be a Kafka topic name: 1–249 letters, digits, '.', '_' or '-'",
+        ));
+    }
+    if let Some(partitions) = &raw.partitions
+        && (partitions.is_empty()
+            || partitions.iter().any(|&p| p > i32::MAX as u32)
+            || (1..partitions.len()).any(|i| partitions[..i].contains(&partitions[i])))
+    {
+        return Err(invalid(
+            "sources.kafka.partitions",
+            "must list partition numbers, each once (leave it out for all)",
+        ));
+    }
+    let fetch_bytes = size("sources.kafka.fetch_bytes", &raw.fetch_bytes)?;
+    if !(1024..=64 << 20).contains(&fetch_bytes) {
+        return Err(invalid(
+            "sources.kafka.fetch_bytes",
+            "must be between 1KiB and 64MiB",
+        ));
+    }
+    Ok(KafkaSourceConfig {
+        brokers,
+        topic: raw.topic.clone(),
+        partitions: raw.partitions.clone(),
+        fetch_bytes: fetch_bytes as usize,
+        format: record_format("sources.kafka", &raw.format, raw.bot.as_deref())?,
     })
 }
 
@@ -726,8 +782,32 @@ fn validate(table: toml::Table) -> Result<Config, ConfigError> {
 
     let sources = SourcesConfig {
         nats: raw.sources.nats.as_ref().map(nats_source).transpose()?,
+        kafka: raw.sources.kafka.as_ref().map(kafka_source).transpose()?,
     };
-    let cluster = raw.cluster.as_ref().map(cluster).transpose()?;
+    // The cluster partitions bots as its log does.
+    let partitioner = match (&sources.nats, &sources.kafka) {
+        (Some(_), Some(_)) if raw.cluster.is_some() => {
+            return Err(invalid(
+                "sources.kafka",
+                "a cluster partitions bots by one log: give [sources.nats] or [sources.kafka], not both",
+            ));
+        }
+        (_, Some(_)) => Partitioner::Kafka,
+        _ => Partitioner::Nats,
+    };
+    let cluster = raw
+        .cluster
+        .as_ref()
+        .map(|raw| cluster(raw, partitioner))
+        .transpose()?;
+    if let (Some(_), Some(kafka)) = (&cluster, &sources.kafka)
+        && kafka.partitions.is_some()
+    {
+        return Err(invalid(
+            "sources.kafka.partitions",
+            "in a cluster, [cluster] says which partitions each node consumes",
+        ));
+    }
     if let (Some(_), Some(nats)) = (&cluster, &sources.nats)
         && !nats
             .subject
@@ -870,6 +950,73 @@ mod tests {
         ]);
         let err = load_with(&both).unwrap_err().to_string();
         assert!(err.contains("sources.nats.credentials"), "{err}");
+    }
+
+    #[test]
+    fn a_kafka_source_is_checked_and_gives_the_cluster_kafkas_partitioner() {
+        let base = [
+            "sources.kafka.brokers=127.0.0.1:9092, kafka-2:9092",
+            "sources.kafka.topic=convlog.in",
+        ];
+        let config = load_with(&base).unwrap();
+        let kafka = config.sources.kafka.unwrap();
+        assert_eq!(kafka.brokers, ["127.0.0.1:9092", "kafka-2:9092"]);
+        assert_eq!(
+            (
+                kafka.fetch_bytes,
+                kafka.source_name(3),
+                kafka.consumed(None)
+            ),
+            (1 << 20, "kafka:convlog.in:3".to_string(), None)
+        );
+        for (bad, key) in [
+            ("sources.kafka.brokers=kafka", "sources.kafka.brokers"),
+            ("sources.kafka.brokers=kafka:port", "sources.kafka.brokers"),
+            ("sources.kafka.topic=a/b", "sources.kafka.topic"),
+            ("sources.kafka.fetch_bytes=10", "sources.kafka.fetch_bytes"),
+            ("sources.kafka.format=csv", "sources.kafka.format"),
+            ("sources.kafka.bot=x", "sources.kafka.bot"),
+            ("sources.kafka.group=x", "group"),
+        ] {
+            let mut overrides = base.to_vec();
+            overrides.push(bad);
+            let err = load_with(&overrides).unwrap_err().to_string();
+            assert!(err.contains(key), "{bad}: {err}");
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.toml");
+        let cluster = "[cluster]\nnode = \"a\"\npartitions = 2\n\
+             [[cluster.nodes]]\nname = \"a\"\nurl = \"http://10.0.0.1:7700\"\npartitions = [0]\n\
+             [[cluster.nodes]]\nname = \"b\"\nurl = \"http://10.0.0.2:7700\"\npartitions = [1]\n\
+             [sources.kafka]\nbrokers = \"k:9092\"\ntopic = \"t\"\n";
+        let load = |text: &str| {
+            std::fs::write(&path, text).unwrap();
+            Config::load(&Sources {
+                file: Some(path.clone()),
+                ..Sources::default()
+            })
+        };
+        let config = load(cluster).unwrap();
+        let cluster_config = config.cluster.unwrap();
+        assert_eq!(cluster_config.partitioner, Partitioner::Kafka);
+        assert_eq!(
+            config
+                .sources
+                .kafka
+                .unwrap()
+                .consumed(Some(&cluster_config)),
+            Some(vec![0])
+        );
+        let err = load(&format!("{cluster}partitions = [0]\n"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("sources.kafka.partitions"), "{err}");
+        let err = load(&format!(
+            "{cluster}[sources.nats]\nurl = \"nats://x:4222\"\nstream = \"s\"\ndurable = \"d\"\nsubject = \"c.{{partition}}\"\n"
+        ))
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("not both"), "{err}");
     }
 
     #[test]

@@ -50,6 +50,25 @@ pub struct RawClusterNode {
 #[serde(deny_unknown_fields)]
 pub struct RawSources {
     pub nats: Option<RawNatsSource>,
+    pub kafka: Option<RawKafkaSource>,
+}
+
+/// `[sources.kafka]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawKafkaSource {
+    pub brokers: String,
+    pub topic: String,
+    pub partitions: Option<Vec<u32>>,
+    #[serde(default = "default_fetch_bytes")]
+    pub fetch_bytes: String,
+    #[serde(default = "default_record_format")]
+    pub format: String,
+    pub bot: Option<String>,
+}
+
+fn default_fetch_bytes() -> String {
+    "1MiB".into()
 }
 
 /// `[sources.nats]`.

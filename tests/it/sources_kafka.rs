@@ -1,0 +1,272 @@
+//! The Kafka source (issue #21) against a real Kafka-protocol broker on
+//! loopback: `tansu` from crates.io with its memory storage engine (`cargo
+//! install --locked tansu --features dynostore`; CI installs it and sets
+//! `CONVLOG_REQUIRE_KAFKA=1`, which makes its absence a failure). The bots'
+//! side produces with `rskafka`.
+
+use crate::common::{Rng, Server};
+use crate::sources::{free_port, note, texts};
+use rskafka::client::partition::{Compression, UnknownTopicHandling};
+use rskafka::client::{Client, ClientBuilder};
+use rskafka::record::Record;
+use serde_json::{Value, json};
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+const TOPIC: &str = "convlog.in";
+const PARTITIONS: u32 = 4;
+
+/// Whether `tansu` runs here.
+fn tansu_available() -> bool {
+    let ok = Command::new("tansu")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !ok {
+        assert!(
+            std::env::var_os("CONVLOG_REQUIRE_KAFKA").is_none(),
+            "CONVLOG_REQUIRE_KAFKA is set but tansu is missing (cargo install --locked tansu --features dynostore)"
+        );
+        eprintln!(
+            "skipping: tansu is not installed (cargo install --locked tansu --features dynostore)"
+        );
+    }
+    ok
+}
+
+/// A `tansu broker` on a free loopback port, storing in memory; killed on drop.
+struct Tansu {
+    child: Child,
+    address: String,
+}
+
+impl Tansu {
+    fn start(dir: &Path) -> Tansu {
+        let port = free_port();
+        let address = format!("127.0.0.1:{port}");
+        let log = std::fs::File::create(dir.join("tansu.log")).unwrap();
+        let child = Command::new("tansu")
+            .args([
+                "broker",
+                "--kafka-listener-url",
+                &format!("tcp://{address}/"),
+                "--kafka-advertised-listener-url",
+                &format!("tcp://{address}/"),
+                "--storage-engine",
+                "memory://tansu/",
+            ])
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("tansu starts");
+        let started = Instant::now();
+        while std::net::TcpStream::connect(&address).is_err() {
+            assert!(
+                started.elapsed() < Duration::from_secs(30),
+                "tansu did not listen:\n{}",
+                std::fs::read_to_string(dir.join("tansu.log")).unwrap_or_default()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Tansu { child, address }
+    }
+}
+
+impl Drop for Tansu {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The bots' side: produces to the topic's partitions, on its own runtime.
+struct Producer {
+    runtime: tokio::runtime::Runtime,
+    client: Client,
+}
+
+impl Producer {
+    /// Connects and creates the topic with [`PARTITIONS`] partitions.
+    fn new(address: &str) -> Producer {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let client = runtime.block_on(async {
+            let client = ClientBuilder::new(vec![address.to_string()])
+                .build()
+                .await
+                .expect("connect to the broker");
+            client
+                .controller_client()
+                .unwrap()
+                .create_topic(TOPIC, PARTITIONS as i32, 1, 5_000)
+                .await
+                .expect("create the topic");
+            client
+        });
+        Producer { runtime, client }
+    }
+
+    /// Produces each payload to `partition`, in order.
+    fn produce(&self, partition: u32, payloads: Vec<Vec<u8>>, compression: Compression) {
+        self.runtime.block_on(async {
+            let partition = self
+                .client
+                .partition_client(TOPIC, partition as i32, UnknownTopicHandling::Retry)
+                .await
+                .expect("the partition");
+            let records = payloads
+                .into_iter()
+                .map(|payload| Record {
+                    key: None,
+                    value: Some(payload),
+                    headers: BTreeMap::new(),
+                    timestamp: chrono::Utc::now(),
+                })
+                .collect();
+            partition
+                .produce(records, compression)
+                .await
+                .expect("produce");
+        });
+    }
+}
+
+fn config(root: &Path, address: &str) -> std::path::PathBuf {
+    let path = root.join("convlog.toml");
+    std::fs::write(
+        &path,
+        format!("[sources.kafka]\nbrokers = \"{address}\"\ntopic = \"{TOPIC}\"\n"),
+    )
+    .unwrap();
+    path
+}
+
+/// Waits until every partition's stored offset is the one `last` gives
+/// (`None`: nothing in it); the sources' states then, by name.
+fn wait_offsets(server: &Server, last: &[Option<u64>]) -> BTreeMap<String, Value> {
+    let started = Instant::now();
+    loop {
+        let sources = server.get_ok("/v1/admin/sources");
+        let states: BTreeMap<String, Value> = sources["sources"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| (s["name"].as_str().unwrap().to_string(), s.clone()))
+            .collect();
+        let done = last.iter().enumerate().all(|(p, last)| {
+            let state = states.get(&format!("kafka:{TOPIC}:{p}"));
+            match last {
+                Some(offset) => state.is_some_and(|s| s["position"] == json!(offset)),
+                None => state.is_some(),
+            }
+        });
+        if done {
+            return states;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(120),
+            "stuck at {sources}\n{}",
+            server.log_tail()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn kafka_records_are_stored_exactly_once_through_kill_9s_and_a_poison_record_is_a_dead_letter() {
+    if !tansu_available() {
+        return;
+    }
+    const TOTAL: usize = 20_000;
+    let root = tempfile::tempdir().unwrap();
+    let tansu = Tansu::start(root.path());
+    let producer = Producer::new(&tansu.address);
+    let config = config(root.path(), &tansu.address);
+    let mut server = Server::start_with_env(
+        root.path(),
+        &["--config", config.to_str().unwrap()],
+        &[],
+        "error",
+    );
+    let at = chrono::Utc::now().to_rfc3339();
+    // Partition 1 starts with a poison record at offset 0 (nothing stored
+    // yet: the first offset counts too); compressions differ by partition.
+    producer.produce(
+        1,
+        vec![b"{\"bot_id\": \"nats\"".to_vec()],
+        Compression::NoCompression,
+    );
+    let mut counts = [0_u64; PARTITIONS as usize];
+    counts[1] = 1;
+    let publishing = {
+        let at = at.clone();
+        std::thread::spawn(move || {
+            let compressions = [
+                Compression::NoCompression,
+                Compression::Gzip,
+                Compression::Lz4,
+                Compression::Zstd,
+            ];
+            for chunk in (0..TOTAL).collect::<Vec<_>>().chunks(500) {
+                let partition = (chunk[0] / 500) as u32 % PARTITIONS;
+                producer.produce(
+                    partition,
+                    chunk.iter().map(|&n| note(n, &at)).collect(),
+                    compressions[partition as usize],
+                );
+                std::thread::sleep(Duration::from_millis(40));
+            }
+            producer
+        })
+    };
+    for chunk in 0..TOTAL / 500 {
+        counts[chunk % PARTITIONS as usize] += 500;
+    }
+    let mut rng = Rng::new(0x4b);
+    for kill in 0..5 {
+        std::thread::sleep(Duration::from_millis(rng.range_i64(150, 700) as u64));
+        server.kill9();
+        server.restart();
+        eprintln!("kill {} done", kill + 1);
+    }
+    let _producer = publishing.join().expect("producer");
+    let last: Vec<Option<u64>> = counts.iter().map(|&n| Some(n - 1)).collect();
+    let states = wait_offsets(&server, &last);
+    let poisoned = &states[&format!("kafka:{TOPIC}:1")];
+    assert_eq!(poisoned["dead_letters"], json!(1), "{poisoned}");
+    assert_eq!(poisoned["lag"], json!(0), "{poisoned}");
+    assert_eq!(poisoned["connected"], json!(true), "{poisoned}");
+    let letters = server.get_ok(&format!("/v1/admin/sources/kafka:{TOPIC}:1/dead-letters"));
+    let letter = &letters["dead_letters"][0];
+    assert_eq!(letter["position"], json!(0), "{letters}");
+    assert!(
+        letter["reason"].as_str().unwrap().contains("invalid JSON"),
+        "{letters}"
+    );
+    server.wait_indexed();
+    let texts = texts(&server);
+    let twice: Vec<_> = texts.iter().filter(|(_, n)| **n > 1).take(5).collect();
+    assert!(twice.is_empty(), "stored twice: {twice:?}");
+    assert_eq!(texts.len(), TOTAL, "lost {}", TOTAL - texts.len());
+    let found = server
+        .get_ok("/v1/bots/nats/messages?from=2020-01-01T00:00:00Z&to=2030-01-01T00:00:00Z&limit=1");
+    assert_eq!(found["total"], json!(TOTAL), "{found}");
+    // The partitions' offsets and lag, as /metrics gives them.
+    let metrics = server.get("/metrics").body;
+    for (p, last) in last.iter().enumerate() {
+        let source = format!("kafka:{TOPIC}:{p}");
+        for line in [
+            format!(
+                "convlog_source_position{{source=\"{source}\"}} {}\n",
+                last.unwrap()
+            ),
+            format!("convlog_source_lag{{source=\"{source}\"}} 0\n"),
+        ] {
+            assert!(metrics.contains(&line), "{line} not in:\n{metrics}");
+        }
+    }
+}
