@@ -16,6 +16,7 @@
 //! cargo bench --bench tail                      # 200k messages, 5 runs
 //! cargo bench --bench tail -- --messages 50000 --runs 3
 //! cargo bench --bench tail -- --dir /dev/shm     # without the disk's noise
+//! cargo bench --bench tail -- --server /tmp/convlog-before   # another build's binary
 //! ```
 
 #[path = "common/mod.rs"]
@@ -47,6 +48,10 @@ struct Args {
     /// directory); `/dev/shm` takes the disk's noise out of the comparison.
     #[arg(long)]
     dir: Option<std::path::PathBuf>,
+    /// Measure this `convlog` binary instead of this build's (e.g. a copy of
+    /// another commit's, to compare two builds in one session).
+    #[arg(long)]
+    server: Option<std::path::PathBuf>,
     /// Accepted for `cargo bench`'s own arguments.
     #[arg(long)]
     bench: bool,
@@ -105,7 +110,12 @@ fn main() -> anyhow::Result<()> {
                 Some(only) => vec![only.as_str(); tails],
                 None => TAILS.iter().take(tails).copied().collect(),
             };
-            let (rate, lat, events) = run_once(args.dir.as_deref(), &batches, &paced, &filters)?;
+            let server = args
+                .server
+                .as_deref()
+                .unwrap_or(Path::new(env!("CARGO_BIN_EXE_convlog")));
+            let (rate, lat, events) =
+                run_once(server, args.dir.as_deref(), &batches, &paced, &filters)?;
             eprintln!(
                 "[tail] run {}: {tails} tails: {rate:.0} msg/s, {events} events delivered",
                 run + 1
@@ -158,6 +168,7 @@ fn main() -> anyhow::Result<()> {
 
 /// One run: throughput, latencies (seconds; flat out, steady) and events the tails received.
 fn run_once(
+    server: &Path,
     dir: Option<&Path>,
     batches: &[(String, Vec<u8>)],
     paced: &[(String, Vec<u8>)],
@@ -168,14 +179,10 @@ fn run_once(
         None => tempfile::tempdir()?,
     };
     let log = dir.path().join("server.log");
-    let mut started = convlog_testkit::Launch::new(
-        Path::new(env!("CARGO_BIN_EXE_convlog")),
-        &dir.path().join("data"),
-        &log,
-    )
-    .args(["--set", "retention.schedule=0s"])
-    .spawn(Duration::from_secs(60))
-    .map_err(anyhow::Error::msg)?;
+    let mut started = convlog_testkit::Launch::new(server, &dir.path().join("data"), &log)
+        .args(["--set", "retention.schedule=0s"])
+        .spawn(Duration::from_secs(60))
+        .map_err(anyhow::Error::msg)?;
     let agent = convlog_testkit::agent(Duration::from_secs(600));
     convlog_testkit::wait_ready(
         &mut started.child,

@@ -1,7 +1,8 @@
 //! The logs convlog consumes beside its HTTP ingest (issue #21), one task per
-//! source. Each round: fetch a batch of records; validate each (a bad one
-//! becomes a dead letter with its reason and never blocks the rest); store
-//! the messages, the dead letters and the batch's last position in one
+//! source (a NATS consumer, a Kafka partition). Each round: fetch a batch of
+//! records; decode them (`ingest::records`: a bad one becomes a dead letter
+//! with its reason and never blocks the rest); store the messages, trace
+//! events, session starts, dead letters and the batch's last position in one
 //! transaction (`store::sources`); then acknowledge to the log. After a
 //! restart or a crash the source is positioned right after the stored
 //! position, so every record is stored exactly once.
@@ -67,11 +68,9 @@ async fn spawn_kafka(app: App, config: convlog_engine::settings::KafkaSourceConf
                 tracing::warn!(topic = %config.topic, error = %err, pause_ms = pause.as_millis() as u64, "kafka source: no partitions yet; retrying");
             }
         }
-        tokio::select! {
-            _ = stopping.changed() => return,
-            _ = tokio::time::sleep(pause) => {}
+        if !pause_unless_stopping(&mut stopping, &mut pause).await {
+            return;
         }
-        pause = (pause * 2).min(RETRY.1);
     };
     for partition in partitions {
         spawn(&app, kafka::KafkaSource::new(config.clone(), partition));
@@ -100,12 +99,24 @@ async fn run<S: Source>(app: App, mut source: S) {
         };
         app.metrics.source_connected(&name, false);
         tracing::warn!(source = %name, error = %failure, pause_ms = pause.as_millis() as u64, "source failed; reconnecting");
-        tokio::select! {
-            _ = stopping.changed() => return,
-            _ = tokio::time::sleep(pause) => {}
+        if !pause_unless_stopping(&mut stopping, &mut pause).await {
+            return;
         }
-        pause = (pause * 2).min(RETRY.1);
     }
+}
+
+/// Waits `pause` (then doubles it, up to [`RETRY`]'s cap); false if the
+/// server began stopping meanwhile.
+async fn pause_unless_stopping(
+    stopping: &mut tokio::sync::watch::Receiver<bool>,
+    pause: &mut Duration,
+) -> bool {
+    tokio::select! {
+        _ = stopping.changed() => return false,
+        _ = tokio::time::sleep(*pause) => {}
+    }
+    *pause = (*pause * 2).min(RETRY.1);
+    true
 }
 
 /// Connects and consumes until something fails; returns what.
