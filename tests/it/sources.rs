@@ -13,23 +13,65 @@ use std::time::{Duration, Instant};
 
 /// Whether `nats-server` runs here.
 fn nats_available() -> bool {
-    let ok = Command::new("nats-server")
+    available(
+        "nats-server",
+        "CONVLOG_REQUIRE_NATS",
+        "apt-get install nats-server",
+    )
+}
+
+/// Whether `program --version` runs here. When it doesn't, the test skips,
+/// unless the environment variable `require` is set: then that is a failure.
+pub(crate) fn available(program: &str, require: &str, install: &str) -> bool {
+    let ok = Command::new(program)
         .arg("--version")
         .output()
         .is_ok_and(|o| o.status.success());
     if !ok {
         assert!(
-            std::env::var_os("CONVLOG_REQUIRE_NATS").is_none(),
-            "CONVLOG_REQUIRE_NATS is set but nats-server is missing (apt-get install nats-server)"
+            std::env::var_os(require).is_none(),
+            "{require} is set but {program} is missing ({install})"
         );
-        eprintln!("skipping: nats-server is not installed (apt-get install nats-server)");
+        eprintln!("skipping: {program} is not installed ({install})");
     }
     ok
 }
 
+/// A server program a test started, its stderr in `log`; killed on drop.
+pub(crate) struct Daemon(Child);
+
+impl Daemon {
+    /// Starts `command` and waits until it listens on loopback port `port`.
+    pub(crate) fn start(mut command: Command, port: u16, log: &Path) -> Daemon {
+        let child = command
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(log).unwrap())
+            .spawn()
+            .unwrap_or_else(|err| panic!("{command:?} starts: {err}"));
+        let daemon = Daemon(child);
+        let started = Instant::now();
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                started.elapsed() < Duration::from_secs(30),
+                "{command:?} did not listen:\n{}",
+                std::fs::read_to_string(log).unwrap_or_default()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        daemon
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 /// A `nats-server -js` on a free loopback port, its store under `dir`; killed on drop.
 struct Nats {
-    child: Child,
+    _daemon: Daemon,
     url: String,
 }
 
@@ -50,31 +92,12 @@ impl Nats {
             ),
         )
         .unwrap();
-        let log = std::fs::File::create(dir.join("nats.log")).unwrap();
-        let child = Command::new("nats-server")
-            .arg("-c")
-            .arg(&conf)
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .expect("nats-server starts");
-        let url = format!("nats://127.0.0.1:{port}");
-        let started = Instant::now();
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(
-                started.elapsed() < Duration::from_secs(30),
-                "nats-server did not listen"
-            );
-            std::thread::sleep(Duration::from_millis(50));
+        let mut command = Command::new("nats-server");
+        command.arg("-c").arg(&conf);
+        Nats {
+            _daemon: Daemon::start(command, port, &dir.join("nats.log")),
+            url: format!("nats://127.0.0.1:{port}"),
         }
-        Nats { child, url }
-    }
-}
-
-impl Drop for Nats {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 
@@ -162,30 +185,55 @@ const RANGE: &str = "from=2020-01-01T00:00:00Z&to=2030-01-01T00:00:00Z";
 
 /// Waits until the source's stored position is `position`; its state then.
 fn wait_position(server: &Server, position: u64) -> Value {
+    wait_source(|path| server.get_ok(path), SOURCE, position)
+}
+
+/// Waits until source `name`'s stored position is `position`, asking with
+/// `get` (a path → its JSON answer); the source's state then.
+fn wait_source(get: impl Fn(&str) -> Value, name: &str, position: u64) -> Value {
     let started = Instant::now();
     loop {
-        let sources = server.get_ok("/v1/admin/sources");
+        let sources = get("/v1/admin/sources");
         let source = sources["sources"]
             .as_array()
             .unwrap()
             .iter()
-            .find(|s| s["name"] == SOURCE)
-            .cloned()
-            .unwrap_or_else(|| panic!("no {SOURCE}: {sources}"));
-        if source["position"] == json!(position) {
+            .find(|s| s["name"] == name)
+            .cloned();
+        if let Some(source) = source.filter(|s| s["position"] == json!(position)) {
             return source;
         }
         assert!(
             started.elapsed() < Duration::from_secs(120),
-            "stuck at {source}\n{}",
-            server.log_tail()
+            "{name} not at {position}: {sources}"
         );
         std::thread::sleep(Duration::from_millis(100));
     }
 }
 
+/// `kill -9`s the server `kills` times, each at a random moment (seeded), and restarts it.
+pub(crate) fn kill_at_random_moments(server: &mut Server, kills: usize, seed: u64) {
+    let mut rng = Rng::new(seed);
+    for kill in 0..kills {
+        std::thread::sleep(Duration::from_millis(rng.range_i64(150, 900) as u64));
+        server.kill9();
+        server.restart();
+        eprintln!("kill {} done", kill + 1);
+    }
+}
+
+/// Bot `nats` holds the notes `0..total` each once, none lost; the index agrees.
+pub(crate) fn assert_each_stored_once(server: &Server, total: usize) {
+    let texts = texts(server);
+    let twice: Vec<_> = texts.iter().filter(|(_, n)| **n > 1).take(5).collect();
+    assert!(twice.is_empty(), "stored twice: {twice:?}");
+    assert_eq!(texts.len(), total, "lost {}", total - texts.len());
+    let found = server.get_ok(&format!("/v1/bots/nats/messages?{RANGE}&limit=1"));
+    assert_eq!(found["total"], json!(total), "{found}");
+}
+
 /// Every message of bot `nats`, by text, from the export (read as it streams).
-pub(crate) fn texts(server: &Server) -> BTreeMap<String, u64> {
+fn texts(server: &Server) -> BTreeMap<String, u64> {
     use std::io::BufRead;
     let response = crate::common::agent()
         .get(format!(
@@ -348,25 +396,13 @@ fn messages_published_while_the_consumer_is_killed_ten_times_are_stored_exactly_
             std::thread::sleep(Duration::from_millis(100));
         }
     });
-    let mut rng = Rng::new(0x21);
-    for kill in 0..10 {
-        std::thread::sleep(Duration::from_millis(rng.range_i64(150, 900) as u64));
-        server.kill9();
-        server.restart();
-        eprintln!("kill {} done", kill + 1);
-    }
+    kill_at_random_moments(&mut server, 10, 0x21);
     publishing.join().expect("publisher");
     let source = wait_position(&server, TOTAL as u64);
     assert_eq!(source["dead_letters"], json!(0), "{source}");
     server.wait_indexed();
     // The store: each message once, none lost.
-    let texts = texts(&server);
-    let twice: Vec<_> = texts.iter().filter(|(_, n)| **n > 1).take(5).collect();
-    assert!(twice.is_empty(), "stored twice: {twice:?}");
-    assert_eq!(texts.len(), TOTAL, "lost {}", TOTAL - texts.len());
-    // The index agrees with the store.
-    let found = server.get_ok(&format!("/v1/bots/nats/messages?{RANGE}&limit=1"));
-    assert_eq!(found["total"], json!(TOTAL), "{found}");
+    assert_each_stored_once(&server, TOTAL);
     let users = server.get_ok(&format!("/v1/bots/nats/conversations?{RANGE}&limit=1"));
     let in_conversations: u64 = server
         .page_all(
@@ -613,23 +649,9 @@ fn rasa_events_through_the_log_make_the_conversations_the_rasa_route_makes() {
         })
         .collect();
     let half = events.len() / 2;
-    let source = "nats:rasa:node-a";
     let wait = |position: u64| {
-        let started = Instant::now();
-        loop {
-            let sources = server.api.get_ok("/v1/admin/sources", Some(&admin));
-            let state = sources["sources"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .find(|s| s["name"] == source)
-                .cloned();
-            if let Some(state) = state.filter(|s| s["position"] == json!(position)) {
-                return state;
-            }
-            assert!(started.elapsed() < Duration::from_secs(60), "{sources}");
-            std::thread::sleep(Duration::from_millis(100));
-        }
+        let get = |path: &str| server.api.get_ok(path, Some(&admin));
+        wait_source(get, "nats:rasa:node-a", position)
     };
     publisher.publish("rasa.rasa-log", events[..half].to_vec());
     wait(half as u64);
@@ -639,7 +661,7 @@ fn rasa_events_through_the_log_make_the_conversations_the_rasa_route_makes() {
     let state = wait(events.len() as u64 + 1);
     assert_eq!(state["dead_letters"], json!(1), "{state}");
     let letters = server.api.get_ok(
-        &format!("/v1/admin/sources/{source}/dead-letters"),
+        "/v1/admin/sources/nats:rasa:node-a/dead-letters",
         Some(&admin),
     );
     let letter = &letters["dead_letters"][0];

@@ -4,15 +4,17 @@
 //! `CONVLOG_REQUIRE_KAFKA=1`, which makes its absence a failure). The bots'
 //! side produces with `rskafka`.
 
-use crate::common::{Rng, Server};
-use crate::sources::{free_port, note, texts};
+use crate::common::Server;
+use crate::sources::{
+    Daemon, assert_each_stored_once, available, free_port, kill_at_random_moments, note,
+};
 use rskafka::client::partition::{Compression, UnknownTopicHandling};
 use rskafka::client::{Client, ClientBuilder};
 use rskafka::record::Record;
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 const TOPIC: &str = "convlog.in";
@@ -20,64 +22,37 @@ const PARTITIONS: u32 = 4;
 
 /// Whether `tansu` runs here.
 fn tansu_available() -> bool {
-    let ok = Command::new("tansu")
-        .arg("--version")
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if !ok {
-        assert!(
-            std::env::var_os("CONVLOG_REQUIRE_KAFKA").is_none(),
-            "CONVLOG_REQUIRE_KAFKA is set but tansu is missing (cargo install --locked tansu --features dynostore)"
-        );
-        eprintln!(
-            "skipping: tansu is not installed (cargo install --locked tansu --features dynostore)"
-        );
-    }
-    ok
+    available(
+        "tansu",
+        "CONVLOG_REQUIRE_KAFKA",
+        "cargo install --locked tansu --features dynostore",
+    )
 }
 
 /// A `tansu broker` on a free loopback port, storing in memory; killed on drop.
 struct Tansu {
-    child: Child,
+    _daemon: Daemon,
     address: String,
 }
 
 impl Tansu {
     fn start(dir: &Path) -> Tansu {
         let port = free_port();
-        let address = format!("127.0.0.1:{port}");
-        let log = std::fs::File::create(dir.join("tansu.log")).unwrap();
-        let child = Command::new("tansu")
-            .args([
-                "broker",
-                "--kafka-listener-url",
-                &format!("tcp://{address}/"),
-                "--kafka-advertised-listener-url",
-                &format!("tcp://{address}/"),
-                "--storage-engine",
-                "memory://tansu/",
-            ])
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .expect("tansu starts");
-        let started = Instant::now();
-        while std::net::TcpStream::connect(&address).is_err() {
-            assert!(
-                started.elapsed() < Duration::from_secs(30),
-                "tansu did not listen:\n{}",
-                std::fs::read_to_string(dir.join("tansu.log")).unwrap_or_default()
-            );
-            std::thread::sleep(Duration::from_millis(50));
+        let url = format!("tcp://127.0.0.1:{port}/");
+        let mut command = Command::new("tansu");
+        command.args([
+            "broker",
+            "--listener-url",
+            &url,
+            "--advertised-listener-url",
+            &url,
+            "--storage-engine",
+            "memory://tansu/",
+        ]);
+        Tansu {
+            _daemon: Daemon::start(command, port, &dir.join("tansu.log")),
+            address: format!("127.0.0.1:{port}"),
         }
-        Tansu { child, address }
-    }
-}
-
-impl Drop for Tansu {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 
@@ -226,13 +201,7 @@ fn kafka_records_are_stored_exactly_once_through_kill_9s_and_a_poison_record_is_
     for chunk in 0..TOTAL / 500 {
         counts[chunk % PARTITIONS as usize] += 500;
     }
-    let mut rng = Rng::new(0x4b);
-    for kill in 0..5 {
-        std::thread::sleep(Duration::from_millis(rng.range_i64(150, 700) as u64));
-        server.kill9();
-        server.restart();
-        eprintln!("kill {} done", kill + 1);
-    }
+    kill_at_random_moments(&mut server, 5, 0x4b);
     let _producer = publishing.join().expect("producer");
     let last: Vec<Option<u64>> = counts.iter().map(|&n| Some(n - 1)).collect();
     let states = wait_offsets(&server, &last);
@@ -248,13 +217,7 @@ fn kafka_records_are_stored_exactly_once_through_kill_9s_and_a_poison_record_is_
         "{letters}"
     );
     server.wait_indexed();
-    let texts = texts(&server);
-    let twice: Vec<_> = texts.iter().filter(|(_, n)| **n > 1).take(5).collect();
-    assert!(twice.is_empty(), "stored twice: {twice:?}");
-    assert_eq!(texts.len(), TOTAL, "lost {}", TOTAL - texts.len());
-    let found = server
-        .get_ok("/v1/bots/nats/messages?from=2020-01-01T00:00:00Z&to=2030-01-01T00:00:00Z&limit=1");
-    assert_eq!(found["total"], json!(TOTAL), "{found}");
+    assert_each_stored_once(&server, TOTAL);
     // The partitions' offsets and lag, as /metrics gives them.
     let metrics = server.get("/metrics").body;
     for (p, last) in last.iter().enumerate() {
