@@ -282,10 +282,12 @@ impl App {
                 ctx.ingest_from_source(&source, position, batch, &sessions, capture_all, now)
             })
             .await?;
-        self.metrics.ingested_messages.fetch_add(
-            outcome.messages.accepted as u64,
-            std::sync::atomic::Ordering::Relaxed,
-        );
+        let count = |counter: &std::sync::atomic::AtomicU64, n: usize| {
+            counter.fetch_add(n as u64, std::sync::atomic::Ordering::Relaxed);
+        };
+        count(&self.metrics.ingested_messages, outcome.messages.accepted);
+        count(&self.metrics.traces_stored, outcome.traces);
+        count(&self.metrics.traces_dropped, outcome.traces_dropped);
         Ok(outcome)
     }
 

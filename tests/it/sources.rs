@@ -672,4 +672,11 @@ fn rasa_events_through_the_log_make_the_conversations_the_rasa_route_makes() {
     );
     server.wait_indexed(Some(&admin));
     check_rasa_tracker(&server, &admin, "rasa-log", sender);
+    // The debugger's events are counted like those of the Rasa route.
+    let metrics = server
+        .api
+        .send("GET", "/metrics", Some(&admin), None, &[])
+        .body;
+    let stored = crate::common::metric_value(&metrics, "convlog_traces_stored_total");
+    assert!(stored.is_some_and(|n| n >= 3.0), "{stored:?}");
 }

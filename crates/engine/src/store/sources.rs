@@ -45,8 +45,9 @@ pub struct SourceBatch {
 #[derive(Debug, Default, Clone, Copy, PartialEq)]
 pub struct SourceOutcome {
     pub messages: IngestOutcome,
-    /// Trace events stored (the others had no conversation with debug logging).
+    /// Trace events stored, and dropped (no conversation with debug logging).
     pub traces: usize,
+    pub traces_dropped: usize,
 }
 
 /// A dead letter as stored.
@@ -151,12 +152,9 @@ impl WriteCtx<'_> {
             true => IngestOutcome::default(),
             false => self.ingest(batch.messages, sessions)?,
         };
-        let traces = match batch.traces.is_empty() {
-            true => 0,
-            false => {
-                self.store_traces(batch.traces, sessions, capture_all_traces)?
-                    .0
-            }
+        let (traces, traces_dropped) = match batch.traces.is_empty() {
+            true => (0, 0),
+            false => self.store_traces(batch.traces, sessions, capture_all_traces)?,
         };
         let dead = batch.dead;
         for letter in &dead {
@@ -183,6 +181,10 @@ impl WriteCtx<'_> {
                  ON CONFLICT (source) DO UPDATE SET position = excluded.position, updated_at = excluded.updated_at",
             )?
             .execute(params![source, position as i64, now])?;
-        Ok(SourceOutcome { messages, traces })
+        Ok(SourceOutcome {
+            messages,
+            traces,
+            traces_dropped,
+        })
     }
 }
