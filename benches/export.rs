@@ -23,13 +23,12 @@
 #[allow(dead_code)]
 mod common;
 
-use anyhow::{Context, bail, ensure};
+use anyhow::{Context, ensure};
 use clap::Parser;
 use common::median;
-use convlog_gen::{GenConfig, generate};
-use std::io::{BufWriter, Read, Write};
+use convlog_gen::GenConfig;
+use std::io::Read;
 use std::path::Path;
-use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -276,42 +275,16 @@ fn status(pid: u32, field: &str) -> anyhow::Result<f64> {
 
 /// Generates `count` messages into `convlog ingest --direct`.
 fn load(data_dir: &Path, count: usize, seed: u64) -> anyhow::Result<()> {
-    let mut ingest = Command::new(env!("CARGO_BIN_EXE_convlog"))
-        .args(["ingest", "--direct", "--data-dir"])
-        .arg(data_dir)
-        .arg("-")
-        .env("CONVLOG_LOG", "warn")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .spawn()
-        .context("spawning convlog ingest")?;
-    let mut out = BufWriter::with_capacity(1 << 20, ingest.stdin.take().expect("stdin"));
     let end = chrono::Utc::now() - chrono::Duration::hours(1);
     let config = GenConfig {
         bots: vec![BOT.to_string()],
         ..GenConfig::new(seed, count / 10 + 10, end)
     };
-    let (mut written, mut failed) = (0, None);
-    generate(&config, |message| {
-        if written >= count || failed.is_some() {
-            return;
-        }
-        let line = serde_json::to_string(&message).expect("serialise");
-        if let Err(err) = writeln!(out, "{line}") {
-            failed = Some(err);
-        }
-        written += 1;
-    });
-    if let Some(err) = failed {
-        bail!("writing to convlog ingest: {err}");
-    }
-    ensure!(
-        written == count,
-        "the generator made only {written} messages"
-    );
-    out.flush()?;
-    drop(out);
-    let status = ingest.wait()?;
-    ensure!(status.success(), "convlog ingest exited with {status}");
-    Ok(())
+    common::ingest_direct(
+        Path::new(env!("CARGO_BIN_EXE_convlog")),
+        data_dir,
+        &config,
+        count,
+        |_| {},
+    )
 }

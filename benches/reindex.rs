@@ -15,14 +15,17 @@
 //! cargo bench --bench reindex -- --messages 50000 --runs 1        # quick look
 //! ```
 
-use anyhow::{Context, bail, ensure};
+#[path = "common/mod.rs"]
+#[allow(dead_code)]
+mod common;
+
+use anyhow::{Context, ensure};
 use clap::Parser;
-use convlog_gen::{GenConfig, generate};
+use convlog_gen::GenConfig;
 use serde_json::Value;
 use std::collections::HashMap;
-use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitCode, Stdio};
+use std::process::{Child, ExitCode};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -84,17 +87,6 @@ fn binary() -> &'static str {
 
 /// Generates `count` messages into `convlog ingest --direct`; returns words by frequency.
 fn load(data_dir: &Path, count: usize, seed: u64) -> anyhow::Result<Vec<String>> {
-    let mut ingest = Command::new(binary())
-        .args(["ingest", "--direct", "--data-dir"])
-        .arg(data_dir)
-        .arg("-")
-        .env("CONVLOG_LOG", "warn")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .spawn()
-        .context("spawning convlog ingest")?;
-    let stdin = ingest.stdin.take().expect("stdin");
-    let mut out = BufWriter::with_capacity(1 << 20, stdin);
     let end = chrono::DateTime::parse_from_rfc3339("2026-11-20T00:00:00Z")
         .expect("valid")
         .with_timezone(&chrono::Utc);
@@ -103,35 +95,14 @@ fn load(data_dir: &Path, count: usize, seed: u64) -> anyhow::Result<Vec<String>>
         bots: vec![BOT.to_string()],
         ..GenConfig::new(seed, count / 10 + 10, end)
     };
-    let mut written = 0;
     let mut counts: HashMap<String, u64> = HashMap::new();
-    let mut failed = None;
-    generate(&config, |message| {
-        if written >= count || failed.is_some() {
-            return;
-        }
+    common::ingest_direct(Path::new(binary()), data_dir, &config, count, |message| {
         for word in message.text.split(|c: char| !c.is_ascii_alphabetic()) {
             if word.len() >= 3 {
                 *counts.entry(word.to_ascii_lowercase()).or_default() += 1;
             }
         }
-        let line = serde_json::to_string(&message).expect("serialise");
-        if let Err(err) = writeln!(out, "{line}") {
-            failed = Some(err);
-        }
-        written += 1;
-    });
-    if let Some(err) = failed {
-        bail!("writing to convlog ingest: {err}");
-    }
-    ensure!(
-        written == count,
-        "the generator made only {written} messages"
-    );
-    out.flush()?;
-    drop(out);
-    let status = ingest.wait()?;
-    ensure!(status.success(), "convlog ingest exited with {status}");
+    })?;
     let mut ranked: Vec<(u64, String)> = counts.into_iter().map(|(w, c)| (c, w)).collect();
     ranked.sort_by(|a, b| b.0.cmp(&a.0).then_with(|| a.1.cmp(&b.1)));
     Ok(ranked.into_iter().map(|(_, w)| w).collect())
