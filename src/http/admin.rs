@@ -3,8 +3,8 @@
 use super::error::AppError;
 use super::guard::Caller;
 use super::openapi::{
-    self, Components, array, closed, count, nullable, object, of_type, query_parameter, string,
-    timestamp,
+    self, Components, array, closed, count, limit_parameter, nullable, object, of_type,
+    query_parameter, string, timestamp,
 };
 use crate::app::App;
 use axum::Json;
@@ -467,13 +467,7 @@ pub fn audit_params() -> Vec<utoipa::openapi::path::Parameter> {
         query_parameter("action", "Entries of this action.", of_type(Type::String)),
         query_parameter("from", "Entries at or after.", timestamp()),
         query_parameter("to", "Entries before.", timestamp()),
-        query_parameter(
-            "limit",
-            "Most entries (default 100).",
-            of_type(Type::Integer)
-                .minimum(Some(1))
-                .maximum(Some(MAX_AUDIT_LIMIT as f64)),
-        ),
+        limit_parameter("Most entries (default 100).", MAX_AUDIT_LIMIT),
     ]
 }
 

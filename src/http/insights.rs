@@ -2,7 +2,7 @@
 //! unidentified inputs) and the live tail.
 
 use super::error::AppError;
-use super::openapi::{Components, array, count, object, of_type, query_parameter, string};
+use super::openapi::{Components, array, count, limit_parameter, object, string};
 use super::search::{bot_id, filters_request};
 use super::views::{MessageView, PlacedMessageView};
 use crate::app::App;
@@ -76,13 +76,9 @@ pub async fn unidentified(
 
 /// The parameters of `…/insights/unidentified` beside the filters.
 pub fn unidentified_params() -> Vec<utoipa::openapi::path::Parameter> {
-    use utoipa::openapi::schema::Type;
-    vec![query_parameter(
-        "limit",
+    vec![limit_parameter(
         "How many clusters to return, largest first (default 50).",
-        of_type(Type::Integer)
-            .minimum(Some(1))
-            .maximum(Some(MAX_CLUSTERS as f64)),
+        MAX_CLUSTERS,
     )]
 }
 

@@ -629,6 +629,18 @@ pub static DOCUMENT: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
 });
 
 /// A query parameter of a route that parses its own query (see [`Query::Params`]).
+/// `limit`: how many to answer, 1 to `max`.
+pub fn limit_parameter(description: &str, max: usize) -> utoipa::openapi::path::Parameter {
+    use utoipa::openapi::schema::Type;
+    query_parameter(
+        "limit",
+        description,
+        of_type(Type::Integer)
+            .minimum(Some(1))
+            .maximum(Some(max as f64)),
+    )
+}
+
 pub fn query_parameter(
     name: &str,
     description: &str,

@@ -3,7 +3,7 @@
 
 use super::error::AppError;
 use super::openapi::{
-    Components, array, count, nullable, object, of_type, query_parameter, string, timestamp,
+    Components, array, count, limit_parameter, nullable, object, string, timestamp,
 };
 use crate::app::App;
 use axum::Json;
@@ -95,13 +95,9 @@ pub async fn dead_letters(
 
 /// The parameters of the dead letters beside the path.
 pub fn dead_letter_params() -> Vec<utoipa::openapi::path::Parameter> {
-    use utoipa::openapi::schema::Type;
-    vec![query_parameter(
-        "limit",
+    vec![limit_parameter(
         "How many, newest first (default 100).",
-        of_type(Type::Integer)
-            .minimum(Some(1))
-            .maximum(Some(MAX_LETTERS as f64)),
+        MAX_LETTERS,
     )]
 }
 
