@@ -26,7 +26,7 @@ mod common;
 use clap::Parser;
 use common::median;
 use convlog_gen::{GenConfig, generate};
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::io::{BufRead, BufReader, Read};
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
@@ -99,6 +99,8 @@ fn main() -> anyhow::Result<()> {
     let mut rates: [Vec<f64>; 2] = [Vec::new(), Vec::new()];
     let mut latencies: [Vec<f64>; 2] = [Vec::new(), Vec::new()];
     let mut delivered: Vec<u64> = Vec::new();
+    let mut cpu: [Vec<Cpu>; 2] = [Vec::new(), Vec::new()];
+    let mut caught_up: Vec<f64> = Vec::new();
     for run in 0..args.runs {
         // Alternate which setting goes first: a run pays for the previous one's cleanup.
         let mut order = [(0, 0usize), (1, TAILS.len())];
@@ -114,17 +116,22 @@ fn main() -> anyhow::Result<()> {
                 .server
                 .as_deref()
                 .unwrap_or(Path::new(env!("CARGO_BIN_EXE_convlog")));
-            let (rate, lat, events) =
-                run_once(server, args.dir.as_deref(), &batches, &paced, &filters)?;
+            let measured = run_once(server, args.dir.as_deref(), &batches, &paced, &filters)?;
             eprintln!(
-                "[tail] run {}: {tails} tails: {rate:.0} msg/s, {events} events delivered",
-                run + 1
+                "[tail] run {}: {tails} tails: {:.0} msg/s, {} events delivered; {}",
+                run + 1,
+                measured.rate,
+                measured.events,
+                measured.cpu.line()
             );
-            rates[at].push(rate);
+            rates[at].push(measured.rate);
+            cpu[at].push(measured.cpu);
             if tails > 0 {
-                latencies[0].extend(lat[0].iter());
-                latencies[1].extend(lat[1].iter());
-                delivered.push(events);
+                let [flat_out, steady] = measured.latencies;
+                latencies[0].extend(flat_out);
+                latencies[1].extend(steady);
+                delivered.push(measured.events);
+                caught_up.extend(measured.caught_up);
             }
         }
     }
@@ -163,6 +170,32 @@ fn main() -> anyhow::Result<()> {
         );
     }
     println!("events delivered to the ten tails per run: {delivered:?}");
+    if !caught_up.is_empty() {
+        println!(
+            "the unfiltered tail had all of the flat-out ingest {:.1} s after it ended (median; runs {:?})",
+            median(&caught_up),
+            caught_up
+                .iter()
+                .map(|s| format!("{s:.1}"))
+                .collect::<Vec<_>>()
+        );
+    }
+    // CPU is steadier than throughput between runs: what the tails cost in it.
+    let seconds =
+        |runs: &[Cpu], of: &dyn Fn(&Cpu) -> f64| median(&runs.iter().map(of).collect::<Vec<_>>());
+    let server = |cpu: &Cpu| cpu.server.get("all").copied().unwrap_or(0.0);
+    println!(
+        "CPU seconds to the end of the flat-out ingest (medians): server {:.2} with no tails, {:.2} with ten; \
+         of which the tails' threads {:.2}; the readers {:.2}",
+        seconds(&cpu[0], &server),
+        seconds(&cpu[1], &server),
+        seconds(&cpu[1], &|cpu| cpu
+            .server
+            .get("tail")
+            .copied()
+            .unwrap_or(0.0)),
+        seconds(&cpu[1], &|cpu| cpu.readers),
+    );
     Ok(())
 }
 
@@ -173,7 +206,7 @@ fn run_once(
     batches: &[(String, Vec<u8>)],
     paced: &[(String, Vec<u8>)],
     filters: &[&str],
-) -> anyhow::Result<(f64, [Vec<f64>; 2], u64)> {
+) -> anyhow::Result<Run> {
     let dir = match dir {
         Some(dir) => tempfile::tempdir_in(dir)?,
         None => tempfile::tempdir()?,
@@ -209,7 +242,8 @@ fn run_once(
         let reader = BufReader::new(response.into_body().into_reader());
         let (acks, arrivals, events, stop) =
             (acks.clone(), arrivals.clone(), events.clone(), stop.clone());
-        readers.push(std::thread::spawn(move || {
+        let reading = std::thread::Builder::new().name("reader".into());
+        readers.push(reading.spawn(move || {
             // The readers stand for clients on other machines: on these two
             // cores they yield to the server (nice +10), which is measured.
             // SAFETY: a plain system call on the calling thread.
@@ -243,7 +277,7 @@ fn run_once(
                 // measurement is of the server, on the same two cores.
                 count_events(reader, &events, &stop);
             }
-        }));
+        })?);
     }
     let next = AtomicUsize::new(0);
     let begun = Instant::now();
@@ -267,8 +301,29 @@ fn run_once(
         }
     });
     let rate = batches.len() as f64 * 1000.0 / begun.elapsed().as_secs_f64();
-    // Let the tails catch up, then send at a steady pace.
-    std::thread::sleep(Duration::from_secs(5));
+    // Everything the tails cost is done by now: what they could take
+    // from ingest is what they used meanwhile.
+    let cpu = Cpu {
+        server: thread_seconds(started.child.id()),
+        readers: thread_seconds(std::process::id())
+            .get("reader")
+            .copied()
+            .unwrap_or(0.0),
+    };
+    // Let the tails catch up (the unfiltered one has every batch's last
+    // message; tails yield to a burst), then send at a steady pace.
+    let ended = Instant::now();
+    let mut caught_up = None;
+    if filters.first() == Some(&"") {
+        while ended.elapsed() < Duration::from_secs(120) {
+            if arrivals.lock().unwrap().len() >= batches.len() {
+                caught_up = Some(ended.elapsed().as_secs_f64());
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+    std::thread::sleep(Duration::from_secs(1));
     let flat_out = std::mem::take(&mut *arrivals.lock().unwrap());
     for (last, body) in paced {
         let response = agent
@@ -287,7 +342,92 @@ fn run_once(
         let _ = reader.join();
     }
     let steady = arrivals.lock().unwrap().clone();
-    Ok((rate, [flat_out, steady], events.load(Ordering::Relaxed)))
+    Ok(Run {
+        rate,
+        latencies: [flat_out, steady],
+        events: events.load(Ordering::Relaxed),
+        caught_up,
+        cpu,
+    })
+}
+
+/// What one run measured.
+struct Run {
+    /// Ingest throughput, messages a second.
+    rate: f64,
+    /// Ingest answer → unfiltered tail, seconds: flat out, steady.
+    latencies: [Vec<f64>; 2],
+    /// Events the tails received.
+    events: u64,
+    /// Seconds from the end of the flat-out ingest until the unfiltered
+    /// tail had all of it.
+    caught_up: Option<f64>,
+    cpu: Cpu,
+}
+
+/// CPU seconds used from the server's start to the end of the flat-out ingest.
+struct Cpu {
+    /// By thread name (`all`: the whole process, threads that ended too).
+    server: BTreeMap<String, f64>,
+    /// The bench's tail readers.
+    readers: f64,
+}
+
+impl Cpu {
+    /// The server's total and its tails' threads (searches, reads, rendering),
+    /// the runtime's (HTTP, socket writes) and the readers'.
+    fn line(&self) -> String {
+        let of = |name: &str| self.server.get(name).copied().unwrap_or(0.0);
+        format!(
+            "CPU s: server {:.2} (tails' threads {:.2}, runtime {:.2}), readers {:.2}",
+            of("all"),
+            of("tail"),
+            of("tokio-rt-worker"),
+            self.readers
+        )
+    }
+}
+
+/// CPU seconds (user + system) of process `pid`'s live threads by name, a
+/// number at the end of the name dropped (`tail-0` counts as `tail`), and
+/// the whole process's under `all`. Empty where `/proc` isn't there.
+fn thread_seconds(pid: u32) -> BTreeMap<String, f64> {
+    // Clock ticks a second: 100 on every Linux this runs on.
+    const TICKS: f64 = 100.0;
+    // The fields after the command name (which is in parentheses and may hold spaces).
+    let times = |stat: &str| -> Option<(String, f64)> {
+        let (head, rest) = stat.rsplit_once(')')?;
+        let name = head.split_once('(')?.1;
+        let fields: Vec<&str> = rest.split_whitespace().collect();
+        // utime and stime are fields 14 and 15 of stat(5); `rest` starts at field 3.
+        let ticks: f64 =
+            fields.get(11)?.parse::<f64>().ok()? + fields.get(12)?.parse::<f64>().ok()?;
+        Some((name.to_string(), ticks / TICKS))
+    };
+    let mut out = BTreeMap::new();
+    if let Some((_, all)) = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|stat| times(&stat))
+    {
+        out.insert("all".to_string(), all);
+    }
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return out;
+    };
+    for task in tasks.flatten() {
+        let Some((name, seconds)) = std::fs::read_to_string(task.path().join("stat"))
+            .ok()
+            .and_then(|stat| times(&stat))
+        else {
+            continue;
+        };
+        let name = name
+            .trim_end_matches(|c: char| c.is_ascii_digit())
+            .trim_end_matches('-')
+            .to_string();
+        *out.entry(name).or_insert(0.0) += seconds;
+    }
+    out
 }
 
 /// Counts `event: message` lines in a stream, reading it in blocks.

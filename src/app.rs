@@ -375,6 +375,8 @@ impl App {
                 .load(std::sync::atomic::Ordering::Relaxed)
                 as f64
                 / 1e6,
+            tails_open: self.search.recent().open(),
+            tails_yielded_seconds: self.search.recent().yielded_seconds(),
             process: Process::now(),
         })
     }

@@ -172,6 +172,10 @@ pub struct Gauges<'a> {
     pub tagger_lag: u64,
     /// When the last full tagging run finished (seconds since the epoch; 0: none since start).
     pub tagger_last_full_run: f64,
+    /// Live tails open.
+    pub tails_open: usize,
+    /// Seconds live tails waited for ingest bursts to pass.
+    pub tails_yielded_seconds: f64,
     pub process: Process,
 }
 
@@ -769,6 +773,20 @@ fn render_rest(out: &mut String, gauges: &Gauges) {
         "When the last full tagging run finished (0: none since start).",
         gauges.tagger_last_full_run,
     );
+    gauge(
+        out,
+        "convlog_tail_streams",
+        "Live tails (GET /v1/bots/{bot}/tail) open.",
+        gauges.tails_open,
+    );
+    let name = "convlog_tail_yielded_seconds_total";
+    family(
+        out,
+        name,
+        "counter",
+        "Time live tails waited for ingest bursts to pass (they read a page a second while the index is behind).",
+    );
+    sample(out, name, &[], gauges.tails_yielded_seconds);
     let process = &gauges.process;
     let name = "convlog_process_cpu_seconds_total";
     family(

@@ -295,3 +295,45 @@ fn a_client_that_reads_too_slowly_loses_messages_and_is_told_not_ingest() {
     let order: Vec<usize> = delivered.iter().map(|id| position[id]).collect();
     assert!(order.windows(2).all(|w| w[0] < w[1]), "in order");
 }
+
+#[test]
+fn tails_yield_to_an_ingest_burst_then_deliver_all_of_it_in_order() {
+    let root = tempfile::tempdir().unwrap();
+    // The index commits every 5 s: a burst leaves it several pages behind.
+    let server = Server::start(root.path(), &["--set", "index.refresh_interval=5s"]);
+    let all = open(&server, "", None);
+    let web = open(&server, "channel=web", None);
+    assert_eq!(server.metric("convlog_tail_streams"), 2.0);
+    assert_eq!(server.metric("convlog_tail_yielded_seconds_total"), 0.0);
+
+    // 12,000 messages, each its own conversation: 12,000 changes to index,
+    // ingested before the index's next commit.
+    let now = Utc::now().timestamp_micros();
+    let burst: Vec<GenMessage> = (0..12_000)
+        .map(|i| {
+            let mut m = message(
+                &format!("burst-{i}"),
+                "shop",
+                &format!("burst-user-{i}"),
+                "where is my order",
+                &rfc3339(now - 1_000 * (12_000 - i) as i64),
+            );
+            m.channel = ["web", "whatsapp", "telegram"][i % 3].into();
+            m
+        })
+        .collect();
+    for chunk in burst.chunks(1000) {
+        server.ingest(chunk);
+    }
+    let expected: Vec<String> = burst.iter().map(|m| m.id.clone()).collect();
+    let on_web: Vec<String> = burst
+        .iter()
+        .filter(|m| m.channel == "web")
+        .map(|m| m.id.clone())
+        .collect();
+    assert_eq!(ids(&messages(&all, expected.len())), expected);
+    assert_eq!(ids(&messages(&web, on_web.len())), on_web);
+    nothing_more(&all, Duration::from_millis(300));
+    // While the index was pages behind, the tails read a page a second.
+    assert!(server.metric("convlog_tail_yielded_seconds_total") > 0.0);
+}

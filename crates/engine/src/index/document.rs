@@ -2,7 +2,7 @@
 
 use super::schema::{ANY_DROPOFF, Fields, TextAnalysis, flow_step};
 use crate::store::ConversationRecord;
-use crate::store::read::IndexMessage;
+use crate::store::read::MessageRecord;
 use convlog_querylang::analysis;
 use std::collections::BTreeSet;
 use tantivy::TantivyDocument;
@@ -65,7 +65,7 @@ impl<'a> Shared<'a> {
 pub fn conversation(
     fields: &Fields,
     shared: &Shared<'_>,
-    messages: &[IndexMessage],
+    messages: &[MessageRecord],
 ) -> TantivyDocument {
     let record = shared.record;
     let mut conversation = TantivyDocument::default();
@@ -124,7 +124,7 @@ pub fn conversation(
 pub fn message(
     fields: &Fields,
     shared: &Shared<'_>,
-    message: &IndexMessage,
+    message: &MessageRecord,
     analysis: &TextAnalysis,
     lang: &str,
 ) -> TantivyDocument {

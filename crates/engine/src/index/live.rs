@@ -7,7 +7,7 @@
 //! old or the new generation, never a half-built one. Generations that are not
 //! named are removed at start-up.
 
-use super::{IndexError, IndexSchema, IndexState, Indexer, SearchIndex};
+use super::{IndexError, IndexSchema, IndexState, Indexer, Recent, SearchIndex};
 use crate::jobs::Progress;
 use crate::settings::{IndexConfig, SchemaChange};
 use crate::store::{Store, tagging::conversation_count};
@@ -27,6 +27,8 @@ pub struct LiveIndex {
     current: RwLock<(SearchIndex, Arc<Indexer>)>,
     /// Held while a reindex runs: one at a time.
     rebuilding: Mutex<()>,
+    /// The newest messages, handed over by the indexer while tails are open.
+    recent: Arc<Recent>,
 }
 
 fn generation_name(n: u64) -> String {
@@ -152,12 +154,14 @@ impl LiveIndex {
         }
         let served = older.unwrap_or_else(|| schema.clone());
         let (index, position) = SearchIndex::open(&dir, served, span)?;
+        let recent = Arc::new(Recent::default());
         let indexer = Indexer::spawn(
             index.clone(),
             store.clone(),
             config.clone(),
             position,
             store.head(),
+            recent.clone(),
         )?;
         tracing::info!(generation = %name, position, "index opened");
         Ok(LiveIndex {
@@ -167,6 +171,7 @@ impl LiveIndex {
             schema,
             current: RwLock::new((index, Arc::new(indexer))),
             rebuilding: Mutex::new(()),
+            recent,
         })
     }
 
@@ -179,6 +184,11 @@ impl LiveIndex {
     /// The index being served.
     pub fn index(&self) -> SearchIndex {
         self.current.read().expect("index lock").0.clone()
+    }
+
+    /// The newest messages, for live tails.
+    pub fn recent(&self) -> &Arc<Recent> {
+        &self.recent
     }
 
     /// How far the served index is, and whether it is healthy.
@@ -268,6 +278,7 @@ impl LiveIndex {
                 self.config.clone(),
                 position,
                 position,
+                self.recent.clone(),
             )
             .map_err(|e| e.to_string())?;
             if let Err(err) = write_pointer(&self.data_dir, name) {
@@ -287,6 +298,7 @@ impl LiveIndex {
                     self.config.clone(),
                     old.1.state.position(),
                     old.1.state.position(),
+                    self.recent.clone(),
                 )
                 .map_err(|e| e.to_string())?;
                 current.1 = Arc::new(resumed);

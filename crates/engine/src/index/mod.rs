@@ -11,6 +11,7 @@
 mod document;
 mod live;
 mod partition;
+pub mod recent;
 pub mod schema;
 mod writer;
 
@@ -18,6 +19,7 @@ pub use crate::settings::SchemaChange;
 pub use live::LiveIndex;
 use partition::Partition;
 pub use partition::{DocKind, PartitionKey, PartitionView};
+pub use recent::{Recent, Tailed};
 pub use schema::{Fields, IndexSchema, LanguageFields, TextAnalysis};
 pub use writer::{IndexState, Indexer};
 
@@ -431,9 +433,46 @@ impl IndexView {
     pub fn search<C>(
         &self,
         kind: DocKind,
+        range: (Option<Micros>, Option<Micros>),
+        query: &dyn Query,
+        collector: &C,
+    ) -> tantivy::Result<C::Fruit>
+    where
+        C: Collector + Sync,
+        <C::Child as SegmentCollector>::Fruit: Send,
+    {
+        self.search_segments(kind, range, query, collector, |_| true)
+    }
+
+    /// [`search`](Self::search) over the segments of every partition that
+    /// hold a document whose u64 `field` is above `after` (a live tail's new
+    /// messages are in the newest segments: the others are not searched).
+    pub fn search_above<C>(
+        &self,
+        kind: DocKind,
+        (field, after): (&str, u64),
+        query: &dyn Query,
+        collector: &C,
+    ) -> tantivy::Result<C::Fruit>
+    where
+        C: Collector + Sync,
+        <C::Child as SegmentCollector>::Fruit: Send,
+    {
+        self.search_segments(kind, (None, None), query, collector, |segment| {
+            segment
+                .fast_fields()
+                .u64(field)
+                .map_or(true, |column| column.max_value() > after)
+        })
+    }
+
+    fn search_segments<C>(
+        &self,
+        kind: DocKind,
         (from, to): (Option<Micros>, Option<Micros>),
         query: &dyn Query,
         collector: &C,
+        searched: impl Fn(&tantivy::SegmentReader) -> bool,
     ) -> tantivy::Result<C::Fruit>
     where
         C: Collector + Sync,
@@ -458,7 +497,7 @@ impl IndexView {
         let segments: Vec<_> = searchers
             .iter()
             .flat_map(|searcher| searcher.segment_readers())
-            .filter(|segment| segment.num_docs() > 0)
+            .filter(|segment| segment.num_docs() > 0 && searched(segment))
             .collect();
         // Most segments of a long range may lack a rare word: a scorer that
         // matches nothing costs a term lookup, a collector (sort and facet

@@ -1,9 +1,9 @@
 //! The indexer: one thread owns the `IndexWriter`, follows the store's change
 //! stream and commits every refresh interval with its position in the payload.
 
-use super::{CommitPayload, IndexError, PartitionKey, SearchIndex, document};
+use super::{CommitPayload, IndexError, PartitionKey, Recent, SearchIndex, document};
 use crate::settings::{IndexConfig, Languages};
-use crate::store::read::{IndexMessage, any_placed_in, placed_page};
+use crate::store::read::{MessageRecord, any_placed_in, placed_page};
 use crate::store::{ChangedConversation, Store, read_changes_page};
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -63,13 +63,15 @@ pub struct Indexer {
 }
 
 impl Indexer {
-    /// Starts following the store from `position`; ready once it reaches `ready_at`.
+    /// Starts following the store from `position`; ready once it reaches
+    /// `ready_at`. New messages are handed over to `recent` (for live tails).
     pub fn spawn(
         index: SearchIndex,
         store: Store,
         config: IndexConfig,
         position: u64,
         ready_at: u64,
+        recent: Arc<Recent>,
     ) -> Result<Indexer, IndexError> {
         let state = Arc::new(IndexState {
             position: AtomicU64::new(position),
@@ -82,7 +84,7 @@ impl Indexer {
         let thread_state = state.clone();
         let thread = std::thread::Builder::new()
             .name("indexer".into())
-            .spawn(move || run(index, store, config, writer, thread_state, stopped))?;
+            .spawn(move || run(index, store, config, writer, thread_state, &recent, stopped))?;
         Ok(Indexer {
             state,
             stop: Mutex::new(Some(stop)),
@@ -117,6 +119,7 @@ impl Indexer {
             &mut writer,
             &mut Known::default(),
             position,
+            None,
             page,
         )?;
         writer.wait_merging_threads()?;
@@ -258,6 +261,7 @@ fn run(
     config: IndexConfig,
     mut writer: Writers,
     state: Arc<IndexState>,
+    recent: &Recent,
     stopped: mpsc::Receiver<()>,
 ) {
     let mut stopping = false;
@@ -277,6 +281,7 @@ fn run(
             &mut writer,
             &mut known,
             state.position(),
+            Some(recent),
             committed,
         ) {
             Ok(_) => {
@@ -347,7 +352,7 @@ enum Plan {
 /// indexed `seq` are as many as the documents written, those documents are
 /// exactly these messages and only the later ones are new. Otherwise (a merge
 /// brought older messages, or the indexer doesn't know) they are all rewritten.
-fn plan(known: Option<&Indexed>, messages: &[IndexMessage]) -> Plan {
+fn plan(known: Option<&Indexed>, messages: &[MessageRecord]) -> Plan {
     match known {
         Some(known)
             if messages.iter().filter(|m| m.seq <= known.max_seq).count() == known.messages =>
@@ -488,6 +493,7 @@ fn sync(
     writer: &mut Writers,
     known: &mut Known,
     mut position: u64,
+    recent: Option<&Recent>,
     mut committed: impl FnMut(u64, usize) -> bool,
 ) -> Result<u64, IndexError> {
     let result = (|| {
@@ -497,7 +503,15 @@ fn sync(
                 None => return Ok(()),
             }
         }
-        sync_pages(index, store, writer, known, &mut position, &mut committed)
+        sync_pages(
+            index,
+            store,
+            writer,
+            known,
+            &mut position,
+            recent,
+            &mut committed,
+        )
     })();
     if result.is_err() {
         known.clear();
@@ -511,6 +525,7 @@ fn sync_pages(
     writer: &mut Writers,
     known: &mut Known,
     position: &mut u64,
+    recent: Option<&Recent>,
     committed: &mut impl FnMut(u64, usize) -> bool,
 ) -> Result<(), IndexError> {
     let fields = index.fields().clone();
@@ -598,6 +613,10 @@ fn sync_pages(
             // Forgetting only costs whole rewrites; it bounds the memory at scale.
             known.clear();
         }
+        // Before the commit is searchable: a tail it wakes finds the messages.
+        if let Some(recent) = recent {
+            recent.hand_over(&batch.conversations);
+        }
         let touched: Vec<PartitionKey> = touched.into_iter().collect();
         index.publish(&touched)?;
         writer.close_idle();
@@ -622,18 +641,18 @@ fn sync_pages(
 mod tests {
     use super::*;
 
-    fn message(seq: u64) -> IndexMessage {
-        IndexMessage {
+    fn message(seq: u64) -> MessageRecord {
+        MessageRecord {
             seq,
             role: "user".into(),
             text: "hello".into(),
             timestamp: seq as i64,
-            ..IndexMessage::default()
+            ..MessageRecord::default()
         }
     }
 
     fn plan_of(known: Option<Indexed>, seqs: &[u64]) -> Option<u64> {
-        let messages: Vec<IndexMessage> = seqs.iter().copied().map(message).collect();
+        let messages: Vec<MessageRecord> = seqs.iter().copied().map(message).collect();
         match plan(known.as_ref(), &messages) {
             Plan::Append { after } => Some(after),
             Plan::Rewrite => None,

@@ -12,7 +12,7 @@ use super::filters::{FILTERS, Scope};
 use super::highlight::{highlight, snippet};
 use super::join::{self, ConvCollector};
 use super::{SearchRequest, Sort};
-use crate::index::{Fields, IndexView, LiveIndex, TextAnalysis};
+use crate::index::{Fields, IndexView, LiveIndex, Tailed, TextAnalysis};
 use crate::settings::{Languages, SearchConfig};
 use crate::store::{
     ConversationRecord, MessageRecord, NodeRecord, Store, StoreError, read, review,
@@ -22,7 +22,7 @@ use convlog_querylang::analysis;
 use convlog_querylang::{Mode, QueryAst, Role};
 use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex};
 use tantivy::query::Query;
 use tantivy::schema::Field;
 
@@ -39,33 +39,6 @@ pub struct TailPage {
     pub messages: Vec<Arc<Tailed>>,
     /// The sequence to continue after.
     pub last: u64,
-}
-
-/// A message as tails read it: one copy for every tail that sends it.
-#[derive(Debug)]
-pub struct Tailed {
-    pub bot_id: String,
-    pub message: MessageRecord,
-    /// Its conversation's channel.
-    pub channel: String,
-    rendered: OnceLock<Box<str>>,
-}
-
-impl Tailed {
-    pub fn new(bot_id: &str, message: MessageRecord, channel: String) -> Tailed {
-        Tailed {
-            bot_id: bot_id.to_string(),
-            message,
-            channel,
-            rendered: OnceLock::new(),
-        }
-    }
-
-    /// The message as the reader sends it, made by `render` for the first
-    /// tail that sends it and reused by the others.
-    pub fn rendered(&self, render: impl FnOnce(&Tailed) -> String) -> &str {
-        self.rendered.get_or_init(|| render(self).into_boxed_str())
-    }
 }
 
 /// A conversation that matched, with snippets of the messages that matched `q`.
@@ -153,14 +126,8 @@ pub struct SearchService {
     columns: Arc<FacetColumns>,
     /// The languages of the message documents of the last view asked: (view id, languages).
     langs: Arc<Mutex<(u64, Arc<Vec<String>>)>>,
-    /// The messages live tails read last, by sequence: several tails over
-    /// one bot read each new message from the store once.
-    tailed: Arc<Mutex<BTreeMap<u64, Arc<Tailed>>>>,
     config: SearchConfig,
 }
-
-/// Messages the tails' cache keeps (the newest).
-const TAILED_MESSAGES: usize = 20_000;
 
 /// Most words one prefix (`re*`) may expand to; more is a 400 asking for a longer one.
 pub const MAX_PREFIX_WORDS: usize = 500;
@@ -179,7 +146,6 @@ impl SearchService {
             views,
             columns: Arc::default(),
             langs: Arc::default(),
-            tailed: Arc::default(),
             config,
         }
     }
@@ -764,9 +730,9 @@ impl SearchService {
                 filters.box_clone(),
                 Box::new(seqs),
             ]);
-            matching.extend(index.search(
+            matching.extend(index.search_above(
                 DocKind::Message,
-                (None, None),
+                ("msg_seq", lo),
                 &query,
                 &IdCollector {
                     id_field: "msg_seq",
@@ -792,34 +758,35 @@ impl SearchService {
         Ok(TailPage { messages, last })
     }
 
-    /// The messages of `bot` with these sequences (ascending), from the
-    /// tails' cache or the store (which fills the cache). The cache stays
-    /// locked while the store is read: tails woken by the same commit wait
-    /// for the first one's read instead of repeating it.
+    /// Store changes the index has yet to take in.
+    pub fn index_backlog(&self) -> u64 {
+        let position = self.index.state().position();
+        self.store.head().saturating_sub(position)
+    }
+
+    /// What the live tails share (see [`Recent`](crate::index::Recent)).
+    pub fn recent(&self) -> &Arc<crate::index::Recent> {
+        self.index.recent()
+    }
+
+    /// The messages of `bot` with these sequences (ascending): those the
+    /// indexer handed over, the others read from the store (and kept for
+    /// the other tails).
     fn tailed_messages(&self, bot: &str, seqs: &[u64]) -> Result<Vec<Arc<Tailed>>, QueryError> {
-        let mut cache = self.tailed.lock().expect("tailed messages");
-        let missing: Vec<u64> = seqs
-            .iter()
-            .copied()
-            .filter(|seq| !cache.contains_key(seq))
-            .collect();
+        let recent = self.recent();
+        let (mut found, missing) = recent.get(seqs);
         if !missing.is_empty() {
             let read = self
                 .store
                 .read(|conn| read::messages_with_channel(conn, bot, &missing))?;
-            for (message, channel) in read {
-                cache.insert(message.seq, Arc::new(Tailed::new(bot, message, channel)));
-            }
+            let read = read
+                .into_iter()
+                .map(|(message, channel)| Tailed::new(bot, message, channel))
+                .collect();
+            found.extend(recent.keep(read));
+            found.sort_unstable_by_key(|tailed| tailed.message.seq);
         }
-        let found = seqs
-            .iter()
-            .filter_map(|seq| cache.get(seq))
-            .filter(|tailed| tailed.bot_id == bot)
-            .cloned()
-            .collect();
-        while cache.len() > TAILED_MESSAGES {
-            cache.pop_first();
-        }
+        found.retain(|tailed| tailed.bot_id == bot);
         Ok(found)
     }
 

@@ -16,11 +16,11 @@
 //! (nice +10 on Linux), so under a burst they use the cores ingest leaves idle
 //! and fall behind rather than slow it; they catch up when it calms.
 
-pub use super::search::Tailed;
 use super::{QueryError, SearchRequest, SearchService, TailPage};
+pub use crate::index::Tailed;
 use crate::settings::TailConfig;
 use std::sync::{Arc, OnceLock};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tokio::sync::mpsc::error::SendTimeoutError;
 use tokio::sync::{mpsc, watch};
 
@@ -30,6 +30,12 @@ pub const POLL: Duration = Duration::from_millis(200);
 const PAGE: usize = 1000;
 /// How long a full buffer may stay full before its client counts as slow.
 pub const SLOW: Duration = Duration::from_secs(1);
+/// Index backlog (store changes not indexed yet) beyond which ingest counts
+/// as bursting: at a steady pace the index is at most a refresh behind, a
+/// few dozen changes.
+const BURST: u64 = 1_000;
+/// How often a tail reads a page while ingest bursts.
+const PACE: Duration = Duration::from_secs(1);
 
 /// What a tail sends.
 #[derive(Debug, Clone)]
@@ -60,6 +66,8 @@ pub async fn follow(
         Some(after) => after,
         None => search.latest_message()?,
     };
+    // Counted before the first read: the indexer hands over what comes after.
+    let following = search.recent().follow(after);
     let page = Page {
         search: search.clone(),
         bot,
@@ -71,11 +79,13 @@ pub async fn follow(
     let page_of = page;
     tokio::spawn(async move {
         let mut page = first;
+        let mut last_read = Instant::now();
         let mut seen_view = search.view_id();
         let mut dropped = 0u64;
         loop {
             let full = page.messages.len() >= PAGE;
             let after = page.last;
+            following.read_to(after);
             // A client that takes nothing for SLOW while its buffer is full
             // is slow: the rest of this page is dropped and counted.
             let mut slow = false;
@@ -121,6 +131,25 @@ pub async fn follow(
                     }
                 }
             }
+            // Tails yield to ingest: while a burst keeps the index behind,
+            // a tail reads at most a page every PACE, and catches up after.
+            while search.index_backlog() > BURST {
+                let wait = PACE.saturating_sub(last_read.elapsed());
+                if wait.is_zero() {
+                    break;
+                }
+                let waited = Instant::now();
+                tokio::select! {
+                    () = tokio::time::sleep(wait.min(POLL)) => {}
+                    () = tx.closed() => return,
+                    _ = stop.changed() => return,
+                }
+                search.recent().yielded(waited.elapsed());
+                if *stop.borrow() {
+                    return;
+                }
+            }
+            last_read = Instant::now();
             page = page_of.read(after).await.unwrap_or_else(|err| {
                 tracing::warn!(error = %err, "live tail: search failed; retrying");
                 TailPage {

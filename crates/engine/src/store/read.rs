@@ -52,7 +52,7 @@ pub struct TagRecord {
 }
 
 /// One stored message.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct MessageRecord {
     pub seq: u64,
     pub id: String,
@@ -101,22 +101,6 @@ pub struct TraceRecord {
     pub level: String,
 }
 
-/// What the index needs of a stored message.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct IndexMessage {
-    pub seq: u64,
-    pub role: String,
-    pub text: String,
-    pub timestamp: Micros,
-    pub flow: Option<String>,
-    pub step: Option<String>,
-    pub node_id: Option<String>,
-    pub node_type: Option<String>,
-    pub intent: Option<String>,
-    /// The language the message said it is in, if it did.
-    pub lang: Option<String>,
-}
-
 /// A changed conversation, as the index needs it.
 #[derive(Debug)]
 pub struct ChangedConversation {
@@ -124,7 +108,7 @@ pub struct ChangedConversation {
     /// Its `placed_at`: the time that places it in the index's partitions, which never changes.
     pub placed_at: Micros,
     /// All its messages in time order (ties in ingest order).
-    pub messages: Vec<IndexMessage>,
+    pub messages: Vec<MessageRecord>,
 }
 
 /// A conversation that no longer exists (merged away, archived).
@@ -291,32 +275,6 @@ pub fn first_user_text(
             None => line,
         }
     }))
-}
-
-/// The columns of a conversation's messages the index needs, in time order (ties in ingest order).
-fn index_messages(
-    conn: &Connection,
-    conversation_id: u64,
-) -> Result<Vec<IndexMessage>, StoreError> {
-    let mut statement = conn.prepare_cached(
-        "SELECT seq, role, text, ts, flow, step, node_id, node_type, intent, lang FROM messages
-         WHERE conversation_id = ?1 ORDER BY ts, seq",
-    )?;
-    let rows = statement.query_map(params![conversation_id as i64], |row| {
-        Ok(IndexMessage {
-            seq: row.get::<_, i64>(0)? as u64,
-            role: row.get(1)?,
-            text: row.get(2)?,
-            timestamp: row.get(3)?,
-            flow: row.get(4)?,
-            step: row.get(5)?,
-            node_id: row.get(6)?,
-            node_type: row.get(7)?,
-            intent: row.get(8)?,
-            lang: row.get(9)?,
-        })
-    })?;
-    Ok(rows.collect::<Result<_, _>>()?)
 }
 
 /// Messages by store sequence number, in the order given; missing ones are skipped.
@@ -574,7 +532,7 @@ fn read_changes(conn: &Connection, after: u64, limit: usize) -> Result<ChangeBat
     };
     for (record, seq, placed_at) in records {
         batch.position = batch.position.max(seq);
-        let messages = index_messages(conn, record.id)?;
+        let messages = messages(conn, record.id)?;
         batch.conversations.push(ChangedConversation {
             record: with_labels_and_tags(conn, record)?,
             placed_at,
@@ -622,7 +580,7 @@ pub fn placed_page(
         .into_iter()
         .map(|(record, placed_at)| {
             Ok(ChangedConversation {
-                messages: index_messages(conn, record.id)?,
+                messages: messages(conn, record.id)?,
                 record: with_labels_and_tags(conn, record)?,
                 placed_at,
             })
