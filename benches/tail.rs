@@ -6,11 +6,14 @@
 //! ten with a mix of filters: none, channel, role, words, a prefix, a tag),
 //! each read by its own thread, then ingests the generated messages as JSON
 //! arrays of 1,000 from two client threads. The settings alternate (and which
-//! goes first, too); figures
-//! are medians of `--runs`. Latency: for the unfiltered tail, from the answer
-//! to each batch to the arrival of the batch's last message, both while
-//! ingest runs flat out (the index itself lags then) and at a steady 200
-//! messages a second (batches of 20, ten a second: the last 1,000 messages).
+//! goes first, too); figures are medians of `--runs`. Each run also reports
+//! the CPU seconds the server (by thread) and the bench's readers used until
+//! the flat-out ingest ended: steadier than throughput between runs. Then it
+//! waits for the unfiltered tail to have all of it (tails yield to a burst)
+//! and reports how long that took. Latency: for the unfiltered tail, from the
+//! answer to each batch to the arrival of the batch's last message, both
+//! while ingest runs flat out and at a steady 200 messages a second (batches
+//! of 20, ten a second: the last 1,000 messages).
 //!
 //! ```sh
 //! cargo bench --bench tail                      # 200k messages, 5 runs

@@ -116,9 +116,10 @@ impl Recent {
     }
 
     /// The indexer's hand-over of a page it wrote: its messages some tail
-    /// has yet to read and that aren't kept yet (a conversation that changed
-    /// again, when tagged say, comes with messages handed over before), the
-    /// oldest first while there is room.
+    /// has yet to read, the oldest first while there is room. One kept as it
+    /// is stays (a conversation tagged since comes with messages handed over
+    /// before); one that changed (its conversation merged into another) is
+    /// replaced.
     pub fn hand_over(&self, changed: &[ChangedConversation]) {
         let Some(floor) = self.floor() else {
             return;
@@ -128,7 +129,12 @@ impl Recent {
             let mut wanted: Vec<(&ChangedConversation, &MessageRecord)> = changed
                 .iter()
                 .flat_map(|changed| changed.messages.iter().map(move |m| (changed, m)))
-                .filter(|(_, message)| message.seq > floor && !kept.contains_key(&message.seq))
+                .filter(|(changed, message)| {
+                    message.seq > floor
+                        && !kept.get(&message.seq).is_some_and(|tailed| {
+                            tailed.message == **message && tailed.channel == changed.record.channel
+                        })
+                })
                 .collect();
             wanted.sort_unstable_by_key(|(_, message)| message.seq);
             wanted.truncate(KEPT.saturating_sub(kept.len()));
@@ -158,20 +164,18 @@ impl Recent {
         (found, missing)
     }
 
-    /// Keeps `messages` (a message already kept stays as it is), then drops
-    /// what every tail has read and, beyond the bound, the newest. The lock
-    /// is only held for that: the indexer, which hands messages over, never
-    /// waits for a tail's read.
+    /// Keeps `messages` (as read now: they replace what was kept), then
+    /// drops what every tail has read and, beyond the bound, the newest. The
+    /// lock is only held for that: the indexer, which hands messages over,
+    /// never waits for a tail's read.
     pub fn keep(&self, messages: Vec<Tailed>) -> Vec<Arc<Tailed>> {
         let floor = self.floor();
         let mut kept = self.lock();
         let mut out = Vec::with_capacity(messages.len());
         for tailed in messages {
-            out.push(
-                kept.entry(tailed.message.seq)
-                    .or_insert_with(|| Arc::new(tailed))
-                    .clone(),
-            );
+            let tailed = Arc::new(tailed);
+            kept.insert(tailed.message.seq, tailed.clone());
+            out.push(tailed);
         }
         if let Some(floor) = floor {
             *kept = kept.split_off(&(floor + 1));
@@ -250,13 +254,17 @@ mod tests {
         let fast = recent.follow(15);
         recent.hand_over(&page("web", 5..=20));
         assert_eq!(kept(&recent), (11..=20).collect::<Vec<_>>());
-        // A conversation handed over again keeps the copy tails already share.
+        // A conversation handed over again keeps the copy tails already
+        // share, unless its messages changed.
         let before = recent.get(&[12]).0[0].clone();
-        recent.hand_over(&page("telegram", 5..=20));
+        recent.hand_over(&page("web", 5..=20));
         let (found, missing) = recent.get(&[12, 21]);
         assert!(Arc::ptr_eq(&found[0], &before));
-        assert_eq!(found[0].channel, "web");
         assert_eq!(missing, vec![21]);
+        let mut merged = page("web", 12..=12);
+        merged[0].messages[0].conversation_id = 7;
+        recent.hand_over(&merged);
+        assert_eq!(recent.get(&[12]).0[0].message.conversation_id, 7);
         // Once every tail has read past a message, it goes.
         slow.read_to(18);
         fast.read_to(19);
