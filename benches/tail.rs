@@ -104,6 +104,14 @@ fn main() -> anyhow::Result<()> {
     let mut delivered: Vec<u64> = Vec::new();
     let mut cpu: [Vec<Cpu>; 2] = [Vec::new(), Vec::new()];
     let mut caught_up: Vec<f64> = Vec::new();
+    let server = args
+        .server
+        .as_deref()
+        .unwrap_or(Path::new(env!("CARGO_BIN_EXE_convlog")));
+    // The first run of a session was the slowest whatever it ran (the page
+    // cache, the disk): one with no tails warms up and isn't counted.
+    let warm_up = run_once(server, args.dir.as_deref(), &batches, &paced, &[])?;
+    eprintln!("[tail] warm-up, not counted: {:.0} msg/s", warm_up.rate);
     for run in 0..args.runs {
         // Alternate which setting goes first: a run pays for the previous one's cleanup.
         let mut order = [(0, 0usize), (1, TAILS.len())];
@@ -115,10 +123,6 @@ fn main() -> anyhow::Result<()> {
                 Some(only) => vec![only.as_str(); tails],
                 None => TAILS.iter().take(tails).copied().collect(),
             };
-            let server = args
-                .server
-                .as_deref()
-                .unwrap_or(Path::new(env!("CARGO_BIN_EXE_convlog")));
             let measured = run_once(server, args.dir.as_deref(), &batches, &paced, &filters)?;
             eprintln!(
                 "[tail] run {}: {tails} tails: {:.0} msg/s, {} events delivered; {}",

@@ -31,6 +31,12 @@ pub struct LiveIndex {
     recent: Arc<Recent>,
 }
 
+/// Changes waiting for the index beyond which ingest counts as outrunning
+/// it. At a steady pace the index takes in every refresh interval what came
+/// meanwhile: a few dozen changes (conversations written) at 200 messages a
+/// second. A flat-out import leaves tens of thousands waiting.
+const OUTRUN: u64 = 1_000;
+
 fn generation_name(n: u64) -> String {
     format!("index-{n:04}")
 }
@@ -189,6 +195,13 @@ impl LiveIndex {
     /// The newest messages, for live tails.
     pub fn recent(&self) -> &Arc<Recent> {
         &self.recent
+    }
+
+    /// Whether ingest outruns the index (a burst): more than [`OUTRUN`]
+    /// changes wait for it.
+    pub fn outrun(&self) -> bool {
+        let position = self.state().position();
+        self.store.head().saturating_sub(position) > OUTRUN
     }
 
     /// How far the served index is, and whether it is healthy.

@@ -758,10 +758,9 @@ impl SearchService {
         Ok(TailPage { messages, last })
     }
 
-    /// Store changes the index has yet to take in.
-    pub fn index_backlog(&self) -> u64 {
-        let position = self.index.state().position();
-        self.store.head().saturating_sub(position)
+    /// Whether ingest outruns the index (a burst).
+    pub fn index_outrun(&self) -> bool {
+        self.index.outrun()
     }
 
     /// What the live tails share (see [`Recent`](crate::index::Recent)).

@@ -11,10 +11,12 @@
 //! [`TailEvent::Dropped`] sent as soon as there is room, and the follower
 //! moves on to what is new.
 //!
-//! Tails are observers: their searches, store reads and rendering run on
-//! their own threads at a lower scheduling priority than ingest and indexing
-//! (nice +10 on Linux), so under a burst they use the cores ingest leaves idle
-//! and fall behind rather than slow it; they catch up when it calms.
+//! Tails are observers. While ingest outruns the index (a burst), a follower
+//! reads at most a page every [`PACE`] and catches up once the index has:
+//! the cores go to ingest and indexing. Their searches, reads and rendering
+//! run on their own threads at a lower scheduling priority (nice +10 on
+//! Linux). The messages they send come from [`Recent`](crate::index::Recent),
+//! which the indexer fills, and the store only for what isn't there.
 
 use super::{QueryError, SearchRequest, SearchService, TailPage};
 pub use crate::index::Tailed;
@@ -30,10 +32,6 @@ pub const POLL: Duration = Duration::from_millis(200);
 const PAGE: usize = 1000;
 /// How long a full buffer may stay full before its client counts as slow.
 pub const SLOW: Duration = Duration::from_secs(1);
-/// Index backlog (store changes not indexed yet) beyond which ingest counts
-/// as bursting: at a steady pace the index is at most a refresh behind, a
-/// few dozen changes.
-const BURST: u64 = 1_000;
 /// How often a tail reads a page while ingest bursts.
 const PACE: Duration = Duration::from_secs(1);
 
@@ -133,7 +131,7 @@ pub async fn follow(
             }
             // Tails yield to ingest: while a burst keeps the index behind,
             // a tail reads at most a page every PACE, and catches up after.
-            while search.index_backlog() > BURST {
+            while search.index_outrun() {
                 let wait = PACE.saturating_sub(last_read.elapsed());
                 if wait.is_zero() {
                     break;
