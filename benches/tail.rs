@@ -319,15 +319,22 @@ fn run_once(
     };
     // Let the tails catch up (the unfiltered one has every batch's last
     // message; tails yield to a burst), then send at a steady pace.
+    // A tail that dropped events never has all: waiting ends too once no
+    // event has come for two seconds.
     let ended = Instant::now();
     let mut caught_up = None;
     if filters.first() == Some(&"") {
-        while ended.elapsed() < Duration::from_secs(120) {
+        let mut last = (events.load(Ordering::Relaxed), Instant::now());
+        while last.1.elapsed() < Duration::from_secs(2) {
             if arrivals.lock().unwrap().len() >= batches.len() {
                 caught_up = Some(ended.elapsed().as_secs_f64());
                 break;
             }
             std::thread::sleep(Duration::from_millis(50));
+            let now = events.load(Ordering::Relaxed);
+            if now != last.0 {
+                last = (now, Instant::now());
+            }
         }
     }
     std::thread::sleep(Duration::from_secs(1));

@@ -27,7 +27,7 @@ pub struct LiveIndex {
     current: RwLock<(SearchIndex, Arc<Indexer>)>,
     /// Held while a reindex runs: one at a time.
     rebuilding: Mutex<()>,
-    /// The newest messages, handed over by the indexer while tails are open.
+    /// What open live tails share; its indexers hand new messages over.
     recent: Arc<Recent>,
 }
 
@@ -192,7 +192,7 @@ impl LiveIndex {
         self.current.read().expect("index lock").0.clone()
     }
 
-    /// The newest messages, for live tails.
+    /// What open live tails share.
     pub fn recent(&self) -> &Arc<Recent> {
         &self.recent
     }
