@@ -223,7 +223,7 @@ impl Clock {
 }
 
 /// The keyed hash of an end user's id: the only form in which a user is stored.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct UserKey(pub String);
 
 /// The public id of a conversation (`c_…`), a thin wrapper around the store's row id.

@@ -894,48 +894,6 @@ fn records<R, T>(
     Ok(records)
 }
 
-fn empty_conversation(bot_id: &str) -> ConversationRecord {
-    ConversationRecord {
-        id: 0,
-        bot_id: bot_id.to_string(),
-        user_key: UserKey(String::new()),
-        channel: String::new(),
-        session_id: None,
-        started_at: 0,
-        last_message_at: 0,
-        message_count: 0,
-        flows: Vec::new(),
-        dropoff: None,
-        flagged_at: None,
-        flag_note: None,
-        debug: false,
-        labels: Vec::new(),
-        tags: Vec::new(),
-    }
-}
-
-fn empty_message() -> MessageRecord {
-    MessageRecord {
-        seq: 0,
-        id: String::new(),
-        conversation_id: 0,
-        role: String::new(),
-        text: String::new(),
-        timestamp: 0,
-        flow: None,
-        step: None,
-        node_id: None,
-        node_type: None,
-        node_name: None,
-        intent: None,
-        confidence: None,
-        unidentified: false,
-        flow_completed: false,
-        metadata: None,
-        lang: None,
-    }
-}
-
 /// Conversations rows of a file, for `bot_id`.
 pub fn decode_conversations(
     bytes: bytes::Bytes,
@@ -945,8 +903,9 @@ pub fn decode_conversations(
     let mut out = Vec::new();
     for batch in batches(bytes, &columns)? {
         let rows: Vec<usize> = (0..batch.num_rows()).collect();
-        out.extend(records(&columns, &batch, &rows, || {
-            empty_conversation(bot_id)
+        out.extend(records(&columns, &batch, &rows, || ConversationRecord {
+            bot_id: bot_id.to_string(),
+            ..ConversationRecord::default()
         })?);
     }
     Ok(out)
@@ -967,13 +926,13 @@ pub fn decode_messages(
     let mut out = Vec::new();
     for batch in batches(bytes, &columns)? {
         let all: Vec<usize> = (0..batch.num_rows()).collect();
-        let rows: Vec<usize> = records(key, &batch, &all, empty_message)?
+        let rows: Vec<usize> = records(key, &batch, &all, MessageRecord::default)?
             .iter()
             .zip(all)
             .filter(|(message, _)| wanted(message.conversation_id))
             .map(|(_, row)| row)
             .collect();
-        out.extend(records(&columns, &batch, &rows, empty_message)?);
+        out.extend(records(&columns, &batch, &rows, MessageRecord::default)?);
     }
     Ok(out)
 }

@@ -200,19 +200,8 @@ mod tests {
         let record = ConversationRecord {
             id: 1,
             bot_id: "shop".into(),
-            user_key: convlog_core::UserKey("u".into()),
             channel: channel.into(),
-            session_id: None,
-            started_at: 0,
-            last_message_at: 0,
-            message_count: 0,
-            flows: Vec::new(),
-            dropoff: None,
-            flagged_at: None,
-            flag_note: None,
-            debug: false,
-            labels: Vec::new(),
-            tags: Vec::new(),
+            ..ConversationRecord::default()
         };
         let messages = seqs
             .into_iter()

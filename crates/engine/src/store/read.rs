@@ -21,7 +21,7 @@ pub(super) fn stable_plans(conn: &Connection) -> Result<(), StoreError> {
 }
 
 /// A conversation with its summary, labels and tags.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct ConversationRecord {
     pub id: u64,
     pub bot_id: String,
