@@ -139,6 +139,11 @@ pub fn agent(timeout: Duration) -> ureq::Agent {
     ureq::Agent::config_builder()
         .http_status_as_error(false)
         .timeout_global(Some(timeout))
+        // A pooled connection is let go before the server's
+        // `server.idle_timeout` (5 s) closes it: a POST sent on a connection
+        // the server has closed gets no answer, and ureq retries only
+        // idempotent requests (the access matrix failed so, under load).
+        .max_idle_age(Duration::from_secs(2))
         .build()
         .into()
 }
