@@ -14,6 +14,7 @@ use axum::http::StatusCode;
 use convlog_core::parse_time;
 use convlog_engine::audit::AuditFilter;
 use convlog_engine::auth::{KeyRecord, KeyRequest, OPEN_MODE_WARNING};
+use convlog_engine::ingest::json;
 use convlog_engine::jobs::JobRecord;
 use convlog_engine::store::StoreError;
 use serde_json::{Value, json};
@@ -92,12 +93,7 @@ pub async fn restore(
     State(app): State<App>,
     body: Bytes,
 ) -> Result<(StatusCode, Json<Value>), AppError> {
-    let body: RestoreBody = serde_json::from_slice(&body).map_err(|err| {
-        invalid(
-            "body",
-            format!("expected {{\"bot_id\", \"from\", \"to\"}}: {err}"),
-        )
-    })?;
+    let body: RestoreBody = json::from_slice(&body)?;
     if !convlog_core::is_identifier(&body.bot_id) {
         return Err(invalid("bot_id", "must match [A-Za-z0-9._-]{1,64}"));
     }
@@ -227,8 +223,7 @@ pub async fn create_key(
     State(app): State<App>,
     body: Bytes,
 ) -> Result<(StatusCode, Json<Value>), AppError> {
-    let body: NewKeyBody =
-        serde_json::from_slice(&body).map_err(|err| invalid("body", err.to_string()))?;
+    let body: NewKeyBody = json::from_slice(&body)?;
     let not_bots = || invalid("bots", "a non-empty list of bot ids, or \"*\"");
     let bots = match &body.bots {
         Value::String(text) if text == "*" => text.clone(),

@@ -4,6 +4,7 @@ use axum::Json;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use convlog_engine::archive::ArchiveError;
+use convlog_engine::ingest::json::JsonError;
 use convlog_engine::ingest::validate::{ItemError, ValidationError};
 use convlog_engine::query::QueryError;
 use convlog_engine::review::ReviewError;
@@ -84,6 +85,16 @@ impl From<ReviewError> for AppError {
             ReviewError::Store(err) => AppError::Store(err),
             ReviewError::Query(err) => AppError::Query(err),
             other => AppError::Review(other),
+        }
+    }
+}
+
+/// A JSON body that doesn't decode: 400 naming the field at fault, or `body`.
+impl From<JsonError> for AppError {
+    fn from(err: JsonError) -> AppError {
+        AppError::InvalidParameter {
+            name: err.field.unwrap_or_else(|| "body".into()),
+            reason: err.reason,
         }
     }
 }

@@ -11,6 +11,7 @@ use axum::extract::{Path, RawQuery, State};
 use axum::http::header;
 use axum::response::IntoResponse;
 use convlog_core::{ConversationId, format_timestamp};
+use convlog_engine::ingest::json;
 use convlog_engine::query::Target;
 use convlog_engine::review::{BulkState, BulkTarget};
 use convlog_engine::store::ConversationRecord;
@@ -34,19 +35,7 @@ fn optional_body<T: DeserializeOwned + Default>(body: &Bytes) -> Result<T, AppEr
     if body.iter().all(u8::is_ascii_whitespace) {
         return Ok(T::default());
     }
-    json_body(body)
-}
-
-/// A JSON body; a bad one is 400 naming the field at fault (or `body`).
-fn json_body<T: DeserializeOwned>(body: &[u8]) -> Result<T, AppError> {
-    let mut deserializer = serde_json::Deserializer::from_slice(body);
-    serde_path_to_error::deserialize(&mut deserializer).map_err(|err| {
-        let path = err.path().to_string();
-        AppError::InvalidParameter {
-            name: if path == "." { "body".into() } else { path },
-            reason: err.into_inner().to_string(),
-        }
-    })
+    Ok(json::from_slice(body)?)
 }
 
 /// `PUT …/labels/{label}`.
@@ -258,7 +247,7 @@ pub async fn bulk(
     body: Bytes,
 ) -> Result<Json<Value>, AppError> {
     let bot = bot_id(&bot)?;
-    let body: BulkBody = json_body(&body)?;
+    let body: BulkBody = json::from_slice(&body)?;
     let target = match body.conversation_ids {
         None => BulkTarget::Matching(request(query, Target::Aggregates, app.clock.now())?),
         Some(ids) => BulkTarget::Ids(listed_ids(query, &ids)?),

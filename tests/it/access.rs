@@ -851,6 +851,8 @@ fn revoked_keys_stop_working_at_once_through_cli_and_admin_endpoint() {
         json!({"role": "viewer", "bots": ["a", ""]}),
         json!({"role": "viewer", "bots": [1]}),
         json!({"role": "viewer", "bots": "*", "extra": 1}),
+        // serde alone would take the struct from an array of its fields.
+        json!(["mine", "admin", "*"]),
     ] {
         let reply = api.post("/v1/admin/keys", Some(&admin), &body);
         assert_eq!(reply.status, 400, "{body}: {}", reply.body);

@@ -410,6 +410,17 @@ fn otlp_json_partial_success_and_bodies_that_dont_decode() {
         (&b"{\"resourceSpans\": 7}"[..], "application/json", &[][..]),
         (&b"not json"[..], "application/json", &[][..]),
         (&b"[]"[..], "application/json", &[][..]),
+        // serde alone takes a message from an array of its fields.
+        (
+            &b"{\"resourceSpans\": [[]]}"[..],
+            "application/json",
+            &[][..],
+        ),
+        (
+            &b"{\"resourceSpans\": [{\"scopeSpans\": [{\"spans\": [[\"x\"]]}]}]}"[..],
+            "application/json",
+            &[][..],
+        ),
         (
             &b"plain bytes"[..],
             "application/json",

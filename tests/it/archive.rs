@@ -656,6 +656,10 @@ fn restore_input_errors_name_the_field_and_change_nothing() {
         (r#"{"bot_id":"b","from":"2026-01-01T00:00:00Z"}"#, "body"),
         (
             r#"{"bot_id":"b","from":"2026-01-01T00:00:00Z","to":"2026-01-02T00:00:00Z","x":1}"#,
+            "unknown field `x`",
+        ),
+        (
+            r#"["b","2026-01-01T00:00:00Z","2026-01-02T00:00:00Z"]"#,
             "body",
         ),
     ] {

@@ -1731,6 +1731,7 @@ fn review_bad_input_is_rejected_and_changes_nothing() {
         "not json",
         r#"{"note": "x", "extra": 1}"#,
         "[1]",
+        r#"["rude"]"#,
         r#""note""#,
         r#"{"note": "#,
         &format!(r#"{{"note": "{}"}}"#, "n".repeat(5000)),
@@ -1768,6 +1769,7 @@ fn review_bad_input_is_rejected_and_changes_nothing() {
         r#"{"add_labels": "vip"}"#.to_string(),
         r#"{"flag": "yes"}"#.to_string(),
         r#"{"labels": ["vip"]}"#.to_string(),
+        r#"[["vip"]]"#.to_string(),
         "{".to_string(),
         String::new(),
     ] {

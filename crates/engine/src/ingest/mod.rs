@@ -5,6 +5,7 @@
 //! The store runs the actual transaction ([`crate::store::WriteCtx::ingest`]);
 //! this module holds the pure parts it relies on.
 
+pub mod json;
 pub mod otlp;
 pub mod pseudonym;
 pub mod rasa;

@@ -47,11 +47,8 @@ pub fn parse(body: &[u8], encoding: Encoding) -> Result<ExportTraceServiceReques
         Encoding::Protobuf => {
             <ExportTraceServiceRequest as prost::Message>::decode(body).map_err(|e| e.to_string())
         }
-        // serde would also take a struct from an array of its fields; OTLP JSON is an object.
-        Encoding::Json if !body.trim_ascii_start().starts_with(b"{") => {
-            Err("OTLP JSON is an object ({\"resourceSpans\": [...]})".into())
-        }
-        Encoding::Json => serde_json::from_slice(body).map_err(|e| e.to_string()),
+        // Protobuf's JSON mapping writes every message as an object.
+        Encoding::Json => super::json::from_slice(body).map_err(|e| e.to_string()),
     }
 }
 
