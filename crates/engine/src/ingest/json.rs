@@ -6,6 +6,10 @@
 //! belongs would decode to an empty message. Protobuf's JSON mapping (OTLP's)
 //! writes every message as an object, so under this wrapper anything else where
 //! a struct belongs is an error, at any depth. Everything else passes through.
+//! One blind spot: serde buffers what goes into an `untagged` enum or a
+//! `flatten`ed field and decodes it out of this wrapper's sight. The API's
+//! bodies use neither; OTLP's `AnyValue` flattens its oneof, so an attribute's
+//! `arrayValue` or `kvlistValue` written as `[[…]]` still decodes as the list.
 
 use serde::de::{
     self, DeserializeSeed, Deserializer, EnumAccess, MapAccess, SeqAccess, VariantAccess, Visitor,
