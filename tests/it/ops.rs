@@ -50,6 +50,21 @@ fn healthz_answers_200_and_readyz_turns_200_once_the_index_caught_up_after_a_cra
     assert_eq!(server.get("/healthz").status, 200);
 }
 
+/// The server turns transparent huge pages off for itself: zeroing a 2 MiB
+/// page at each first touch after the allocator purged it cost more CPU than
+/// indexing (docs/benchmarks.md, "Twelfth session").
+#[test]
+fn the_server_runs_without_transparent_huge_pages() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), &[]);
+    let status = std::fs::read_to_string(format!("/proc/{}/status", server.pid())).unwrap();
+    let Some(thp) = status.lines().find_map(|line| line.strip_prefix("THP_enabled:")) else {
+        eprintln!("skipping: this kernel's /proc/PID/status has no THP_enabled (Linux < 5.0)");
+        return;
+    };
+    assert_eq!(thp.trim(), "0", "{status}");
+}
+
 #[test]
 fn metrics_export_every_documented_family() {
     let dir = tempfile::tempdir().unwrap();
