@@ -58,7 +58,10 @@ fn the_server_runs_without_transparent_huge_pages() {
     let dir = tempfile::tempdir().unwrap();
     let server = Server::start(dir.path(), &[]);
     let status = std::fs::read_to_string(format!("/proc/{}/status", server.pid())).unwrap();
-    let Some(thp) = status.lines().find_map(|line| line.strip_prefix("THP_enabled:")) else {
+    let Some(thp) = status
+        .lines()
+        .find_map(|line| line.strip_prefix("THP_enabled:"))
+    else {
         eprintln!("skipping: this kernel's /proc/PID/status has no THP_enabled (Linux < 5.0)");
         return;
     };
