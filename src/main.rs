@@ -24,13 +24,15 @@ fn main() -> std::process::ExitCode {
 /// `exec`). mimalloc asks for them on its arenas, and every index commit
 /// allocates fresh segment writers: each first touch of a purged 2 MiB region
 /// made the kernel zero all of it. That was a third of all CPU in the
-/// integration tests, and without it ingest takes 17% less server CPU per
-/// message, peaks 40 MiB lower and queries as fast (docs/benchmarks.md,
-/// "Twelfth session").
+/// integration tests; without it ingest takes 16–17% less server CPU per
+/// message and the server ~40 MiB less memory, queries within their runs'
+/// spread (docs/benchmarks.md, "Twelfth session").
 fn no_transparent_huge_pages() {
     #[cfg(target_os = "linux")]
-    // SAFETY: PR_SET_THP_DISABLE takes plain integers and touches no memory of ours.
+    // SAFETY: PR_SET_THP_DISABLE takes plain integers and touches no memory of
+    // ours; the kernel reads each as an unsigned long (and wants the last three 0).
     unsafe {
-        libc::prctl(libc::PR_SET_THP_DISABLE, 1, 0, 0, 0);
+        let (on, zero): (libc::c_ulong, libc::c_ulong) = (1, 0);
+        libc::prctl(libc::PR_SET_THP_DISABLE, on, zero, zero, zero);
     }
 }
