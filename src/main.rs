@@ -24,9 +24,9 @@ fn main() -> std::process::ExitCode {
 /// `exec`). mimalloc asks for them on its arenas, and every index commit
 /// allocates fresh segment writers: each first touch of a purged 2 MiB region
 /// made the kernel zero all of it. That was a third of all CPU in the
-/// integration tests; without it ingest takes 16–17% less server CPU per
-/// message and the server ~40 MiB less memory, queries within their runs'
-/// spread (docs/benchmarks.md, "Twelfth session").
+/// integration tests; without it ingest runs 7–17% faster and the server
+/// holds 30–50 MiB less, for text-query p99s up to ~1 ms slower at 1M
+/// messages (docs/benchmarks.md, "Transparent huge pages off").
 fn no_transparent_huge_pages() {
     #[cfg(target_os = "linux")]
     // SAFETY: PR_SET_THP_DISABLE takes plain integers and touches no memory of

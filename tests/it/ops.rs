@@ -52,7 +52,7 @@ fn healthz_answers_200_and_readyz_turns_200_once_the_index_caught_up_after_a_cra
 
 /// The server turns transparent huge pages off for itself: zeroing a 2 MiB
 /// page at each first touch after the allocator purged it cost more CPU than
-/// indexing (docs/benchmarks.md, "Twelfth session").
+/// indexing (docs/benchmarks.md, "Transparent huge pages off").
 #[test]
 fn the_server_runs_without_transparent_huge_pages() {
     let dir = tempfile::tempdir().unwrap();
