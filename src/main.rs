@@ -23,10 +23,10 @@ fn main() -> std::process::ExitCode {
 /// Turns transparent huge pages off for this process (Linux; kept across
 /// `exec`). mimalloc asks for them on its arenas, and every index commit
 /// allocates fresh segment writers: each first touch of a 2 MiB region not
-/// yet backed by memory made the kernel zero all of it. That was a third of all CPU in the
-/// integration tests; without it ingest runs 7–17% faster and the server
-/// holds 30–50 MiB less, for text-query p99s up to ~1 ms slower at 1M
-/// messages (docs/benchmarks.md, "Transparent huge pages off").
+/// yet backed by memory made the kernel zero all of it. That was a third of
+/// all CPU in the integration tests; without it ingest runs 7–17% faster and
+/// the server holds 30–50 MiB less, for text-query p99s up to ~1 ms slower
+/// at 1M messages (docs/benchmarks.md, "Transparent huge pages off").
 fn no_transparent_huge_pages() {
     #[cfg(target_os = "linux")]
     // SAFETY: PR_SET_THP_DISABLE takes plain integers and touches no memory of
