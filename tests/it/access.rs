@@ -841,7 +841,8 @@ fn revoked_keys_stop_working_at_once_through_cli_and_admin_endpoint() {
         assert!(stdout.contains(&key_id(key)), "keys list: {stdout}");
         assert!(!stdout.contains(&key_secret(key)), "secret in keys list");
     }
-    // Bad arguments are refused by both.
+    // Bad arguments are refused by both, and create nothing.
+    let keys_before = api.get_ok("/v1/admin/keys", Some(&admin));
     for body in [
         json!({"role": "root", "bots": "*"}),
         json!({"role": "viewer", "bots": []}),
@@ -857,6 +858,7 @@ fn revoked_keys_stop_working_at_once_through_cli_and_admin_endpoint() {
         let reply = api.post("/v1/admin/keys", Some(&admin), &body);
         assert_eq!(reply.status, 400, "{body}: {}", reply.body);
     }
+    assert_eq!(api.get_ok("/v1/admin/keys", Some(&admin)), keys_before);
     let (status, _, _) = run_cli(
         &[
             "keys",
